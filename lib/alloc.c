@@ -1,0 +1,178 @@
+// Layer: api. The smp_ entry points and the slow paths behind alloc.h's fast paths.
+// Error contract: a request that cannot be met returns NULL with errno ENOMEM (EINVAL for a
+// bad alignment); a pointer that is not a live block of ours is reported and aborts.
+#include <errno.h>
+#include <string.h>
+
+#include "../include/smpalloc.h"
+#include "alloc.h"
+#include "debug.h"
+#include "init.h"
+#include "large.h"
+#include "pageheap.h"
+#include "central.h"
+#include "report.h"
+
+SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
+  smp_init_ensure();
+  void *p = smp_frontend_alloc_slow(cls);
+  if (SMP_UNLIKELY(p == NULL)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  smp_block_unmark(p);
+  return p;
+}
+
+SMP_NOINLINE void *smp_alloc_large_slow(size_t size) {
+  smp_init_ensure();
+  void *p = smp_large_alloc(size, SMP_MIN_ALIGN, false);
+  if (p == NULL) errno = ENOMEM;
+  return p;
+}
+
+// The small block at p, validated: its class, or a report and abort.
+static unsigned small_class_checked(const void *p, const char *function) {
+  unsigned cls = smp_pagemap_class(p);
+  smp_span_t *s = smp_pagemap_span_checked(p);
+  if (s == NULL || s->state != SMP_SPAN_SMALL || !smp_span_is_block(s, p))
+    smp_debug_fatal(function, "invalid pointer", p);
+  if (smp_block_is_marked(p)) smp_debug_fatal(function, "double free", p);
+  return cls;
+}
+
+SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
+  if (p == NULL) return;
+  smp_init_ensure();
+  if (smp_pagemap_owns(p) && smp_pagemap_class(p) != 0) {
+    unsigned cls = small_class_checked(p, function); // misaligned, interior or double free
+    smp_block_mark(p);
+    smp_frontend_free_slow(p, cls);
+    return;
+  }
+  smp_large_free(p, function);
+}
+
+void *smp_alloc_calloc(size_t count, size_t size) {
+  size_t n;
+  if (SMP_UNLIKELY(__builtin_mul_overflow(count, size, &n))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (SMP_LIKELY(n <= SMP_SMALL_MAX)) {
+    void *p = smp_alloc_fast(n);
+    if (SMP_LIKELY(p != NULL)) memset(p, 0, n);
+    return p;
+  }
+  smp_init_ensure();
+  void *p = smp_large_alloc(n, SMP_MIN_ALIGN, true);
+  if (p == NULL) errno = ENOMEM;
+  return p;
+}
+
+void *smp_alloc_aligned(size_t align, size_t size) {
+  if (align <= SMP_MIN_ALIGN) return smp_alloc_fast(size);
+  smp_init_ensure();
+  if (size <= SMP_SMALL_MAX && align <= SMP_PAGE_SIZE) {
+    // A class whose size is a multiple of align: its blocks sit at multiples of the size from a
+    // page-aligned span start, so every block is aligned.
+    unsigned cls = smp_sizeclass_of(size < align ? align : size);
+    while (cls < SMP_CLASS_COUNT && smp_class_info[cls].size % align) cls++;
+    if (cls < SMP_CLASS_COUNT) {
+      void *p = smp_frontend_alloc_fast(cls);
+      if (p == NULL) return smp_alloc_small_slow(cls);
+      smp_block_unmark(p);
+      return p;
+    }
+  }
+  void *p = smp_large_alloc(size, align, false);
+  if (p == NULL) errno = ENOMEM;
+  return p;
+}
+
+size_t smp_alloc_usable(const void *p, const char *function) {
+  if (p == NULL) return 0;
+  if (smp_pagemap_owns(p) && smp_pagemap_class(p) != 0)
+    return smp_class_info[small_class_checked(p, function)].size;
+  return smp_large_usable(p, function);
+}
+
+// Move p to a new block of size bytes, copying keep bytes; p survives a failure.
+static void *realloc_move(void *p, size_t size, size_t keep) {
+  void *q = smp_alloc_fast(size);
+  if (q == NULL) return NULL;
+  memcpy(q, p, keep < size ? keep : size);
+  smp_free_fast(p);
+  return q;
+}
+
+void *smp_alloc_realloc(void *p, size_t size, const char *function) {
+  if (p == NULL) return smp_alloc_fast(size);
+  if (size == 0) { // glibc's behaviour: free and return NULL
+    smp_free_fast(p);
+    return NULL;
+  }
+  size_t usable = smp_alloc_usable(p, function); // validates p
+  bool small = smp_pagemap_owns(p) && smp_pagemap_class(p) != 0;
+  if (small) {
+    // Keep the block if it fits and is not more than twice what is needed.
+    if (size <= usable && size >= usable / 2) return p;
+    return realloc_move(p, size, usable);
+  }
+  // Large or huge: shrinking into the small classes moves (and frees whole pages).
+  if (size <= SMP_SMALL_MAX && size < usable / 2) return realloc_move(p, size, usable);
+  if (smp_large_resize(p, size)) return p;
+  void *q = smp_large_remap(p, size); // huge: let the kernel move the pages, no copy
+  if (q != NULL) return q;
+  q = realloc_move(p, size, usable);
+  if (q == NULL) errno = ENOMEM;
+  return q;
+}
+
+void smp_alloc_free_sized(void *p, size_t size, const char *function) {
+  if (p == NULL) return;
+  if (smp_pagemap_owns(p)) {
+    unsigned cls = smp_pagemap_class(p);
+    bool fits = cls ? (size <= SMP_SMALL_MAX && size <= smp_class_info[cls].size)
+                    : size <= smp_alloc_usable(p, function);
+    if (SMP_UNLIKELY(!fits)) smp_debug_fatal(function, "size does not match block", p);
+  }
+  smp_free_fast(p);
+}
+
+int smp_alloc_trim(void) {
+  smp_init_ensure();
+  smp_frontend_flush_self();
+  size_t released = smp_central_trim();
+  released += smp_pageheap_trim();
+  return released > 0;
+}
+
+void *smp_alloc_malloc(size_t size) { return smp_alloc_fast(size); }
+void smp_alloc_free(void *p) { smp_free_fast(p); }
+
+// ---- public API ----
+
+SMP_EXPORT void *smp_malloc(size_t size) { return smp_alloc_fast(size); }
+SMP_EXPORT void smp_free(void *ptr) { smp_free_fast(ptr); }
+SMP_EXPORT void smp_free_sized(void *ptr, size_t size) {
+  smp_alloc_free_sized(ptr, size, "smp_free_sized");
+}
+SMP_EXPORT void *smp_calloc(size_t count, size_t size) { return smp_alloc_calloc(count, size); }
+SMP_EXPORT void *smp_realloc(void *ptr, size_t size) {
+  return smp_alloc_realloc(ptr, size, "realloc");
+}
+SMP_EXPORT void *smp_aligned_alloc(size_t alignment, size_t size) {
+  if (!smp_is_pow2(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return smp_alloc_aligned(alignment, size);
+}
+SMP_EXPORT size_t smp_usable_size(const void *ptr) { return smp_alloc_usable(ptr, "malloc_usable_size"); }
+SMP_EXPORT int smp_trim(void) { return smp_alloc_trim(); }
+SMP_EXPORT void smp_stats_print(void) {
+  smp_init_ensure();
+  smp_report_print(2);
+}
+SMP_EXPORT const char *smp_version(void) { return SMP_VERSION_STRING; }

@@ -1,0 +1,71 @@
+// Layer: api. The inline fast paths of malloc and free, shared by the smp_ API (alloc.c), the
+// malloc-family overrides (override.c) and the C++ operators (override_new.cc), so each entry
+// point inlines them instead of jumping through another function.
+// malloc: size -> class (one table load up to 1 KiB), pop from the front end, clear the free
+// mark. free: chunk bit -> page class -> misalignment/free-mark test -> set mark -> push.
+// Everything else (misses, large blocks, errors, start-up) is in the noinline slow functions.
+#ifndef SMP_ALLOC_H
+#define SMP_ALLOC_H
+
+#include <stddef.h>
+
+#include "compiler.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Out-of-line malloc/free with the fast paths inlined, for C++ (which cannot include the C11
+// atomics the inline versions use).
+void *smp_alloc_malloc(size_t size);
+void smp_alloc_free(void *p);
+
+SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls);
+SMP_NOINLINE void *smp_alloc_large_slow(size_t size);
+SMP_NOINLINE void smp_free_slow(void *p, const char *function);
+void *smp_alloc_calloc(size_t count, size_t size);
+void *smp_alloc_realloc(void *p, size_t size, const char *function);
+// align must be a power of two; NULL with errno ENOMEM on failure.
+void *smp_alloc_aligned(size_t align, size_t size);
+size_t smp_alloc_usable(const void *p, const char *function);
+void smp_alloc_free_sized(void *p, size_t size, const char *function);
+int smp_alloc_trim(void);
+
+#ifdef __cplusplus
+}
+#else
+#include "frontend.h"
+#include "pagemap.h"
+#include "sizeclass.h"
+#include "span.h"
+
+SMP_INLINE void *smp_alloc_fast(size_t size) {
+  if (SMP_LIKELY(size <= SMP_SMALL_MAX)) {
+    unsigned cls = smp_sizeclass_of(size);
+    void *p = smp_frontend_alloc_fast(cls);
+    if (SMP_LIKELY(p != NULL)) {
+      smp_block_unmark(p);
+      return p;
+    }
+    return smp_alloc_small_slow(cls);
+  }
+  return smp_alloc_large_slow(size);
+}
+
+SMP_INLINE void smp_free_fast(void *p) {
+  if (SMP_LIKELY(smp_pagemap_owns(p))) {
+    unsigned cls = smp_pagemap_class(p);
+    if (SMP_LIKELY(cls != 0 && ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) == 0 &&
+                   !smp_block_is_marked(p))) {
+      smp_block_mark(p);
+      if (SMP_LIKELY(smp_frontend_free_fast(p, cls))) return;
+      smp_frontend_free_slow(p, cls);
+      return;
+    }
+  }
+  smp_free_slow(p, "free");
+}
+
+#endif // __cplusplus
+
+#endif

@@ -1,0 +1,34 @@
+// Layer: base. Atomics that name their memory order at every use.
+// Thin wrappers over C11 <stdatomic.h>; a call site reads as the protocol it implements
+// ("load acquire", "cas release") so the memory-order argument is reviewed where it matters.
+#ifndef SMP_ATOMIC_H
+#define SMP_ATOMIC_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define smp_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define smp_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define smp_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define smp_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define smp_exchange_acq_rel(p, v) atomic_exchange_explicit((p), (v), memory_order_acq_rel)
+#define smp_fetch_add_relaxed(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
+
+// Compare-and-swap; on failure *expected is refreshed with a relaxed load.
+#define smp_cas_release(p, expected, desired)                                                  \
+  atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_release,     \
+                                        memory_order_relaxed)
+#define smp_cas_acquire(p, expected, desired)                                                  \
+  atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_acquire,     \
+                                        memory_order_relaxed)
+#define smp_cas_acq_rel(p, expected, desired)                                                  \
+  atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_acq_rel,     \
+                                        memory_order_relaxed)
+
+// Owner-written counters that other threads read for statistics: plain moves on every target,
+// but visible to ThreadSanitizer as the benign races they are.
+typedef _Atomic uint64_t smp_counter_t;
+#define smp_counter_add(c, v) smp_store_relaxed((c), smp_load_relaxed(c) + (v))
+
+#endif

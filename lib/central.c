@@ -1,0 +1,163 @@
+// Layer: caches. See central.h for the span states and the lock order; remote.h for the word.
+#include "central.h"
+#include "debug.h"
+#include "pageheap.h"
+#include "remote.h"
+#include "span.h"
+
+typedef struct central_class {
+  smp_lock_t lock;
+  smp_span_t *partial; // lock: listed spans, doubly linked through next/prev
+  size_t spans;        // lock: spans of this class in use
+  size_t listed;       // lock: length of partial
+} SMP_CACHE_ALIGNED central_class_t;
+
+static central_class_t central[SMP_CLASS_COUNT] = {
+    [0 ... SMP_CLASS_COUNT - 1] = {.lock = SMP_LOCK_INIT}};
+
+static void list_locked(central_class_t *cc, smp_span_t *s) {
+  s->prev = NULL;
+  s->next = cc->partial;
+  if (s->next) s->next->prev = s;
+  cc->partial = s;
+  s->listed = 1;
+  cc->listed++;
+}
+
+static void unlist_locked(central_class_t *cc, smp_span_t *s) {
+  if (s->prev) s->prev->next = s->next; else cc->partial = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  s->listed = 0;
+  cc->listed--;
+}
+
+static smp_span_t *new_span_locked(central_class_t *cc, unsigned cls) {
+  bool zeroed;
+  smp_span_t *s = smp_pageheap_alloc(smp_class_info[cls].pages, 1, &zeroed);
+  if (s == NULL) return NULL;
+  smp_span_carve_init(s, cls);
+  smp_pageheap_set_class(s, cls);
+  cc->spans++;
+  list_locked(cc, s);
+  return s;
+}
+
+// Only with out == 0 and ATTN clear: no legitimate push can reach s any more.
+static void release_locked(central_class_t *cc, smp_span_t *s) {
+  if (s->listed) unlist_locked(cc, s);
+  smp_store_relaxed(&s->remote, smp_remote_word(NULL, 0, SMP_REMOTE_DEAD));
+  cc->spans--;
+  smp_pageheap_free(s);
+}
+
+unsigned smp_central_refill(unsigned cls, void **out, unsigned want) {
+  central_class_t *cc = &central[cls];
+  unsigned got = 0;
+  smp_lock_acquire(&cc->lock);
+  while (got < want) {
+    smp_span_t *s = cc->partial;
+    if (s == NULL && (s = new_span_locked(cc, cls)) == NULL) break;
+    unsigned n = smp_span_pop(s, out + got, want - got);
+    if (got + n < want) {
+      void *chain = smp_remote_drain(s);
+      if (chain) {
+        s->free = chain; // local list is empty here: the drained chain becomes it
+        n += smp_span_pop(s, out + got + n, want - got - n);
+      }
+    }
+    got += n;
+    if (smp_remote_hand_out(s, n, smp_span_local_empty(s))) unlist_locked(cc, s);
+  }
+  smp_lock_release(&cc->lock);
+  return got;
+}
+
+// Called by the pusher that set ATTN (see remote.h). Decides on the word it cleared.
+static void attend(smp_span_t *s) {
+  central_class_t *cc = &central[s->sizeclass];
+  smp_lock_acquire(&cc->lock);
+  uint64_t w = smp_remote_take_attn(s);
+  if (smp_remote_out(w) == 0) {
+    // Wholly free. Keep it as the class's one reserve span if nothing else is listed.
+    bool only = s->listed ? cc->listed == 1 : cc->listed == 0;
+    if (!only)
+      release_locked(cc, s);
+    else if (!s->listed)
+      list_locked(cc, s);
+  } else if (!(smp_remote_flags(w) & SMP_REMOTE_DETACHED) && !s->listed) {
+    list_locked(cc, s);
+  }
+  smp_lock_release(&cc->lock);
+}
+
+typedef struct flush_group {
+  smp_span_t *span;
+  void *head, *tail;
+  unsigned n;
+} flush_group_t;
+
+static void group_push(flush_group_t *g) {
+  if (smp_remote_push(g->span, g->head, g->tail, g->n)) attend(g->span);
+  g->span = NULL;
+}
+
+// Validate p as a block being freed and return its span; reports and aborts otherwise.
+static smp_span_t *block_span(void *p) {
+  smp_span_t *s = smp_pagemap_owns(p) ? smp_pagemap_span_checked(p) : NULL;
+  if (SMP_UNLIKELY(s == NULL || s->state != SMP_SPAN_SMALL || !smp_span_is_block(s, p)))
+    smp_debug_fatal("free", "invalid pointer", p);
+  return s;
+}
+
+void smp_central_flush(void *const *blocks, unsigned n) {
+  enum { WAYS = 8 };
+  flush_group_t g[WAYS] = {{0}};
+  for (unsigned i = 0; i < n; i++) {
+    void *p = blocks[i];
+    smp_span_t *s = block_span(p);
+    unsigned w = (unsigned)(((uintptr_t)s >> 6) % WAYS);
+    if (g[w].span != s) {
+      if (g[w].span) group_push(&g[w]);
+      g[w] = (flush_group_t){s, p, p, 0};
+    } else {
+      smp_block_set_link(p, g[w].head);
+      g[w].head = p;
+    }
+    g[w].n++;
+  }
+  for (unsigned w = 0; w < WAYS; w++)
+    if (g[w].span) group_push(&g[w]);
+}
+
+size_t smp_central_trim(void) {
+  size_t released = 0;
+  for (unsigned cls = 1; cls < SMP_CLASS_COUNT; cls++) {
+    central_class_t *cc = &central[cls];
+    smp_lock_acquire(&cc->lock);
+    for (smp_span_t *s = cc->partial, *next; s; s = next) {
+      next = s->next;
+      if (smp_remote_retire(s)) {
+        released += smp_span_bytes(s);
+        release_locked(cc, s);
+      }
+    }
+    smp_lock_release(&cc->lock);
+  }
+  return released;
+}
+
+void smp_central_stats(unsigned cls, smp_central_class_stats_t *out) {
+  central_class_t *cc = &central[cls];
+  smp_lock_acquire(&cc->lock);
+  out->spans = cc->spans;
+  out->listed = cc->listed;
+  smp_lock_release(&cc->lock);
+}
+
+void smp_central_lock_all(void) {
+  for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_acquire(&central[cls].lock);
+}
+void smp_central_unlock_all(void) {
+  for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_release(&central[cls].lock);
+}

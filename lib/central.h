@@ -1,0 +1,33 @@
+// Layer: caches. The central lists: batches of blocks between the front-end caches and spans.
+// Per size class: one lock and the list of spans that may have free blocks (the partial list).
+// The lock holder is the spans' owner (see remote.h): it pops local lists, drains remote lists,
+// lists and unlists spans, and releases empty spans to the page heap. Blocks come back without
+// the lock: a flush groups them by span and pushes each group with one CAS; only a push that
+// needs attention (span was detached, or is now empty) takes the lock afterwards.
+// Span states: LISTED (on the partial list, may have blocks), DETACHED (no free blocks, off the
+// list; the first push re-lists it), EMPTY (out == 0: released, except one reserve span per
+// class kept listed to avoid page-heap churn; trim releases the reserve), DEAD.
+// Lock order: central[cls] -> page heap. No two central locks are ever held together
+// (except by the fork handler, which takes them all in class order).
+#ifndef SMP_CENTRAL_H
+#define SMP_CENTRAL_H
+
+#include <stddef.h>
+
+// Take up to want blocks of class cls (at least 1 unless the OS is out of memory).
+unsigned smp_central_refill(unsigned cls, void **out, unsigned want);
+// Give n blocks back; any mix of spans and classes. Reports invalid or double frees.
+void smp_central_flush(void *const *blocks, unsigned n);
+// Release reserve spans that are wholly free; returns the bytes given to the page heap.
+size_t smp_central_trim(void);
+
+typedef struct smp_central_class_stats {
+  size_t spans;  // spans of this class
+  size_t listed; // of which on the partial list
+} smp_central_class_stats_t;
+void smp_central_stats(unsigned cls, smp_central_class_stats_t *out);
+
+void smp_central_lock_all(void);
+void smp_central_unlock_all(void);
+
+#endif

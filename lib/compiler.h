@@ -1,0 +1,38 @@
+// Layer: base. Compiler attributes with names that say what they are for.
+// Nothing here depends on the target; the only compilers supported are gcc and clang.
+#ifndef SMP_COMPILER_H
+#define SMP_COMPILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SMP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SMP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SMP_NOINLINE __attribute__((noinline))
+#define SMP_INLINE static inline __attribute__((always_inline))
+#define SMP_COLD __attribute__((cold))
+#define SMP_HIDDEN __attribute__((visibility("hidden")))
+#define SMP_EXPORT __attribute__((visibility("default")))
+#define SMP_NORETURN __attribute__((noreturn))
+#define SMP_CACHELINE 64
+#define SMP_CACHE_ALIGNED __attribute__((aligned(SMP_CACHELINE)))
+#define SMP_TLS_IE __attribute__((tls_model("initial-exec")))
+#define SMP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__SANITIZE_THREAD__)
+#define SMP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SMP_TSAN 1
+#endif
+#endif
+#ifndef SMP_TSAN
+#define SMP_TSAN 0
+#endif
+
+// Round x up to a multiple of the power of two a; callers check overflow first.
+SMP_INLINE uintptr_t smp_align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
+SMP_INLINE uintptr_t smp_align_down(uintptr_t x, uintptr_t a) { return x & ~(a - 1); }
+SMP_INLINE int smp_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+#endif

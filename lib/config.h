@@ -1,0 +1,43 @@
+// Layer: base. Build switches and the fixed geometry of the heap.
+// Every switch is always defined to 0 or 1 and tested with #if, so a typo is an error, not a
+// silently disabled feature. Geometry constants are shared by the page heap, the size classes
+// and the front ends; _Static_asserts below pin the relations the code relies on.
+#ifndef SMP_CONFIG_H
+#define SMP_CONFIG_H
+
+#ifndef SMP_STATS
+#define SMP_STATS 1 // per-thread counters merged on read; 0 compiles them out
+#endif
+#ifndef SMP_OVERRIDE
+#define SMP_OVERRIDE 0 // 1 in the build that replaces malloc (set by CMake per target)
+#endif
+
+#define SMP_VERSION_STRING "0.1.0"
+
+// Every block is aligned to at least this much (max_align_t on x86-64 and aarch64).
+#define SMP_MIN_ALIGN 16
+
+// Page-heap pages: the unit of spans. Independent of the OS page (4 KiB here).
+#define SMP_PAGE_SHIFT 13
+#define SMP_PAGE_SIZE ((size_t)1 << SMP_PAGE_SHIFT)
+
+// Chunks: aligned reservations from the OS; a pointer's chunk is found by masking.
+#define SMP_CHUNK_SHIFT 22
+#define SMP_CHUNK_SIZE ((size_t)1 << SMP_CHUNK_SHIFT)
+#define SMP_CHUNK_PAGES (SMP_CHUNK_SIZE >> SMP_PAGE_SHIFT)
+
+// User address space covered by the chunk bitmap (x86-64 and aarch64 with 4-level tables).
+#define SMP_ADDRESS_BITS 47
+
+// Size classes: 16..128 step 16, then 8 classes per doubling up to SMP_SMALL_MAX.
+#define SMP_SMALL_MAX ((size_t)64 * 1024)
+#define SMP_CLASS_COUNT 81 // class 0 means "not a small block"
+
+// Objects up to this size come from the page heap as page runs; above it, dedicated mappings.
+#define SMP_HUGE_THRESHOLD (SMP_CHUNK_SIZE / 2)
+
+_Static_assert(SMP_CHUNK_SHIFT > SMP_PAGE_SHIFT, "chunks hold pages");
+_Static_assert(SMP_CHUNK_PAGES <= 65535, "page indexes fit in 16 bits");
+_Static_assert(SMP_SMALL_MAX < SMP_HUGE_THRESHOLD, "small < large < huge");
+
+#endif

@@ -1,0 +1,57 @@
+// Layer: api. See init.h.
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include "central.h"
+#include "init.h"
+#include "large.h"
+#include "options.h"
+#include "os.h"
+#include "pageheap.h"
+#include "report.h"
+#include "sizeclass.h"
+#include "span.h"
+#include "tcache.h"
+
+_Atomic int smp_init_state;
+
+static void fork_prepare(void) {
+  smp_central_lock_all();
+  smp_lock_acquire(&smp_pageheap_lock);
+  smp_large_lock_all();
+  smp_tcache_lock_all();
+}
+
+static void fork_parent(void) {
+  smp_tcache_unlock_all();
+  smp_large_unlock_all();
+  smp_lock_release(&smp_pageheap_lock);
+  smp_central_unlock_all();
+}
+
+static void fork_child(void) {
+  fork_parent(); // the child's only thread is the one that locked them
+  smp_tcache_adopt_orphans();
+}
+
+void smp_init_slow(void) {
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&smp_init_state, &expected, 1)) {
+    while (smp_load_acquire(&smp_init_state) != 2) sched_yield();
+    return;
+  }
+  smp_options_parse(smp_os_getenv("SMPALLOC_OPTIONS"));
+  smp_span_init_keys(smp_os_random_seed());
+  smp_sizeclass_init(smp_options.cache_size);
+  pthread_key_t key;
+  if (pthread_key_create(&key, smp_tcache_thread_exit) == 0) smp_tcache_set_exit_key((unsigned)key);
+  smp_store_release(&smp_init_state, 2);
+  pthread_atfork(fork_prepare, fork_parent, fork_child); // may malloc: the heap is ready
+}
+
+__attribute__((constructor)) static void init_at_load(void) { smp_init_ensure(); }
+
+__attribute__((destructor)) static void report_at_exit(void) {
+  if (smp_load_acquire(&smp_init_state) == 2 && smp_options.stats) smp_report_print(STDERR_FILENO);
+}

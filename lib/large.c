@@ -1,0 +1,196 @@
+// Layer: api. See large.h. Huge table: open addressing with linear probing; key 0 = empty,
+// key 1 = deleted. It is grown (doubled and rehashed into a fresh mapping) when live plus
+// deleted entries would exceed half of it, so a probe always ends. All of it is guarded by
+// huge_lock; large (page-heap) blocks need no lock here beyond the page heap's.
+#include <string.h>
+
+#include "debug.h"
+#include "large.h"
+#include "os.h"
+#include "pageheap.h"
+
+typedef struct huge_entry {
+  uintptr_t addr; // 0 empty, 1 deleted, else the block (== start of its mapping)
+  size_t size;    // mapped bytes from addr
+  size_t align;   // alignment asked for (mremap may only move blocks needing <= OS page)
+} huge_entry_t;
+
+static smp_lock_t huge_lock = SMP_LOCK_INIT;
+static huge_entry_t *table; // huge_lock
+static size_t table_cap, table_used, huge_count, huge_bytes;
+
+#define USABLE_PAGES (SMP_CHUNK_PAGES - SMP_CHUNK_HEADER_PAGES)
+
+static size_t slot_of(uintptr_t addr, size_t cap) {
+  return (size_t)(((addr >> 12) * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
+}
+
+static huge_entry_t *find_locked(uintptr_t addr) {
+  if (table == NULL) return NULL;
+  for (size_t i = slot_of(addr, table_cap);; i = (i + 1) & (table_cap - 1)) {
+    if (table[i].addr == addr) return &table[i];
+    if (table[i].addr == 0) return NULL;
+  }
+}
+
+static bool grow_locked(void) {
+  size_t cap = table_cap ? table_cap * 2 : 256;
+  if (huge_count * 4 < table_cap) cap = table_cap; // mostly deleted entries: rehash in place size
+  huge_entry_t *t = smp_os_map(cap * sizeof *t);
+  if (t == NULL) return false;
+  for (size_t i = 0; i < table_cap; i++) {
+    if (table[i].addr <= 1) continue;
+    size_t j = slot_of(table[i].addr, cap);
+    while (t[j].addr) j = (j + 1) & (cap - 1);
+    t[j] = table[i];
+  }
+  if (table) smp_os_unmap(table, table_cap * sizeof *t);
+  table = t;
+  table_cap = cap;
+  table_used = huge_count;
+  return true;
+}
+
+static bool insert_locked(uintptr_t addr, size_t size, size_t align) {
+  if ((table_used + 1) * 2 > table_cap && !grow_locked()) return false;
+  size_t i = slot_of(addr, table_cap);
+  while (table[i].addr > 1) i = (i + 1) & (table_cap - 1);
+  if (table[i].addr == 0) table_used++;
+  table[i] = (huge_entry_t){addr, size, align};
+  huge_count++;
+  huge_bytes += size;
+  return true;
+}
+
+static void remove_locked(huge_entry_t *e) {
+  e->addr = 1;
+  huge_count--;
+  huge_bytes -= e->size;
+}
+
+static void *huge_alloc(size_t n, size_t align) {
+  size_t page = smp_os_page_size();
+  if (n > SIZE_MAX - page) return NULL;
+  size_t size = smp_align_up(n, page);
+  if (align < page) align = page;
+  void *p = smp_os_map_aligned(size, align);
+  if (p == NULL) return NULL;
+  smp_lock_acquire(&huge_lock);
+  bool ok = insert_locked((uintptr_t)p, size, align);
+  smp_lock_release(&huge_lock);
+  if (!ok) {
+    smp_os_unmap(p, size);
+    return NULL;
+  }
+  return p; // fresh anonymous memory reads as zero
+}
+
+void *smp_large_alloc(size_t n, size_t align, bool zero) {
+  size_t npages = (n + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT;
+  size_t align_pages = align > SMP_PAGE_SIZE ? align >> SMP_PAGE_SHIFT : 1;
+  if (n > SMP_HUGE_THRESHOLD || npages + align_pages - 1 > USABLE_PAGES) return huge_alloc(n, align);
+  bool zeroed;
+  smp_span_t *s = smp_pageheap_alloc(npages, align_pages, &zeroed);
+  if (s == NULL) return NULL;
+  s->large_size = smp_span_bytes(s);
+  char *p = smp_span_start(s);
+  if (zero && !zeroed) memset(p, 0, n);
+  return p;
+}
+
+// The large span starting at p, or NULL if p does not start one.
+static smp_span_t *large_span(const void *p) {
+  smp_span_t *s = smp_pagemap_span_checked(p);
+  if (s == NULL || s->state != SMP_SPAN_LARGE || smp_span_start(s) != (const char *)p) return NULL;
+  return s;
+}
+
+void smp_large_free(void *p, const char *function) {
+  if (smp_pagemap_owns(p)) {
+    smp_span_t *s = large_span(p);
+    if (s == NULL) smp_debug_fatal(function, "double free or invalid pointer", p);
+    smp_pageheap_free(s);
+    return;
+  }
+  smp_lock_acquire(&huge_lock);
+  huge_entry_t *e = find_locked((uintptr_t)p);
+  size_t size = e ? e->size : 0;
+  if (e) remove_locked(e);
+  smp_lock_release(&huge_lock);
+  if (e == NULL) smp_debug_fatal(function, "invalid pointer", p);
+  smp_os_unmap(p, size);
+}
+
+size_t smp_large_usable(const void *p, const char *function) {
+  if (smp_pagemap_owns(p)) {
+    smp_span_t *s = large_span(p);
+    if (s == NULL) smp_debug_fatal(function, "invalid pointer", p);
+    return smp_span_bytes(s);
+  }
+  smp_lock_acquire(&huge_lock);
+  huge_entry_t *e = find_locked((uintptr_t)p);
+  size_t size = e ? e->size : 0;
+  smp_lock_release(&huge_lock);
+  if (e == NULL) smp_debug_fatal(function, "invalid pointer", p);
+  return size;
+}
+
+bool smp_large_resize(void *p, size_t n) {
+  if (smp_pagemap_owns(p)) {
+    smp_span_t *s = large_span(p);
+    size_t npages = (n + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT;
+    if (npages == 0) npages = 1;
+    if (npages <= s->npages) {
+      smp_pageheap_shrink(s, npages);
+      return true;
+    }
+    return smp_pageheap_grow(s, npages);
+  }
+  size_t page = smp_os_page_size();
+  if (n > SIZE_MAX - page) return false;
+  size_t want = smp_align_up(n ? n : 1, page);
+  smp_lock_acquire(&huge_lock);
+  huge_entry_t *e = find_locked((uintptr_t)p);
+  bool ok = false;
+  if (e && want <= e->size) {
+    if (want < e->size) smp_os_unmap((char *)p + want, e->size - want);
+    huge_bytes -= e->size - want;
+    e->size = want;
+    ok = true;
+  } else if (e && smp_os_remap(p, e->size, want, false) != NULL) {
+    huge_bytes += want - e->size;
+    e->size = want;
+    ok = true;
+  }
+  smp_lock_release(&huge_lock);
+  return ok;
+}
+
+void *smp_large_remap(void *p, size_t n) {
+  if (smp_pagemap_owns(p)) return NULL;
+  size_t page = smp_os_page_size();
+  if (n > SIZE_MAX - page) return NULL;
+  size_t want = smp_align_up(n, page);
+  smp_lock_acquire(&huge_lock);
+  huge_entry_t *e = find_locked((uintptr_t)p);
+  void *q = NULL;
+  // Reserve the table slot first, so the moved block can always be recorded.
+  if (e && e->align <= page && (table_used + 1) * 2 > table_cap) e = grow_locked() ? find_locked((uintptr_t)p) : NULL;
+  if (e && e->align <= page && (q = smp_os_remap(p, e->size, want, true)) != NULL) {
+    size_t align = e->align;
+    remove_locked(e);
+    insert_locked((uintptr_t)q, want, align); // cannot fail: room reserved above
+  }
+  smp_lock_release(&huge_lock);
+  return q;
+}
+
+void smp_large_stats(smp_large_stats_t *out) {
+  smp_lock_acquire(&huge_lock);
+  out->huge_count = huge_count;
+  out->huge_bytes = huge_bytes;
+  smp_lock_release(&huge_lock);
+}
+
+void smp_large_lock_all(void) { smp_lock_acquire(&huge_lock); }
+void smp_large_unlock_all(void) { smp_lock_release(&huge_lock); }

@@ -1,0 +1,116 @@
+// Layer: cross-cutting. See options.h. One table: name, kind, default, help, where it lives.
+#include <string.h>
+
+#include "debug.h"
+#include "options.h"
+
+smp_options_t smp_options;
+
+typedef enum { OPT_BOOL, OPT_SIZE } opt_kind_t;
+
+typedef struct opt_entry {
+  const char *name;
+  opt_kind_t kind;
+  size_t def; // default (bools as 0/1)
+  size_t min, max;
+  size_t offset; // into smp_options_t
+  const char *help;
+} opt_entry_t;
+
+static const opt_entry_t opt_table[] = {
+    {"stats", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, stats),
+     "print statistics to stderr at exit"},
+    {"debug", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, debug),
+     "no caching; every free is validated against its span"},
+    {"cache_size", OPT_SIZE, 1024 * 1024, 0, (size_t)1 << 30,
+     offsetof(smp_options_t, cache_size), "per-thread cache budget in bytes (k/m/g suffixes)"},
+};
+
+static void opt_set(const opt_entry_t *o, size_t v) {
+  char *field = (char *)&smp_options + o->offset;
+  if (o->kind == OPT_BOOL)
+    *(bool *)field = v != 0;
+  else
+    *(size_t *)field = v;
+}
+
+void smp_options_reset(void) {
+  for (size_t i = 0; i < SMP_ARRAY_LEN(opt_table); i++) opt_set(&opt_table[i], opt_table[i].def);
+}
+
+static bool token_is(const char *s, size_t n, const char *word) {
+  return strlen(word) == n && memcmp(s, word, n) == 0;
+}
+
+// Parse an unsigned number with an optional k/m/g suffix; false on any malformation/overflow.
+static bool parse_size(const char *s, size_t n, size_t *out) {
+  size_t v = 0, i = 0;
+  if (n == 0) return false;
+  for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+    if (v > (SIZE_MAX - 9) / 10) return false;
+    v = v * 10 + (size_t)(s[i] - '0');
+  }
+  if (i == 0) return false;
+  if (i < n) {
+    unsigned shift;
+    switch (s[i]) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    default: return false;
+    }
+    if (i + 1 != n || v > (SIZE_MAX >> shift)) return false;
+    v <<= shift;
+  }
+  *out = v;
+  return true;
+}
+
+static bool parse_value(const opt_entry_t *o, const char *s, size_t n, size_t *out) {
+  if (o->kind == OPT_BOOL) {
+    if (token_is(s, n, "1") || token_is(s, n, "true") || token_is(s, n, "yes")) return *out = 1, true;
+    if (token_is(s, n, "0") || token_is(s, n, "false") || token_is(s, n, "no")) return *out = 0, true;
+    return false;
+  }
+  return parse_size(s, n, out) && *out >= o->min && *out <= o->max;
+}
+
+// Copy a token into a NUL-terminated buffer for the warning text.
+static const char *clip(char *buf, size_t cap, const char *s, size_t n) {
+  if (n >= cap) n = cap - 1;
+  memcpy(buf, s, n);
+  buf[n] = 0;
+  return buf;
+}
+
+void smp_options_parse(const char *spec) {
+  smp_options_reset();
+  if (spec == NULL) return;
+  const char *p = spec;
+  while (*p) {
+    const char *item = p;
+    while (*p && *p != ',') p++;
+    size_t len = (size_t)(p - item);
+    if (*p == ',') p++;
+    if (len == 0) continue;
+    const char *colon = memchr(item, ':', len);
+    size_t name_len = colon ? (size_t)(colon - item) : len;
+    char tmp[64];
+    const opt_entry_t *o = NULL;
+    for (size_t i = 0; i < SMP_ARRAY_LEN(opt_table); i++)
+      if (token_is(item, name_len, opt_table[i].name)) o = &opt_table[i];
+    if (o == NULL) {
+      smp_debug_warn("SMPALLOC_OPTIONS: unknown option ignored", clip(tmp, sizeof tmp, item, len));
+      continue;
+    }
+    size_t v;
+    // A bare boolean name means true ("stats" == "stats:1").
+    bool ok = colon ? parse_value(o, colon + 1, len - name_len - 1, &v)
+                    : (o->kind == OPT_BOOL && (v = 1, true));
+    if (!ok) {
+      smp_debug_warn("SMPALLOC_OPTIONS: bad value ignored", clip(tmp, sizeof tmp, item, len));
+      continue;
+    }
+    opt_set(o, v);
+  }
+}

@@ -1,0 +1,24 @@
+// Layer: cross-cutting. The option table, read once at start-up from SMPALLOC_OPTIONS.
+// Syntax: "name:value,name:value". An unknown name or a bad value prints one warning and is
+// ignored; parsing never allocates. Values are plain globals read without synchronisation
+// after start-up (they are written before the first thread can exist).
+#ifndef SMP_OPTIONS_H
+#define SMP_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct smp_options {
+  bool stats;        // print statistics at exit
+  bool debug;        // bypass the caches and check every free completely
+  size_t cache_size; // per-thread cache budget in bytes
+} smp_options_t;
+
+extern smp_options_t smp_options;
+
+// Parse spec (may be NULL) into smp_options, starting from the defaults.
+void smp_options_parse(const char *spec);
+// Reset every option to its default (tests).
+void smp_options_reset(void);
+
+#endif

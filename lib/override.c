@@ -1,0 +1,133 @@
+// Layer: api. The malloc family under its standard names, for the replacing builds
+// (libsmpalloc.so, libsmpalloc.a). Each entry point inlines alloc.h's fast path. The glibc
+// __libc_* entry points are served too, so no pointer ever passes between two allocators.
+// glibc-specific calls (mallinfo2, malloc_stats, malloc_trim, mallopt) report our heap.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "init.h"
+#include "os.h"
+#include "report.h"
+
+#define EXPORT SMP_EXPORT
+
+EXPORT void *malloc(size_t size) { return smp_alloc_fast(size); }
+EXPORT void free(void *p) { smp_free_fast(p); }
+EXPORT void *calloc(size_t count, size_t size) { return smp_alloc_calloc(count, size); }
+EXPORT void *realloc(void *p, size_t size) { return smp_alloc_realloc(p, size, "realloc"); }
+
+EXPORT void *reallocarray(void *p, size_t count, size_t size) {
+  size_t n;
+  if (__builtin_mul_overflow(count, size, &n)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return smp_alloc_realloc(p, n, "reallocarray");
+}
+
+EXPORT void free_sized(void *p, size_t size) { smp_alloc_free_sized(p, size, "free_sized"); }
+EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
+  (void)align;
+  smp_alloc_free_sized(p, size, "free_aligned_sized");
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t size) {
+  if (!smp_is_pow2(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return smp_alloc_aligned(align, size);
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size) {
+  if (!smp_is_pow2(align) || align % sizeof(void *) != 0) return EINVAL;
+  int saved = errno;
+  void *p = smp_alloc_aligned(align, size);
+  errno = saved; // posix_memalign reports through its result, not errno
+  if (p == NULL) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+// glibc's memalign: a non-power-of-two alignment is rounded up to the next power of two.
+EXPORT void *memalign(size_t align, size_t size) {
+  if (align > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!smp_is_pow2(align)) align = align <= 1 ? 1 : (size_t)1 << (64 - __builtin_clzll(align - 1));
+  return smp_alloc_aligned(align, size);
+}
+
+EXPORT void *valloc(size_t size) { return smp_alloc_aligned(smp_os_page_size(), size); }
+
+EXPORT void *pvalloc(size_t size) {
+  size_t page = smp_os_page_size();
+  if (size > SIZE_MAX - page) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size = size ? smp_align_up(size, page) : page;
+  return smp_alloc_aligned(page, size);
+}
+
+EXPORT size_t malloc_usable_size(void *p) { return smp_alloc_usable(p, "malloc_usable_size"); }
+EXPORT int malloc_trim(size_t pad) {
+  (void)pad;
+  return smp_alloc_trim();
+}
+
+EXPORT void malloc_stats(void) {
+  smp_init_ensure();
+  smp_report_print(STDERR_FILENO);
+}
+
+EXPORT struct mallinfo2 mallinfo2(void) {
+  smp_init_ensure();
+  smp_report_totals_t r;
+  smp_report_totals(&r);
+  struct mallinfo2 m = {0};
+  m.arena = r.mapped - r.huge_in_use;
+  m.hblks = r.huge_count;
+  m.hblkhd = r.huge_in_use;
+  m.uordblks = r.small_in_use + r.large_in_use + r.huge_in_use;
+  m.fordblks = r.cached + r.central_free + r.pageheap_free;
+  m.keepcost = 0;
+  return m;
+}
+
+static int clamp_int(size_t v) { return v > INT32_MAX ? INT32_MAX : (int)v; }
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+EXPORT struct mallinfo mallinfo(void) {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo m = {0};
+  m.arena = clamp_int(m2.arena);
+  m.hblks = clamp_int(m2.hblks);
+  m.hblkhd = clamp_int(m2.hblkhd);
+  m.uordblks = clamp_int(m2.uordblks);
+  m.fordblks = clamp_int(m2.fordblks);
+  return m;
+}
+#pragma GCC diagnostic pop
+
+// Tuning knobs of glibc's allocator have no meaning here; accept them so callers carry on.
+EXPORT int mallopt(int param, int value) {
+  (void)param, (void)value;
+  return 1;
+}
+
+EXPORT void *__libc_malloc(size_t size) { return smp_alloc_fast(size); }
+EXPORT void __libc_free(void *p) { smp_free_fast(p); }
+EXPORT void *__libc_calloc(size_t count, size_t size) { return smp_alloc_calloc(count, size); }
+EXPORT void *__libc_realloc(void *p, size_t size) { return smp_alloc_realloc(p, size, "realloc"); }
+EXPORT void *__libc_memalign(size_t align, size_t size) { return memalign(align, size); }
+EXPORT void *__libc_valloc(size_t size) { return valloc(size); }
+EXPORT void *__libc_pvalloc(size_t size) { return pvalloc(size); }

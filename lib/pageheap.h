@@ -1,0 +1,46 @@
+// Layer: page heap. Spans of pages carved from chunks, under one lock.
+// Allocation takes the smallest free run that fits (exact-size buckets with a bitmap of
+// non-empty buckets), splitting the rest back; freeing coalesces with free neighbours in the
+// same chunk. Wholly free chunks are unmapped only by smp_pageheap_trim.
+// Lock order: a central-list lock may be held when the page-heap lock is taken, never the
+// reverse. Every function here takes the lock itself unless its name ends in _locked.
+#ifndef SMP_PAGEHEAP_H
+#define SMP_PAGEHEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "os.h"
+#include "pagemap.h"
+
+extern smp_lock_t smp_pageheap_lock;
+
+// A span of npages pages whose start is aligned to align_pages pages (a power of two), in state
+// SMP_SPAN_LARGE with page_class 0, or NULL when the OS has no more memory. *zeroed says
+// whether all its bytes read as zero.
+smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed);
+// Give a span back (any state); its pages become free and coalesce with free neighbours.
+void smp_pageheap_free(smp_span_t *span);
+// Turn a LARGE span into a SMALL one of class cls (sets the page classes), or back (cls 0).
+void smp_pageheap_set_class(smp_span_t *span, unsigned cls);
+// Grow a span in place to npages if the pages after it are free; false otherwise.
+bool smp_pageheap_grow(smp_span_t *span, size_t npages);
+// Shrink a span in place to npages (>= 1), freeing its tail.
+void smp_pageheap_shrink(smp_span_t *span, size_t npages);
+// Return the physical memory of every free span to the OS and unmap wholly free chunks.
+// Returns the number of bytes released.
+size_t smp_pageheap_trim(void);
+
+typedef struct smp_pageheap_stats {
+  size_t chunks;      // chunks mapped
+  size_t mapped;      // bytes mapped for chunks
+  size_t free_bytes;  // bytes in free spans
+  size_t free_dirty;  // of which may be resident
+  size_t large_bytes; // bytes in large spans
+  size_t large_count; // large spans
+  size_t small_bytes; // bytes in small spans
+} smp_pageheap_stats_t;
+void smp_pageheap_stats(smp_pageheap_stats_t *out);
+
+
+#endif

@@ -1,0 +1,111 @@
+// Layer: page heap. Address -> chunk -> span lookup in O(1), and the span descriptor.
+// Glossary: a *chunk* is an SMP_CHUNK_SIZE-aligned reservation whose first pages hold this
+// header; a *page* is SMP_PAGE_SIZE bytes; a *span* is a run of pages of one chunk, either free
+// (owned by the page heap), small (carved into blocks of one size class) or large (one block).
+// Ownership: one bit per chunk of the address space says "this chunk is ours", so any pointer
+// can be checked before its chunk header is read. Bits are set (page-heap lock) before a span
+// of the chunk is handed out, so a relaxed load on the free path sees them; they are cleared
+// only when a wholly free chunk is unmapped.
+// Page map: page_span[i] is the first page of the span holding page i for every page of an
+// in-use span and for the first and last page of a free span (interior entries of free spans
+// are stale: a reader checks the descriptor's state and range, see smp_pagemap_span_checked);
+// page_class[i] is the size class of a small span's pages and 0 everywhere else. Both are
+// written under the page-heap lock before the span is published; readers on the free path need
+// no lock (publication is by the hand-off of the pointer itself). Spans tile a chunk's pages.
+#ifndef SMP_PAGEMAP_H
+#define SMP_PAGEMAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "atomic.h"
+#include "compiler.h"
+#include "config.h"
+
+typedef struct smp_span smp_span_t;
+typedef struct smp_chunk smp_chunk_t;
+
+enum smp_span_state {
+  SMP_SPAN_NONE = 0, // descriptor not at the first page of a span
+  SMP_SPAN_FREE,     // owned by the page heap
+  SMP_SPAN_SMALL,    // blocks of one size class, owned by the central list of that class
+  SMP_SPAN_LARGE,    // one large block
+};
+
+// One per page of a chunk; meaningful only at the first page of a span. 64 bytes, so spans
+// never share a cache line and remote frees to one span do not disturb another.
+struct smp_span {
+  _Atomic uint64_t remote; // atomic: remote-free word, see remote.h (small spans only)
+  void *free;              // central lock: local free list (encoded links), small spans
+  char *carve;             // central lock: next never-used block of a small span
+  smp_span_t *next;        // page-heap lock (free lists) or central lock (partial list)
+  smp_span_t *prev;        // as next
+  size_t large_size;       // page-heap lock: usable bytes of a large span
+  uint32_t carve_left;     // central lock: blocks not yet carved
+  uint16_t npages;         // page-heap lock: length of the span in pages
+  uint16_t capacity;       // set at carving: blocks in a small span
+  uint8_t sizeclass;       // set at carving: 0 unless small
+  uint8_t state;           // page-heap lock: enum smp_span_state
+  uint8_t listed;          // central lock: on its class's partial list
+  uint8_t zeroed;          // page-heap lock: a free span whose pages read as zero
+} SMP_CACHE_ALIGNED;
+
+struct smp_chunk {
+  uint8_t page_class[SMP_CHUNK_PAGES];  // see file header
+  uint16_t page_span[SMP_CHUNK_PAGES];  // see file header
+  smp_chunk_t *next;                    // page-heap lock: all chunks, for trim and stats
+  smp_chunk_t *prev;                    // page-heap lock
+  uint32_t free_pages;                  // page-heap lock
+  smp_span_t spans[SMP_CHUNK_PAGES] SMP_CACHE_ALIGNED;
+};
+
+_Static_assert(sizeof(smp_span_t) == 64, "a span descriptor is one cache line");
+
+// Pages at the start of every chunk taken by the header.
+#define SMP_CHUNK_HEADER_PAGES ((sizeof(smp_chunk_t) + SMP_PAGE_SIZE - 1) / SMP_PAGE_SIZE)
+
+#define SMP_PAGEMAP_WORDS (((size_t)1 << (SMP_ADDRESS_BITS - SMP_CHUNK_SHIFT)) / 64)
+extern _Atomic uint64_t smp_pagemap_bits[SMP_PAGEMAP_WORDS];
+
+// Fast path: is p inside a chunk of ours? Pointers outside the user address space are not.
+SMP_INLINE bool smp_pagemap_owns(const void *p) {
+  uintptr_t c = (uintptr_t)p >> SMP_CHUNK_SHIFT;
+  if (SMP_UNLIKELY(c >= SMP_PAGEMAP_WORDS * 64)) return false;
+  return (smp_load_relaxed(&smp_pagemap_bits[c / 64]) >> (c % 64)) & 1;
+}
+
+SMP_INLINE smp_chunk_t *smp_pagemap_chunk(const void *p) {
+  return (smp_chunk_t *)((uintptr_t)p & ~(SMP_CHUNK_SIZE - 1));
+}
+
+SMP_INLINE size_t smp_pagemap_page(const void *p) {
+  return ((uintptr_t)p & (SMP_CHUNK_SIZE - 1)) >> SMP_PAGE_SHIFT;
+}
+
+// Size class of the block at p (0 if p is not in a small span). Caller checked ownership.
+SMP_INLINE unsigned smp_pagemap_class(const void *p) {
+  return smp_pagemap_chunk(p)->page_class[smp_pagemap_page(p)];
+}
+
+// The span holding p. Caller checked ownership and that p is in an in-use span.
+SMP_INLINE smp_span_t *smp_pagemap_span(const void *p) {
+  smp_chunk_t *c = smp_pagemap_chunk(p);
+  return &c->spans[c->page_span[smp_pagemap_page(p)]];
+}
+
+SMP_INLINE smp_chunk_t *smp_span_chunk(const smp_span_t *s) {
+  return (smp_chunk_t *)((uintptr_t)s & ~(SMP_CHUNK_SIZE - 1));
+}
+SMP_INLINE size_t smp_span_first_page(const smp_span_t *s) {
+  return (size_t)(s - smp_span_chunk(s)->spans);
+}
+SMP_INLINE char *smp_span_start(const smp_span_t *s) {
+  return (char *)smp_span_chunk(s) + (smp_span_first_page(s) << SMP_PAGE_SHIFT);
+}
+SMP_INLINE size_t smp_span_bytes(const smp_span_t *s) { return (size_t)s->npages << SMP_PAGE_SHIFT; }
+
+// The in-use span holding p, or NULL if p lies in a free span or the header (slow paths).
+smp_span_t *smp_pagemap_span_checked(const void *p);
+void smp_pagemap_set_owned(const smp_chunk_t *c, bool owned);
+
+#endif

@@ -1,0 +1,101 @@
+// Layer: api. See report.h. Counters are read without stopping other threads, so a report
+// taken while they run is a consistent-enough snapshot, not an exact one; every figure is
+// exact once the other threads are quiet.
+#include "central.h"
+#include "debug.h"
+#include "frontend.h"
+#include "large.h"
+#include "options.h"
+#include "pageheap.h"
+#include "report.h"
+#include "sizeclass.h"
+#include "tcache.h"
+
+void smp_report_totals(smp_report_totals_t *out) {
+  static smp_tcache_stats_t ts; // too big for small thread stacks; guarded by report_lock
+  static smp_lock_t report_lock = SMP_LOCK_INIT;
+  smp_lock_acquire(&report_lock);
+  smp_tcache_stats(&ts);
+  *out = (smp_report_totals_t){0};
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    size_t size = smp_class_info[c].size;
+    smp_central_class_stats_t cs;
+    smp_central_stats(c, &cs);
+    uint64_t held = ts.cls[c].held, cached = ts.cls[c].cached;
+    uint64_t users = held > cached ? held - cached : 0;
+    out->small_in_use += users * size;
+    out->small_blocks += users;
+    out->cached += cached * size;
+    uint64_t cap = (uint64_t)cs.spans * smp_class_info[c].capacity;
+    out->central_free += (cap > held ? cap - held : 0) * size;
+  }
+  smp_lock_release(&report_lock);
+  smp_pageheap_stats_t ps;
+  smp_pageheap_stats(&ps);
+  smp_large_stats_t ls;
+  smp_large_stats(&ls);
+  out->large_in_use = ps.large_bytes;
+  out->large_count = ps.large_count;
+  out->huge_in_use = ls.huge_bytes;
+  out->huge_count = ls.huge_count;
+  out->mapped = ps.mapped + ls.huge_bytes;
+  out->pageheap_free = ps.free_bytes;
+  out->pageheap_dirty = ps.free_dirty;
+}
+
+static void line(smp_text_t *t, const char *label, size_t bytes, const char *rest) {
+  smp_text_str(t, label);
+  smp_text_bytes(t, bytes, 11);
+  smp_text_str(t, rest);
+}
+
+void smp_report_print(int fd) {
+  static smp_tcache_stats_t ts;
+  static smp_lock_t print_lock = SMP_LOCK_INIT;
+  smp_report_totals_t r;
+  smp_report_totals(&r);
+  smp_text_t t;
+  smp_text_init(&t, fd);
+  smp_text_str(&t, "smpalloc " SMP_VERSION_STRING " statistics\n  frontend:       ");
+  smp_text_str(&t, smp_frontend_name());
+  smp_text_str(&t, "\n");
+  size_t in_use = r.small_in_use + r.large_in_use + r.huge_in_use;
+  line(&t, "  in use:      ", in_use, "\n");
+  line(&t, "    small:     ", r.small_in_use, " in ");
+  smp_text_u64(&t, r.small_blocks, 0);
+  smp_text_str(&t, " blocks\n");
+  line(&t, "    large:     ", r.large_in_use, " in ");
+  smp_text_u64(&t, r.large_count, 0);
+  smp_text_str(&t, " page runs\n");
+  line(&t, "    huge:      ", r.huge_in_use, " in ");
+  smp_text_u64(&t, r.huge_count, 0);
+  smp_text_str(&t, " mappings\n");
+  line(&t, "  cached:      ", r.cached, " in thread caches\n");
+  line(&t, "  span free:   ", r.central_free, " free blocks in small spans\n");
+  line(&t, "  page free:   ", r.pageheap_free, " free page runs, ");
+  smp_text_bytes(&t, r.pageheap_dirty, 0);
+  smp_text_str(&t, " of them possibly resident\n");
+  line(&t, "  mapped:      ", r.mapped, " (chunks and huge mappings)\n");
+  smp_lock_acquire(&print_lock);
+  smp_tcache_stats(&ts);
+  smp_text_str(&t, "  threads:        ");
+  smp_text_u64(&t, ts.live, 0);
+  smp_text_str(&t, " with a cache, ");
+  smp_text_u64(&t, ts.exited, 0);
+  smp_text_str(&t, " exited\n  class    size  span-pages  spans   in-use blocks   cached blocks\n");
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    smp_central_class_stats_t cs;
+    smp_central_stats(c, &cs);
+    uint64_t held = ts.cls[c].held, cached = ts.cls[c].cached;
+    if (cs.spans == 0 && held == 0) continue;
+    smp_text_u64(&t, c, 7);
+    smp_text_u64(&t, smp_class_info[c].size, 8);
+    smp_text_u64(&t, smp_class_info[c].pages, 12);
+    smp_text_u64(&t, cs.spans, 7);
+    smp_text_u64(&t, held > cached ? held - cached : 0, 16);
+    smp_text_u64(&t, cached, 16);
+    smp_text_str(&t, "\n");
+  }
+  smp_lock_release(&print_lock);
+  smp_text_flush(&t);
+}

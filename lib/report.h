@@ -1,0 +1,20 @@
+// Layer: api. The statistics report: gathers the counters of every layer and prints them.
+#ifndef SMP_REPORT_H
+#define SMP_REPORT_H
+
+#include <stddef.h>
+
+typedef struct smp_report_totals {
+  size_t small_in_use, small_blocks; // bytes and blocks held by users
+  size_t cached;                     // bytes in front-end caches
+  size_t central_free;               // bytes free in small spans
+  size_t large_in_use, large_count;  // page-heap blocks
+  size_t huge_in_use, huge_count;    // dedicated mappings
+  size_t mapped;                     // chunks + huge mappings
+  size_t pageheap_free, pageheap_dirty;
+} smp_report_totals_t;
+
+void smp_report_totals(smp_report_totals_t *out);
+void smp_report_print(int fd);
+
+#endif

@@ -1,0 +1,51 @@
+// Layer: objects. Size classes: the table and size -> class.
+// Classes 1..8 are 16..128 bytes in steps of 16; above 128, each doubling (2^k, 2^(k+1)] has 8
+// classes 2^k + j*2^(k-3), j = 1..8, up to SMP_SMALL_MAX (class 80 = 64 KiB). Class 0 means
+// "not small". Waste bound (tested for every n): class_size(n) - n < max(16, n/8), so above
+// 128 bytes a block wastes less than 12.5% of the request. Every class size is a multiple of 16, and of every power of two
+// up to its own lowest set bit, which the aligned allocator relies on.
+#ifndef SMP_SIZECLASS_H
+#define SMP_SIZECLASS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "config.h"
+
+typedef struct smp_class_info {
+  uint32_t size;      // block size in bytes
+  uint32_t pages;     // pages per span
+  uint32_t capacity;  // blocks per span
+  uint32_t batch;     // blocks moved between a cache and the central list at once
+  uint32_t cache_cap; // blocks a per-thread cache keeps at most
+  uint32_t inv;       // modular inverse of size's odd part (block-boundary checks)
+  uint32_t inv_limit; // (2^32-1) / odd part
+  uint32_t shift;     // trailing zero bits of size
+} smp_class_info_t;
+
+extern smp_class_info_t smp_class_info[SMP_CLASS_COUNT];
+extern const uint8_t smp_class_table[65];
+
+// Class of a request of n bytes, n <= SMP_SMALL_MAX. Fast path: a table up to 1 KiB, else
+// the bit arithmetic of the class layout.
+SMP_INLINE unsigned smp_sizeclass_of(size_t n) {
+  if (SMP_LIKELY(n <= 1024)) return smp_class_table[(n + 15) >> 4];
+  size_t m = n - 1;
+  unsigned k = 63u - (unsigned)__builtin_clzll(m); // 2^k <= m < 2^(k+1)
+  return 8 + (k - 7) * 8 + (unsigned)((m >> (k - 3)) & 7) + 1;
+}
+
+SMP_INLINE size_t smp_sizeclass_size(unsigned cls) { return smp_class_info[cls].size; }
+
+// True if offset is a whole number of blocks of class cls (offset < 2^32).
+SMP_INLINE int smp_sizeclass_on_boundary(unsigned cls, size_t offset) {
+  const smp_class_info_t *ci = &smp_class_info[cls];
+  if (offset & ((1u << ci->shift) - 1)) return 0;
+  return (uint32_t)((uint32_t)(offset >> ci->shift) * ci->inv) <= ci->inv_limit;
+}
+
+// Fill smp_class_info; called once at start-up. cache_budget bounds bytes cached per class.
+void smp_sizeclass_init(size_t cache_budget);
+
+#endif

@@ -1,0 +1,184 @@
+// Layer: caches. See tcache.h. Ordering rule that makes fork adoption sound: an operation
+// that moves blocks out of a bin stores the smaller count before the blocks are handed on, and
+// one that moves blocks in fills the slots before storing the larger count. A child forked at
+// any instant therefore sees each block either in the bin (below count) or outside it, never
+// both; a block in flight is leaked in the child, never handed out twice.
+#include <string.h>
+
+#include "central.h"
+#include "options.h"
+#include "os.h"
+#include "sizeclass.h"
+#include "tcache.h"
+
+static smp_tcache_t boot_cache = {.kind = SMP_TCACHE_BOOT};
+static smp_tcache_t dead_cache = {.kind = SMP_TCACHE_DEAD};
+__thread smp_tcache_t *smp_tcache_self SMP_TLS_IE = &boot_cache;
+
+static smp_lock_t registry_lock = SMP_LOCK_INIT;
+static smp_tcache_t *live;  // registry lock: caches of live threads
+static smp_tcache_t *spare; // registry lock: retired caches, reused by new threads
+static uint64_t live_count, exited_count;
+// Blocks taken/returned by retired caches and by cache-less (dead or debug) operations.
+static _Atomic uint64_t retired_took[SMP_CLASS_COUNT], retired_gave[SMP_CLASS_COUNT];
+static pthread_key_t exit_key;
+static bool have_exit_key;
+
+void smp_tcache_set_exit_key(unsigned key) {
+  exit_key = (pthread_key_t)key;
+  have_exit_key = true;
+}
+
+static size_t cache_bytes(void) {
+  size_t slots = 0;
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) slots += smp_class_info[c].cache_cap;
+  return smp_align_up(sizeof(smp_tcache_t) + slots * sizeof(void *), smp_os_page_size());
+}
+
+static void registry_link_locked(smp_tcache_t *tc) {
+  tc->prev = NULL;
+  tc->next = live;
+  if (live) live->prev = tc;
+  live = tc;
+  live_count++;
+}
+
+static void registry_unlink_locked(smp_tcache_t *tc) {
+  if (tc->prev) tc->prev->next = tc->next; else live = tc->next;
+  if (tc->next) tc->next->prev = tc->prev;
+  live_count--;
+  exited_count++;
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    smp_fetch_add_relaxed(&retired_took[c], smp_load_relaxed(&tc->took[c]));
+    smp_fetch_add_relaxed(&retired_gave[c], smp_load_relaxed(&tc->gave[c]));
+  }
+  tc->next = spare;
+  spare = tc;
+}
+
+// Create the calling thread's cache; NULL if the OS has no memory (the thread then runs
+// without a cache until a later miss succeeds).
+static smp_tcache_t *create(void) {
+  smp_lock_acquire(&registry_lock);
+  smp_tcache_t *tc = spare;
+  if (tc) spare = tc->next;
+  smp_lock_release(&registry_lock);
+  if (tc == NULL && (tc = smp_os_map(cache_bytes())) == NULL) return NULL;
+  memset(tc, 0, sizeof *tc);
+  void **slot = (void **)(tc + 1);
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    tc->bins[c].slots = slot;
+    tc->bins[c].cap = smp_options.debug ? 0 : smp_class_info[c].cache_cap;
+    slot += smp_class_info[c].cache_cap;
+  }
+  tc->kind = SMP_TCACHE_LIVE;
+  smp_lock_acquire(&registry_lock);
+  registry_link_locked(tc);
+  smp_lock_release(&registry_lock);
+  smp_tcache_self = tc;
+  // May call calloc (glibc's second-level key table): our cache is already in place.
+  if (have_exit_key) pthread_setspecific(exit_key, tc);
+  return tc;
+}
+
+static smp_tcache_t *self_or_create(void) {
+  smp_tcache_t *tc = smp_tcache_self;
+  if (tc->kind == SMP_TCACHE_BOOT) tc = create();
+  return tc;
+}
+
+void *smp_tcache_alloc_slow(unsigned cls) {
+  smp_tcache_t *tc = self_or_create();
+  if (tc == NULL || tc->bins[cls].cap == 0) { // dead thread, debug mode, or no cache memory
+    void *p;
+    if (smp_central_refill(cls, &p, 1) == 0) return NULL;
+    smp_fetch_add_relaxed(&retired_took[cls], 1);
+    return p;
+  }
+  smp_cache_bin_t *b = &tc->bins[cls];
+  unsigned want = smp_class_info[cls].batch;
+  unsigned n = smp_central_refill(cls, b->slots, want ? want : 1);
+  if (n == 0) return NULL;
+  smp_counter_add(&tc->took[cls], n);
+  smp_store_relaxed(&b->count, n - 1);
+  return b->slots[n - 1];
+}
+
+void smp_tcache_free_slow(void *p, unsigned cls) {
+  smp_tcache_t *tc = self_or_create();
+  if (tc == NULL || tc->bins[cls].cap == 0) {
+    smp_central_flush(&p, 1);
+    smp_fetch_add_relaxed(&retired_gave[cls], 1);
+    return;
+  }
+  smp_cache_bin_t *b = &tc->bins[cls];
+  uint32_t count = smp_load_relaxed(&b->count);
+  if (count == b->cap) { // flush the oldest batch (bottom of the stack), keep the hot top
+    void *out[64];
+    unsigned k = smp_class_info[cls].batch ? smp_class_info[cls].batch : 1;
+    memcpy(out, b->slots, k * sizeof(void *));
+    memmove(b->slots, b->slots + k, (count - k) * sizeof(void *));
+    count -= k;
+    smp_store_relaxed(&b->count, count);
+    smp_counter_add(&tc->gave[cls], k);
+    smp_central_flush(out, k);
+  }
+  b->slots[count] = p;
+  smp_store_relaxed(&b->count, count + 1);
+}
+
+static void flush_all(smp_tcache_t *tc) {
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    smp_cache_bin_t *b = &tc->bins[c];
+    uint32_t n = smp_load_relaxed(&b->count);
+    if (n == 0) continue;
+    smp_store_relaxed(&b->count, 0);
+    smp_counter_add(&tc->gave[c], n);
+    smp_central_flush(b->slots, n);
+  }
+}
+
+void smp_tcache_flush_self(void) {
+  smp_tcache_t *tc = smp_tcache_self;
+  if (tc->kind == SMP_TCACHE_LIVE) flush_all(tc);
+}
+
+void smp_tcache_thread_exit(void *cache) {
+  smp_tcache_t *tc = cache;
+  if (tc == NULL || tc->kind != SMP_TCACHE_LIVE) return;
+  flush_all(tc);
+  smp_tcache_self = &dead_cache;
+  smp_lock_acquire(&registry_lock);
+  registry_unlink_locked(tc);
+  smp_lock_release(&registry_lock);
+}
+
+void smp_tcache_stats(smp_tcache_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  smp_lock_acquire(&registry_lock);
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
+    out->cls[c].held = smp_load_relaxed(&retired_took[c]) - smp_load_relaxed(&retired_gave[c]);
+  for (smp_tcache_t *tc = live; tc; tc = tc->next)
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+      out->cls[c].held += smp_load_relaxed(&tc->took[c]) - smp_load_relaxed(&tc->gave[c]);
+      out->cls[c].cached += smp_load_relaxed(&tc->bins[c].count);
+    }
+  out->live = live_count;
+  out->exited = exited_count;
+  smp_lock_release(&registry_lock);
+}
+
+void smp_tcache_lock_all(void) { smp_lock_acquire(&registry_lock); }
+void smp_tcache_unlock_all(void) { smp_lock_release(&registry_lock); }
+
+void smp_tcache_adopt_orphans(void) {
+  smp_lock_acquire(&registry_lock);
+  smp_tcache_t *self = smp_tcache_self;
+  for (smp_tcache_t *tc = live, *next; tc; tc = next) {
+    next = tc->next;
+    if (tc == self) continue;
+    flush_all(tc); // its thread does not exist in the child
+    registry_unlink_locked(tc);
+  }
+  smp_lock_release(&registry_lock);
+}
