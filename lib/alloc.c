@@ -78,12 +78,7 @@ void *smp_alloc_aligned(size_t align, size_t size) {
     // page-aligned span start, so every block is aligned.
     unsigned cls = smp_sizeclass_of(size < align ? align : size);
     while (cls < SMP_CLASS_COUNT && smp_class_info[cls].size % align) cls++;
-    if (cls < SMP_CLASS_COUNT) {
-      void *p = smp_frontend_alloc_fast(cls);
-      if (p == NULL) return smp_alloc_small_slow(cls);
-      smp_block_unmark(p);
-      return p;
-    }
+    if (cls < SMP_CLASS_COUNT) return smp_alloc_class(cls);
   }
   void *p = smp_large_alloc(size, align, false);
   if (p == NULL) errno = ENOMEM;

@@ -39,16 +39,18 @@ int smp_alloc_trim(void);
 #include "sizeclass.h"
 #include "span.h"
 
-SMP_INLINE void *smp_alloc_fast(size_t size) {
-  if (SMP_LIKELY(size <= SMP_SMALL_MAX)) {
-    unsigned cls = smp_sizeclass_of(size);
-    void *p = smp_frontend_alloc_fast(cls);
-    if (SMP_LIKELY(p != NULL)) {
-      smp_block_unmark(p);
-      return p;
-    }
-    return smp_alloc_small_slow(cls);
+SMP_INLINE void *smp_alloc_class(unsigned cls) {
+  void *p = smp_frontend_alloc_fast(cls);
+  if (SMP_LIKELY(p != NULL)) {
+    smp_block_unmark(p);
+    return p;
   }
+  return smp_alloc_small_slow(cls);
+}
+
+SMP_INLINE void *smp_alloc_fast(size_t size) {
+  if (SMP_LIKELY(size <= 1024)) return smp_alloc_class(smp_class_table[(size + 15) >> 4]);
+  if (SMP_LIKELY(size <= SMP_SMALL_MAX)) return smp_alloc_class(smp_sizeclass_of_large(size));
   return smp_alloc_large_slow(size);
 }
 

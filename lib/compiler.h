@@ -14,6 +14,8 @@
 #define SMP_HIDDEN __attribute__((visibility("hidden")))
 #define SMP_EXPORT __attribute__((visibility("default")))
 #define SMP_NORETURN __attribute__((noreturn))
+// Tell the optimiser a fact it cannot prove (a slot of a non-empty bin is never NULL).
+#define SMP_ASSUME(cond) do { if (!(cond)) __builtin_unreachable(); } while (0)
 #define SMP_CACHELINE 64
 #define SMP_CACHE_ALIGNED __attribute__((aligned(SMP_CACHELINE)))
 #define SMP_TLS_IE __attribute__((tls_model("initial-exec")))

@@ -29,11 +29,14 @@ extern const uint8_t smp_class_table[65];
 
 // Class of a request of n bytes, n <= SMP_SMALL_MAX. Fast path: a table up to 1 KiB, else
 // the bit arithmetic of the class layout.
-SMP_INLINE unsigned smp_sizeclass_of(size_t n) {
-  if (SMP_LIKELY(n <= 1024)) return smp_class_table[(n + 15) >> 4];
+SMP_INLINE unsigned smp_sizeclass_of_large(size_t n) { // 1024 < n <= SMP_SMALL_MAX
   size_t m = n - 1;
   unsigned k = 63u - (unsigned)__builtin_clzll(m); // 2^k <= m < 2^(k+1)
   return 8 + (k - 7) * 8 + (unsigned)((m >> (k - 3)) & 7) + 1;
+}
+SMP_INLINE unsigned smp_sizeclass_of(size_t n) {
+  if (SMP_LIKELY(n <= 1024)) return smp_class_table[(n + 15) >> 4];
+  return smp_sizeclass_of_large(n);
 }
 
 SMP_INLINE size_t smp_sizeclass_size(unsigned cls) { return smp_class_info[cls].size; }

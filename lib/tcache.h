@@ -45,7 +45,9 @@ SMP_INLINE void *smp_tcache_alloc_fast(unsigned cls) {
   uint32_t c = smp_load_relaxed(&b->count);
   if (SMP_UNLIKELY(c == 0)) return NULL;
   smp_store_relaxed(&b->count, c - 1);
-  return b->slots[c - 1];
+  void *p = b->slots[c - 1];
+  SMP_ASSUME(p != NULL);
+  return p;
 }
 
 // Fast path: keep p (of class cls); false on a miss (bin full).

@@ -1,0 +1,115 @@
+// Unit tests of lib/central: refill and flush batches, span release when blocks come back
+// (from this or other threads), the reserve span, re-listing of detached spans, trim, and the
+// validation of returned pointers.
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "central.h"
+#include "pageheap.h"
+#include "span.h"
+
+static void setup(void) {
+  smp_sizeclass_init(1 << 20);
+  smp_span_init_keys(99);
+}
+TestSuite(central, .init = setup);
+
+static smp_central_class_stats_t stats(unsigned cls) {
+  smp_central_class_stats_t cs;
+  smp_central_stats(cls, &cs);
+  return cs;
+}
+
+Test(central, refill_gives_distinct_blocks_of_the_class) {
+  unsigned cls = 9; // 144 bytes
+  void *b[200];
+  cr_assert_eq(smp_central_refill(cls, b, 200), 200);
+  for (int i = 0; i < 200; i++) {
+    cr_assert_eq(smp_pagemap_class(b[i]), cls);
+    cr_assert_eq((uintptr_t)b[i] % 16, 0);
+    for (int j = 0; j < i; j++) cr_assert_neq(b[i], b[j]);
+  }
+  smp_central_flush(b, 200);
+}
+
+Test(central, empty_spans_are_released_but_one_reserve_stays) {
+  unsigned cls = 40; // 2048 bytes, 8 per 2-page span
+  unsigned cap = smp_class_info[cls].capacity, n = cap * 5;
+  void **b = malloc(n * sizeof *b);
+  cr_assert_eq(smp_central_refill(cls, b, n), n);
+  cr_assert_eq(stats(cls).spans, 5);
+  cr_assert_eq(stats(cls).listed, 0, "exhausted spans are detached");
+  smp_central_flush(b, n);
+  cr_assert_eq(stats(cls).spans, 1, "all but the reserve span went back to the page heap");
+  cr_assert_eq(stats(cls).listed, 1);
+  cr_assert_gt(smp_central_trim(), 0);
+  cr_assert_eq(stats(cls).spans, 0, "trim releases the reserve");
+  smp_pageheap_stats_t ps;
+  smp_pageheap_stats(&ps);
+  cr_assert_eq(ps.small_bytes, 0);
+  free(b);
+}
+
+Test(central, detached_span_is_relisted_by_the_first_return) {
+  unsigned cls = 80;
+  unsigned cap = smp_class_info[cls].capacity;
+  void *b[64];
+  cr_assert_eq(smp_central_refill(cls, b, cap), cap);
+  cr_assert_eq(stats(cls).listed, 0);
+  smp_central_flush(b, 1);
+  cr_assert_eq(stats(cls).listed, 1);
+  void *again;
+  cr_assert_eq(smp_central_refill(cls, &again, 1), 1);
+  cr_assert_eq(again, b[0], "the returned block is handed out again from the same span");
+  cr_assert_eq(stats(cls).spans, 1);
+  smp_central_flush(&again, 1);
+  smp_central_flush(b + 1, cap - 1);
+}
+
+typedef struct {
+  void **blocks;
+  unsigned n;
+} batch_t;
+
+static void *flusher(void *arg) {
+  batch_t *bt = arg;
+  for (unsigned i = 0; i < bt->n; i += 7) smp_central_flush(bt->blocks + i, bt->n - i < 7 ? bt->n - i : 7);
+  return NULL;
+}
+
+Test(central, spans_emptied_by_other_threads_alone_are_released) {
+  unsigned cls = 20; // 384 bytes
+  unsigned n = smp_class_info[cls].capacity * 12;
+  void **b = malloc(n * sizeof *b);
+  cr_assert_eq(smp_central_refill(cls, b, n), n);
+  size_t spans = stats(cls).spans;
+  cr_assert_geq(spans, 12);
+  batch_t half[2] = {{b, n / 2}, {b + n / 2, n - n / 2}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, flusher, &half[i]);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  cr_assert_eq(stats(cls).spans, 1, "only the reserve is left");
+  free(b);
+}
+
+Test(central, freeing_a_foreign_pointer_aborts, .signal = SIGABRT) {
+  static char not_ours[64] __attribute__((aligned(16)));
+  void *p = not_ours;
+  smp_central_flush(&p, 1);
+}
+
+Test(central, freeing_an_interior_pointer_aborts, .signal = SIGABRT) {
+  void *b;
+  cr_assert_eq(smp_central_refill(5, &b, 1), 1); // 80-byte block
+  void *inner = (char *)b + 16;
+  smp_central_flush(&inner, 1);
+}
+
+Test(central, freeing_a_block_twice_in_one_batch_aborts, .signal = SIGABRT) {
+  void *b[2];
+  cr_assert_eq(smp_central_refill(80, b, 1), 1);
+  b[1] = b[0];
+  smp_central_flush(b, 2);
+}

@@ -1,0 +1,150 @@
+// Unit tests of lib/pageheap and lib/pagemap: allocation, alignment, coalescing, grow/shrink,
+// trim, ownership bits and the checked span lookup, with a full invariant walk of the chunk.
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "pageheap.h"
+
+#define USABLE (SMP_CHUNK_PAGES - SMP_CHUNK_HEADER_PAGES)
+
+// Walk a chunk: spans tile it, free spans are never adjacent, boundary entries are right.
+static void check_chunk(smp_chunk_t *c) {
+  size_t page = SMP_CHUNK_HEADER_PAGES, free_pages = 0;
+  int prev_free = 0;
+  while (page < SMP_CHUNK_PAGES) {
+    smp_span_t *s = &c->spans[page];
+    cr_assert(s->state == SMP_SPAN_FREE || s->state == SMP_SPAN_LARGE || s->state == SMP_SPAN_SMALL,
+              "page %zu starts no span (state %d)", page, s->state);
+    cr_assert_gt(s->npages, 0);
+    cr_assert_leq(page + s->npages, SMP_CHUNK_PAGES);
+    cr_assert_eq(c->page_span[page], page);
+    cr_assert_eq(c->page_span[page + s->npages - 1], page);
+    if (s->state == SMP_SPAN_FREE) {
+      cr_assert_not(prev_free, "two adjacent free spans at page %zu", page);
+      free_pages += s->npages;
+      for (size_t i = page; i < page + s->npages; i++) cr_assert_eq(c->page_class[i], 0);
+    } else {
+      for (size_t i = page; i < page + s->npages; i++) {
+        cr_assert_eq(c->page_span[i], page, "in-use span pages all map to its first page");
+        cr_assert_eq(smp_pagemap_span_checked((char *)c + (i << SMP_PAGE_SHIFT) + 5), s);
+      }
+    }
+    prev_free = s->state == SMP_SPAN_FREE;
+    page += s->npages;
+  }
+  cr_assert_eq(page, SMP_CHUNK_PAGES);
+  cr_assert_eq(c->free_pages, free_pages);
+}
+
+Test(pageheap, alloc_free_coalesces_back_to_one_free_span) {
+  bool z;
+  smp_span_t *a = smp_pageheap_alloc(3, 1, &z);
+  cr_assert_not_null(a);
+  cr_assert(z, "fresh chunk memory reads as zero");
+  smp_chunk_t *c = smp_span_chunk(a);
+  cr_assert(smp_pagemap_owns(smp_span_start(a)));
+  cr_assert_not(smp_pagemap_owns((char *)c - 1), "the byte below the chunk is not ours");
+  smp_span_t *b = smp_pageheap_alloc(5, 1, &z);
+  smp_span_t *d = smp_pageheap_alloc(1, 1, &z);
+  cr_assert_eq(smp_span_chunk(b), c);
+  cr_assert_eq(smp_span_start(b), smp_span_start(a) + 3 * SMP_PAGE_SIZE, "first fit from the low end");
+  memset(smp_span_start(b), 0xab, smp_span_bytes(b));
+  check_chunk(c);
+  smp_pageheap_free(b);
+  check_chunk(c);
+  cr_assert_null(smp_pagemap_span_checked(smp_span_start(b) + SMP_PAGE_SIZE), "free pages have no span");
+  smp_pageheap_free(a);
+  check_chunk(c);
+  smp_pageheap_free(d);
+  check_chunk(c);
+  cr_assert_eq(c->free_pages, USABLE);
+  // Dirty pages must not be reported as zeroed.
+  smp_span_t *e = smp_pageheap_alloc(8, 1, &z);
+  cr_assert_not(z, "pages that held data are not zeroed");
+  smp_pageheap_free(e);
+}
+
+Test(pageheap, aligned_spans) {
+  for (size_t align = 1; align <= 128; align *= 2) {
+    bool z;
+    smp_span_t *filler = smp_pageheap_alloc(1, 1, &z); // shift the free run off alignment
+    smp_span_t *s = smp_pageheap_alloc(3, align, &z);
+    cr_assert_not_null(s);
+    cr_assert_eq((uintptr_t)smp_span_start(s) % (align * SMP_PAGE_SIZE), 0, "align %zu pages", align);
+    cr_assert_eq(s->npages, 3);
+    check_chunk(smp_span_chunk(s));
+    smp_pageheap_free(s);
+    smp_pageheap_free(filler);
+    check_chunk(smp_span_chunk(s));
+  }
+}
+
+Test(pageheap, too_big_or_zero_requests_fail_cleanly) {
+  bool z;
+  cr_assert_null(smp_pageheap_alloc(USABLE + 1, 1, &z));
+  cr_assert_null(smp_pageheap_alloc(0, 1, &z));
+  cr_assert_null(smp_pageheap_alloc(USABLE, 2, &z), "alignment slack counts");
+  smp_span_t *all = smp_pageheap_alloc(USABLE, 1, &z);
+  cr_assert_not_null(all, "a whole chunk's usable pages can be had");
+  smp_span_t *other = smp_pageheap_alloc(1, 1, &z);
+  cr_assert_neq(smp_span_chunk(other), smp_span_chunk(all), "a full chunk makes a new one");
+  smp_pageheap_free(all);
+  smp_pageheap_free(other);
+}
+
+Test(pageheap, grow_and_shrink_in_place) {
+  bool z;
+  smp_span_t *s = smp_pageheap_alloc(4, 1, &z);
+  smp_chunk_t *c = smp_span_chunk(s);
+  cr_assert(smp_pageheap_grow(s, 10));
+  cr_assert_eq(s->npages, 10);
+  check_chunk(c);
+  smp_span_t *blocker = smp_pageheap_alloc(1, 1, &z);
+  cr_assert_eq(smp_span_start(blocker), smp_span_start(s) + 10 * SMP_PAGE_SIZE);
+  cr_assert_not(smp_pageheap_grow(s, 11), "an in-use neighbour stops growth");
+  smp_pageheap_shrink(s, 2);
+  cr_assert_eq(s->npages, 2);
+  check_chunk(c);
+  cr_assert(smp_pageheap_grow(s, 10), "the freed tail can be taken back");
+  check_chunk(c);
+  smp_pageheap_free(blocker);
+  smp_pageheap_free(s);
+  check_chunk(c);
+}
+
+Test(pageheap, small_class_pages_and_trim) {
+  bool z;
+  smp_span_t *s = smp_pageheap_alloc(2, 1, &z);
+  smp_pageheap_set_class(s, 7);
+  char *p = smp_span_start(s);
+  cr_assert_eq(smp_pagemap_class(p), 7);
+  cr_assert_eq(smp_pagemap_class(p + SMP_PAGE_SIZE + 100), 7);
+  cr_assert_eq(s->state, SMP_SPAN_SMALL);
+  memset(p, 1, smp_span_bytes(s));
+  smp_pageheap_stats_t st;
+  smp_pageheap_stats(&st);
+  cr_assert_eq(st.small_bytes, 2 * SMP_PAGE_SIZE);
+  smp_pageheap_free(s);
+  cr_assert_eq(smp_pagemap_class(p), 0, "freed pages lose their class");
+  smp_pageheap_stats(&st);
+  cr_assert_gt(st.free_dirty, 0);
+  cr_assert_eq(st.chunks, 1);
+  size_t released = smp_pageheap_trim();
+  cr_assert_gt(released, 0);
+  smp_pageheap_stats(&st);
+  cr_assert_eq(st.free_dirty, 0);
+  cr_assert_eq(st.chunks, 0, "a wholly free chunk is unmapped by trim");
+  cr_assert_not(smp_pagemap_owns(p), "and its ownership bit cleared");
+}
+
+Test(pageheap, checked_lookup_rejects_header_and_free_pages) {
+  bool z;
+  smp_span_t *s = smp_pageheap_alloc(6, 1, &z);
+  smp_chunk_t *c = smp_span_chunk(s);
+  cr_assert_null(smp_pagemap_span_checked(c), "the chunk header is no span");
+  cr_assert_eq(smp_pagemap_span_checked(smp_span_start(s) + 3 * SMP_PAGE_SIZE), s);
+  smp_pageheap_shrink(s, 1);
+  cr_assert_null(smp_pagemap_span_checked(smp_span_start(s) + 3 * SMP_PAGE_SIZE),
+                 "a stale interior entry of a free span does not resolve");
+  smp_pageheap_free(s);
+}

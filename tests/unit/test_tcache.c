@@ -1,0 +1,146 @@
+// Unit tests of lib/tcache (the per-thread front end) through its interface: creation on the
+// first miss, hits, refill and flush batches, thread exit, the dead state, fork adoption.
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "init.h"
+#include "options.h"
+#include "sizeclass.h"
+#include "tcache.h"
+
+static void setup(void) { smp_init_ensure(); }
+TestSuite(tcache, .init = setup);
+
+static smp_tcache_class_stats_t class_stats(unsigned cls) {
+  static smp_tcache_stats_t st;
+  smp_tcache_stats(&st);
+  return st.cls[cls];
+}
+
+Test(tcache, first_miss_creates_the_cache_then_hits) {
+  unsigned cls = 3;
+  cr_assert_null(smp_tcache_alloc_fast(cls), "the boot cache misses");
+  void *p = smp_tcache_alloc_slow(cls);
+  cr_assert_not_null(p);
+  uint32_t batch = smp_class_info[cls].batch;
+  cr_assert_eq(smp_load_relaxed(&smp_tcache_self->bins[cls].count), batch - 1);
+  void *q = smp_tcache_alloc_fast(cls);
+  cr_assert_not_null(q, "the refill left blocks to hit");
+  cr_assert_neq(p, q);
+  cr_assert(smp_tcache_free_fast(q, cls));
+  cr_assert_eq(smp_tcache_alloc_fast(cls), q, "LIFO: the last freed block comes back first");
+  cr_assert_eq(class_stats(cls).held, batch);
+}
+
+Test(tcache, full_bin_flushes_the_oldest_batch) {
+  unsigned cls = 10;
+  const smp_class_info_t *ci = &smp_class_info[cls];
+  void *blocks[256];
+  unsigned n = ci->cache_cap + 1;
+  for (unsigned i = 0; i < n; i++) {
+    blocks[i] = smp_tcache_alloc_fast(cls);
+    if (blocks[i] == NULL) blocks[i] = smp_tcache_alloc_slow(cls);
+  }
+  for (unsigned i = 0; i < n; i++)
+    if (!smp_tcache_free_fast(blocks[i], cls)) smp_tcache_free_slow(blocks[i], cls);
+  smp_cache_bin_t *b = &smp_tcache_self->bins[cls];
+  uint32_t count = smp_load_relaxed(&b->count);
+  cr_assert_leq(count, ci->cache_cap);
+  cr_assert_gt(count, ci->cache_cap - ci->batch, "a flush removes one batch, no more");
+  cr_assert_eq(b->slots[smp_load_relaxed(&b->count) - 1], blocks[n - 1], "hot top kept");
+  smp_tcache_class_stats_t cs = class_stats(cls);
+  cr_assert_eq(cs.cached, smp_load_relaxed(&b->count));
+  cr_assert_eq(cs.held, cs.cached, "no block is with a user");
+}
+
+static void *churn(void *arg) {
+  unsigned cls = (unsigned)(uintptr_t)arg;
+  void *p[40];
+  for (int i = 0; i < 40; i++) {
+    p[i] = smp_tcache_alloc_fast(cls);
+    if (!p[i]) p[i] = smp_tcache_alloc_slow(cls);
+  }
+  for (int i = 0; i < 40; i++)
+    if (!smp_tcache_free_fast(p[i], cls)) smp_tcache_free_slow(p[i], cls);
+  return NULL;
+}
+
+Test(tcache, thread_exit_returns_every_cached_block) {
+  unsigned cls = 12;
+  for (int round = 0; round < 50; round++) {
+    pthread_t t;
+    pthread_create(&t, NULL, churn, (void *)(uintptr_t)cls);
+    pthread_join(t, NULL);
+  }
+  smp_tcache_class_stats_t cs = class_stats(cls);
+  cr_assert_eq(cs.held, 0, "exited threads hold nothing");
+  cr_assert_eq(cs.cached, 0);
+  smp_tcache_stats_t st;
+  smp_tcache_stats(&st);
+  cr_assert_eq(st.exited, 50);
+}
+
+static void *after_exit_frees(void *arg) {
+  churn(arg); // give the thread a live cache first
+  smp_tcache_thread_exit(smp_tcache_self); // as the key destructor would
+  cr_assert_eq(smp_tcache_self->kind, SMP_TCACHE_DEAD);
+  void *p = smp_tcache_alloc_slow(4); // a later destructor allocating
+  cr_assert_not_null(p);
+  cr_assert_not(smp_tcache_free_fast(p, 4), "the dead cache never keeps blocks");
+  smp_tcache_free_slow(p, 4);
+  return NULL;
+}
+
+Test(tcache, dead_thread_goes_straight_to_central) {
+  pthread_t t;
+  pthread_create(&t, NULL, churn, (void *)(uintptr_t)4);
+  pthread_join(t, NULL);
+  pthread_create(&t, NULL, after_exit_frees, (void *)(uintptr_t)4);
+  pthread_join(t, NULL);
+  cr_assert_eq(class_stats(4).held, 0);
+}
+
+Test(tcache, debug_mode_caches_nothing) {
+  smp_options.debug = true; // caches created from now on have capacity 0
+  pthread_t t;
+  pthread_create(&t, NULL, churn, (void *)(uintptr_t)6);
+  pthread_join(t, NULL);
+  smp_options.debug = false;
+  cr_assert_eq(class_stats(6).held, 0);
+}
+
+static pthread_barrier_t ready, done;
+static void *hold_cached(void *arg) {
+  (void)arg;
+  void *p[20];
+  for (int i = 0; i < 20; i++) {
+    p[i] = smp_tcache_alloc_fast(14);
+    if (!p[i]) p[i] = smp_tcache_alloc_slow(14);
+  }
+  for (int i = 0; i < 20; i++)
+    if (!smp_tcache_free_fast(p[i], 14)) smp_tcache_free_slow(p[i], 14);
+  pthread_barrier_wait(&ready);
+  pthread_barrier_wait(&done);
+  return NULL;
+}
+
+Test(tcache, fork_child_adopts_other_threads_caches) {
+  pthread_barrier_init(&ready, NULL, 2);
+  pthread_barrier_init(&done, NULL, 2);
+  pthread_t t;
+  pthread_create(&t, NULL, hold_cached, NULL);
+  pthread_barrier_wait(&ready);
+  cr_assert_gt(class_stats(14).cached, 0);
+  pid_t pid = fork();
+  if (pid == 0) { // child: the other thread's cache was flushed
+    smp_tcache_adopt_orphans(); // as the atfork handler does (this test calls it directly)
+    _exit(class_stats(14).cached == 0 && class_stats(14).held == 0 ? 0 : 1);
+  }
+  int status;
+  waitpid(pid, &status, 0);
+  pthread_barrier_wait(&done);
+  pthread_join(t, NULL);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child saw orphaned blocks");
+}
