@@ -1,16 +1,8 @@
-// Layer: base. Build switches and the fixed geometry of the heap.
-// Every switch is always defined to 0 or 1 and tested with #if, so a typo is an error, not a
-// silently disabled feature. Geometry constants are shared by the page heap, the size classes
-// and the front ends; _Static_asserts below pin the relations the code relies on.
+// Layer: base. The fixed geometry of the heap (and, as they are added, build switches, each
+// always defined to 0 or 1 and tested with #if). Geometry constants are shared by the page
+// heap, the size classes and the front ends; _Static_asserts pin the relations relied on.
 #ifndef SMP_CONFIG_H
 #define SMP_CONFIG_H
-
-#ifndef SMP_STATS
-#define SMP_STATS 1 // per-thread counters merged on read; 0 compiles them out
-#endif
-#ifndef SMP_OVERRIDE
-#define SMP_OVERRIDE 0 // 1 in the build that replaces malloc (set by CMake per target)
-#endif
 
 #define SMP_VERSION_STRING "0.1.0"
 

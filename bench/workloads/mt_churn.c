@@ -1,0 +1,105 @@
+// Workload: threads churn a working set of small blocks, and hand a fraction of them to the
+// next thread, which frees them (remote frees). Calls plain malloc/free so any allocator can be
+// preloaded. Prints ops/s and this process's peak RSS; checks each block's tag before free.
+// Usage: mt_churn [threads=4] [seconds-ish ops per thread=2000000] [max size=512]
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { SLOTS = 4096, RING = 1024 };
+
+typedef struct worker {
+  pthread_t tid;
+  unsigned id;
+  long ops;
+  size_t max_size;
+  struct worker *next;        // receives our hand-offs
+  void *_Atomic ring[RING];   // blocks handed to this worker, freed by it
+  long failures;
+} worker_t;
+
+static uint64_t xorshift(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static void *block_new(size_t n, uint64_t tag) {
+  uint64_t *p = malloc(n < 16 ? 16 : n);
+  if (p) p[0] = tag, p[1] = n;
+  return p;
+}
+
+static int block_ok(uint64_t *p, uint64_t tag) { return p[0] == tag; }
+
+static void *run(void *arg) {
+  worker_t *w = arg;
+  uint64_t seed = 0x9e3779b97f4a7c15ull * (w->id + 1);
+  void *slot[SLOTS] = {0};
+  for (long i = 0; i < w->ops; i++) {
+    uint64_t r = xorshift(&seed);
+    unsigned k = (unsigned)(r % SLOTS);
+    if (slot[k]) {
+      if (!block_ok(slot[k], (uintptr_t)slot[k] ^ w->id)) w->failures++;
+      if ((r >> 32) % 8 == 0) { // hand to the next worker instead of freeing
+        unsigned j = (unsigned)((r >> 40) % RING);
+        void *old = atomic_exchange(&w->next->ring[j], slot[k]);
+        if (old) free(old); // ours, not taken yet: a local free
+        void *mine = atomic_exchange(&w->ring[j], NULL);
+        if (mine) free(mine); // allocated by the previous worker: a remote free
+      } else {
+        free(slot[k]);
+      }
+    }
+    size_t n = 1 + (size_t)((r >> 16) % w->max_size);
+    slot[k] = block_new(n, 0);
+    if (slot[k]) ((uint64_t *)slot[k])[0] = (uintptr_t)slot[k] ^ w->id;
+  }
+  for (unsigned k = 0; k < SLOTS; k++) free(slot[k]);
+  return NULL;
+}
+
+// Peak resident set of this process image (VmHWM). getrusage's ru_maxrss is not used: Linux
+// carries it over from the parent across fork and exec, so a small child reports its parent's.
+static long peak_rss_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+  if (f) fclose(f);
+  return kib;
+}
+
+int main(int argc, char **argv) {
+  unsigned threads = argc > 1 ? (unsigned)atoi(argv[1]) : 4;
+  long ops = argc > 2 ? atol(argv[2]) : 2000000;
+  size_t max_size = argc > 3 ? (size_t)atol(argv[3]) : 512;
+  worker_t *w = calloc(threads, sizeof *w);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (unsigned i = 0; i < threads; i++) {
+    w[i].id = i;
+    w[i].ops = ops;
+    w[i].max_size = max_size;
+    w[i].next = &w[(i + 1) % threads];
+  }
+  for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
+  long failures = 0;
+  for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL), failures += w[i].failures;
+  for (unsigned i = 0; i < threads; i++)
+    for (unsigned k = 0; k < RING; k++) free(atomic_load(&w[i].ring[k]));
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  long hwm = peak_rss_kib();
+  printf("mt_churn threads=%u ops=%ld max=%zu time=%.3f s mops=%.2f peak_rss=%ld KiB %s\n",
+         threads, ops * threads, max_size, secs, (double)ops * threads / secs / 1e6, hwm,
+         failures ? "FAILED" : "ok");
+  free(w);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The benchmark command: smpalloc against glibc, jemalloc, mimalloc and tcmalloc, side by side.
+# Installs what is missing, builds Release, runs each workload under every allocator
+# (alternating, several repetitions) and prints medians and ratios.
+# Usage: ci/bench.sh [--quick]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps=5
+[ "${1:-}" = "--quick" ] && reps=3
+
+packages=(cmake make gcc g++ python3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+build=build-bench
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSMP_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)" >/dev/null
+arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+libs=(--lib "smpalloc=$PWD/$build/libsmpalloc.so")
+for peer in jemalloc=libjemalloc.so.2 mimalloc=libmimalloc.so.2 tcmalloc=libtcmalloc_minimal.so.4; do
+  path=/usr/lib/$arch/${peer#*=}
+  [ -e "$path" ] && libs+=(--lib "${peer%%=*}=$path")
+done
+echo "machine: $(nproc) CPUs, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+w=$build/bench
+python3 bench/compare.py "${libs[@]}" --reps "$reps" -- \
+  $w/mt_churn 1 2000000 512 --- \
+  $w/mt_churn 2 2000000 512 --- \
+  $w/mt_churn 8 500000 512 --- \
+  $w/mt_churn 64 50000 256 --- \
+  $w/mt_churn 4 300000 16384
