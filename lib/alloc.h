@@ -2,7 +2,8 @@
 // malloc-family overrides (override.c) and the C++ operators (override_new.cc), so each entry
 // point inlines them instead of jumping through another function.
 // malloc: size -> class (one table load up to 1 KiB), pop from the front end, clear the free
-// mark. free: chunk bit -> page class -> misalignment/free-mark test -> set mark -> push.
+// mark. free: chunk bit -> page class -> block-boundary test (one multiply) -> free-mark
+// test -> set mark -> push.
 // Everything else (misses, large blocks, errors, start-up) is in the noinline slow functions.
 #ifndef SMP_ALLOC_H
 #define SMP_ALLOC_H
@@ -57,7 +58,8 @@ SMP_INLINE void *smp_alloc_fast(size_t size) {
 SMP_INLINE void smp_free_fast(void *p) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
     unsigned cls = smp_pagemap_class(p);
-    if (SMP_LIKELY(cls != 0 && ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) == 0 &&
+    // Class 0 (not a small block) fails the boundary test too: its magic is 0.
+    if (SMP_LIKELY(smp_sizeclass_on_boundary(cls, smp_pagemap_span_offset(p)) &&
                    !smp_block_is_marked(p))) {
       smp_block_mark(p);
       if (SMP_LIKELY(smp_frontend_free_fast(p, cls))) return;

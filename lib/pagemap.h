@@ -87,6 +87,13 @@ SMP_INLINE unsigned smp_pagemap_class(const void *p) {
   return smp_pagemap_chunk(p)->page_class[smp_pagemap_page(p)];
 }
 
+// Offset of p from the start of its span. Caller checked that p is in an in-use span.
+SMP_INLINE size_t smp_pagemap_span_offset(const void *p) {
+  const smp_chunk_t *c = smp_pagemap_chunk(p);
+  size_t first = c->page_span[smp_pagemap_page(p)];
+  return ((uintptr_t)p & (SMP_CHUNK_SIZE - 1)) - (first << SMP_PAGE_SHIFT);
+}
+
 // The span holding p. Caller checked ownership and that p is in an in-use span.
 SMP_INLINE smp_span_t *smp_pagemap_span(const void *p) {
   smp_chunk_t *c = smp_pagemap_chunk(p);

@@ -4,6 +4,7 @@
 #include "sizeclass.h"
 
 smp_class_info_t smp_class_info[SMP_CLASS_COUNT];
+uint64_t smp_class_magic[SMP_CLASS_COUNT];
 
 // smp_class_table[i] = class of sizes 16*(i-1)+1 .. 16*i (i = 0 is malloc(0): class 1).
 const uint8_t smp_class_table[65] = {
@@ -41,12 +42,6 @@ void smp_sizeclass_init(size_t cache_budget) {
     cap = cap < 1 ? 1 : cap > 64 ? 64 : cap;
     ci->cache_cap = (uint32_t)cap;
     ci->batch = (uint32_t)(cap > 1 ? cap / 2 : 1);
-    // Block-boundary test: offset = q*size iff (offset >> shift) * inv(odd) <= UINT32_MAX/odd.
-    unsigned shift = (unsigned)__builtin_ctz(size);
-    uint32_t odd = size >> shift, inv = odd;
-    for (int i = 0; i < 5; i++) inv *= 2 - odd * inv; // Newton: inverse mod 2^32
-    ci->shift = shift;
-    ci->inv = inv;
-    ci->inv_limit = UINT32_MAX / odd;
+    smp_class_magic[c] = UINT64_MAX / size + 1;
   }
 }

@@ -19,12 +19,13 @@ typedef struct smp_class_info {
   uint32_t capacity;  // blocks per span
   uint32_t batch;     // blocks moved between a cache and the central list at once
   uint32_t cache_cap; // blocks a per-thread cache keeps at most
-  uint32_t inv;       // modular inverse of size's odd part (block-boundary checks)
-  uint32_t inv_limit; // (2^32-1) / odd part
-  uint32_t shift;     // trailing zero bits of size
 } smp_class_info_t;
 
 extern smp_class_info_t smp_class_info[SMP_CLASS_COUNT];
+// Per class, 2^64 / size rounded up: an offset x < 2^32 is a multiple of size iff
+// x * magic (mod 2^64) < magic (Lemire, Kaser & Kurz, "Faster remainder by direct
+// computation"). Class 0's entry is 0, so every offset fails for it.
+extern uint64_t smp_class_magic[SMP_CLASS_COUNT];
 extern const uint8_t smp_class_table[65];
 
 // Class of a request of n bytes, n <= SMP_SMALL_MAX. Fast path: a table up to 1 KiB, else
@@ -41,11 +42,10 @@ SMP_INLINE unsigned smp_sizeclass_of(size_t n) {
 
 SMP_INLINE size_t smp_sizeclass_size(unsigned cls) { return smp_class_info[cls].size; }
 
-// True if offset is a whole number of blocks of class cls (offset < 2^32).
+// True if offset (< 2^32) is a whole number of blocks of class cls: one multiply.
 SMP_INLINE int smp_sizeclass_on_boundary(unsigned cls, size_t offset) {
-  const smp_class_info_t *ci = &smp_class_info[cls];
-  if (offset & ((1u << ci->shift) - 1)) return 0;
-  return (uint32_t)((uint32_t)(offset >> ci->shift) * ci->inv) <= ci->inv_limit;
+  uint64_t magic = smp_class_magic[cls];
+  return (uint64_t)offset * magic < magic;
 }
 
 // Fill smp_class_info; called once at start-up. cache_budget bounds bytes cached per class.

@@ -19,6 +19,11 @@ void smp_span_carve_init(smp_span_t *s, unsigned cls) {
   s->free = NULL;
   s->carve = smp_span_start(s);
   s->carve_left = ci->capacity;
+  // The tail past the last block (a multiple of 16 bytes, maybe 0) starts at a block boundary
+  // by the fast path's arithmetic; marking it "free" sends a free of it to the slow path's
+  // complete check instead of into a cache.
+  size_t used = (size_t)ci->capacity * ci->size;
+  if (used < smp_span_bytes(s)) smp_block_mark(s->carve + used);
   s->listed = 0;
   smp_store_relaxed(&s->remote, smp_remote_word(NULL, 0, 0));
 }

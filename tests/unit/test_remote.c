@@ -54,6 +54,19 @@ Test(remote, carve_pop_hands_out_distinct_aligned_blocks) {
   }
 }
 
+Test(remote, the_tail_past_the_last_block_is_marked) {
+  for (unsigned cls = 1; cls < SMP_CLASS_COUNT; cls++) {
+    const smp_class_info_t *ci = &smp_class_info[cls];
+    size_t used = (size_t)ci->capacity * ci->size, bytes = (size_t)ci->pages * SMP_PAGE_SIZE;
+    if (used == bytes) continue;
+    smp_span_t *s = make_span(cls);
+    cr_assert(smp_sizeclass_on_boundary(cls, used), "the tail passes the boundary test...");
+    cr_assert(smp_block_is_marked(smp_span_start(s) + used), "...so it must carry the mark");
+    cr_assert_not(smp_span_is_block(s, smp_span_start(s) + used));
+    smp_pageheap_free(s);
+  }
+}
+
 Test(remote, counting_invariant_through_push_and_drain) {
   smp_span_t *s = make_span(3);
   unsigned cap = s->capacity;
