@@ -10,7 +10,7 @@
 
 typedef struct smp_options {
   bool stats;        // print statistics at exit
-  bool debug;        // bypass the caches and check every free completely
+  bool debug;        // no caching: freed blocks go straight back to their spans
   size_t cache_size; // per-thread cache budget in bytes
 } smp_options_t;
 
