@@ -21,7 +21,7 @@ static const opt_entry_t opt_table[] = {
     {"stats", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, stats),
      "print statistics to stderr at exit"},
     {"debug", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, debug),
-     "no caching; every free is validated against its span"},
+     "no caching: every freed block goes straight back to its span"},
     {"cache_size", OPT_SIZE, 1024 * 1024, 0, (size_t)1 << 30,
      offsetof(smp_options_t, cache_size), "per-thread cache budget in bytes (k/m/g suffixes)"},
 };
