@@ -110,8 +110,11 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
   size_t usable = smp_alloc_usable(p, function); // validates p
   bool small = smp_pagemap_owns(p) && smp_pagemap_class(p) != 0;
   if (small) {
-    // Keep the block if it fits and is not more than twice what is needed.
-    if (size <= usable && size >= usable / 2) return p;
+    // Keep the block if it fits and is not more than twice what is needed (or if a new
+    // block would be of the same class anyway).
+    if (size <= usable && (size >= usable / 2 || size > SMP_SMALL_MAX ||
+                           smp_class_info[smp_sizeclass_of(size)].size == usable))
+      return p;
     return realloc_move(p, size, usable);
   }
   // Large or huge: shrinking into the small classes moves (and frees whole pages).
