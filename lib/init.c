@@ -1,4 +1,5 @@
 // Layer: api. See init.h.
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -15,6 +16,9 @@
 #include "tcache.h"
 
 _Atomic int smp_init_state;
+// With stats:1, a private copy of stderr taken at start-up: programs such as the coreutils
+// close stderr in an atexit handler, before the report at exit is written.
+static int report_fd = STDERR_FILENO;
 
 static void fork_prepare(void) {
   smp_central_lock_all();
@@ -44,6 +48,10 @@ void smp_init_slow(void) {
   smp_options_parse(smp_os_getenv("SMPALLOC_OPTIONS"));
   smp_span_init_keys(smp_os_random_seed());
   smp_sizeclass_init(smp_options.cache_size);
+  if (smp_options.stats) {
+    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
+    if (fd >= 0) report_fd = fd;
+  }
   pthread_key_t key;
   if (pthread_key_create(&key, smp_tcache_thread_exit) == 0) smp_tcache_set_exit_key((unsigned)key);
   smp_store_release(&smp_init_state, 2);
@@ -53,5 +61,5 @@ void smp_init_slow(void) {
 __attribute__((constructor)) static void init_at_load(void) { smp_init_ensure(); }
 
 __attribute__((destructor)) static void report_at_exit(void) {
-  if (smp_load_acquire(&smp_init_state) == 2 && smp_options.stats) smp_report_print(STDERR_FILENO);
+  if (smp_load_acquire(&smp_init_state) == 2 && smp_options.stats) smp_report_print(report_fd);
 }
