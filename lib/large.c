@@ -26,7 +26,8 @@ static size_t slot_of(uintptr_t addr, size_t cap) {
 }
 
 static huge_entry_t *find_locked(uintptr_t addr) {
-  if (table == NULL) return NULL;
+  // Huge blocks are page-aligned; this also keeps the empty (0) and deleted (1) keys out.
+  if (table == NULL || (addr & (smp_os_page_size() - 1)) != 0) return NULL;
   for (size_t i = slot_of(addr, table_cap);; i = (i + 1) & (table_cap - 1)) {
     if (table[i].addr == addr) return &table[i];
     if (table[i].addr == 0) return NULL;
@@ -138,6 +139,7 @@ size_t smp_large_usable(const void *p, const char *function) {
 bool smp_large_resize(void *p, size_t n) {
   if (smp_pagemap_owns(p)) {
     smp_span_t *s = large_span(p);
+    if (n > SIZE_MAX - SMP_PAGE_SIZE) return false;
     size_t npages = (n + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT;
     if (npages == 0) npages = 1;
     if (npages <= s->npages) {
