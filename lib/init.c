@@ -21,6 +21,7 @@ _Atomic int smp_init_state;
 static int report_fd = STDERR_FILENO;
 
 static void fork_prepare(void) {
+  smp_report_lock();
   smp_central_lock_all();
   smp_lock_acquire(&smp_pageheap_lock);
   smp_large_lock_all();
@@ -32,6 +33,7 @@ static void fork_parent(void) {
   smp_large_unlock_all();
   smp_lock_release(&smp_pageheap_lock);
   smp_central_unlock_all();
+  smp_report_unlock();
 }
 
 static void fork_child(void) {

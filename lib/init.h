@@ -3,9 +3,9 @@
 // and allocates nothing until the heap is usable: options come from environ directly, keys
 // from AT_RANDOM. Only then are the pthread key (thread exit) and the fork handlers set up,
 // since pthread_atfork may itself call malloc.
-// Fork: prepare takes every allocator lock (central lists in class order, page heap, huge
-// table, cache registry); parent and child release them; the child then flushes the caches of
-// threads that it does not have.
+// Fork: prepare takes every allocator lock (statistics report, central lists in class order,
+// page heap, huge table, cache registry); parent and child release them; the child then flushes
+// the caches of threads that it does not have.
 #ifndef SMP_INIT_H
 #define SMP_INIT_H
 

@@ -11,10 +11,15 @@
 #include "sizeclass.h"
 #include "tcache.h"
 
-void smp_report_totals(smp_report_totals_t *out) {
-  static smp_tcache_stats_t ts; // too big for small thread stacks; guarded by report_lock
-  static smp_lock_t report_lock = SMP_LOCK_INIT;
-  smp_lock_acquire(&report_lock);
+// Guards ts (too big for small thread stacks). Taken before any other allocator lock, and by
+// the fork handler first, so a child never inherits it held.
+static smp_lock_t report_lock = SMP_LOCK_INIT;
+static smp_tcache_stats_t ts;
+
+void smp_report_lock(void) { smp_lock_acquire(&report_lock); }
+void smp_report_unlock(void) { smp_lock_release(&report_lock); }
+
+static void totals_locked(smp_report_totals_t *out) {
   smp_tcache_stats(&ts);
   *out = (smp_report_totals_t){0};
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
@@ -29,7 +34,6 @@ void smp_report_totals(smp_report_totals_t *out) {
     uint64_t cap = (uint64_t)cs.spans * smp_class_info[c].capacity;
     out->central_free += (cap > held ? cap - held : 0) * size;
   }
-  smp_lock_release(&report_lock);
   smp_pageheap_stats_t ps;
   smp_pageheap_stats(&ps);
   smp_large_stats_t ls;
@@ -43,6 +47,12 @@ void smp_report_totals(smp_report_totals_t *out) {
   out->pageheap_dirty = ps.free_dirty;
 }
 
+void smp_report_totals(smp_report_totals_t *out) {
+  smp_lock_acquire(&report_lock);
+  totals_locked(out);
+  smp_lock_release(&report_lock);
+}
+
 static void line(smp_text_t *t, const char *label, size_t bytes, const char *rest) {
   smp_text_str(t, label);
   smp_text_bytes(t, bytes, 11);
@@ -50,10 +60,9 @@ static void line(smp_text_t *t, const char *label, size_t bytes, const char *res
 }
 
 void smp_report_print(int fd) {
-  static smp_tcache_stats_t ts;
-  static smp_lock_t print_lock = SMP_LOCK_INIT;
   smp_report_totals_t r;
-  smp_report_totals(&r);
+  smp_lock_acquire(&report_lock);
+  totals_locked(&r);
   smp_text_t t;
   smp_text_init(&t, fd);
   smp_text_str(&t, "smpalloc " SMP_VERSION_STRING " statistics\n  frontend:       ");
@@ -76,8 +85,6 @@ void smp_report_print(int fd) {
   smp_text_bytes(&t, r.pageheap_dirty, 0);
   smp_text_str(&t, " of them possibly resident\n");
   line(&t, "  mapped:      ", r.mapped, " (chunks and huge mappings)\n");
-  smp_lock_acquire(&print_lock);
-  smp_tcache_stats(&ts);
   smp_text_str(&t, "  threads:        ");
   smp_text_u64(&t, ts.live, 0);
   smp_text_str(&t, " with a cache, ");
@@ -96,6 +103,6 @@ void smp_report_print(int fd) {
     smp_text_u64(&t, cached, 16);
     smp_text_str(&t, "\n");
   }
-  smp_lock_release(&print_lock);
+  smp_lock_release(&report_lock);
   smp_text_flush(&t);
 }

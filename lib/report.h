@@ -16,5 +16,8 @@ typedef struct smp_report_totals {
 
 void smp_report_totals(smp_report_totals_t *out);
 void smp_report_print(int fd);
+// Fork support: the report lock comes before every other allocator lock.
+void smp_report_lock(void);
+void smp_report_unlock(void);
 
 #endif
