@@ -140,7 +140,7 @@ void smp_alloc_free_sized(void *p, size_t size, const char *function) {
 
 int smp_alloc_trim(void) {
   smp_init_ensure();
-  smp_frontend_flush_self();
+  smp_frontend_flush();
   size_t released = smp_central_trim();
   released += smp_pageheap_trim();
   return released > 0;

@@ -28,6 +28,12 @@
 // Objects up to this size come from the page heap as page runs; above it, dedicated mappings.
 #define SMP_HUGE_THRESHOLD (SMP_CHUNK_SIZE / 2)
 
+// Per-CPU caches: one region of 2^SMP_CPUCACHE_SHIFT bytes per cache index (CPU or mm_cid):
+// per-class headers, then slots of 8 bytes addressed by 16-bit indexes.
+#define SMP_CPUCACHE_SHIFT 18
+#define SMP_CPUCACHE_REGION ((size_t)1 << SMP_CPUCACHE_SHIFT)
+
+_Static_assert(SMP_CPUCACHE_REGION / 8 <= 65536, "slot indexes fit in 16 bits");
 _Static_assert(SMP_CHUNK_SHIFT > SMP_PAGE_SHIFT, "chunks hold pages");
 _Static_assert(SMP_CHUNK_PAGES <= 65535, "page indexes fit in 16 bits");
 _Static_assert(SMP_SMALL_MAX < SMP_HUGE_THRESHOLD, "small < large < huge");

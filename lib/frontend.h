@@ -1,17 +1,31 @@
-// Layer: caches. The front-end interface the api layer calls: one fast pair (inline, returns a
-// miss) and one slow pair (refill/flush) per front end. Today the per-thread cache serves every
-// thread; the per-CPU (rseq) front end plugs in here with the same four operations, selected
-// once at start-up.
+// Layer: caches. The front-end interface the api layer calls: an inline pop/push that returns
+// a miss, and noinline refill/flush. Two front ends implement it: per-CPU caches on rseq
+// (cpucache) and per-thread caches (tcache, the fallback where rseq is unavailable). Which one
+// runs is decided once at start-up (smp_frontend_select) and never changes; until then every
+// thread sees the tcache's empty boot cache, whose misses lead to start-up.
 #ifndef SMP_FRONTEND_H
 #define SMP_FRONTEND_H
 
+#include "cpucache.h"
 #include "tcache.h"
 
-SMP_INLINE void *smp_frontend_alloc_fast(unsigned cls) { return smp_tcache_alloc_fast(cls); }
-SMP_INLINE bool smp_frontend_free_fast(void *p, unsigned cls) { return smp_tcache_free_fast(p, cls); }
-SMP_INLINE void *smp_frontend_alloc_slow(unsigned cls) { return smp_tcache_alloc_slow(cls); }
-SMP_INLINE void smp_frontend_free_slow(void *p, unsigned cls) { smp_tcache_free_slow(p, cls); }
-SMP_INLINE void smp_frontend_flush_self(void) { smp_tcache_flush_self(); }
-SMP_INLINE const char *smp_frontend_name(void) { return "thread (per-CPU front end not built)"; }
+extern SMP_HIDDEN bool smp_frontend_percpu; // written once at start-up, before it is ever true
+
+SMP_INLINE void *smp_frontend_alloc_fast(unsigned cls) {
+  if (SMP_LIKELY(smp_frontend_percpu)) return smp_cpucache_alloc_fast(cls);
+  return smp_tcache_alloc_fast(cls);
+}
+SMP_INLINE bool smp_frontend_free_fast(void *p, unsigned cls) {
+  if (SMP_LIKELY(smp_frontend_percpu)) return smp_cpucache_free_fast(p, cls);
+  return smp_tcache_free_fast(p, cls);
+}
+void *smp_frontend_alloc_slow(unsigned cls);
+void smp_frontend_free_slow(void *p, unsigned cls);
+// Start-up: pick the front end from the option and what the machine allows.
+void smp_frontend_select(void);
+// Return cached blocks to the central lists: every CPU cache, or the calling thread's cache.
+void smp_frontend_flush(void);
+// "percpu (rseq, mm_cid)", "percpu (rseq, cpu_id)" or "thread (<reason>)".
+const char *smp_frontend_name(void);
 
 #endif

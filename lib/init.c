@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include "central.h"
+#include "cpucache.h"
+#include "frontend.h"
 #include "init.h"
 #include "large.h"
 #include "options.h"
@@ -22,6 +24,7 @@ static int report_fd = STDERR_FILENO;
 
 static void fork_prepare(void) {
   smp_report_lock();
+  smp_cpucache_lock_all();
   smp_central_lock_all();
   smp_lock_acquire(&smp_pageheap_lock);
   smp_large_lock_all();
@@ -33,6 +36,7 @@ static void fork_parent(void) {
   smp_large_unlock_all();
   smp_lock_release(&smp_pageheap_lock);
   smp_central_unlock_all();
+  smp_cpucache_unlock_all();
   smp_report_unlock();
 }
 
@@ -54,6 +58,7 @@ void smp_init_slow(void) {
     int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
     if (fd >= 0) report_fd = fd;
   }
+  smp_frontend_select();
   pthread_key_t key;
   if (pthread_key_create(&key, smp_tcache_thread_exit) == 0) smp_tcache_set_exit_key((unsigned)key);
   smp_store_release(&smp_init_state, 2);

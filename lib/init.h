@@ -3,7 +3,7 @@
 // and allocates nothing until the heap is usable: options come from environ directly, keys
 // from AT_RANDOM. Only then are the pthread key (thread exit) and the fork handlers set up,
 // since pthread_atfork may itself call malloc.
-// Fork: prepare takes every allocator lock (statistics report, central lists in class order,
+// Fork: prepare takes every allocator lock (statistics report, per-CPU caches, central lists,
 // page heap, huge table, cache registry); parent and child release them; the child then flushes
 // the caches of threads that it does not have.
 #ifndef SMP_INIT_H
@@ -12,7 +12,7 @@
 #include "atomic.h"
 #include "compiler.h"
 
-extern _Atomic int smp_init_state; // 0 not started, 1 running, 2 done
+extern SMP_HIDDEN _Atomic int smp_init_state; // 0 not started, 1 running, 2 done
 
 void smp_init_slow(void);
 SMP_INLINE void smp_init_ensure(void) {

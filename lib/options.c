@@ -6,7 +6,7 @@
 
 smp_options_t smp_options;
 
-typedef enum { OPT_BOOL, OPT_SIZE } opt_kind_t;
+typedef enum { OPT_BOOL, OPT_SIZE, OPT_CHOICE } opt_kind_t;
 
 typedef struct opt_entry {
   const char *name;
@@ -15,15 +15,21 @@ typedef struct opt_entry {
   size_t min, max;
   size_t offset; // into smp_options_t
   const char *help;
+  const char *const *choices; // OPT_CHOICE: names of values 0, 1, ...
 } opt_entry_t;
+
+static const char *const frontend_names[] = {"auto", "thread", "percpu", NULL};
 
 static const opt_entry_t opt_table[] = {
     {"stats", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, stats),
-     "print statistics to stderr at exit"},
+     "print statistics to stderr at exit", NULL},
     {"debug", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, debug),
-     "no caching: every freed block goes straight back to its span"},
+     "no caching: every freed block goes straight back to its span", NULL},
     {"cache_size", OPT_SIZE, 1024 * 1024, 0, (size_t)1 << 30,
-     offsetof(smp_options_t, cache_size), "per-thread cache budget in bytes (k/m/g suffixes)"},
+     offsetof(smp_options_t, cache_size),
+     "cache budget in bytes, per thread or per CPU cache (k/m/g suffixes)", NULL},
+    {"frontend", OPT_CHOICE, SMP_FRONTEND_AUTO, 0, 2, offsetof(smp_options_t, frontend),
+     "auto (per-CPU where rseq works), thread, or percpu", frontend_names},
 };
 
 static void opt_set(const opt_entry_t *o, size_t v) {
@@ -70,6 +76,11 @@ static bool parse_value(const opt_entry_t *o, const char *s, size_t n, size_t *o
   if (o->kind == OPT_BOOL) {
     if (token_is(s, n, "1") || token_is(s, n, "true") || token_is(s, n, "yes")) return *out = 1, true;
     if (token_is(s, n, "0") || token_is(s, n, "false") || token_is(s, n, "no")) return *out = 0, true;
+    return false;
+  }
+  if (o->kind == OPT_CHOICE) {
+    for (size_t i = 0; o->choices[i]; i++)
+      if (token_is(s, n, o->choices[i])) return *out = i, true;
     return false;
   }
   return parse_size(s, n, out) && *out >= o->min && *out <= o->max;

@@ -8,13 +8,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "compiler.h"
+
+enum smp_frontend_choice { SMP_FRONTEND_AUTO, SMP_FRONTEND_THREAD, SMP_FRONTEND_PERCPU };
+
 typedef struct smp_options {
   bool stats;        // print statistics at exit
   bool debug;        // no caching: freed blocks go straight back to their spans
-  size_t cache_size; // per-thread cache budget in bytes
+  size_t cache_size; // cache budget in bytes: per thread, or per CPU cache
+  size_t frontend;   // enum smp_frontend_choice
 } smp_options_t;
 
-extern smp_options_t smp_options;
+extern SMP_HIDDEN smp_options_t smp_options;
 
 // Parse spec (may be NULL) into smp_options, starting from the defaults.
 void smp_options_parse(const char *spec);

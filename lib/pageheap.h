@@ -13,7 +13,7 @@
 #include "os.h"
 #include "pagemap.h"
 
-extern smp_lock_t smp_pageheap_lock;
+extern SMP_HIDDEN smp_lock_t smp_pageheap_lock;
 
 // A span of npages pages whose start is aligned to align_pages pages (a power of two), in state
 // SMP_SPAN_LARGE with page_class 0, or NULL when the OS has no more memory. *zeroed says

@@ -65,7 +65,7 @@ _Static_assert(sizeof(smp_span_t) == 64, "a span descriptor is one cache line");
 #define SMP_CHUNK_HEADER_PAGES ((sizeof(smp_chunk_t) + SMP_PAGE_SIZE - 1) / SMP_PAGE_SIZE)
 
 #define SMP_PAGEMAP_WORDS (((size_t)1 << (SMP_ADDRESS_BITS - SMP_CHUNK_SHIFT)) / 64)
-extern _Atomic uint64_t smp_pagemap_bits[SMP_PAGEMAP_WORDS];
+extern SMP_HIDDEN _Atomic uint64_t smp_pagemap_bits[SMP_PAGEMAP_WORDS];
 
 // Fast path: is p inside a chunk of ours? Pointers outside the user address space are not.
 SMP_INLINE bool smp_pagemap_owns(const void *p) {

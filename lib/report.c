@@ -2,6 +2,7 @@
 // taken while they run is a consistent-enough snapshot, not an exact one; every figure is
 // exact once the other threads are quiet.
 #include "central.h"
+#include "cpucache.h"
 #include "debug.h"
 #include "frontend.h"
 #include "large.h"
@@ -15,23 +16,29 @@
 // the fork handler first, so a child never inherits it held.
 static smp_lock_t report_lock = SMP_LOCK_INIT;
 static smp_tcache_stats_t ts;
+static smp_cpucache_stats_t cs;
+
+// Blocks of class c held outside the spans (caches + users), and of them cached.
+static uint64_t held_of(unsigned c) { return ts.cls[c].held + (cs.took[c] - cs.gave[c]); }
+static uint64_t cached_of(unsigned c) { return ts.cls[c].cached + cs.cached[c]; }
 
 void smp_report_lock(void) { smp_lock_acquire(&report_lock); }
 void smp_report_unlock(void) { smp_lock_release(&report_lock); }
 
 static void totals_locked(smp_report_totals_t *out) {
   smp_tcache_stats(&ts);
+  if (smp_frontend_percpu) smp_cpucache_stats(&cs);
   *out = (smp_report_totals_t){0};
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     size_t size = smp_class_info[c].size;
-    smp_central_class_stats_t cs;
-    smp_central_stats(c, &cs);
-    uint64_t held = ts.cls[c].held, cached = ts.cls[c].cached;
+    smp_central_class_stats_t ccs;
+    smp_central_stats(c, &ccs);
+    uint64_t held = held_of(c), cached = cached_of(c);
     uint64_t users = held > cached ? held - cached : 0;
     out->small_in_use += users * size;
     out->small_blocks += users;
     out->cached += cached * size;
-    uint64_t cap = (uint64_t)cs.spans * smp_class_info[c].capacity;
+    uint64_t cap = (uint64_t)ccs.spans * smp_class_info[c].capacity;
     out->central_free += (cap > held ? cap - held : 0) * size;
   }
   smp_pageheap_stats_t ps;
@@ -79,7 +86,7 @@ void smp_report_print(int fd) {
   line(&t, "    huge:      ", r.huge_in_use, " in ");
   smp_text_u64(&t, r.huge_count, 0);
   smp_text_str(&t, " mappings\n");
-  line(&t, "  cached:      ", r.cached, " in thread caches\n");
+  line(&t, "  cached:      ", r.cached, smp_frontend_percpu ? " in per-CPU caches\n" : " in thread caches\n");
   line(&t, "  span free:   ", r.central_free, " free blocks in small spans\n");
   line(&t, "  page free:   ", r.pageheap_free, " free page runs, ");
   smp_text_bytes(&t, r.pageheap_dirty, 0);
@@ -89,16 +96,30 @@ void smp_report_print(int fd) {
   smp_text_u64(&t, ts.live, 0);
   smp_text_str(&t, " with a cache, ");
   smp_text_u64(&t, ts.exited, 0);
-  smp_text_str(&t, " exited\n  class    size  span-pages  spans   in-use blocks   cached blocks\n");
+  smp_text_str(&t, " exited\n");
+  if (smp_frontend_percpu) {
+    smp_text_str(&t, "  cache        hits      misses    restarts      cached\n");
+    uint64_t v[4];
+    for (unsigned i = 0; smp_cpucache_cache_stats(i, v); i++) {
+      if (v[0] + v[1] + v[2] + v[3] == 0) continue;
+      smp_text_u64(&t, i, 7);
+      smp_text_u64(&t, v[0], 12);
+      smp_text_u64(&t, v[1], 12);
+      smp_text_u64(&t, v[2], 12);
+      smp_text_bytes(&t, v[3], 12);
+      smp_text_str(&t, "\n");
+    }
+  }
+  smp_text_str(&t, "  class    size  span-pages  spans   in-use blocks   cached blocks\n");
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
-    smp_central_class_stats_t cs;
-    smp_central_stats(c, &cs);
-    uint64_t held = ts.cls[c].held, cached = ts.cls[c].cached;
-    if (cs.spans == 0 && held == 0) continue;
+    smp_central_class_stats_t ccs;
+    smp_central_stats(c, &ccs);
+    uint64_t held = held_of(c), cached = cached_of(c);
+    if (ccs.spans == 0 && held == 0) continue;
     smp_text_u64(&t, c, 7);
     smp_text_u64(&t, smp_class_info[c].size, 8);
     smp_text_u64(&t, smp_class_info[c].pages, 12);
-    smp_text_u64(&t, cs.spans, 7);
+    smp_text_u64(&t, ccs.spans, 7);
     smp_text_u64(&t, held > cached ? held - cached : 0, 16);
     smp_text_u64(&t, cached, 16);
     smp_text_str(&t, "\n");

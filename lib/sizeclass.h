@@ -21,12 +21,12 @@ typedef struct smp_class_info {
   uint32_t cache_cap; // blocks a per-thread cache keeps at most
 } smp_class_info_t;
 
-extern smp_class_info_t smp_class_info[SMP_CLASS_COUNT];
+extern SMP_HIDDEN smp_class_info_t smp_class_info[SMP_CLASS_COUNT];
 // Per class, 2^64 / size rounded up: an offset x < 2^32 is a multiple of size iff
 // x * magic (mod 2^64) < magic (Lemire, Kaser & Kurz, "Faster remainder by direct
 // computation"). Class 0's entry is 0, so every offset fails for it.
-extern uint64_t smp_class_magic[SMP_CLASS_COUNT];
-extern const uint8_t smp_class_table[65];
+extern SMP_HIDDEN uint64_t smp_class_magic[SMP_CLASS_COUNT];
+extern SMP_HIDDEN const uint8_t smp_class_table[65];
 
 // Class of a request of n bytes, n <= SMP_SMALL_MAX. Fast path: a table up to 1 KiB, else
 // the bit arithmetic of the class layout.

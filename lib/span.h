@@ -15,8 +15,8 @@
 #include "pagemap.h"
 #include "sizeclass.h"
 
-extern uintptr_t smp_block_link_key; // written once at start-up
-extern uintptr_t smp_block_free_mark; // written once at start-up; never 0
+extern SMP_HIDDEN uintptr_t smp_block_link_key; // written once at start-up
+extern SMP_HIDDEN uintptr_t smp_block_free_mark; // written once at start-up; never 0
 
 SMP_INLINE void smp_block_set_link(void *b, void *next) {
   ((uintptr_t *)b)[0] = (uintptr_t)next ^ smp_block_link_key;

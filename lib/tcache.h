@@ -37,7 +37,7 @@ struct smp_tcache {
 
 enum { SMP_TCACHE_BOOT, SMP_TCACHE_LIVE, SMP_TCACHE_DEAD };
 
-extern __thread smp_tcache_t *smp_tcache_self SMP_TLS_IE;
+extern SMP_HIDDEN __thread smp_tcache_t *smp_tcache_self SMP_TLS_IE;
 
 // Fast path: a block of class cls or NULL on a miss.
 SMP_INLINE void *smp_tcache_alloc_fast(unsigned cls) {

@@ -465,6 +465,8 @@ typedef struct stress_heap {
   size_t span_free;   // report "span free:"
   size_t live_caches; // report "threads: N with a cache"
   size_t exited;      // report "M exited"
+  bool per_thread;    // report "frontend: thread ...": per-thread caches (else per-CPU)
+  uint64_t hits, misses, restarts; // report per-CPU cache table, summed over caches
   size_t class_spans[96]; // report class table: spans per class (index = class)
   size_t class_size[96];  // report class table: block size per class
   size_t class_in_use[96]; // report class table: blocks of the class held by the program
@@ -512,6 +514,20 @@ static inline void stress_heap_read(stress_heap_t *h) {
   h->cached = stress_parse_bytes(stress_after(text, "cached:"));
   h->span_free = stress_parse_bytes(stress_after(text, "span free:"));
   h->live_caches = strtoull(stress_after(text, "threads:"), NULL, 10);
+  const char *fe = stress_after(text, "frontend:");
+  fe += strspn(fe, " ");
+  h->per_thread = strncmp(fe, "thread", 6) == 0;
+  const char *pc = strstr(text, "restarts      cached\n");
+  if (pc) { // cache hits misses restarts cached-bytes unit
+    pc = strchr(pc, '\n') + 1;
+    unsigned long long idx, hit, miss, rs;
+    int used = 0;
+    while (sscanf(pc, "%llu %llu %llu %llu %*f %*s%n", &idx, &hit, &miss, &rs, &used) == 4) {
+      h->hits += hit, h->misses += miss, h->restarts += rs;
+      pc += used;
+      while (*pc == '\n' || *pc == ' ') pc++;
+    }
+  }
   const char *e = stress_after(text, "with a cache,");
   h->exited = strtoull(e, NULL, 10);
   const char *t = strstr(text, "cached blocks\n");

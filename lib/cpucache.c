@@ -1,0 +1,338 @@
+// Layer: caches. See cpucache.h for the region layout, ownership and the drain protocol.
+// Counters: hits are counted in the headers by the critical sections, restarts by their abort
+// handlers (class 0's header); misses and the blocks moved to and from the central lists are
+// relaxed atomic adds on slow paths.
+#include <string.h>
+
+#include "atomic.h"
+#include "central.h"
+#include "cpucache.h"
+#include "options.h"
+#include "os.h"
+#include "rseq.h"
+#include "sizeclass.h"
+
+typedef struct cpu_hdr {
+  _Atomic uint16_t current; // committed by the critical sections (16-bit store)
+  uint16_t pad;
+  _Atomic uint32_t limits;  // end | begin << 16; region lock (set_end: rseq on this index)
+  _Atomic uint64_t hits;    // critical sections
+} cpu_hdr_t;
+_Static_assert(sizeof(cpu_hdr_t) == 16, "header layout is shared with the assembly");
+_Static_assert(offsetof(cpu_hdr_t, limits) == 4, "end at 4, begin at 6");
+_Static_assert(offsetof(cpu_hdr_t, hits) == 8, "hits at 8");
+
+#define FROZEN ((uint32_t)0xffff << 16) // end 0, begin 0xffff: every operation misses
+#define FIRST_SLOT 256                    // slots after the 81 headers (16 bytes each)
+_Static_assert(SMP_CLASS_COUNT * sizeof(cpu_hdr_t) <= FIRST_SLOT * 8, "headers fit");
+
+typedef struct cache_meta {
+  smp_lock_t lock;
+  bool used;                            // lock: region initialised
+  size_t bytes;                         // lock: sum over classes of capacity * size
+  uint16_t cap[SMP_CLASS_COUNT];        // lock: end - begin
+  unsigned victim;                      // lock: next class to take capacity from
+  uint64_t idle_hits;                   // lock: hits seen by the last idle scan
+  _Atomic uint64_t misses;              // any thread, relaxed
+  _Atomic uint64_t took[SMP_CLASS_COUNT], gave[SMP_CLASS_COUNT];
+} cache_meta_t;
+
+char *smp_cpucache_base;
+static unsigned cache_count;       // indexes reserved
+static cache_meta_t *metas;        // cache_count entries
+static uint16_t first[SMP_CLASS_COUNT], max_cap[SMP_CLASS_COUNT];
+static size_t budget;
+static bool by_mm_cid;
+static _Atomic uint64_t direct_took[SMP_CLASS_COUNT], direct_gave[SMP_CLASS_COUNT];
+static _Atomic uint64_t slow_calls;
+
+static cpu_hdr_t *hdr_of(unsigned index, unsigned cls) {
+  return (cpu_hdr_t *)(smp_cpucache_base + ((size_t)index << SMP_CPUCACHE_SHIFT) +
+                       smp_cpucache_hdr(cls));
+}
+static void **slot_of(unsigned index, unsigned i) {
+  return (void **)(smp_cpucache_base + ((size_t)index << SMP_CPUCACHE_SHIFT)) + i;
+}
+static uint32_t limits(unsigned end, unsigned begin) { return (uint32_t)end | (uint32_t)begin << 16; }
+static unsigned batch(unsigned cls) {
+  unsigned b = smp_class_info[cls].batch;
+  return b < 1 ? 1 : b > 32 ? 32 : b;
+}
+
+// The cache index this thread runs on now (-1/-2 if its rseq area is not registered).
+static int current_index(void) {
+  return *(volatile int32_t *)((char *)__builtin_thread_pointer() + smp_rseq_index_offset);
+}
+
+bool smp_cpucache_init(const char **reason) {
+  smp_rseq_info_t info;
+  smp_rseq_init(&info);
+  if (!info.usable) {
+    *reason = info.reason;
+    return false;
+  }
+  // Fixed slot ranges: up to 64 KiB of blocks per class, 4 to 1024 slots.
+  unsigned next = FIRST_SLOT;
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    size_t m = 65536 / smp_class_info[c].size;
+    m = m < 4 ? 4 : m > 1024 ? 1024 : m;
+    first[c] = (uint16_t)next;
+    max_cap[c] = (uint16_t)m;
+    next += (unsigned)m;
+  }
+  if (next > SMP_CPUCACHE_REGION / 8) {
+    *reason = "per-CPU region too small for the class layout";
+    return false;
+  }
+  budget = smp_options.cache_size;
+  by_mm_cid = info.mm_cid;
+  cache_count = info.indexes;
+  // Two always-zero regions below index 0 catch indexes -1 and -2 (unregistered threads).
+  char *mem = smp_os_map(((size_t)cache_count + 2) << SMP_CPUCACHE_SHIFT);
+  metas = smp_os_map(smp_align_up(cache_count * sizeof(cache_meta_t), smp_os_page_size()));
+  if (mem == NULL || metas == NULL) {
+    *reason = "no memory for the per-CPU regions";
+    return false;
+  }
+  for (unsigned i = 0; i < cache_count; i++) smp_lock_init(&metas[i].lock);
+  smp_cpucache_base = mem + 2 * SMP_CPUCACHE_REGION;
+  return true;
+}
+
+const char *smp_cpucache_name(void) {
+  return by_mm_cid ? "percpu (rseq, mm_cid)" : "percpu (rseq, cpu_id)";
+}
+
+// First use of a region (lock held): every class starts with no capacity and grows when it
+// misses. One 8-byte store per header, so a critical section sees either the all-zero header
+// (miss) or the whole new one.
+static void region_init_locked(cache_meta_t *m, unsigned index) {
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    m->cap[c] = 0;
+    uint64_t h = first[c] | (uint64_t)limits(first[c], first[c]) << 32;
+    smp_store_relaxed((_Atomic uint64_t *)hdr_of(index, c), h);
+  }
+  m->bytes = 0;
+  m->victim = 1;
+  m->used = true;
+}
+
+// Lower class v's capacity by up to want slots (lock held, thread on index). Blocks above the
+// new end go back to the central lists first. Returns the slots freed.
+static unsigned shrink_locked(cache_meta_t *m, int index, unsigned v, unsigned want) {
+  unsigned cap = m->cap[v], take = want < cap ? want : cap;
+  if (take == 0) return 0;
+  size_t hdr = smp_cpucache_hdr(v);
+  for (int tries = 0; tries < 4; tries++) {
+    if (smp_rseq_set_end(smp_cpucache_base, hdr, index, first[v] + cap - take)) {
+      m->cap[v] = (uint16_t)(cap - take);
+      m->bytes -= take * smp_class_info[v].size;
+      return take;
+    }
+    if (current_index() != index) return 0; // moved: give up, the caller retries later
+    void *out[64];
+    unsigned n = smp_rseq_pop_batch(smp_cpucache_base, hdr, out, take);
+    if (n) {
+      smp_fetch_add_relaxed(&m->gave[v], n);
+      smp_central_flush(out, n);
+    }
+  }
+  return 0;
+}
+
+// Class cls missed on this index: grow it by a batch, within the budget, taking capacity from
+// other classes round-robin when needed (lock held).
+static void grow_locked(cache_meta_t *m, int index, unsigned cls) {
+  unsigned cap = m->cap[cls];
+  if (cap >= max_cap[cls]) return;
+  unsigned add = batch(cls);
+  if (cap + add > max_cap[cls]) add = max_cap[cls] - cap;
+  size_t need = add * smp_class_info[cls].size;
+  for (unsigned scanned = 0; m->bytes + need > budget && scanned < SMP_CLASS_COUNT; scanned++) {
+    unsigned v = m->victim;
+    m->victim = v + 1 < SMP_CLASS_COUNT ? v + 1 : 1;
+    if (v == cls || m->cap[v] == 0) continue;
+    unsigned want = (unsigned)((m->bytes + need - budget + smp_class_info[v].size - 1) /
+                               smp_class_info[v].size);
+    shrink_locked(m, index, v, want < batch(v) ? want : batch(v));
+  }
+  if (m->bytes + need > budget) return;
+  if (smp_rseq_set_end(smp_cpucache_base, smp_cpucache_hdr(cls), index, first[cls] + cap + add)) {
+    m->cap[cls] = (uint16_t)(cap + add);
+    m->bytes += need;
+  }
+}
+
+static size_t drain_indexes_locked(unsigned *list, unsigned n);
+
+// Every 4096 misses, drain caches whose hit count did not move since the last scan: no running
+// thread uses them (with mm_cid, indexes above the current concurrency go quiet).
+static void drain_idle(void) {
+  unsigned idle[64], n = 0;
+  for (unsigned i = 0; i < cache_count && n < SMP_ARRAY_LEN(idle); i++) {
+    cache_meta_t *m = &metas[i];
+    smp_lock_acquire(&m->lock);
+    if (!m->used) {
+      smp_lock_release(&m->lock);
+      continue;
+    }
+    uint64_t hits = 0;
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) hits += smp_load_relaxed(&hdr_of(i, c)->hits);
+    if (hits == m->idle_hits) {
+      idle[n++] = i; // stays locked until drained
+    } else {
+      m->idle_hits = hits;
+      smp_lock_release(&m->lock);
+    }
+  }
+  if (n) drain_indexes_locked(idle, n);
+  for (unsigned k = 0; k < n; k++) smp_lock_release(&metas[idle[k]].lock);
+}
+
+// Slow-path preamble: the index (registering the thread if needed), with the region ready and
+// class cls grown if it can be. Returns -1 if this thread cannot use the per-CPU caches.
+static int prepare(unsigned cls) {
+  if ((smp_fetch_add_relaxed(&slow_calls, 1) & 4095) == 4095) drain_idle();
+  int index = current_index();
+  if (index < 0) {
+    if (!smp_rseq_register_thread()) return -1;
+    index = current_index();
+  }
+  if (index < 0 || (unsigned)index >= cache_count) return -1;
+  cache_meta_t *m = &metas[index];
+  smp_fetch_add_relaxed(&m->misses, 1);
+  smp_lock_acquire(&m->lock);
+  if (!m->used) region_init_locked(m, (unsigned)index);
+  grow_locked(m, index, cls);
+  smp_lock_release(&m->lock);
+  return index;
+}
+
+void *smp_cpucache_alloc_slow(unsigned cls) {
+  int index = prepare(cls);
+  void *blocks[64];
+  unsigned n = smp_central_refill(cls, blocks, index < 0 ? 1 : batch(cls));
+  if (n == 0) return NULL;
+  _Atomic uint64_t *took = index < 0 ? &direct_took[cls] : &metas[index].took[cls];
+  smp_fetch_add_relaxed(took, n);
+  void *p = blocks[--n];
+  unsigned k = n ? smp_rseq_push_batch(smp_cpucache_base, smp_cpucache_hdr(cls), blocks, n)
+                 : 0;
+  if (k < n) { // no room (or the cache moved under us): the rest goes back
+    smp_fetch_add_relaxed(index < 0 ? &direct_gave[cls] : &metas[index].gave[cls], n - k);
+    smp_central_flush(blocks + k, n - k);
+  }
+  return p;
+}
+
+void smp_cpucache_free_slow(void *p, unsigned cls) {
+  int index = prepare(cls);
+  if (index >= 0) {
+    if (smp_cpucache_free_fast(p, cls)) return; // it grew
+    void *out[64];
+    unsigned n = smp_rseq_pop_batch(smp_cpucache_base, smp_cpucache_hdr(cls), out, batch(cls));
+    if (n) {
+      smp_fetch_add_relaxed(&metas[index].gave[cls], n);
+      smp_central_flush(out, n);
+    }
+    if (smp_cpucache_free_fast(p, cls)) return;
+  }
+  smp_fetch_add_relaxed(index < 0 ? &direct_gave[cls] : &metas[index].gave[cls], 1);
+  smp_central_flush(&p, 1);
+}
+
+// Drain the listed regions (their locks held): freeze all, one fence, flush, unfreeze.
+static size_t drain_indexes_locked(unsigned *list, unsigned n) {
+  for (unsigned k = 0; k < n; k++)
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
+      smp_store_relaxed(&hdr_of(list[k], c)->limits, FROZEN);
+  smp_rseq_fence(); // no critical section that saw an unfrozen header is still running
+  size_t drained = 0;
+  for (unsigned k = 0; k < n; k++) {
+    unsigned i = list[k];
+    cache_meta_t *m = &metas[i];
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+      cpu_hdr_t *h = hdr_of(i, c);
+      unsigned cur = smp_load_relaxed(&h->current);
+      if (cur > first[c]) {
+        unsigned cnt = cur - first[c];
+        smp_fetch_add_relaxed(&m->gave[c], cnt);
+        smp_central_flush(slot_of(i, first[c]), cnt);
+        drained += cnt;
+      }
+      uint64_t whole = first[c] | (uint64_t)limits(first[c] + m->cap[c], first[c]) << 32;
+      smp_store_relaxed((_Atomic uint64_t *)h, whole); // current and limits in one store
+    }
+  }
+  return drained;
+}
+
+size_t smp_cpucache_drain_all(void) {
+  unsigned list[256], n = 0;
+  size_t drained = 0;
+  for (unsigned i = 0; i < cache_count; i++) {
+    smp_lock_acquire(&metas[i].lock);
+    if (metas[i].used) list[n++] = i;
+    else smp_lock_release(&metas[i].lock);
+    if (n == SMP_ARRAY_LEN(list) || (i + 1 == cache_count && n)) {
+      drained += drain_indexes_locked(list, n);
+      for (unsigned k = 0; k < n; k++) smp_lock_release(&metas[list[k]].lock);
+      n = 0;
+    }
+  }
+  return drained;
+}
+
+void smp_cpucache_stats(smp_cpucache_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    out->took[c] = smp_load_relaxed(&direct_took[c]);
+    out->gave[c] = smp_load_relaxed(&direct_gave[c]);
+  }
+  for (unsigned i = 0; i < cache_count; i++) {
+    cache_meta_t *m = &metas[i];
+    smp_lock_acquire(&m->lock);
+    if (m->used) {
+      out->caches++;
+      out->capacity_bytes += m->bytes;
+      out->misses += smp_load_relaxed(&m->misses);
+      out->restarts += smp_load_relaxed(&hdr_of(i, 0)->hits);
+      for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+        cpu_hdr_t *h = hdr_of(i, c);
+        uint16_t cur = smp_load_relaxed(&h->current);
+        out->hits += smp_load_relaxed(&h->hits);
+        out->cached[c] += cur > first[c] ? (unsigned)(cur - first[c]) : 0;
+        out->took[c] += smp_load_relaxed(&m->took[c]);
+        out->gave[c] += smp_load_relaxed(&m->gave[c]);
+      }
+    }
+    smp_lock_release(&m->lock);
+  }
+}
+
+bool smp_cpucache_cache_stats(unsigned i, uint64_t out[4]) {
+  if (i >= cache_count) return false;
+  cache_meta_t *m = &metas[i];
+  memset(out, 0, 4 * sizeof *out);
+  smp_lock_acquire(&m->lock);
+  if (m->used) {
+    out[1] = smp_load_relaxed(&m->misses);
+    out[2] = smp_load_relaxed(&hdr_of(i, 0)->hits);
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+      cpu_hdr_t *h = hdr_of(i, c);
+      uint16_t cur = smp_load_relaxed(&h->current);
+      out[0] += smp_load_relaxed(&h->hits);
+      out[3] += (cur > first[c] ? (uint64_t)(cur - first[c]) : 0) * smp_class_info[c].size;
+    }
+  }
+  bool used = m->used;
+  smp_lock_release(&m->lock);
+  return used || i + 1 < cache_count;
+}
+
+void smp_cpucache_lock_all(void) {
+  for (unsigned i = 0; i < cache_count; i++) smp_lock_acquire(&metas[i].lock);
+}
+void smp_cpucache_unlock_all(void) {
+  for (unsigned i = 0; i < cache_count; i++) smp_lock_release(&metas[i].lock);
+}

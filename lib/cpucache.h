@@ -1,0 +1,67 @@
+// Layer: caches. The per-CPU front end: per cache index (mm_cid or CPU), per size class, a
+// bounded stack of block pointers in a region of SMP_CPUCACHE_REGION bytes, popped and pushed
+// by one rseq critical section each (rseq_x86_64.h): no lock, no atomic read-modify-write.
+// Region layout: class c's 16-byte header at offset 16*c ({current, end, begin, hits}; class
+// 0 holds no blocks and its hits field counts rseq restarts), then slots; class c owns the fixed slot range [begin_c, begin_c + max_c) and uses [begin_c, end_c).
+// Regions are reserved for every possible index but only touched ones become resident; with
+// mm_cid, a process that runs on 2 CPUs touches 2 regions. Indexes -1 and -2 (thread not
+// registered) land on two always-zero regions below the first, where every operation misses.
+// Ownership: the fast paths of the threads running on a region's index (serialised by rseq);
+// slow paths of those threads (batch push/pop, also rseq); the region lock for everything that
+// is not a single-store commit: capacity changes (set_end, only by a thread on that index),
+// initialisation and draining. Capacity: a byte budget per cache (cache_size); a class that
+// misses grows by a batch, taking capacity from other classes round-robin when over budget.
+// Drain (trim, idle caches): under the region lock, freeze every header ({end 0, begin 0xffff}:
+// all operations miss), fence with membarrier(PRIVATE_EXPEDITED_RSEQ) so no sequence that saw
+// the old header is still running, then read current, flush the slots, and unfreeze.
+#ifndef SMP_CPUCACHE_H
+#define SMP_CPUCACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "config.h"
+#if defined(__x86_64__)
+#include "rseq_x86_64.h"
+#elif defined(__aarch64__)
+#include "rseq_aarch64.h"
+#endif
+
+extern SMP_HIDDEN char *smp_cpucache_base; // region of index 0; written once at start-up
+
+SMP_INLINE size_t smp_cpucache_hdr(unsigned cls) { return (size_t)cls * 16; }
+
+SMP_INLINE void *smp_cpucache_alloc_fast(unsigned cls) {
+  return smp_rseq_pop(smp_cpucache_base, smp_cpucache_hdr(cls));
+}
+SMP_INLINE bool smp_cpucache_free_fast(void *p, unsigned cls) {
+  return smp_rseq_push(smp_cpucache_base, smp_cpucache_hdr(cls), p);
+}
+
+// Start-up: reserve the regions; false (and the reason) if per-CPU caches cannot run.
+bool smp_cpucache_init(const char **reason);
+void *smp_cpucache_alloc_slow(unsigned cls);
+void smp_cpucache_free_slow(void *p, unsigned cls);
+// Drain every cache to the central lists; returns blocks drained.
+size_t smp_cpucache_drain_all(void);
+// A name for statistics: "percpu (rseq, mm_cid)" or "percpu (rseq, cpu_id)".
+const char *smp_cpucache_name(void);
+
+typedef struct smp_cpucache_stats {
+  uint64_t hits, misses, restarts; // over all caches
+  uint64_t caches;                 // regions in use
+  uint64_t capacity_bytes;         // sum of the budgets in use
+  uint64_t took[SMP_CLASS_COUNT];  // blocks from the central lists
+  uint64_t gave[SMP_CLASS_COUNT];  // blocks to the central lists
+  uint64_t cached[SMP_CLASS_COUNT];
+} smp_cpucache_stats_t;
+void smp_cpucache_stats(smp_cpucache_stats_t *out);
+// Per-cache figures for the report: index i's hits, misses, restarts, cached bytes; false past
+// the last cache in use.
+bool smp_cpucache_cache_stats(unsigned i, uint64_t out[4]);
+
+void smp_cpucache_lock_all(void);
+void smp_cpucache_unlock_all(void);
+
+#endif

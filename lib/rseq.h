@@ -1,0 +1,59 @@
+// Layer: platform. Restartable sequences: which rseq area this thread uses, how caches are
+// indexed, and the fence that stops critical sections on other CPUs. The critical sections
+// themselves are in rseq_x86_64.h / rseq_aarch64.h, the only inline assembly of the project.
+// The area: glibc (2.35+) registers one per thread at thread pointer + __rseq_offset; we use
+// it when __rseq_size > 0. Where glibc did not register (older glibc, or not at all) and the
+// user did not disable rseq with GLIBC_TUNABLES=glibc.pthread.rseq=0, we register our own
+// TLS area per thread with the same signature (RSEQ_SIG). We never write the kernel-owned
+// fields (cpu_id_start, cpu_id, node_id, mm_cid); we write only rseq_cs.
+// Index: mm_cid (Linux 6.3+, AT_RSEQ_FEATURE_SIZE >= 28), a dense id below the number of
+// threads running at once and the CPUs allowed, else cpu_id. An unregistered or failed area
+// reads -1 or -2 there; the cache layer maps those to an always-missing region, so the fast
+// path needs no registration test.
+#ifndef SMP_RSEQ_H
+#define SMP_RSEQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+
+// The kernel's struct rseq (include/uapi/linux/rseq.h), as far as we use it.
+typedef struct smp_rseq_area {
+  uint32_t cpu_id_start; // kernel-owned
+  uint32_t cpu_id;       // kernel-owned; -1 before registration, -2 if it failed
+  uint64_t rseq_cs;      // ours: the active critical-section descriptor, or 0
+  uint32_t flags;        // ours, always 0
+  uint32_t node_id;      // kernel-owned (6.3+)
+  uint32_t mm_cid;       // kernel-owned (6.3+)
+  uint32_t pad;
+} __attribute__((aligned(32))) smp_rseq_area_t;
+
+_Static_assert(offsetof(smp_rseq_area_t, cpu_id) == 4, "rseq ABI");
+_Static_assert(offsetof(smp_rseq_area_t, rseq_cs) == 8, "rseq ABI");
+_Static_assert(offsetof(smp_rseq_area_t, mm_cid) == 24, "rseq ABI");
+_Static_assert(sizeof(smp_rseq_area_t) == 32, "rseq ABI: original registration size");
+
+// Thread-pointer-relative offsets, fixed at start-up (the same for every thread).
+extern SMP_HIDDEN ptrdiff_t smp_rseq_cs_offset;    // of the rseq_cs field
+extern SMP_HIDDEN ptrdiff_t smp_rseq_index_offset; // of mm_cid or cpu_id
+
+typedef struct smp_rseq_info {
+  bool usable;        // per-CPU caches can run
+  bool mm_cid;        // indexed by mm_cid (else cpu_id)
+  bool own_area;      // we registered the areas (glibc did not)
+  unsigned indexes;   // cache indexes needed: CPUs configured (cpu_id) or allowed (mm_cid)
+  const char *reason; // why not usable
+} smp_rseq_info_t;
+
+// Decide once, at start-up; registers the calling thread if we own the areas.
+void smp_rseq_init(smp_rseq_info_t *out);
+// Make sure the calling thread's area is registered (own-area mode); false if it cannot be.
+bool smp_rseq_register_thread(void);
+// Abort or complete every critical section in flight on every CPU running our threads.
+bool smp_rseq_fence(void);
+// CPUs the process may run on (affinity mask), and the highest CPU number + 1.
+unsigned smp_rseq_allowed_cpus(void);
+
+#endif

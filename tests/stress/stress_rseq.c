@@ -1,0 +1,173 @@
+// stress_rseq: make rseq critical sections restart, and prove no block is lost or handed out
+// twice. Workers (default 4 per CPU, more threads than CPUs) churn small blocks through a
+// working set and hand some to a neighbour (remote frees); meanwhile a mover thread keeps
+// moving workers between CPUs with sched_setaffinity, and a signaller sends a storm of
+// signals to them. Every block carries a pattern derived from its pointer, size and owner tag,
+// checked before free, so a block given to two owners is caught; every worker counts its
+// allocations and frees, and at the end allocations == frees and the bytes in use are back to
+// the start. In per-CPU mode the report must show restarts (that the test did its job).
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+
+#include "stress_common.h"
+
+#define SLOTS 64
+#define HANDOFF 256
+
+typedef struct worker {
+  pthread_t thread;
+  _Atomic pid_t tid;
+  unsigned id;
+  uint64_t allocs, frees;
+  stress_queue_t inbox; // blocks handed to this worker by the previous one
+  struct worker *next;
+} worker_t;
+
+static stress_args_t args = {.threads = 0, .iters = 0, .seconds = 3.0, .seed = 7};
+static _Atomic bool stop;
+static _Atomic uint64_t signals_taken;
+static stress_budget_t budget;
+
+static void on_signal(int sig) {
+  (void)sig;
+  atomic_fetch_add_explicit(&signals_taken, 1, memory_order_relaxed);
+}
+
+static void *work(void *arg) {
+  worker_t *w = arg;
+  atomic_store(&w->tid, (pid_t)syscall(SYS_gettid));
+  stress_rng_t rng;
+  stress_rng_seed(&rng, args.seed * 977 + w->id);
+  void *slot[SLOTS] = {0};
+  size_t size[SLOTS] = {0};
+  uint64_t tag = 0x5a5a0000ull + w->id;
+  for (uint64_t i = 0; !atomic_load_explicit(&stop, memory_order_relaxed); i++) {
+    unsigned k = (unsigned)stress_rng_below(&rng, SLOTS);
+    if (slot[k]) {
+      if (stress_rng_chance(&rng, 1, 4)) { // hand it on: the neighbour frees it
+        stress_item_t it = {slot[k], size[k], tag};
+        if (stress_queue_push(&w->next->inbox, &it, 1, true) == 0) {
+          stress_free("rseq: local", slot[k], size[k], tag);
+          w->frees++;
+        }
+      } else {
+        stress_free("rseq: local", slot[k], size[k], tag);
+        w->frees++;
+      }
+    }
+    size[k] = (size_t)stress_rng_log(&rng, 1, 2048);
+    slot[k] = stress_malloc("rseq: new", size[k], tag);
+    w->allocs++;
+    stress_item_t in[8];
+    size_t n = stress_queue_pop(&w->inbox, in, 8, true);
+    for (size_t j = 0; j < n; j++) {
+      stress_free("rseq: handed over", in[j].p, in[j].size, in[j].tag);
+      w->frees++;
+    }
+  }
+  for (unsigned k = 0; k < SLOTS; k++)
+    if (slot[k]) stress_free("rseq: at exit", slot[k], size[k], tag), w->frees++;
+  return NULL;
+}
+
+static worker_t *workers;
+
+// Move workers between CPUs: each step pins one worker to one allowed CPU, or unpins it.
+static void *mover(void *arg) {
+  (void)arg;
+  cpu_set_t allowed;
+  sched_getaffinity(0, sizeof allowed, &allowed);
+  int cpus[CPU_SETSIZE], ncpu = 0;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &allowed)) cpus[ncpu++] = c;
+  stress_rng_t rng;
+  stress_rng_seed(&rng, args.seed ^ 0xabcdef);
+  while (!atomic_load(&stop)) {
+    worker_t *w = &workers[stress_rng_below(&rng, args.threads)];
+    pid_t tid = atomic_load(&w->tid);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[stress_rng_below(&rng, (uint64_t)ncpu)], &one);
+    if (tid) sched_setaffinity(tid, sizeof one, stress_rng_chance(&rng, 1, 4) ? &allowed : &one);
+    usleep(200);
+  }
+  return NULL;
+}
+
+static void *signaller(void *arg) {
+  (void)arg;
+  stress_rng_t rng;
+  stress_rng_seed(&rng, args.seed ^ 0x1234);
+  while (!atomic_load(&stop)) {
+    worker_t *w = &workers[stress_rng_below(&rng, args.threads)];
+    if (atomic_load(&w->tid)) pthread_kill(w->thread, SIGUSR1);
+    for (volatile int spin = 0; spin < 2000; spin++) {
+    }
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  args.threads = 4 * (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+  stress_args_parse(&args, "stress_rseq",
+                    "-t workers (default 4 per CPU), -s seconds; -m quiet: no mover/signaller",
+                    argc, argv);
+  stress_require_smpalloc();
+  bool storm = args.mode == NULL || strcmp(args.mode, "quiet") != 0;
+  double started = stress_now();
+  budget = stress_budget(0, args.seconds);
+  struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+  sigaction(SIGUSR1, &sa, NULL);
+  stress_heap_t before, after;
+  stress_heap_read(&before);
+
+  workers = calloc(args.threads, sizeof *workers);
+  for (unsigned i = 0; i < args.threads; i++) {
+    workers[i].id = i;
+    workers[i].next = &workers[(i + 1) % args.threads];
+    stress_queue_init(&workers[i].inbox, HANDOFF);
+  }
+  for (unsigned i = 0; i < args.threads; i++) stress_thread_start(&workers[i].thread, work, &workers[i]);
+  pthread_t mv, sg;
+  if (storm) {
+    stress_thread_start(&mv, mover, NULL);
+    stress_thread_start(&sg, signaller, NULL);
+  }
+  while (!stress_budget_expired(&budget)) usleep(10000);
+  atomic_store(&stop, true);
+  if (storm) {
+    stress_thread_join(mv);
+    stress_thread_join(sg);
+  }
+  for (unsigned i = 0; i < args.threads; i++) stress_thread_join(workers[i].thread);
+  uint64_t allocs = 0, frees = 0;
+  for (unsigned i = 0; i < args.threads; i++) { // whatever is still in an inbox is freed now
+    stress_item_t it;
+    while (stress_queue_pop(&workers[i].inbox, &it, 1, true) == 1) {
+      stress_free("rseq: left in inbox", it.p, it.size, it.tag);
+      frees++;
+    }
+    allocs += workers[i].allocs;
+    frees += workers[i].frees;
+  }
+  for (unsigned i = 0; i < args.threads; i++) stress_queue_destroy(&workers[i].inbox);
+  free(workers);
+  if (allocs != frees)
+    stress_fail("%llu blocks allocated but %llu freed", (unsigned long long)allocs,
+                (unsigned long long)frees);
+  stress_heap_read(&after);
+  if (args.verbose) {
+    stress_heap_print("before", &before);
+    stress_heap_print("after", &after);
+    fprintf(stderr, "stress_rseq: hits %llu misses %llu restarts %llu, %llu signals taken\n",
+            (unsigned long long)after.hits, (unsigned long long)after.misses,
+            (unsigned long long)after.restarts, (unsigned long long)atomic_load(&signals_taken));
+  }
+  if (after.in_use > before.in_use + (64 << 10))
+    stress_fail("%zu bytes in use at the end, %zu at the start", after.in_use, before.in_use);
+  if (!after.per_thread && storm && after.restarts == before.restarts)
+    stress_fail("no rseq restart happened: the test did not exercise the abort path");
+  stress_ok(allocs + frees, args.threads, started);
+  return 0;
+}

@@ -1,0 +1,150 @@
+// Unit tests of lib/cpucache (the per-CPU front end) through its interface, with a fake cache
+// index: the index offset is pointed at a thread-local variable the test sets, so one thread
+// can play "CPU 0", then "CPU 1", then an unregistered thread (-1). The critical sections stay
+// real rseq sequences (descriptor in the real area), so they run as in production.
+// Single-threaded on purpose: two threads sharing a fake index would not be serialised.
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/rseq.h>
+
+#include "cpucache.h"
+#include "frontend.h"
+#include "init.h"
+#include "options.h"
+#include "rseq.h"
+#include "sizeclass.h"
+
+static __thread int32_t fake_index;
+
+static void use_index(int32_t i) {
+  fake_index = i;
+  smp_rseq_index_offset = (char *)&fake_index - (char *)__builtin_thread_pointer();
+}
+
+static void setup(void) {
+  smp_init_ensure();
+  if (!smp_frontend_percpu) cr_skip_test("per-CPU caches unavailable here: %s", smp_frontend_name());
+  use_index(0);
+}
+TestSuite(cpucache, .init = setup);
+
+static void *alloc(unsigned cls) {
+  void *p = smp_cpucache_alloc_fast(cls);
+  return p ? p : smp_cpucache_alloc_slow(cls);
+}
+static void release(void *p, unsigned cls) {
+  if (!smp_cpucache_free_fast(p, cls)) smp_cpucache_free_slow(p, cls);
+}
+static uint64_t cached(unsigned cls) {
+  static smp_cpucache_stats_t st;
+  smp_cpucache_stats(&st);
+  return st.cached[cls];
+}
+
+Test(cpucache, an_empty_cache_misses_then_grows_and_hits) {
+  unsigned cls = 4;
+  cr_assert_null(smp_cpucache_alloc_fast(cls), "a fresh region has no capacity");
+  void *p = smp_cpucache_alloc_slow(cls);
+  cr_assert_not_null(p);
+  void *q = smp_cpucache_alloc_fast(cls);
+  cr_assert_not_null(q, "the refill filled the grown capacity");
+  cr_assert(smp_cpucache_free_fast(q, cls));
+  cr_assert_eq(smp_cpucache_alloc_fast(cls), q, "LIFO: the block freed last comes back first");
+  release(q, cls);
+  release(p, cls);
+}
+
+Test(cpucache, each_index_has_its_own_cache) {
+  unsigned cls = 6;
+  void *a = alloc(cls);
+  release(a, cls);
+  cr_assert_gt(cached(cls), 0);
+  use_index(1); // "migrate" to CPU 1
+  void *b = alloc(cls);
+  cr_assert_neq(a, b, "cache 1 does not see cache 0's blocks");
+  release(b, cls);
+  use_index(0);
+  cr_assert_eq(smp_cpucache_alloc_fast(cls), a, "cache 0 still holds its block");
+  release(a, cls);
+  uint64_t v[4];
+  cr_assert(smp_cpucache_cache_stats(0, v));
+  cr_assert_gt(v[0], 0, "cache 0 counted hits");
+  cr_assert_gt(v[1], 0, "and misses");
+}
+
+Test(cpucache, an_unregistered_thread_misses_and_falls_back) {
+  use_index(-1);
+  cr_assert_null(smp_cpucache_alloc_fast(3), "index -1 lands on the always-empty region");
+  void *p = smp_cpucache_alloc_slow(3);
+  cr_assert_not_null(p, "the slow path serves it from the central lists");
+  cr_assert_not(smp_cpucache_free_fast(p, 3));
+  smp_cpucache_free_slow(p, 3);
+  use_index(-2);
+  cr_assert_null(smp_cpucache_alloc_fast(3), "so does -2 (registration failed)");
+  use_index(0);
+}
+
+Test(cpucache, capacity_stays_within_the_budget) {
+  enum { N = 600 };
+  static void *p[N];
+  for (int round = 0; round < 3; round++)
+    for (unsigned cls = 1; cls < SMP_CLASS_COUNT; cls += 3) {
+      for (int i = 0; i < N; i++) p[i] = alloc(cls);
+      for (int i = 0; i < N; i++) release(p[i], cls);
+    }
+  smp_cpucache_stats_t st;
+  smp_cpucache_stats(&st);
+  cr_assert_leq(st.capacity_bytes, smp_options.cache_size, "capacity %lu > budget %zu",
+                (unsigned long)st.capacity_bytes, smp_options.cache_size);
+  uint64_t bytes = 0;
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) bytes += st.cached[c] * smp_class_info[c].size;
+  cr_assert_leq(bytes, smp_options.cache_size);
+  cr_assert_gt(bytes, smp_options.cache_size / 4, "the budget is used, not wasted");
+}
+
+Test(cpucache, drain_returns_every_block_and_the_cache_works_after) {
+  unsigned cls = 9;
+  void *p[40];
+  for (int i = 0; i < 40; i++) p[i] = alloc(cls);
+  for (int i = 0; i < 40; i++) release(p[i], cls);
+  use_index(1);
+  for (int i = 0; i < 40; i++) p[i] = alloc(cls);
+  for (int i = 0; i < 40; i++) release(p[i], cls);
+  use_index(0);
+  smp_cpucache_stats_t st;
+  smp_cpucache_stats(&st);
+  cr_assert_gt(st.cached[cls], 0);
+  size_t n = smp_cpucache_drain_all();
+  cr_assert_geq(n, st.cached[cls]);
+  cr_assert_eq(cached(cls), 0, "nothing left in any cache");
+  smp_cpucache_stats(&st);
+  cr_assert_eq(st.took[cls], st.gave[cls], "every block taken from the central lists went back");
+  void *q = alloc(cls);
+  cr_assert_not_null(q, "the drained cache is usable again");
+  cr_assert(smp_cpucache_free_fast(q, cls), "with its capacity kept");
+}
+
+Test(cpucache, blocks_are_accounted_for) {
+  unsigned cls = 12;
+  void *p[100];
+  for (int i = 0; i < 100; i++) p[i] = alloc(cls);
+  smp_cpucache_stats_t st;
+  smp_cpucache_stats(&st);
+  cr_assert_eq(st.took[cls] - st.gave[cls] - st.cached[cls], 100, "100 blocks are with the user");
+  for (int i = 0; i < 100; i++) release(p[i], cls);
+  smp_cpucache_stats(&st);
+  cr_assert_eq(st.took[cls] - st.gave[cls], st.cached[cls]);
+}
+
+// Where glibc registered rseq and nothing forces the per-thread caches, the per-CPU front end
+// must be the one running (a silent fallback would hide a broken rseq path).
+Test(frontend, percpu_runs_where_glibc_registered_rseq) {
+  smp_init_ensure();
+  const char *opt = getenv("SMPALLOC_OPTIONS");
+  if (opt && (strstr(opt, "frontend:thread") || strstr(opt, "debug")))
+    cr_skip_test("per-thread front end forced by SMPALLOC_OPTIONS=%s", opt);
+  if (__rseq_size == 0) cr_skip_test("glibc registered no rseq area here");
+  cr_assert(smp_frontend_percpu, "front end: %s", smp_frontend_name());
+  cr_assert(strncmp(smp_frontend_name(), "percpu (rseq, ", 14) == 0, "%s", smp_frontend_name());
+}
