@@ -22,6 +22,10 @@ void smp_frontend_select(void) {
     set_thread_name("SMPALLOC_OPTIONS=frontend:thread");
     return;
   }
+  if (SMP_TSAN) { // ThreadSanitizer cannot follow rseq restarts
+    set_thread_name("ThreadSanitizer build");
+    return;
+  }
   if (smp_options.debug) {
     set_thread_name("debug mode caches nothing");
     return;

@@ -61,6 +61,12 @@
   "jmp 0b\n\t"                                                                                 \
   ".popsection\n\t"
 
+#if SMP_CACHE_HITS
+#define SMP_RSEQ_COUNT_HIT "incq 8(%%rax,%[hdr])\n\t" /* hits++ */
+#else
+#define SMP_RSEQ_COUNT_HIT ""
+#endif
+
 #define SMP_RSEQ_INPUTS                                                                        \
   [cs_off] "r"(smp_rseq_cs_offset), [idx_off] "r"(smp_rseq_index_offset), [base] "r"(base),    \
       [hdr] "r"(hdr)
@@ -75,7 +81,7 @@ SMP_INLINE void *smp_rseq_pop(char *base, size_t hdr) {
            "cmp %%edx, %%ecx\n\t"
            "jbe %l[miss]\n\t"                  // if (c <= b) miss
            "mov -8(%%rax,%%rcx,8), %[p]\n\t"   // p = slot[c - 1]
-           "incq 8(%%rax,%[hdr])\n\t"          // hits++
+           SMP_RSEQ_COUNT_HIT
            "dec %%ecx\n\t"
            "mov %%cx, (%%rax,%[hdr])\n\t"      // commit: current = c - 1
            SMP_RSEQ_ABORT
@@ -99,7 +105,7 @@ SMP_INLINE bool smp_rseq_push(char *base, size_t hdr, void *p) {
            "cmp %%edx, %%ecx\n\t"
            "jae %l[miss]\n\t"                  // if (c >= e) miss
            "mov %[p], (%%rax,%%rcx,8)\n\t"     // slot[c] = p
-           "incq 8(%%rax,%[hdr])\n\t"          // hits++
+           SMP_RSEQ_COUNT_HIT
            "inc %%ecx\n\t"
            "mov %%cx, (%%rax,%[hdr])\n\t"      // commit: current = c + 1
            SMP_RSEQ_ABORT

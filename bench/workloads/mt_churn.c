@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "workload.h"
+
 enum { SLOTS = 4096, RING = 1024 };
 
 typedef struct worker {
@@ -64,18 +66,6 @@ static void *run(void *arg) {
   return NULL;
 }
 
-// Peak resident set of this process image (VmHWM). getrusage's ru_maxrss is not used: Linux
-// carries it over from the parent across fork and exec, so a small child reports its parent's.
-static long peak_rss_kib(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long kib = -1;
-  while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
-  if (f) fclose(f);
-  return kib;
-}
-
 int main(int argc, char **argv) {
   unsigned threads = argc > 1 ? (unsigned)atoi(argv[1]) : 4;
   long ops = argc > 2 ? atol(argv[2]) : 2000000;
@@ -96,7 +86,7 @@ int main(int argc, char **argv) {
     for (unsigned k = 0; k < RING; k++) free(atomic_load(&w[i].ring[k]));
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-  long hwm = peak_rss_kib();
+  long hwm = workload_peak_rss_kib();
   printf("mt_churn threads=%u ops=%ld max=%zu time=%.3f s mops=%.2f peak_rss=%ld KiB %s\n",
          threads, ops * threads, max_size, secs, (double)ops * threads / secs / 1e6, hwm,
          failures ? "FAILED" : "ok");
