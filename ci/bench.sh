@@ -24,7 +24,8 @@ build=build-bench
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSMP_BUILD_TESTS=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
-libs=(--lib "smpalloc=$PWD/$build/libsmpalloc.so")
+lib=$PWD/$build/libsmpalloc.so
+libs=(--lib "smpalloc=$lib" --lib "smpalloc-thread=$lib@SMPALLOC_OPTIONS=frontend:thread")
 for peer in jemalloc=libjemalloc.so.2 mimalloc=libmimalloc.so.2 tcmalloc=libtcmalloc_minimal.so.4; do
   path=/usr/lib/$arch/${peer#*=}
   [ -e "$path" ] && libs+=(--lib "${peer%%=*}=$path")
@@ -33,8 +34,10 @@ echo "machine: $(nproc) CPUs, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo
 echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 w=$build/bench
 python3 bench/compare.py "${libs[@]}" --reps "$reps" -- \
-  $w/mt_churn 1 2000000 512 --- \
-  $w/mt_churn 2 2000000 512 --- \
-  $w/mt_churn 8 500000 512 --- \
-  $w/mt_churn 64 50000 256 --- \
-  $w/mt_churn 4 300000 16384
+  $w/pair 100000000 --- \
+  $w/threadtest 64 3000 256 64 --- \
+  $w/threadtest 256 800 256 64 --- \
+  $w/prodcons 2 8000000 256 --- \
+  $w/mt_churn 2 4000000 512 --- \
+  $w/mt_churn 8 1000000 512 --- \
+  $w/mt_churn 4 600000 16384
