@@ -6,11 +6,6 @@
 
 #define SMP_VERSION_STRING "0.1.0"
 
-// Count per-CPU cache hits in the critical sections (one increment per malloc/free).
-#ifndef SMP_CACHE_HITS
-#define SMP_CACHE_HITS 1
-#endif
-
 // Every block is aligned to at least this much (max_align_t on x86-64 and aarch64).
 #define SMP_MIN_ALIGN 16
 

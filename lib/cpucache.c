@@ -246,7 +246,17 @@ static size_t drain_indexes_locked(unsigned *list, unsigned n) {
   for (unsigned k = 0; k < n; k++)
     for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
       smp_store_relaxed(&hdr_of(list[k], c)->limits, FROZEN);
-  smp_rseq_fence(); // no critical section that saw an unfrozen header is still running
+  // After the fence no critical section that saw an unfrozen header is still running. If the
+  // fence fails (a seccomp filter installed after start-up, ENOMEM), nothing is known about
+  // sequences in flight: put the limits back (only the region lock changes them) and leave
+  // current and the slots alone.
+  if (!smp_rseq_fence()) {
+    for (unsigned k = 0; k < n; k++)
+      for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
+        smp_store_relaxed(&hdr_of(list[k], c)->limits,
+                          limits(first[c] + metas[list[k]].cap[c], first[c]));
+    return 0;
+  }
   size_t drained = 0;
   for (unsigned k = 0; k < n; k++) {
     unsigned i = list[k];
@@ -261,7 +271,9 @@ static size_t drain_indexes_locked(unsigned *list, unsigned n) {
         drained += cnt;
       }
       uint64_t whole = first[c] | (uint64_t)limits(first[c] + m->cap[c], first[c]) << 32;
-      smp_store_relaxed((_Atomic uint64_t *)h, whole); // current and limits in one store
+      // One store for current and limits; release, so the slot reads of the flush above are
+      // done before a thread can see the cache open again and push into those slots.
+      smp_store_release((_Atomic uint64_t *)h, whole);
     }
   }
   return drained;

@@ -3,7 +3,7 @@
 #include "frontend.h"
 #include "options.h"
 
-bool smp_frontend_percpu;
+_Atomic bool smp_frontend_percpu;
 static char name[96] = "thread";
 
 static void set_thread_name(const char *reason) {
@@ -37,27 +37,27 @@ void smp_frontend_select(void) {
     set_thread_name(reason);
     return;
   }
-  smp_frontend_percpu = true;
+  smp_store_release(&smp_frontend_percpu, true);
 }
 
 void *smp_frontend_alloc_slow(unsigned cls) {
-  return smp_frontend_percpu ? smp_cpucache_alloc_slow(cls) : smp_tcache_alloc_slow(cls);
+  return smp_frontend_is_percpu() ? smp_cpucache_alloc_slow(cls) : smp_tcache_alloc_slow(cls);
 }
 
 void smp_frontend_free_slow(void *p, unsigned cls) {
-  if (smp_frontend_percpu)
+  if (smp_frontend_is_percpu())
     smp_cpucache_free_slow(p, cls);
   else
     smp_tcache_free_slow(p, cls);
 }
 
 void smp_frontend_flush(void) {
-  if (smp_frontend_percpu)
+  if (smp_frontend_is_percpu())
     smp_cpucache_drain_all();
   else
     smp_tcache_flush_self();
 }
 
 const char *smp_frontend_name(void) {
-  return smp_frontend_percpu ? smp_cpucache_name() : name;
+  return smp_frontend_is_percpu() ? smp_cpucache_name() : name;
 }

@@ -9,14 +9,17 @@
 #include "cpucache.h"
 #include "tcache.h"
 
-extern SMP_HIDDEN bool smp_frontend_percpu; // written once at start-up, before it is ever true
+// Written once at start-up (release, after everything the per-CPU path reads is set up) and
+// read with acquire: a thread already running then sees the offsets it needs.
+extern SMP_HIDDEN _Atomic bool smp_frontend_percpu;
+SMP_INLINE bool smp_frontend_is_percpu(void) { return smp_load_acquire(&smp_frontend_percpu); }
 
 SMP_INLINE void *smp_frontend_alloc_fast(unsigned cls) {
-  if (SMP_LIKELY(smp_frontend_percpu)) return smp_cpucache_alloc_fast(cls);
+  if (SMP_LIKELY(smp_frontend_is_percpu())) return smp_cpucache_alloc_fast(cls);
   return smp_tcache_alloc_fast(cls);
 }
 SMP_INLINE bool smp_frontend_free_fast(void *p, unsigned cls) {
-  if (SMP_LIKELY(smp_frontend_percpu)) return smp_cpucache_free_fast(p, cls);
+  if (SMP_LIKELY(smp_frontend_is_percpu())) return smp_cpucache_free_fast(p, cls);
   return smp_tcache_free_fast(p, cls);
 }
 void *smp_frontend_alloc_slow(unsigned cls);

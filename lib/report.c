@@ -27,7 +27,7 @@ void smp_report_unlock(void) { smp_lock_release(&report_lock); }
 
 static void totals_locked(smp_report_totals_t *out) {
   smp_tcache_stats(&ts);
-  if (smp_frontend_percpu) smp_cpucache_stats(&cs);
+  if (smp_frontend_is_percpu()) smp_cpucache_stats(&cs);
   *out = (smp_report_totals_t){0};
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     size_t size = smp_class_info[c].size;
@@ -86,7 +86,7 @@ void smp_report_print(int fd) {
   line(&t, "    huge:      ", r.huge_in_use, " in ");
   smp_text_u64(&t, r.huge_count, 0);
   smp_text_str(&t, " mappings\n");
-  line(&t, "  cached:      ", r.cached, smp_frontend_percpu ? " in per-CPU caches\n" : " in thread caches\n");
+  line(&t, "  cached:      ", r.cached, smp_frontend_is_percpu() ? " in per-CPU caches\n" : " in thread caches\n");
   line(&t, "  span free:   ", r.central_free, " free blocks in small spans\n");
   line(&t, "  page free:   ", r.pageheap_free, " free page runs, ");
   smp_text_bytes(&t, r.pageheap_dirty, 0);
@@ -97,7 +97,7 @@ void smp_report_print(int fd) {
   smp_text_str(&t, " with a cache, ");
   smp_text_u64(&t, ts.exited, 0);
   smp_text_str(&t, " exited\n");
-  if (smp_frontend_percpu) {
+  if (smp_frontend_is_percpu()) {
     smp_text_str(&t, "  cache        hits      misses    restarts      cached\n");
     uint64_t v[4];
     for (unsigned i = 0; smp_cpucache_cache_stats(i, v); i++) {

@@ -65,12 +65,12 @@ static unsigned possible_cpus(void) {
     }
     if (digits && v + 1 > max) max = v + 1;
   }
-  if (max == 0) { // no /sys: the kernel's cpumask size bounds the CPU numbers
-    unsigned long mask[128];
-    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
-    max = bytes > 0 ? (unsigned)bytes * 8 : 1;
-  }
-  return max;
+  // The kernel's cpumask size bounds every CPU number (nr_cpu_ids <= 8 * bytes); trust it
+  // over /sys, which a container may show smaller than the real CPU numbers.
+  unsigned long mask[128];
+  long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+  if (bytes > 0 && (unsigned)bytes * 8 > max) max = (unsigned)bytes * 8;
+  return max ? max : 1;
 }
 
 unsigned smp_rseq_allowed_cpus(void) {
@@ -107,19 +107,26 @@ void smp_rseq_init(smp_rseq_info_t *out) {
                                 : "rseq registration refused (seccomp?)";
       return;
     }
-    own_mode = true;
-    out->own_area = true;
     area = (char *)&own_area - thread_pointer();
   }
   if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
     out->reason = "membarrier rseq fence unavailable";
     return;
   }
-  out->mm_cid = getauxval(AT_RSEQ_FEATURE_SIZE) >= 28;
-  smp_rseq_cs_offset = area + (ptrdiff_t)offsetof(smp_rseq_area_t, rseq_cs);
-  smp_rseq_index_offset =
-      area + (ptrdiff_t)(out->mm_cid ? offsetof(smp_rseq_area_t, mm_cid) : offsetof(smp_rseq_area_t, cpu_id));
+  if (area != __rseq_offset || __rseq_size == 0) {
+    own_mode = true;
+    out->own_area = true;
+  }
   out->indexes = possible_cpus();
+  // mm_cid: Linux 6.3+ announces it with AT_RSEQ_FEATURE_SIZE >= 28 and fills it in any
+  // registration of the original 32 bytes. glibc 2.36 registers 32 bytes but publishes
+  // __rseq_size = 20 (the fields it knew), so the field is read past __rseq_size: accept it only
+  // if this thread's value is a plausible id (below the number of possible CPUs).
+  const smp_rseq_area_t *me = (const smp_rseq_area_t *)(thread_pointer() + area);
+  out->mm_cid = getauxval(AT_RSEQ_FEATURE_SIZE) >= 28 && me->mm_cid < out->indexes;
+  smp_rseq_cs_offset = area + (ptrdiff_t)offsetof(smp_rseq_area_t, rseq_cs);
+  smp_rseq_index_offset = area + (ptrdiff_t)(out->mm_cid ? offsetof(smp_rseq_area_t, mm_cid)
+                                                         : offsetof(smp_rseq_area_t, cpu_id));
   out->usable = true;
 }
 

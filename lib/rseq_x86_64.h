@@ -5,7 +5,8 @@
 // If the thread is preempted, migrated or signalled before the commit, the kernel clears
 // rseq_cs and moves it to the abort handler (after the RSEQ_SIG signature, in __rseq_failure),
 // which counts the restart in the region it now runs on (class 0's hits field, class 0 holds
-// no blocks) and jumps back to 0, before the descriptor is published again. Restarting inside
+// no blocks; the increment is outside any critical section, so a count may be lost or land in
+// another cache: statistics only) and jumps back to 0, before the descriptor is published again. Restarting inside
 // the assembly keeps the fast path free of calls, so it needs no callee-saved registers.
 // Descriptors live in __rseq_cs, pointers to them in __rseq_cs_ptr_array.
 // Header of a class (16 bytes at region + hdr): u16 current @0, u16 end @4, u16 begin @6,
@@ -61,11 +62,7 @@
   "jmp 0b\n\t"                                                                                 \
   ".popsection\n\t"
 
-#if SMP_CACHE_HITS
 #define SMP_RSEQ_COUNT_HIT "incq 8(%%rax,%[hdr])\n\t" /* hits++ */
-#else
-#define SMP_RSEQ_COUNT_HIT ""
-#endif
 
 #define SMP_RSEQ_INPUTS                                                                        \
   [cs_off] "r"(smp_rseq_cs_offset), [idx_off] "r"(smp_rseq_index_offset), [base] "r"(base),    \

@@ -6,8 +6,15 @@
 // checked before free, so a block given to two owners is caught; every worker counts its
 // allocations and frees, and at the end allocations == frees and the bytes in use are back to
 // the start. In per-CPU mode the report must show restarts (that the test did its job).
+// A trimmer thread calls malloc_trim(0) all along, so caches are drained (freeze, membarrier
+// fence, flush, unfreeze) while their CPUs use them. -m nofence also installs a seccomp filter
+// that makes membarrier fail after start-up: a drain must then give up, not guess.
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "stress_common.h"
@@ -27,6 +34,7 @@ typedef struct worker {
 static stress_args_t args = {.threads = 0, .iters = 0, .seconds = 3.0, .seed = 7};
 static _Atomic bool stop;
 static _Atomic uint64_t signals_taken;
+
 static stress_budget_t budget;
 
 static void on_signal(int sig) {
@@ -56,7 +64,9 @@ static void *work(void *arg) {
         w->frees++;
       }
     }
-    size[k] = (size_t)stress_rng_log(&rng, 1, 2048);
+    // Mostly four small classes, so blocks are reused (and drained) often; sometimes any size.
+    size[k] = stress_rng_chance(&rng, 7, 8) ? 32 + 16 * (size_t)stress_rng_below(&rng, 4)
+                                             : (size_t)stress_rng_log(&rng, 1, 2048);
     slot[k] = stress_malloc("rseq: new", size[k], tag);
     w->allocs++;
     stress_item_t in[8];
@@ -95,6 +105,30 @@ static void *mover(void *arg) {
   return NULL;
 }
 
+static _Atomic uint64_t trims;
+
+static void *trimmer(void *arg) {
+  (void)arg;
+  while (!atomic_load(&stop)) {
+    malloc_trim(0);
+    atomic_fetch_add(&trims, 1);
+    sched_yield();
+  }
+  return NULL;
+}
+
+// From now on membarrier fails with EPERM in this process (no_new_privs: no privilege needed).
+static void block_membarrier(void) {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+  struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    stress_fail("cannot install the seccomp filter: %s", strerror(errno));
+}
+
 static void *signaller(void *arg) {
   (void)arg;
   stress_rng_t rng;
@@ -111,10 +145,13 @@ static void *signaller(void *arg) {
 int main(int argc, char **argv) {
   args.threads = 4 * (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
   stress_args_parse(&args, "stress_rseq",
-                    "-t workers (default 4 per CPU), -s seconds; -m quiet: no mover/signaller",
+                    "-t workers (default 4 per CPU), -s seconds; -m quiet: no mover/signaller/"
+                    "trimmer; -m nofence: membarrier blocked by seccomp",
                     argc, argv);
   stress_require_smpalloc();
   bool storm = args.mode == NULL || strcmp(args.mode, "quiet") != 0;
+
+  if (args.mode && strcmp(args.mode, "nofence") == 0) block_membarrier();
   double started = stress_now();
   budget = stress_budget(0, args.seconds);
   struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
@@ -129,16 +166,18 @@ int main(int argc, char **argv) {
     stress_queue_init(&workers[i].inbox, HANDOFF);
   }
   for (unsigned i = 0; i < args.threads; i++) stress_thread_start(&workers[i].thread, work, &workers[i]);
-  pthread_t mv, sg;
+  pthread_t mv, sg, tr;
   if (storm) {
     stress_thread_start(&mv, mover, NULL);
     stress_thread_start(&sg, signaller, NULL);
+    stress_thread_start(&tr, trimmer, NULL);
   }
   while (!stress_budget_expired(&budget)) usleep(10000);
   atomic_store(&stop, true);
   if (storm) {
     stress_thread_join(mv);
     stress_thread_join(sg);
+    stress_thread_join(tr);
   }
   for (unsigned i = 0; i < args.threads; i++) stress_thread_join(workers[i].thread);
   uint64_t allocs = 0, frees = 0;
@@ -160,9 +199,10 @@ int main(int argc, char **argv) {
   if (args.verbose) {
     stress_heap_print("before", &before);
     stress_heap_print("after", &after);
-    fprintf(stderr, "stress_rseq: hits %llu misses %llu restarts %llu, %llu signals taken\n",
+    fprintf(stderr, "stress_rseq: hits %llu misses %llu restarts %llu, %llu signals, %llu trims\n",
             (unsigned long long)after.hits, (unsigned long long)after.misses,
-            (unsigned long long)after.restarts, (unsigned long long)atomic_load(&signals_taken));
+            (unsigned long long)after.restarts, (unsigned long long)atomic_load(&signals_taken),
+            (unsigned long long)atomic_load(&trims));
   }
   if (after.in_use > before.in_use + (64 << 10))
     stress_fail("%zu bytes in use at the end, %zu at the start", after.in_use, before.in_use);

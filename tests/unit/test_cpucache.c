@@ -24,7 +24,7 @@ static void use_index(int32_t i) {
 
 static void setup(void) {
   smp_init_ensure();
-  if (!smp_frontend_percpu) cr_skip_test("per-CPU caches unavailable here: %s", smp_frontend_name());
+  if (!smp_frontend_is_percpu()) cr_skip_test("per-CPU caches unavailable here: %s", smp_frontend_name());
   use_index(0);
 }
 TestSuite(cpucache, .init = setup);
@@ -145,6 +145,6 @@ Test(frontend, percpu_runs_where_glibc_registered_rseq) {
   if (opt && (strstr(opt, "frontend:thread") || strstr(opt, "debug")))
     cr_skip_test("per-thread front end forced by SMPALLOC_OPTIONS=%s", opt);
   if (__rseq_size == 0) cr_skip_test("glibc registered no rseq area here");
-  cr_assert(smp_frontend_percpu, "front end: %s", smp_frontend_name());
+  cr_assert(smp_frontend_is_percpu(), "front end: %s", smp_frontend_name());
   cr_assert(strncmp(smp_frontend_name(), "percpu (rseq, ", 14) == 0, "%s", smp_frontend_name());
 }
