@@ -47,6 +47,23 @@ typedef struct smp_rseq_info {
   const char *reason; // why not usable
 } smp_rseq_info_t;
 
+// The descriptor of a critical section, the same on every architecture: label 3 in __rseq_cs
+// (version 0, flags 0, start 1, length 2 - 1, abort 4), and a pointer to it in
+// __rseq_cs_ptr_array. Labels 0-4 are the ones the sequences in rseq_<arch>.h define.
+#define SMP_RSEQ_STR1(x) #x
+#define SMP_RSEQ_STR(x) SMP_RSEQ_STR1(x)
+#define SMP_RSEQ_DESCRIPTOR                                                                    \
+  ".pushsection __rseq_cs, \"aw\"\n\t"                                                         \
+  ".balign 32\n\t"                                                                             \
+  "3:\n\t"                                                                                     \
+  ".long 0, 0\n\t"                                                                             \
+  ".quad 1f, (2f - 1f), 4f\n\t"                                                                \
+  ".popsection\n\t"                                                                            \
+  ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                                               \
+  ".balign 8\n\t"                                                                              \
+  ".quad 3b\n\t"                                                                               \
+  ".popsection\n\t"
+
 // Decide once, at start-up; registers the calling thread if we own the areas.
 void smp_rseq_init(smp_rseq_info_t *out);
 // Make sure the calling thread's area is registered (own-area mode); false if it cannot be.

@@ -21,22 +21,6 @@
 #include "config.h"
 #include "rseq.h"
 
-#define SMP_RSEQ_STR1(x) #x
-#define SMP_RSEQ_STR(x) SMP_RSEQ_STR1(x)
-
-// Descriptor 3: critical section from 1 to 2 (exclusive), abort handler 4.
-#define SMP_RSEQ_DESCRIPTOR                                                                    \
-  ".pushsection __rseq_cs, \"aw\"\n\t"                                                         \
-  ".balign 32\n\t"                                                                             \
-  "3:\n\t"                                                                                     \
-  ".long 0, 0\n\t"                                                                             \
-  ".quad 1f, (2f - 1f), 4f\n\t"                                                                \
-  ".popsection\n\t"                                                                            \
-  ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                                               \
-  ".balign 8\n\t"                                                                              \
-  ".quad 3b\n\t"                                                                               \
-  ".popsection\n\t"
-
 // Enter: rseq_cs = &descriptor; then at 1: rax = region of this CPU's cache.
 #define SMP_RSEQ_ENTER                                                                         \
   "0:\n\t"                                                                                     \
