@@ -337,9 +337,8 @@ bool smp_cpucache_cache_stats(unsigned i, uint64_t out[4]) {
       out[3] += (cur > first[c] ? (uint64_t)(cur - first[c]) : 0) * smp_class_info[c].size;
     }
   }
-  bool used = m->used;
   smp_lock_release(&m->lock);
-  return used || i + 1 < cache_count;
+  return true;
 }
 
 void smp_cpucache_lock_all(void) {

@@ -57,8 +57,8 @@ typedef struct smp_cpucache_stats {
   uint64_t cached[SMP_CLASS_COUNT];
 } smp_cpucache_stats_t;
 void smp_cpucache_stats(smp_cpucache_stats_t *out);
-// Per-cache figures for the report: index i's hits, misses, restarts, cached bytes; false past
-// the last cache in use.
+// Per-cache figures for the report: index i's hits, misses, restarts, cached bytes (all 0 for
+// a cache never used); false past the last index.
 bool smp_cpucache_cache_stats(unsigned i, uint64_t out[4]);
 
 void smp_cpucache_lock_all(void);

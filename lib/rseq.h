@@ -42,8 +42,7 @@ extern SMP_HIDDEN ptrdiff_t smp_rseq_index_offset; // of mm_cid or cpu_id
 typedef struct smp_rseq_info {
   bool usable;        // per-CPU caches can run
   bool mm_cid;        // indexed by mm_cid (else cpu_id)
-  bool own_area;      // we registered the areas (glibc did not)
-  unsigned indexes;   // cache indexes needed: CPUs configured (cpu_id) or allowed (mm_cid)
+  unsigned indexes;   // cache indexes to reserve: above every possible CPU number (and mm_cid)
   const char *reason; // why not usable
 } smp_rseq_info_t;
 
@@ -70,7 +69,5 @@ void smp_rseq_init(smp_rseq_info_t *out);
 bool smp_rseq_register_thread(void);
 // Abort or complete every critical section in flight on every CPU running our threads.
 bool smp_rseq_fence(void);
-// CPUs the process may run on (affinity mask), and the highest CPU number + 1.
-unsigned smp_rseq_allowed_cpus(void);
 
 #endif

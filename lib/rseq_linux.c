@@ -73,15 +73,6 @@ static unsigned possible_cpus(void) {
   return max ? max : 1;
 }
 
-unsigned smp_rseq_allowed_cpus(void) {
-  unsigned long mask[128];
-  long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
-  if (bytes <= 0) return 1;
-  unsigned n = 0;
-  for (long i = 0; i < bytes / (long)sizeof(long); i++) n += (unsigned)__builtin_popcountl(mask[i]);
-  return n ? n : 1;
-}
-
 static bool tunables_disable_rseq(void) {
   const char *t = smp_os_getenv("GLIBC_TUNABLES");
   return t && strstr(t, "glibc.pthread.rseq=0") != NULL;
@@ -113,10 +104,7 @@ void smp_rseq_init(smp_rseq_info_t *out) {
     out->reason = "membarrier rseq fence unavailable";
     return;
   }
-  if (area != __rseq_offset || __rseq_size == 0) {
-    own_mode = true;
-    out->own_area = true;
-  }
+  own_mode = __rseq_size == 0; // we registered the areas: new threads register on a miss
   out->indexes = possible_cpus();
   // mm_cid: Linux 6.3+ announces it with AT_RSEQ_FEATURE_SIZE >= 28 and fills it in any
   // registration of the original 32 bytes. glibc 2.36 registers 32 bytes but publishes
