@@ -16,7 +16,7 @@ extern "C" {
 
 #if defined(__GNUC__)
 #define SMP_API __attribute__((visibility("default")))
-#define SMP_MALLOC_LIKE __attribute__((malloc, warn_unused_result))
+#define SMP_MALLOC_LIKE __attribute__((__malloc__, __warn_unused_result__))
 #else
 #define SMP_API
 #define SMP_MALLOC_LIKE

@@ -80,7 +80,8 @@ void *smp_alloc_aligned(size_t align, size_t size) {
     while (cls < SMP_CLASS_COUNT && smp_class_info[cls].size % align) cls++;
     if (cls < SMP_CLASS_COUNT) return smp_alloc_class(cls);
   }
-  void *p = smp_large_alloc(size, align, false);
+  // Size 0 gets a unique block, as from smp_malloc(0) (the page heap has no 0-page span).
+  void *p = smp_large_alloc(size ? size : 1, align, false);
   if (p == NULL) errno = ENOMEM;
   return p;
 }

@@ -86,14 +86,20 @@ bool smp_cpucache_init(const char **reason) {
   }
   budget = smp_options.cache_size;
   by_mm_cid = info.mm_cid;
-  cache_count = info.indexes;
   // Two always-zero regions below index 0 catch indexes -1 and -2 (unregistered threads).
-  char *mem = smp_os_map(((size_t)cache_count + 2) << SMP_CPUCACHE_SHIFT);
-  metas = smp_os_map(smp_align_up(cache_count * sizeof(cache_meta_t), smp_os_page_size()));
-  if (mem == NULL || metas == NULL) {
+  size_t mem_bytes = ((size_t)info.indexes + 2) << SMP_CPUCACHE_SHIFT;
+  size_t meta_bytes = smp_align_up(info.indexes * sizeof(cache_meta_t), smp_os_page_size());
+  char *mem = smp_os_map(mem_bytes);
+  cache_meta_t *m = smp_os_map(meta_bytes);
+  if (mem == NULL || m == NULL) {
+    // Keep cache_count 0: the fork handlers walk metas[0, cache_count) whatever the front end.
+    if (mem) smp_os_unmap(mem, mem_bytes);
+    if (m) smp_os_unmap(m, meta_bytes);
     *reason = "no memory for the per-CPU regions";
     return false;
   }
+  metas = m;
+  cache_count = info.indexes;
   for (unsigned i = 0; i < cache_count; i++) smp_lock_init(&metas[i].lock);
   smp_cpucache_base = mem + 2 * SMP_CPUCACHE_REGION;
   return true;

@@ -1,7 +1,8 @@
 // Layer: platform. Memory from the OS, locks, and the few process facts the heap needs.
 // Every mmap/munmap/madvise/mremap of the allocator goes through this file, so accounting and
-// (later) fault injection have one place to live. Nothing here allocates with malloc.
-// Failures are reported as NULL/false; callers turn them into ENOMEM.
+// fault injection (SMP_FAULT_INJECT test builds) have one place to live. Nothing here allocates
+// with malloc. Failures are reported as NULL/false with errno untouched; callers turn them into
+// ENOMEM.
 #ifndef SMP_OS_H
 #define SMP_OS_H
 
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "compiler.h"
+#include "config.h"
 
 // Anonymous read-write memory of size bytes (a multiple of the OS page), or NULL.
 void *smp_os_map(size_t size);
@@ -25,8 +27,41 @@ void *smp_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move);
 size_t smp_os_page_size(void);
 // 16 bytes the kernel gave this process at exec (AT_RANDOM), mixed with the clock.
 uint64_t smp_os_random_seed(void);
-// The environment as the kernel passed it, without getenv (which may not be ready yet).
+// The environment as the kernel passed it, without getenv (which may not be ready yet); before
+// libc has set environ, read from /proc/self/environ. The result may not outlive the next call.
 const char *smp_os_getenv(const char *name);
+
+#if SMP_FAULT_INJECT
+// Test builds only: which wrappers a fault plan may fail, and how each failure looks.
+enum smp_os_fault_kind {
+  SMP_OS_FAULT_MAP,   // smp_os_map, smp_os_map_aligned: NULL, nothing mapped
+  SMP_OS_FAULT_REMAP, // smp_os_remap: NULL, the old mapping intact
+  SMP_OS_FAULT_PURGE, // smp_os_purge: false, the pages untouched (still dirty)
+  SMP_OS_FAULT_KINDS
+};
+#define SMP_OS_FAULT_ALL ((1u << SMP_OS_FAULT_KINDS) - 1)
+
+// Install a fault plan and zero the counters. kinds is a mask of (1u << kind) naming the
+// wrappers that may fail (smp_os_unmap never does). A call of those kinds fails if it is the
+// nth such call from now (nth 0: none; it fires once), or else with probability
+// per_million / 10^6, drawn from a xorshift64 generator seeded with seed (0 picks a fixed
+// seed). A failing wrapper does not reach the kernel and returns what the kernel's refusal
+// returns (see the kinds above), errno untouched. kinds 0 turns injection off. Thread-safe (all
+// state is relaxed atomics), but a plan installed while other threads call the wrappers takes
+// effect for them at some point during the call; tests install plans while quiet.
+void smp_os_fault_set(unsigned kinds, uint64_t nth, uint32_t per_million, uint64_t seed);
+
+typedef struct smp_os_fault_counts {
+  uint64_t calls[SMP_OS_FAULT_KINDS];  // wrapper calls of each kind since the last set
+  uint64_t faults[SMP_OS_FAULT_KINDS]; // of which were made to fail
+  uint64_t unmaps;                     // smp_os_unmap calls since the last set (never fail)
+} smp_os_fault_counts_t;
+// Read the counters since the last smp_os_fault_set, by kind: every call of the wrapper whether
+// or not its kind was in the plan (a purge only if its range holds a whole OS page), and the
+// failures injected. Safe while other threads run (each counter is read once, relaxed); the
+// set is a consistent snapshot only when they are quiet.
+void smp_os_fault_counts(smp_os_fault_counts_t *out);
+#endif
 
 // A sleeping mutual-exclusion lock for the rare paths (page heap, central lists, registries).
 typedef struct smp_lock {

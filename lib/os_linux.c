@@ -2,58 +2,142 @@
 // Aligned reservations over-map by the alignment and unmap the excess head and tail, so the
 // result is one mapping with no guard gaps. MADV_DONTNEED is used for purging because it makes
 // the pages read as zero at once, which the page heap relies on for calloc.
+// Fault injection (SMP_FAULT_INJECT=1 only): each map/map_aligned/remap/purge first asks
+// fault_inject whether to fail; map_aligned counts as one map however many mmaps it makes.
+// Without the switch the check is the constant false and no code is generated for it.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic.h"
 #include "os.h"
 
 extern char **environ;
 
-static size_t os_page; // written once at first use; every writer writes the same value
+// Written at first use, possibly by several threads at once, all with the same value: relaxed
+// atomic, since a plain variable would be a data race (ThreadSanitizer reports it).
+static _Atomic size_t os_page;
 
-size_t smp_os_page_size(void) {
-  if (SMP_UNLIKELY(os_page == 0)) {
-    unsigned long v = getauxval(AT_PAGESZ);
-    os_page = v ? (size_t)v : 4096;
+#if SMP_FAULT_INJECT
+// The plan (written by smp_os_fault_set) and the counters; every access is relaxed: a plan is
+// installed while the test is quiet, and the counters are statistics.
+static _Atomic uint32_t fault_kinds;     // mask of kinds that may fail; 0 while a plan changes
+static _Atomic uint64_t fault_countdown; // the countdown-th eligible call fails; 0: none
+static _Atomic uint32_t fault_rate;      // failures per million eligible calls
+static _Atomic uint64_t fault_rng;       // xorshift64 state, never 0
+static _Atomic uint64_t fault_calls[SMP_OS_FAULT_KINDS], fault_faults[SMP_OS_FAULT_KINDS];
+static _Atomic uint64_t fault_unmaps;
+
+void smp_os_fault_set(unsigned kinds, uint64_t nth, uint32_t per_million, uint64_t seed) {
+  smp_store_relaxed(&fault_kinds, 0);
+  for (unsigned k = 0; k < SMP_OS_FAULT_KINDS; k++) {
+    smp_store_relaxed(&fault_calls[k], 0);
+    smp_store_relaxed(&fault_faults[k], 0);
   }
-  return os_page;
+  smp_store_relaxed(&fault_unmaps, 0);
+  smp_store_relaxed(&fault_countdown, nth);
+  smp_store_relaxed(&fault_rate, per_million);
+  smp_store_relaxed(&fault_rng, seed ? seed : 0x2545f4914f6cdd1dull);
+  smp_store_relaxed(&fault_kinds, kinds & SMP_OS_FAULT_ALL);
 }
 
-void *smp_os_map(size_t size) {
+void smp_os_fault_counts(smp_os_fault_counts_t *out) {
+  for (unsigned k = 0; k < SMP_OS_FAULT_KINDS; k++) {
+    out->calls[k] = smp_load_relaxed(&fault_calls[k]);
+    out->faults[k] = smp_load_relaxed(&fault_faults[k]);
+  }
+  out->unmaps = smp_load_relaxed(&fault_unmaps);
+}
+
+// Count a call of kind; true if the plan makes it fail. The countdown and the generator are
+// advanced with CAS loops, so concurrent callers each consume their own step.
+static bool fault_inject(enum smp_os_fault_kind kind) {
+  smp_fetch_add_relaxed(&fault_calls[kind], 1);
+  if (!((smp_load_relaxed(&fault_kinds) >> kind) & 1)) return false;
+  uint64_t c = smp_load_relaxed(&fault_countdown);
+  while (c != 0 && !atomic_compare_exchange_weak_explicit(&fault_countdown, &c, c - 1,
+                                                          memory_order_relaxed,
+                                                          memory_order_relaxed)) {
+  }
+  bool fail = c == 1; // this call took the countdown from 1 to 0
+  uint32_t rate = smp_load_relaxed(&fault_rate);
+  if (!fail && rate != 0) {
+    uint64_t x = smp_load_relaxed(&fault_rng), y;
+    do {
+      y = x ^ (x << 13);
+      y ^= y >> 7;
+      y ^= y << 17;
+    } while (!atomic_compare_exchange_weak_explicit(&fault_rng, &x, y, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    fail = y % 1000000 < rate;
+  }
+  if (fail) smp_fetch_add_relaxed(&fault_faults[kind], 1);
+  return fail;
+}
+#define FAULT(kind) fault_inject(kind)
+#define COUNT_UNMAP() smp_fetch_add_relaxed(&fault_unmaps, 1)
+#else
+#define FAULT(kind) false
+#define COUNT_UNMAP() ((void)0)
+#endif
+
+size_t smp_os_page_size(void) {
+  size_t page = smp_load_relaxed(&os_page);
+  if (SMP_UNLIKELY(page == 0)) {
+    unsigned long v = getauxval(AT_PAGESZ);
+    page = v ? (size_t)v : 4096;
+    smp_store_relaxed(&os_page, page);
+  }
+  return page;
+}
+
+static void *map_raw(size_t size) {
   int saved = errno; // the allocator reports ENOMEM itself; keep mmap's errno out of the way
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   errno = saved;
   return p == MAP_FAILED ? NULL : p;
 }
 
+static void unmap_raw(void *addr, size_t size) {
+  int saved = errno;
+  munmap(addr, size);
+  errno = saved;
+}
+
+void *smp_os_map(size_t size) {
+  if (FAULT(SMP_OS_FAULT_MAP)) return NULL;
+  return map_raw(size);
+}
+
 void *smp_os_map_aligned(size_t size, size_t align) {
-  if (align <= smp_os_page_size()) return smp_os_map(size);
+  if (FAULT(SMP_OS_FAULT_MAP)) return NULL;
+  if (align <= smp_os_page_size()) return map_raw(size);
   if (size + align < size) return NULL;
   // Try the exact size first: the kernel often returns aligned addresses for large requests.
-  char *p = smp_os_map(size);
+  char *p = map_raw(size);
   if (p == NULL) return NULL;
   if (((uintptr_t)p & (align - 1)) == 0) return p;
-  smp_os_unmap(p, size);
-  p = smp_os_map(size + align);
+  unmap_raw(p, size);
+  p = map_raw(size + align);
   if (p == NULL) return NULL;
   char *aligned = (char *)smp_align_up((uintptr_t)p, align);
   size_t head = (size_t)(aligned - p);
   size_t tail = align - head;
-  if (head) smp_os_unmap(p, head);
-  if (tail) smp_os_unmap(aligned + size, tail);
+  if (head) unmap_raw(p, head);
+  if (tail) unmap_raw(aligned + size, tail);
   return aligned;
 }
 
 void smp_os_unmap(void *addr, size_t size) {
-  int saved = errno;
-  munmap(addr, size);
-  errno = saved;
+  COUNT_UNMAP();
+  unmap_raw(addr, size);
 }
 
 bool smp_os_purge(void *addr, size_t size) {
@@ -61,6 +145,7 @@ bool smp_os_purge(void *addr, size_t size) {
   uintptr_t lo = smp_align_up((uintptr_t)addr, page);
   uintptr_t hi = smp_align_down((uintptr_t)addr + size, page);
   if (hi <= lo) return true;
+  if (FAULT(SMP_OS_FAULT_PURGE)) return false;
   int saved = errno;
   int rc = madvise((void *)lo, hi - lo, MADV_DONTNEED);
   errno = saved;
@@ -68,6 +153,7 @@ bool smp_os_purge(void *addr, size_t size) {
 }
 
 void *smp_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move) {
+  if (FAULT(SMP_OS_FAULT_REMAP)) return NULL;
   int saved = errno;
   void *p = mremap(addr, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
   errno = saved;
@@ -86,8 +172,48 @@ uint64_t smp_os_random_seed(void) {
   return seed;
 }
 
+// The initial environment from /proc/self/environ, for the window before libc sets environ:
+// a preinit_array function that allocates (as a sanitizer's runtime does) runs before libc's own
+// initialisation. The value is copied into a static buffer, truncated to its size, and is valid
+// until the next call; only start-up, which is serialised, gets here.
+static const char *getenv_initial(const char *name) {
+  static char value[1024];
+  int saved = errno;
+  int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    errno = saved;
+    return NULL;
+  }
+  // One pass over NUL-separated "NAME=value" entries: pos counts the bytes of the current entry
+  // seen so far while it still matches "name="; in_value once it has matched.
+  size_t nlen = strlen(name), pos = 0, vlen = 0;
+  bool matching = true, in_value = false, found = false;
+  char buf[512];
+  ssize_t n;
+  while (!found && (n = read(fd, buf, sizeof buf)) > 0) {
+    for (ssize_t i = 0; i < n && !found; i++) {
+      char c = buf[i];
+      if (c == 0) {
+        found = in_value;
+        pos = 0, matching = true;
+      } else if (in_value) {
+        if (vlen < sizeof value - 1) value[vlen++] = c;
+      } else if (matching) {
+        matching = pos < nlen ? c == name[pos] : c == '=';
+        in_value = matching && pos == nlen;
+        pos++;
+      }
+    }
+  }
+  found |= in_value; // the last entry may lack its NUL
+  close(fd);
+  errno = saved;
+  value[vlen] = 0;
+  return found ? value : NULL;
+}
+
 const char *smp_os_getenv(const char *name) {
-  if (environ == NULL) return NULL;
+  if (environ == NULL) return getenv_initial(name);
   for (char **e = environ; *e; e++) {
     const char *s = *e, *n = name;
     while (*n && *s == *n) s++, n++;

@@ -11,18 +11,29 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "config.h"
 #include "init.h"
 #include "os.h"
 #include "report.h"
 
 #define EXPORT SMP_EXPORT
 
-EXPORT void *malloc(size_t size) { return smp_alloc_fast(size); }
-EXPORT void free(void *p) { smp_free_fast(p); }
-EXPORT void *calloc(size_t count, size_t size) { return smp_alloc_calloc(count, size); }
-EXPORT void *realloc(void *p, size_t size) { return smp_alloc_realloc(p, size, "realloc"); }
+// Sanitizer builds (SMP_SANITIZE=address|thread) cannot replace malloc: the sanitizer's runtime
+// owns the standard names. There this file exports the same functions as smp_test_malloc,
+// smp_test_free, ..., and tests/test_names.h maps the standard names onto them, so the tests
+// run this very code under the sanitizer.
+#if SMP_TEST_NAMES
+#define SMP_STD(name) smp_test_##name
+#else
+#define SMP_STD(name) name
+#endif
 
-EXPORT void *reallocarray(void *p, size_t count, size_t size) {
+EXPORT void *SMP_STD(malloc)(size_t size) { return smp_alloc_fast(size); }
+EXPORT void SMP_STD(free)(void *p) { smp_free_fast(p); }
+EXPORT void *SMP_STD(calloc)(size_t count, size_t size) { return smp_alloc_calloc(count, size); }
+EXPORT void *SMP_STD(realloc)(void *p, size_t size) { return smp_alloc_realloc(p, size, "realloc"); }
+
+EXPORT void *SMP_STD(reallocarray)(void *p, size_t count, size_t size) {
   size_t n;
   if (__builtin_mul_overflow(count, size, &n)) {
     errno = ENOMEM;
@@ -31,13 +42,13 @@ EXPORT void *reallocarray(void *p, size_t count, size_t size) {
   return smp_alloc_realloc(p, n, "reallocarray");
 }
 
-EXPORT void free_sized(void *p, size_t size) { smp_alloc_free_sized(p, size, "free_sized"); }
-EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
+EXPORT void SMP_STD(free_sized)(void *p, size_t size) { smp_alloc_free_sized(p, size, "free_sized"); }
+EXPORT void SMP_STD(free_aligned_sized)(void *p, size_t align, size_t size) {
   (void)align;
   smp_alloc_free_sized(p, size, "free_aligned_sized");
 }
 
-EXPORT void *aligned_alloc(size_t align, size_t size) {
+EXPORT void *SMP_STD(aligned_alloc)(size_t align, size_t size) {
   if (!smp_is_pow2(align)) {
     errno = EINVAL;
     return NULL;
@@ -45,7 +56,7 @@ EXPORT void *aligned_alloc(size_t align, size_t size) {
   return smp_alloc_aligned(align, size);
 }
 
-EXPORT int posix_memalign(void **out, size_t align, size_t size) {
+EXPORT int SMP_STD(posix_memalign)(void **out, size_t align, size_t size) {
   if (!smp_is_pow2(align) || align % sizeof(void *) != 0) return EINVAL;
   int saved = errno;
   void *p = smp_alloc_aligned(align, size);
@@ -56,7 +67,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size) {
 }
 
 // glibc's memalign: a non-power-of-two alignment is rounded up to the next power of two.
-EXPORT void *memalign(size_t align, size_t size) {
+EXPORT void *SMP_STD(memalign)(size_t align, size_t size) {
   if (align > SIZE_MAX / 2 + 1) {
     errno = EINVAL;
     return NULL;
@@ -65,9 +76,9 @@ EXPORT void *memalign(size_t align, size_t size) {
   return smp_alloc_aligned(align, size);
 }
 
-EXPORT void *valloc(size_t size) { return smp_alloc_aligned(smp_os_page_size(), size); }
+EXPORT void *SMP_STD(valloc)(size_t size) { return smp_alloc_aligned(smp_os_page_size(), size); }
 
-EXPORT void *pvalloc(size_t size) {
+EXPORT void *SMP_STD(pvalloc)(size_t size) {
   size_t page = smp_os_page_size();
   if (size > SIZE_MAX - page) {
     errno = ENOMEM;
@@ -77,18 +88,18 @@ EXPORT void *pvalloc(size_t size) {
   return smp_alloc_aligned(page, size);
 }
 
-EXPORT size_t malloc_usable_size(void *p) { return smp_alloc_usable(p, "malloc_usable_size"); }
-EXPORT int malloc_trim(size_t pad) {
+EXPORT size_t SMP_STD(malloc_usable_size)(void *p) { return smp_alloc_usable(p, "malloc_usable_size"); }
+EXPORT int SMP_STD(malloc_trim)(size_t pad) {
   (void)pad;
   return smp_alloc_trim();
 }
 
-EXPORT void malloc_stats(void) {
+EXPORT void SMP_STD(malloc_stats)(void) {
   smp_init_ensure();
   smp_report_print(STDERR_FILENO);
 }
 
-EXPORT struct mallinfo2 mallinfo2(void) {
+EXPORT struct mallinfo2 SMP_STD(mallinfo2)(void) {
   smp_init_ensure();
   smp_report_totals_t r;
   smp_report_totals(&r);
@@ -106,8 +117,8 @@ static int clamp_int(size_t v) { return v > INT32_MAX ? INT32_MAX : (int)v; }
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-EXPORT struct mallinfo mallinfo(void) {
-  struct mallinfo2 m2 = mallinfo2();
+EXPORT struct mallinfo SMP_STD(mallinfo)(void) {
+  struct mallinfo2 m2 = SMP_STD(mallinfo2)();
   struct mallinfo m = {0};
   m.arena = clamp_int(m2.arena);
   m.hblks = clamp_int(m2.hblks);
@@ -119,15 +130,15 @@ EXPORT struct mallinfo mallinfo(void) {
 #pragma GCC diagnostic pop
 
 // Tuning knobs of glibc's allocator have no meaning here; accept them so callers carry on.
-EXPORT int mallopt(int param, int value) {
+EXPORT int SMP_STD(mallopt)(int param, int value) {
   (void)param, (void)value;
   return 1;
 }
 
-EXPORT void *__libc_malloc(size_t size) { return smp_alloc_fast(size); }
-EXPORT void __libc_free(void *p) { smp_free_fast(p); }
-EXPORT void *__libc_calloc(size_t count, size_t size) { return smp_alloc_calloc(count, size); }
-EXPORT void *__libc_realloc(void *p, size_t size) { return smp_alloc_realloc(p, size, "realloc"); }
-EXPORT void *__libc_memalign(size_t align, size_t size) { return memalign(align, size); }
-EXPORT void *__libc_valloc(size_t size) { return valloc(size); }
-EXPORT void *__libc_pvalloc(size_t size) { return pvalloc(size); }
+EXPORT void *SMP_STD(__libc_malloc)(size_t size) { return smp_alloc_fast(size); }
+EXPORT void SMP_STD(__libc_free)(void *p) { smp_free_fast(p); }
+EXPORT void *SMP_STD(__libc_calloc)(size_t count, size_t size) { return smp_alloc_calloc(count, size); }
+EXPORT void *SMP_STD(__libc_realloc)(void *p, size_t size) { return smp_alloc_realloc(p, size, "realloc"); }
+EXPORT void *SMP_STD(__libc_memalign)(size_t align, size_t size) { return SMP_STD(memalign)(align, size); }
+EXPORT void *SMP_STD(__libc_valloc)(size_t size) { return SMP_STD(valloc)(size); }
+EXPORT void *SMP_STD(__libc_pvalloc)(size_t size) { return SMP_STD(pvalloc)(size); }

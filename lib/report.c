@@ -18,8 +18,14 @@ static smp_lock_t report_lock = SMP_LOCK_INIT;
 static smp_tcache_stats_t ts;
 static smp_cpucache_stats_t cs;
 
-// Blocks of class c held outside the spans (caches + users), and of them cached.
-static uint64_t held_of(unsigned c) { return ts.cls[c].held + (cs.took[c] - cs.gave[c]); }
+// Blocks of class c held outside the spans (caches + users), and of them cached. The took/gave
+// counters are sums of differences read cache by cache while blocks move (taken by one cache,
+// given back by another read later), so the total can dip below zero: as a signed value, that
+// is 0, not 2^64 - n (which would show as exabytes in use).
+static uint64_t held_of(unsigned c) {
+  int64_t held = (int64_t)(ts.cls[c].held + (cs.took[c] - cs.gave[c]));
+  return held > 0 ? (uint64_t)held : 0;
+}
 static uint64_t cached_of(unsigned c) { return ts.cls[c].cached + cs.cached[c]; }
 
 void smp_report_lock(void) { smp_lock_acquire(&report_lock); }

@@ -29,8 +29,10 @@ static bool own_mode;
 static char *thread_pointer(void) { return (char *)__builtin_thread_pointer(); }
 
 static int register_own(void) {
+  int saved = errno; // a new thread registers on a malloc miss: keep the caller's errno
   if (syscall(SYS_rseq, &own_area, sizeof own_area, 0, RSEQ_SIG) == 0) return 0;
   int e = errno;
+  errno = saved;
   own_area.cpu_id = (uint32_t)-2;
   own_area.mm_cid = (uint32_t)-2;
   return e;
@@ -119,5 +121,8 @@ void smp_rseq_init(smp_rseq_info_t *out) {
 }
 
 bool smp_rseq_fence(void) {
-  return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0;
+  int saved = errno; // called from malloc's slow path (idle drain): a refusal is not the caller's
+  bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0;
+  errno = saved;
+  return ok;
 }
