@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing (Debian packages), builds, runs every test.
 # Exits non-zero on any failure. Usage: ci/test.sh [build-dir]
+# Then the sanitizer builds (ci/sanitize.sh): ThreadSanitizer over the stress suite,
+# AddressSanitizer and UndefinedBehaviorSanitizer over the tests, and a short libFuzzer run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-ci}
@@ -30,3 +32,9 @@ ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 900
 echo "ci/test.sh: pass 2 of 2: SMPALLOC_OPTIONS=frontend:thread"
 SMPALLOC_OPTIONS=frontend:thread ctest --test-dir "$build" --output-on-failure -j"$jobs" \
   --timeout 900 -E '^(build_aarch64|install_and_link)$'
+
+for kind in thread address undefined; do
+  echo "ci/test.sh: sanitizer build: $kind"
+  ci/sanitize.sh "$kind" "$build-$kind"
+done
+echo "ci/test.sh: all passed"
