@@ -9,6 +9,7 @@
 #define SMPALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -62,6 +63,37 @@ SMP_API int smp_trim(void);
 /** Print a human-readable summary of the heap (bytes in use, cached, mapped, per size class,
  *  and which front end runs) to stderr. Allocates nothing. */
 SMP_API void smp_stats_print(void);
+
+/** The version of struct smp_stats this header describes. */
+#define SMP_STATS_VERSION 1
+
+/** Heap statistics, filled by smp_stats_get. Versioned: the caller sets version and size; a
+ *  library fills only the fields within the caller's size, so programs built against an older
+ *  header keep working, and fields are only ever added at the end. All sizes in bytes. */
+typedef struct smp_stats {
+  uint32_t version;        /**< in: SMP_STATS_VERSION */
+  uint32_t size;           /**< in: sizeof(smp_stats_t) */
+  uint64_t in_use;         /**< in blocks handed out and not freed (small, large and huge) */
+  uint64_t cached;         /**< free blocks held by the per-CPU or per-thread caches */
+  uint64_t free;           /**< free inside the heap: in small spans and in free page runs */
+  uint64_t dirty;          /**< of the free page runs, pages that may be resident */
+  uint64_t mapped;         /**< mapped from the OS for the heap (chunks and huge blocks) */
+  uint64_t resident;       /**< of mapped, resident in memory now (mincore) */
+  uint64_t purged;         /**< given back to the OS so far, by decay and trim */
+  uint64_t purges;         /**< madvise calls that gave memory back so far */
+  uint64_t mappings;       /**< mappings the heap holds now (chunks, huge blocks, caches) */
+  uint64_t chunks_unmapped; /**< 4 MiB chunks given back to the OS so far */
+  uint64_t threads;        /**< threads holding a cache now */
+  uint32_t percpu;         /**< 1 if the per-CPU front end runs, 0 for per-thread caches */
+  uint32_t background;     /**< 1 if the background thread runs */
+} smp_stats_t;
+
+/** Fill *stats with the heap's statistics as of now (take stats->version = SMP_STATS_VERSION
+ *  and stats->size = sizeof *stats first). Takes the allocator's statistics locks and walks
+ *  the heap's mappings (mincore), so it costs microseconds per GiB mapped: for monitoring, not
+ *  for hot paths. Allocates nothing. Returns 0, or EINVAL (nothing filled) if stats is NULL,
+ *  its version is 0 or its size does not reach in_use. */
+SMP_API int smp_stats_get(smp_stats_t *stats);
 
 /** The library version as "MAJOR.MINOR.PATCH". */
 SMP_API const char *smp_version(void);

@@ -6,6 +6,7 @@
 
 #include "../include/smpalloc.h"
 #include "alloc.h"
+#include "background.h"
 #include "debug.h"
 #include "init.h"
 #include "large.h"
@@ -15,6 +16,7 @@
 
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
   smp_init_ensure();
+  smp_background_ensure();
   void *p = smp_frontend_alloc_slow(cls);
   if (SMP_UNLIKELY(p == NULL)) {
     errno = ENOMEM;
@@ -26,6 +28,7 @@ SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
 
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size) {
   smp_init_ensure();
+  smp_background_ensure();
   void *p = smp_large_alloc(size, SMP_MIN_ALIGN, false);
   if (p == NULL) errno = ENOMEM;
   return p;
@@ -173,5 +176,13 @@ SMP_EXPORT int smp_trim(void) { return smp_alloc_trim(); }
 SMP_EXPORT void smp_stats_print(void) {
   smp_init_ensure();
   smp_report_print(2);
+}
+SMP_EXPORT int smp_stats_get(smp_stats_t *stats) {
+  if (stats == NULL || stats->version == 0 ||
+      stats->size < offsetof(smp_stats_t, in_use))
+    return EINVAL;
+  smp_init_ensure();
+  smp_report_stats(stats);
+  return 0;
 }
 SMP_EXPORT const char *smp_version(void) { return SMP_VERSION_STRING; }

@@ -171,9 +171,10 @@ static void grow_locked(cache_meta_t *m, int index, unsigned cls) {
 
 static size_t drain_indexes_locked(unsigned *list, unsigned n);
 
-// Every 4096 misses, drain caches whose hit count did not move since the last scan: no running
-// thread uses them (with mm_cid, indexes above the current concurrency go quiet).
-static void drain_idle(void) {
+// Drain caches whose hit count did not move since the last scan: no running thread uses them
+// (with mm_cid, indexes above the current concurrency go quiet). Runs every 4096 misses, and
+// from the background thread.
+void smp_cpucache_drain_idle(void) {
   unsigned idle[64], n = 0;
   for (unsigned i = 0; i < cache_count && n < SMP_ARRAY_LEN(idle); i++) {
     cache_meta_t *m = &metas[i];
@@ -198,7 +199,7 @@ static void drain_idle(void) {
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and
 // class cls grown if it can be. Returns -1 if this thread cannot use the per-CPU caches.
 static int prepare(unsigned cls) {
-  if ((smp_fetch_add_relaxed(&slow_calls, 1) & 4095) == 4095) drain_idle();
+  if ((smp_fetch_add_relaxed(&slow_calls, 1) & 4095) == 4095) smp_cpucache_drain_idle();
   int index = current_index();
   if (index < 0) {
     if (!smp_rseq_register_thread()) return -1;

@@ -45,6 +45,8 @@ void *smp_cpucache_alloc_slow(unsigned cls);
 void smp_cpucache_free_slow(void *p, unsigned cls);
 // Drain every cache to the central lists; returns blocks drained.
 size_t smp_cpucache_drain_all(void);
+// Drain the caches that no thread used since the previous call (see cpucache.c).
+void smp_cpucache_drain_idle(void);
 // A name for statistics: "percpu (rseq, mm_cid)" or "percpu (rseq, cpu_id)".
 const char *smp_cpucache_name(void);
 

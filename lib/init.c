@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include "background.h"
 #include "central.h"
 #include "cpucache.h"
 #include "frontend.h"
@@ -43,6 +44,7 @@ static void fork_parent(void) {
 static void fork_child(void) {
   fork_parent(); // the child's only thread is the one that locked them
   smp_tcache_adopt_orphans();
+  smp_background_forked();
 }
 
 void smp_init_slow(void) {

@@ -19,6 +19,7 @@ typedef struct opt_entry {
 } opt_entry_t;
 
 static const char *const frontend_names[] = {"auto", "thread", "percpu", NULL};
+static const char *const purge_names[] = {"dontneed", "free", NULL};
 
 static const opt_entry_t opt_table[] = {
     {"stats", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, stats),
@@ -30,6 +31,15 @@ static const opt_entry_t opt_table[] = {
      "cache budget in bytes, per thread or per CPU cache (k/m/g suffixes)", NULL},
     {"frontend", OPT_CHOICE, SMP_FRONTEND_AUTO, 0, 2, offsetof(smp_options_t, frontend),
      "auto (per-CPU where rseq works), thread, or percpu", frontend_names},
+    {"decay_ms", OPT_SIZE, 1000, 0, 3600 * 1000, offsetof(smp_options_t, decay_ms),
+     "free pages unused this long (ms) go back to the OS; 0: only on malloc_trim", NULL},
+    {"purge", OPT_CHOICE, SMP_PURGE_DONTNEED, 0, 1, offsetof(smp_options_t, purge),
+     "dontneed (pages go back at once and read as zero) or free (MADV_FREE: lazily)",
+     purge_names},
+    {"background", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, background),
+     "a background thread returns decayed pages and drains idle caches, even when idle", NULL},
+    {"thp", OPT_BOOL, 1, 0, 1, offsetof(smp_options_t, thp),
+     "let transparent huge pages back the heap's chunks (0: MADV_NOHUGEPAGE)", NULL},
 };
 
 static void opt_set(const opt_entry_t *o, size_t v) {

@@ -11,12 +11,17 @@
 #include "compiler.h"
 
 enum smp_frontend_choice { SMP_FRONTEND_AUTO, SMP_FRONTEND_THREAD, SMP_FRONTEND_PERCPU };
+enum smp_purge_choice { SMP_PURGE_DONTNEED, SMP_PURGE_FREE };
 
 typedef struct smp_options {
   bool stats;        // print statistics at exit
   bool debug;        // no caching: freed blocks go straight back to their spans
   size_t cache_size; // cache budget in bytes: per thread, or per CPU cache
   size_t frontend;   // enum smp_frontend_choice
+  size_t decay_ms;   // free pages older than this go back to the OS; 0: only on trim
+  size_t purge;      // enum smp_purge_choice: how decayed pages go back
+  bool background;   // a background thread runs decay and idle-cache drains
+  bool thp;          // chunks may be backed by transparent huge pages
 } smp_options_t;
 
 extern SMP_HIDDEN smp_options_t smp_options;

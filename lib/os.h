@@ -22,6 +22,15 @@ void smp_os_unmap(void *addr, size_t size);
 // Give the physical pages of [addr, addr+size) back; the range stays mapped and reads as zero.
 // Only whole OS pages inside the range are released. Returns false if the kernel refused.
 bool smp_os_purge(void *addr, size_t size);
+// Like smp_os_purge with MADV_FREE: the kernel takes the pages only under memory pressure, and
+// until then they keep their contents (so they do not read as zero). False if refused.
+bool smp_os_purge_lazy(void *addr, size_t size);
+// Bytes of [addr, addr+size) (page aligned) resident in memory, by mincore; 0 if refused.
+size_t smp_os_resident(void *addr, size_t size);
+// Forbid transparent huge pages in [addr, addr+size) (MADV_NOHUGEPAGE); false if refused.
+bool smp_os_no_hugepages(void *addr, size_t size);
+// Milliseconds of a monotonic clock with a resolution of a few ms: cheap enough for slow paths.
+uint64_t smp_os_now_ms(void);
 // Resize a mapping; may move it if may_move. Returns the new address or NULL.
 void *smp_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move);
 size_t smp_os_page_size(void);

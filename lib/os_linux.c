@@ -152,6 +152,44 @@ bool smp_os_purge(void *addr, size_t size) {
   return rc == 0;
 }
 
+bool smp_os_purge_lazy(void *addr, size_t size) {
+  size_t page = smp_os_page_size();
+  uintptr_t lo = smp_align_up((uintptr_t)addr, page);
+  uintptr_t hi = smp_align_down((uintptr_t)addr + size, page);
+  if (hi <= lo) return true;
+  if (FAULT(SMP_OS_FAULT_PURGE)) return false;
+  int saved = errno;
+  int rc = madvise((void *)lo, hi - lo, MADV_FREE);
+  errno = saved;
+  return rc == 0;
+}
+
+size_t smp_os_resident(void *addr, size_t size) {
+  size_t page = smp_os_page_size(), resident = 0;
+  unsigned char vec[256]; // one byte per page; a stack buffer, walked in steps
+  int saved = errno;
+  for (size_t off = 0; off < size; off += sizeof vec * page) {
+    size_t len = size - off < sizeof vec * page ? size - off : sizeof vec * page;
+    if (mincore((char *)addr + off, len, vec) != 0) break;
+    for (size_t i = 0; i < (len + page - 1) / page; i++) resident += (vec[i] & 1) * page;
+  }
+  errno = saved;
+  return resident;
+}
+
+bool smp_os_no_hugepages(void *addr, size_t size) {
+  int saved = errno;
+  int rc = madvise(addr, size, MADV_NOHUGEPAGE);
+  errno = saved;
+  return rc == 0;
+}
+
+uint64_t smp_os_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void *smp_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move) {
   if (FAULT(SMP_OS_FAULT_REMAP)) return NULL;
   int saved = errno;

@@ -5,8 +5,15 @@
 //   - a free span's first and last page_span entries name its first page, its pages' classes
 //     are 0, and it is in exactly the bucket of its length;
 //   - counters (free_pages, dirty_pages, ...) equal the sums over the spans they describe.
+// Decay: a free span whose pages may be resident (neither zeroed nor purged) is "dirty" and is
+// also on the decay list, stamped with the time it joined. The list runs roughly oldest first
+// (a re-filed remainder keeps its stamp and is placed by a bounded walk from the young end).
+// smp_pageheap_decay purges spans whose stamp is older than decay_ms, from the old end; a
+// wholly free chunk is unmapped instead. In a steady workload spans are reused within the decay
+// time and nothing is purged, so no page is faulted in twice.
 #include <string.h>
 
+#include "options.h"
 #include "pageheap.h"
 
 smp_lock_t smp_pageheap_lock = SMP_LOCK_INIT;
@@ -16,6 +23,11 @@ static smp_span_t *buckets[BUCKETS];
 static uint64_t nonempty[(BUCKETS + 63) / 64];
 static smp_chunk_t *chunks;
 static size_t chunk_count, free_pages, dirty_pages, large_pages, large_count, small_pages;
+static smp_span_t *dirty_oldest, *dirty_youngest; // the decay list
+static uint64_t decay_due_ms = UINT64_MAX; // when the oldest dirty span comes of age
+static uint64_t purged_bytes, purge_calls, chunks_unmapped;
+
+static void decay_maybe_locked(uint64_t now);
 
 #define USABLE_PAGES (SMP_CHUNK_PAGES - SMP_CHUNK_HEADER_PAGES)
 
@@ -32,7 +44,31 @@ static smp_span_t *span_at(smp_chunk_t *c, size_t first, size_t npages) {
   return s;
 }
 
-static void bucket_insert(smp_span_t *s) {
+// File dirty span s on the decay list with stamp t: from the young end, past at most a few
+// younger spans (a remainder re-filed with its old stamp), so the list stays roughly ordered.
+static void dirty_add(smp_span_t *s, uint64_t t) {
+  smp_span_t *after = dirty_youngest;
+  for (int walk = 0; after && after->freed_ms > t && walk < 8; walk++) after = after->dirty_prev;
+  if (after && after->freed_ms > t) after = NULL; // too far: file it as the oldest
+  s->freed_ms = t;
+  s->dirty = 1;
+  s->dirty_prev = after;
+  s->dirty_next = after ? after->dirty_next : dirty_oldest;
+  if (s->dirty_next) s->dirty_next->dirty_prev = s; else dirty_youngest = s;
+  if (after) after->dirty_next = s; else dirty_oldest = s;
+  if (dirty_oldest == s) decay_due_ms = t + smp_options.decay_ms;
+}
+
+static void dirty_del(smp_span_t *s) {
+  if (s->dirty_prev) s->dirty_prev->dirty_next = s->dirty_next; else dirty_oldest = s->dirty_next;
+  if (s->dirty_next) s->dirty_next->dirty_prev = s->dirty_prev; else dirty_youngest = s->dirty_prev;
+  s->dirty = 0;
+  s->dirty_next = s->dirty_prev = NULL;
+  decay_due_ms = dirty_oldest ? dirty_oldest->freed_ms + smp_options.decay_ms : UINT64_MAX;
+}
+
+// File free span s in its bucket; a dirty one also on the decay list, stamped t.
+static void bucket_insert_at(smp_span_t *s, uint64_t t) {
   size_t n = s->npages, first = smp_span_first_page(s);
   smp_chunk_t *c = smp_span_chunk(s);
   s->state = SMP_SPAN_FREE;
@@ -45,8 +81,13 @@ static void bucket_insert(smp_span_t *s) {
   nonempty[n / 64] |= (uint64_t)1 << (n % 64);
   c->free_pages += (uint32_t)n;
   free_pages += n;
-  if (!s->zeroed) dirty_pages += n;
+  if (!s->zeroed && !s->purged) {
+    dirty_pages += n;
+    dirty_add(s, t);
+  }
 }
+
+static void bucket_insert(smp_span_t *s) { bucket_insert_at(s, smp_os_now_ms()); }
 
 static void bucket_remove(smp_span_t *s) {
   size_t n = s->npages;
@@ -58,7 +99,10 @@ static void bucket_remove(smp_span_t *s) {
   if (buckets[n] == NULL) nonempty[n / 64] &= ~((uint64_t)1 << (n % 64));
   smp_span_chunk(s)->free_pages -= (uint32_t)n;
   free_pages -= n;
-  if (!s->zeroed) dirty_pages -= n;
+  if (s->dirty) {
+    dirty_pages -= n;
+    dirty_del(s);
+  }
   s->next = s->prev = NULL;
 }
 
@@ -75,6 +119,10 @@ static smp_span_t *bucket_find(size_t n) {
 static bool chunk_add_locked(void) {
   smp_chunk_t *c = smp_os_map_aligned(SMP_CHUNK_SIZE, SMP_CHUNK_SIZE);
   if (c == NULL) return false;
+  // Chunks are aligned to 4 MiB, so transparent huge pages can back them where the system
+  // enables them; thp:0 opts out (every chunk then carries the same flag, so the kernel can
+  // still merge neighbouring chunks into one mapping).
+  if (!smp_options.thp) smp_os_no_hugepages(c, SMP_CHUNK_SIZE);
   c->next = chunks;
   if (chunks) chunks->prev = c;
   chunks = c;
@@ -86,13 +134,15 @@ static bool chunk_add_locked(void) {
   return true;
 }
 
-// Cut the first n pages off free span s (already out of its bucket); the rest goes back.
-static void split_head(smp_span_t *s, size_t n) {
+// Cut the first n pages off free span s (already out of its bucket, freed at time t); the rest
+// goes back, keeping its state and its place in the decay order.
+static void split_head(smp_span_t *s, size_t n, uint64_t t) {
   if (s->npages == n) return;
   smp_span_t *rest = span_at(smp_span_chunk(s), smp_span_first_page(s) + n, s->npages - n);
   rest->zeroed = s->zeroed;
+  rest->purged = s->purged;
   s->npages = (uint16_t)n;
-  bucket_insert(rest);
+  bucket_insert_at(rest, t);
 }
 
 static void mark_in_use(smp_span_t *s) {
@@ -113,23 +163,66 @@ smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed) 
     smp_lock_release(&smp_pageheap_lock);
     return NULL;
   }
+  uint64_t now = smp_os_now_ms(), t = s->dirty ? s->freed_ms : now;
   bucket_remove(s);
   size_t first = smp_span_first_page(s);
   size_t skip = (align_pages - first % align_pages) % align_pages;
   if (skip) { // give the unaligned head back and continue with the rest
-    split_head(s, skip);
+    split_head(s, skip, t);
     smp_span_t *rest = &smp_span_chunk(s)->spans[first + skip];
     bucket_remove(rest);
-    bucket_insert(s);
+    bucket_insert_at(s, t);
     s = rest;
   }
-  split_head(s, npages);
+  split_head(s, npages, t);
   bool z = s->zeroed;
   s->zeroed = 0;
+  s->purged = 0;
   mark_in_use(s);
+  decay_maybe_locked(now);
   smp_lock_release(&smp_pageheap_lock);
   *zeroed = z;
   return s;
+}
+
+// The state of free span a after it absorbed b: zeroed if both were, else given back (purged)
+// if both were zeroed or purged, else dirty as a whole.
+static void merge_state(smp_span_t *a, const smp_span_t *b) {
+  bool clean = (a->zeroed || a->purged) && (b->zeroed || b->purged);
+  a->zeroed = a->zeroed && b->zeroed;
+  a->purged = clean && !a->zeroed;
+}
+
+static void chunk_release_locked(smp_chunk_t *c);
+
+// Purge the dirty spans that came of age by now, oldest first, at most max of them.
+static void decay_locked(uint64_t now, unsigned max) {
+  while (dirty_oldest && now >= decay_due_ms && max-- > 0) {
+    smp_span_t *s = dirty_oldest;
+    smp_chunk_t *c = smp_span_chunk(s);
+    if (c->free_pages == USABLE_PAGES) { // s is the whole chunk: give back the mapping
+      chunk_release_locked(c);
+      continue;
+    }
+    size_t n = s->npages;
+    bool lazy = smp_options.purge == SMP_PURGE_FREE;
+    bool ok = lazy && smp_os_purge_lazy(smp_span_start(s), smp_span_bytes(s));
+    if (!ok) lazy = false, ok = smp_os_purge(smp_span_start(s), smp_span_bytes(s));
+    dirty_del(s);
+    if (!ok) { // the kernel refused: the span stays dirty and is tried again a decay later
+      dirty_add(s, now);
+      break;
+    }
+    dirty_pages -= n;
+    if (lazy) s->purged = 1; else s->zeroed = 1;
+    purged_bytes += smp_span_bytes(s);
+    purge_calls++;
+  }
+}
+
+// Run decay if a dirty span is due (decay_ms 0: never; only trim gives pages back).
+static void decay_maybe_locked(uint64_t now) {
+  if (SMP_UNLIKELY(now >= decay_due_ms) && smp_options.decay_ms != 0) decay_locked(now, 8);
 }
 
 // Coalesce a span that left use (or a freshly cut tail) with its free neighbours and file it.
@@ -142,7 +235,7 @@ static void free_locked(smp_span_t *s) {
     if (p->state == SMP_SPAN_FREE && smp_span_first_page(p) + p->npages == first) {
       bucket_remove(p);
       p->npages = (uint16_t)(p->npages + s->npages);
-      p->zeroed = p->zeroed && s->zeroed;
+      merge_state(p, s);
       s->state = SMP_SPAN_NONE;
       s = p;
       first = smp_span_first_page(s);
@@ -154,7 +247,7 @@ static void free_locked(smp_span_t *s) {
     if (n->state == SMP_SPAN_FREE) {
       bucket_remove(n);
       s->npages = (uint16_t)(s->npages + n->npages);
-      s->zeroed = s->zeroed && n->zeroed;
+      merge_state(s, n);
       n->state = SMP_SPAN_NONE;
     }
   }
@@ -186,7 +279,10 @@ void smp_pageheap_free(smp_span_t *s) {
     large_count--;
   }
   s->zeroed = 0;
+  s->purged = 0;
+  s->dirty = 0;
   free_locked(s);
+  decay_maybe_locked(smp_os_now_ms());
   smp_lock_release(&smp_pageheap_lock);
 }
 
@@ -199,8 +295,9 @@ bool smp_pageheap_grow(smp_span_t *s, size_t npages) {
   smp_span_t *n = &c->spans[end];
   bool ok = n->state == SMP_SPAN_FREE && s->npages + n->npages >= npages;
   if (ok) {
+    uint64_t t = n->dirty ? n->freed_ms : smp_os_now_ms();
     bucket_remove(n);
-    split_head(n, npages - s->npages);
+    split_head(n, npages - s->npages, t);
     n->state = SMP_SPAN_NONE;
     large_pages += npages - s->npages;
     s->npages = (uint16_t)npages;
@@ -221,29 +318,64 @@ void smp_pageheap_shrink(smp_span_t *s, size_t npages) {
   smp_lock_release(&smp_pageheap_lock);
 }
 
+// Unmap wholly free chunk c (its one free span is in a bucket).
+static void chunk_release_locked(smp_chunk_t *c) {
+  bucket_remove(&c->spans[SMP_CHUNK_HEADER_PAGES]);
+  if (c->prev) c->prev->next = c->next; else chunks = c->next;
+  if (c->next) c->next->prev = c->prev;
+  chunk_count--;
+  chunks_unmapped++;
+  smp_pagemap_set_owned(c, false);
+  smp_os_unmap(c, SMP_CHUNK_SIZE);
+}
+
 size_t smp_pageheap_trim(void) {
   size_t released = 0;
   smp_lock_acquire(&smp_pageheap_lock);
-  for (size_t n = 1; n < BUCKETS; n++)
-    for (smp_span_t *s = buckets[n]; s; s = s->next)
-      if (!s->zeroed && smp_os_purge(smp_span_start(s), smp_span_bytes(s))) {
-        s->zeroed = 1;
-        dirty_pages -= n;
-        released += smp_span_bytes(s);
-      }
   for (smp_chunk_t *c = chunks, *next; c; c = next) {
     next = c->next;
     if (c->free_pages != USABLE_PAGES) continue;
-    bucket_remove(&c->spans[SMP_CHUNK_HEADER_PAGES]);
-    if (c->prev) c->prev->next = c->next; else chunks = c->next;
-    if (c->next) c->next->prev = c->prev;
-    chunk_count--;
-    smp_pagemap_set_owned(c, false);
-    smp_os_unmap(c, SMP_CHUNK_SIZE);
-    released += SMP_CHUNK_HEADER_PAGES * SMP_PAGE_SIZE;
+    bool dirty = c->spans[SMP_CHUNK_HEADER_PAGES].dirty;
+    chunk_release_locked(c);
+    released += dirty ? SMP_CHUNK_SIZE : SMP_CHUNK_HEADER_PAGES * SMP_PAGE_SIZE;
   }
+  // Everything that may be resident, lazily given back (MADV_FREE) pages included.
+  for (size_t n = 1; n < BUCKETS; n++)
+    for (smp_span_t *s = buckets[n]; s; s = s->next)
+      if (!s->zeroed && smp_os_purge(smp_span_start(s), smp_span_bytes(s))) {
+        if (s->dirty) {
+          dirty_del(s);
+          dirty_pages -= n;
+        }
+        s->zeroed = 1;
+        s->purged = 0;
+        released += smp_span_bytes(s);
+        purged_bytes += smp_span_bytes(s);
+        purge_calls++;
+      }
   smp_lock_release(&smp_pageheap_lock);
   return released;
+}
+
+uint64_t smp_pageheap_decay(void) {
+  // Everything that is due, in batches of 64 spans with the lock released in between, so
+  // other threads wait for one batch at most.
+  for (;;) {
+    smp_lock_acquire(&smp_pageheap_lock);
+    uint64_t now = smp_os_now_ms();
+    if (smp_options.decay_ms != 0) decay_locked(now, 64);
+    uint64_t due = decay_due_ms;
+    smp_lock_release(&smp_pageheap_lock);
+    if (due > now || smp_options.decay_ms == 0) return due;
+  }
+}
+
+size_t smp_pageheap_resident(void) {
+  size_t bytes = 0;
+  smp_lock_acquire(&smp_pageheap_lock);
+  for (smp_chunk_t *c = chunks; c; c = c->next) bytes += smp_os_resident(c, SMP_CHUNK_SIZE);
+  smp_lock_release(&smp_pageheap_lock);
+  return bytes;
 }
 
 void smp_pageheap_stats(smp_pageheap_stats_t *out) {
@@ -255,5 +387,8 @@ void smp_pageheap_stats(smp_pageheap_stats_t *out) {
   out->large_bytes = large_pages * SMP_PAGE_SIZE;
   out->large_count = large_count;
   out->small_bytes = small_pages * SMP_PAGE_SIZE;
+  out->purged_bytes = purged_bytes;
+  out->purge_calls = purge_calls;
+  out->chunks_unmapped = chunks_unmapped;
   smp_lock_release(&smp_pageheap_lock);
 }

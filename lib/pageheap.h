@@ -1,7 +1,8 @@
 // Layer: page heap. Spans of pages carved from chunks, under one lock.
 // Allocation takes the smallest free run that fits (exact-size buckets with a bitmap of
 // non-empty buckets), splitting the rest back; freeing coalesces with free neighbours in the
-// same chunk. Wholly free chunks are unmapped only by smp_pageheap_trim.
+// same chunk. Free pages go back to the OS when they have been unused for decay_ms (wholly free
+// chunks are then unmapped), and all of them on smp_pageheap_trim.
 // Lock order: a central-list lock may be held when the page-heap lock is taken, never the
 // reverse. Every function here takes the lock itself unless its name ends in _locked.
 #ifndef SMP_PAGEHEAP_H
@@ -30,6 +31,12 @@ void smp_pageheap_shrink(smp_span_t *span, size_t npages);
 // Return the physical memory of every free span to the OS and unmap wholly free chunks.
 // Returns the number of bytes released.
 size_t smp_pageheap_trim(void);
+// Give back the pages of free spans unused for longer than the decay time (option decay_ms),
+// oldest first and a bounded number per call; the page heap also does this itself on its slow
+// paths. Returns the time (smp_os_now_ms) when the next dirty span comes of age, or UINT64_MAX.
+uint64_t smp_pageheap_decay(void);
+// Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).
+size_t smp_pageheap_resident(void);
 
 typedef struct smp_pageheap_stats {
   size_t chunks;      // chunks mapped
@@ -39,6 +46,9 @@ typedef struct smp_pageheap_stats {
   size_t large_bytes; // bytes in large spans
   size_t large_count; // large spans
   size_t small_bytes; // bytes in small spans
+  uint64_t purged_bytes;    // bytes given back to the OS so far (decay and trim)
+  uint64_t purge_calls;     // madvise calls that did so
+  uint64_t chunks_unmapped; // chunks unmapped so far
 } smp_pageheap_stats_t;
 void smp_pageheap_stats(smp_pageheap_stats_t *out);
 

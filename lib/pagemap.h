@@ -36,11 +36,22 @@ enum smp_span_state {
 // never share a cache line and remote frees to one span do not disturb another.
 struct smp_span {
   _Atomic uint64_t remote; // atomic: remote-free word, see remote.h (small spans only)
-  void *free;              // central lock: local free list (encoded links), small spans
-  char *carve;             // central lock: next never-used block of a small span
+  union {
+    struct {                  // SMALL spans
+      void *free;             // central lock: local free list (encoded links)
+      char *carve;            // central lock: next never-used block
+    };
+    struct {                  // FREE spans on the page heap's decay list (pageheap.c)
+      smp_span_t *dirty_next; // page-heap lock: the next younger dirty span
+      smp_span_t *dirty_prev; // page-heap lock: the next older one
+    };
+  };
   smp_span_t *next;        // page-heap lock (free lists) or central lock (partial list)
   smp_span_t *prev;        // as next
-  size_t large_size;       // page-heap lock: usable bytes of a large span
+  union {
+    size_t large_size;     // page-heap lock: usable bytes of a LARGE span
+    uint64_t freed_ms;     // page-heap lock: when a dirty FREE span joined the decay list
+  };
   uint32_t carve_left;     // central lock: blocks not yet carved
   uint16_t npages;         // page-heap lock: length of the span in pages
   uint16_t capacity;       // set at carving: blocks in a small span
@@ -48,6 +59,8 @@ struct smp_span {
   uint8_t state;           // page-heap lock: enum smp_span_state
   uint8_t listed;          // central lock: on its class's partial list
   uint8_t zeroed;          // page-heap lock: a free span whose pages read as zero
+  uint8_t purged;          // page-heap lock: a free span given back with MADV_FREE (not zeroed)
+  uint8_t dirty;           // page-heap lock: a free span on the decay list
 } SMP_CACHE_ALIGNED;
 
 struct smp_chunk {

@@ -1,6 +1,10 @@
 // Layer: api. See report.h. Counters are read without stopping other threads, so a report
 // taken while they run is a consistent-enough snapshot, not an exact one; every figure is
 // exact once the other threads are quiet.
+#include <string.h>
+
+#include "../include/smpalloc.h"
+#include "background.h"
 #include "central.h"
 #include "cpucache.h"
 #include "debug.h"
@@ -58,6 +62,32 @@ static void totals_locked(smp_report_totals_t *out) {
   out->mapped = ps.mapped + ls.huge_bytes;
   out->pageheap_free = ps.free_bytes;
   out->pageheap_dirty = ps.free_dirty;
+  out->purged = ps.purged_bytes;
+  out->purges = ps.purge_calls;
+  out->chunks = ps.chunks;
+  out->chunks_unmapped = ps.chunks_unmapped;
+  out->threads = ts.live;
+}
+
+void smp_report_stats(smp_stats_t *out) {
+  smp_report_totals_t r;
+  smp_report_totals(&r);
+  smp_stats_t s = {.version = out->version, .size = out->size};
+  s.in_use = r.small_in_use + r.large_in_use + r.huge_in_use;
+  s.cached = r.cached;
+  s.free = r.central_free + r.pageheap_free;
+  s.dirty = r.pageheap_dirty;
+  s.mapped = r.mapped;
+  s.resident = smp_pageheap_resident() + smp_large_resident();
+  s.purged = r.purged;
+  s.purges = r.purges;
+  // Chunks, huge blocks, the per-CPU regions and their metadata, each thread cache.
+  s.mappings = r.chunks + r.huge_count + (smp_frontend_is_percpu() ? 2 : 0) + r.threads;
+  s.chunks_unmapped = r.chunks_unmapped;
+  s.threads = r.threads;
+  s.percpu = smp_frontend_is_percpu();
+  s.background = smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING;
+  memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
 }
 
 void smp_report_totals(smp_report_totals_t *out) {
@@ -98,6 +128,19 @@ void smp_report_print(int fd) {
   smp_text_bytes(&t, r.pageheap_dirty, 0);
   smp_text_str(&t, " of them possibly resident\n");
   line(&t, "  mapped:      ", r.mapped, " (chunks and huge mappings)\n");
+  line(&t, "  purged:      ", r.purged, " given back to the OS so far, in ");
+  smp_text_u64(&t, r.purges, 0);
+  smp_text_str(&t, " calls; ");
+  smp_text_u64(&t, r.chunks_unmapped, 0);
+  smp_text_str(&t, " chunks unmapped\n  decay:          ");
+  if (smp_options.decay_ms) {
+    smp_text_u64(&t, smp_options.decay_ms, 0);
+    smp_text_str(&t, smp_options.purge == SMP_PURGE_FREE ? " ms, MADV_FREE" : " ms, MADV_DONTNEED");
+  } else {
+    smp_text_str(&t, "off (trim only)");
+  }
+  smp_text_str(&t, smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING
+                       ? ", background thread running\n" : "\n");
   smp_text_str(&t, "  threads:        ");
   smp_text_u64(&t, ts.live, 0);
   smp_text_str(&t, " with a cache, ");

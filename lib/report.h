@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+struct smp_stats;
+
 typedef struct smp_report_totals {
   size_t small_in_use, small_blocks; // bytes and blocks held by users
   size_t cached;                     // bytes in front-end caches
@@ -12,9 +14,13 @@ typedef struct smp_report_totals {
   size_t huge_in_use, huge_count;    // dedicated mappings
   size_t mapped;                     // chunks + huge mappings
   size_t pageheap_free, pageheap_dirty;
+  uint64_t purged, purges, chunks, chunks_unmapped; // see smp_pageheap_stats_t
+  uint64_t threads;                                  // threads with a cache
 } smp_report_totals_t;
 
 void smp_report_totals(smp_report_totals_t *out);
+// The public statistics (include/smpalloc.h); out->size says how much of *out to fill.
+void smp_report_stats(struct smp_stats *out);
 void smp_report_print(int fd);
 // Fork support: the report lock comes before every other allocator lock.
 void smp_report_lock(void);

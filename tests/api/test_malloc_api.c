@@ -945,6 +945,44 @@ static void run_with_options(const char *options, run_result_t *r) {
 
 static run_result_t opt_run; // large; off the stack
 
+// ---- smp_stats_get ------------------------------------------------------------------------
+
+Test(stats, get_is_versioned_and_tracks_the_heap) {
+  cr_assert_eq(smp_stats_get(NULL), EINVAL);
+  smp_stats_t bad = {.version = 0, .size = sizeof bad};
+  cr_assert_eq(smp_stats_get(&bad), EINVAL);
+  bad = (smp_stats_t){.version = SMP_STATS_VERSION, .size = 4};
+  cr_assert_eq(smp_stats_get(&bad), EINVAL);
+
+  smp_stats_t s0 = {.version = SMP_STATS_VERSION, .size = sizeof s0};
+  cr_assert_eq(smp_stats_get(&s0), 0);
+  char *big = malloc(hide(8 * MiB)); // a huge block: its own mapping
+  cr_assert_not_null(big);
+  memset(big, 1, 8 * MiB);
+  smp_stats_t s1 = {.version = SMP_STATS_VERSION, .size = sizeof s1};
+  cr_assert_eq(smp_stats_get(&s1), 0);
+  cr_assert_geq(s1.in_use, s0.in_use + 8 * MiB);
+  cr_assert_geq(s1.mapped, s0.mapped + 8 * MiB);
+  cr_assert_geq(s1.resident, s0.resident + 8 * MiB, "the touched block is resident");
+  cr_assert_leq(s1.resident, s1.mapped);
+  cr_assert_eq(s1.mappings, s0.mappings + 1);
+  free(big);
+
+  // An older caller's smaller struct: only the fields it knows are written.
+  struct {
+    smp_stats_t head;
+    uint64_t guard;
+  } small = {.head = {.version = 1, .size = (uint32_t)offsetof(smp_stats_t, cached)},
+             .guard = 0x1234};
+  small.head.cached = 77;
+  char *live = malloc(hide(100));
+  cr_assert_eq(smp_stats_get(&small.head), 0);
+  cr_assert_eq(small.head.cached, 77, "a field beyond the caller's size was written");
+  cr_assert_geq(small.head.in_use, 100);
+  cr_assert_eq(small.guard, 0x1234);
+  free(live);
+}
+
 Test(options, none_prints_nothing) {
   run_with_options(NULL, &opt_run);
   cr_assert_eq(opt_run.err_len, 0, "stderr without options: [%s]", opt_run.err);

@@ -2,7 +2,9 @@
 // trim, ownership bits and the checked span lookup, with a full invariant walk of the chunk.
 #include <criterion/criterion.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "options.h"
 #include "pageheap.h"
 
 #define USABLE (SMP_CHUNK_PAGES - SMP_CHUNK_HEADER_PAGES)
@@ -147,4 +149,43 @@ Test(pageheap, checked_lookup_rejects_header_and_free_pages) {
   cr_assert_null(smp_pagemap_span_checked(smp_span_start(s) + 3 * SMP_PAGE_SIZE),
                  "a stale interior entry of a free span does not resolve");
   smp_pageheap_free(s);
+}
+
+// Decay: a freed span stays dirty until it is decay_ms old, then smp_pageheap_decay gives its
+// pages back (they read as zero again, and count as purged); a wholly free chunk is unmapped.
+Test(pageheap, decay_purges_only_spans_that_came_of_age) {
+  smp_options.decay_ms = 200;
+  bool z;
+  smp_span_t *keep = smp_pageheap_alloc(2, 1, &z); // keeps the chunk mapped
+  smp_span_t *a = smp_pageheap_alloc(16, 1, &z);
+  cr_assert(keep && a);
+  smp_chunk_t *c = smp_span_chunk(a);
+  memset(smp_span_start(a), 0x5a, smp_span_bytes(a));
+  smp_pageheap_stats_t st0, st1, st2;
+  smp_pageheap_stats(&st0);
+  smp_pageheap_free(a);
+  smp_pageheap_stats(&st1);
+  cr_assert_geq(st1.free_dirty, st0.free_dirty + 16 * SMP_PAGE_SIZE, "a freed span is dirty");
+  smp_pageheap_decay(); // too young
+  smp_pageheap_stats(&st2);
+  cr_assert_eq(st2.purged_bytes, st1.purged_bytes, "nothing is purged before decay_ms");
+  usleep(300 * 1000);
+  uint64_t due = smp_pageheap_decay();
+  smp_pageheap_stats(&st2);
+  cr_assert_gt(st2.purged_bytes, st1.purged_bytes, "the span was purged once of age");
+  cr_assert_lt(st2.free_dirty, st1.free_dirty);
+  cr_assert_eq(due, UINT64_MAX, "nothing else is due");
+  smp_span_t *again = smp_pageheap_alloc(16, 1, &z);
+  cr_assert(z, "a purged span reads as zero");
+  for (size_t i = 0; i < smp_span_bytes(again); i += 512)
+    cr_assert_eq(smp_span_start(again)[i], 0);
+  check_chunk(c);
+  smp_pageheap_free(again);
+  smp_pageheap_free(keep);
+  usleep(300 * 1000);
+  smp_pageheap_stats(&st1);
+  smp_pageheap_decay();
+  smp_pageheap_stats(&st2);
+  cr_assert_gt(st2.chunks_unmapped, st1.chunks_unmapped, "a wholly free chunk is unmapped");
+  cr_assert_lt(st2.chunks, st1.chunks);
 }

@@ -1,0 +1,270 @@
+// stress_footprint: memory goes back to the OS. Modes (-m):
+//   trim    4 threads allocate 1 GiB in small blocks (16..1024 B, every byte written) and free
+//           it all, each thread freeing blocks another thread allocated; then malloc_trim(0)
+//           must return 1 and the process's resident memory fall below 5% of its peak.
+//   decay   the same without trim, run with SMPALLOC_OPTIONS=background:1,decay_ms:D: resident
+//           memory must fall below 10% of the peak within 2*D of the last free, while the
+//           process sleeps (only the background thread can give the pages back).
+//   maps    a churn of random sizes (16 B..1 MiB, frees at random) with a short decay, so spans
+//           are purged and reused all the time: the lines of /proc/self/maps must stay within
+//           a small bound of the count before the churn (purging never splits mappings).
+//   threads 10,000 short-lived threads, each allocating and freeing (some frees remote): the
+//           heap's mapped bytes and the process's resident memory stay bounded, and the number
+//           of thread caches returns to what it was.
+// Resident memory is the kernel's VmRSS; smp_stats_get's figures are checked against it.
+#include "stress_common.h"
+
+#include <fcntl.h>
+
+#include <smpalloc.h>
+
+static stress_args_t args = {.threads = 4, .seconds = 30, .seed = 1, .mode = "trim", .extra = 0};
+
+#define GIB ((size_t)1 << 30)
+#define MIB ((size_t)1 << 20)
+
+static size_t vm_rss(void) { // bytes, from /proc/self/statm (no allocation)
+  char buf[128];
+  int fd = open("/proc/self/statm", O_RDONLY);
+  if (fd < 0) stress_fail("open /proc/self/statm: %s", strerror(errno));
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) stress_fail("read /proc/self/statm");
+  buf[n] = 0;
+  unsigned long size, resident;
+  if (sscanf(buf, "%lu %lu", &size, &resident) != 2) stress_fail("statm: %s", buf);
+  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static unsigned maps_lines(void) {
+  char buf[4096];
+  int fd = open("/proc/self/maps", O_RDONLY);
+  if (fd < 0) stress_fail("open /proc/self/maps: %s", strerror(errno));
+  unsigned lines = 0;
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < n; i++) lines += buf[i] == '\n';
+  close(fd);
+  return lines;
+}
+
+static smp_stats_t stats_now(void) {
+  smp_stats_t s = {.version = SMP_STATS_VERSION, .size = sizeof s};
+  if (smp_stats_get(&s) != 0) stress_fail("smp_stats_get failed");
+  return s;
+}
+
+// ---- trim and decay: 1 GiB of small blocks ----------------------------------------------
+
+typedef struct {
+  unsigned id;
+  void **blocks;
+  size_t count;
+} part_t;
+
+static part_t parts[16];
+static pthread_barrier_t barrier;
+
+static void *fill_and_swap(void *arg) {
+  part_t *me = arg;
+  stress_rng_t rng;
+  stress_rng_seed(&rng, args.seed * 100 + me->id);
+  size_t target = GIB / args.threads, bytes = 0, cap = target / 16;
+  me->blocks = (void **)mmap(NULL, cap * sizeof(void *), PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); // not from the heap under test
+  if (me->blocks == MAP_FAILED) stress_fail("mmap for the block table");
+  while (bytes < target && me->count < cap) {
+    size_t n = (size_t)stress_rng_range(&rng, 16, 1024);
+    unsigned char *p = malloc(n);
+    if (p == NULL) stress_fail("malloc(%zu) failed after %zu bytes", n, bytes);
+    memset(p, (int)(me->count & 0xff) | 1, n);
+    me->blocks[me->count++] = p;
+    bytes += n;
+  }
+  pthread_barrier_wait(&barrier);
+  // Free the next thread's blocks: every free is remote.
+  part_t *other = &parts[(me->id + 1) % args.threads];
+  for (size_t i = 0; i < other->count; i++) {
+    unsigned char *p = other->blocks[i];
+    if (p[0] != ((i & 0xff) | 1)) stress_fail("block %zu of thread %u damaged", i, other->id);
+    free(p);
+  }
+  pthread_barrier_wait(&barrier);
+  return NULL;
+}
+
+static size_t allocate_and_free_gib(void) {
+  if (args.threads > 16) stress_fail("at most 16 threads");
+  pthread_barrier_init(&barrier, NULL, args.threads);
+  pthread_t t[16];
+  for (unsigned i = 0; i < args.threads; i++) {
+    parts[i].id = i;
+    stress_thread_start(&t[i], fill_and_swap, &parts[i]);
+  }
+  for (unsigned i = 0; i < args.threads; i++) stress_thread_join(t[i]);
+  size_t peak = 0;
+  { // VmHWM: the peak resident size
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (n <= 0) stress_fail("read /proc/self/status");
+    buf[n] = 0;
+    const char *h = strstr(buf, "VmHWM:");
+    if (h == NULL) stress_fail("no VmHWM");
+    peak = (size_t)strtoull(h + 6, NULL, 10) * 1024;
+  }
+  for (unsigned i = 0; i < args.threads; i++)
+    munmap(parts[i].blocks, GIB / args.threads / 16 * sizeof(void *));
+  if (peak < GIB) stress_fail("peak resident %zu MiB: the blocks were not resident", peak / MIB);
+  return peak;
+}
+
+static void mode_trim(void) {
+  size_t peak = allocate_and_free_gib();
+  size_t before = vm_rss();
+  int released = malloc_trim(0);
+  size_t after = vm_rss();
+  smp_stats_t s = stats_now();
+  printf("trim: peak %zu MiB, after free %zu MiB, after trim %zu MiB (%.2f%%); heap resident "
+         "%llu KiB, purged %llu MiB\n",
+         peak / MIB, before / MIB, after / MIB, 100.0 * (double)after / (double)peak,
+         (unsigned long long)s.resident / 1024, (unsigned long long)s.purged / MIB);
+  if (released != 1) stress_fail("malloc_trim(0) returned %d after freeing 1 GiB", released);
+  if (after * 20 >= peak) stress_fail("resident %zu MiB is not below 5%% of the peak", after / MIB);
+  if (s.resident > after) stress_fail("heap resident %llu > process resident %zu",
+                                      (unsigned long long)s.resident, after);
+  if (s.purged == 0) stress_fail("smp_stats_get says nothing was purged");
+}
+
+static void mode_decay(void) {
+  smp_stats_t s0 = stats_now();
+  if (s0.background != 1)
+    stress_fail("run with SMPALLOC_OPTIONS=background:1 (background thread not running)");
+  const char *opt = getenv("SMPALLOC_OPTIONS");
+  const char *d = opt ? strstr(opt, "decay_ms:") : NULL;
+  double decay = d ? strtod(d + 9, NULL) / 1000 : 1.0;
+  size_t peak = allocate_and_free_gib();
+  double freed = stress_now();
+  size_t rss = vm_rss();
+  while (rss * 10 >= peak && stress_now() - freed < 2 * decay) {
+    usleep(20 * 1000);
+    rss = vm_rss();
+  }
+  double took = stress_now() - freed;
+  smp_stats_t s = stats_now();
+  printf("decay: peak %zu MiB, %zu MiB (%.2f%%) after %.2f s (decay %.2f s); purged %llu MiB in "
+         "%llu calls, %llu chunks unmapped\n",
+         peak / MIB, rss / MIB, 100.0 * (double)rss / (double)peak, took, decay,
+         (unsigned long long)s.purged / MIB, (unsigned long long)s.purges,
+         (unsigned long long)s.chunks_unmapped);
+  if (rss * 10 >= peak)
+    stress_fail("resident %zu MiB is not below 10%% of the peak %zu MiB after 2x decay",
+                rss / MIB, peak / MIB);
+}
+
+// ---- maps: churn with a short decay -------------------------------------------------------
+
+static void mode_maps(void) {
+  stress_rng_t rng;
+  stress_rng_seed(&rng, args.seed);
+  enum { SLOTS = 2048 };
+  static void *slot[SLOTS];
+  static size_t size[SLOTS];
+  for (unsigned i = 0; i < 200; i++) free(malloc(stress_rng_log(&rng, 16, MIB))); // warm up
+  unsigned base = maps_lines(), worst = base;
+  stress_budget_t b = stress_budget(args.iters ? args.iters : 400000, args.seconds);
+  uint64_t i = 0;
+  for (; stress_continue(&b, i); i++) {
+    unsigned k = (unsigned)stress_rng_below(&rng, SLOTS);
+    if (slot[k]) {
+      stress_block_check("maps", slot[k], size[k], 16, k);
+      free(slot[k]);
+      slot[k] = NULL;
+    } else {
+      size[k] = (size_t)stress_rng_log(&rng, 16, MIB);
+      slot[k] = stress_malloc("maps", size[k], k);
+    }
+    if ((i & 1023) == 0) {
+      unsigned m = maps_lines();
+      if (m > worst) worst = m;
+    }
+  }
+  for (unsigned k = 0; k < SLOTS; k++)
+    if (slot[k]) stress_free("maps", slot[k], size[k], k);
+  smp_stats_t s = stats_now();
+  printf("maps: %llu ops, /proc/self/maps %u lines before, at most %u during; purged %llu MiB in "
+         "%llu calls\n",
+         (unsigned long long)i, base, worst, (unsigned long long)s.purged / MIB,
+         (unsigned long long)s.purges);
+  if (s.purges == 0) stress_fail("nothing was purged: the churn did not exercise decay");
+  if (worst > base + 64) stress_fail("mappings grew from %u to %u lines", base, worst);
+}
+
+// ---- threads: 10,000 short-lived threads --------------------------------------------------
+
+static void *short_lived(void *arg) {
+  void **handoff = arg;
+  void *mine[64];
+  for (unsigned i = 0; i < 64; i++) {
+    mine[i] = malloc(16 + i * 40);
+    if (mine[i] == NULL) stress_fail("malloc in a short-lived thread");
+    memset(mine[i], 0x5a, 16 + i * 40);
+  }
+  for (unsigned i = 0; i < 64; i += 2) free(mine[i]);
+  free(*handoff); // the previous thread's block: a remote free
+  *handoff = mine[1];
+  for (unsigned i = 3; i < 64; i += 2) free(mine[i]);
+  return NULL;
+}
+
+static void mode_threads(void) {
+  unsigned total = args.extra ? args.extra : 10000;
+  void *handoff = malloc(100);
+  smp_stats_t s0 = stats_now();
+  size_t rss0 = vm_rss();
+  size_t worst_mapped = 0;
+  for (unsigned i = 0; i < total; i++) {
+    pthread_t t;
+    stress_thread_start(&t, short_lived, &handoff);
+    stress_thread_join(t);
+    if (i % 1000 == 999) {
+      smp_stats_t s = stats_now();
+      if (s.mapped > worst_mapped) worst_mapped = s.mapped;
+    }
+  }
+  free(handoff);
+  smp_stats_t s = stats_now();
+  size_t rss = vm_rss();
+  printf("threads: %u threads; resident %zu -> %zu KiB; heap mapped %llu -> %llu KiB (worst "
+         "%zu KiB); thread caches %llu -> %llu\n",
+         total, rss0 / 1024, rss / 1024, (unsigned long long)s0.mapped / 1024,
+         (unsigned long long)s.mapped / 1024, worst_mapped / 1024,
+         (unsigned long long)s0.threads, (unsigned long long)s.threads);
+  if (s.threads > s0.threads) stress_fail("thread caches grew from %llu to %llu",
+                                          (unsigned long long)s0.threads,
+                                          (unsigned long long)s.threads);
+  if (worst_mapped > s0.mapped + 16 * MIB) stress_fail("heap mapping grew by more than 16 MiB");
+  if (rss > rss0 + 32 * MIB) stress_fail("resident memory grew by more than 32 MiB");
+}
+
+int main(int argc, char **argv) {
+  stress_args_parse(&args, "stress_footprint",
+                    "  -m trim|decay|maps|threads  (see the file header)\n"
+                    "  -t threads (trim, decay)  -k threads to start (threads mode)",
+                    argc, argv);
+  stress_require_smpalloc();
+  double started = stress_now();
+  if (strcmp(args.mode, "trim") == 0)
+    mode_trim();
+  else if (strcmp(args.mode, "decay") == 0)
+    mode_decay();
+  else if (strcmp(args.mode, "maps") == 0)
+    mode_maps();
+  else if (strcmp(args.mode, "threads") == 0)
+    mode_threads();
+  else
+    stress_fail("unknown mode %s", args.mode);
+  stress_ok(1, args.threads, started);
+  return 0;
+}
