@@ -1,7 +1,8 @@
 // Layer: platform (Linux). mmap-backed memory, futex-backed pthread mutexes, auxv facts.
-// Aligned reservations over-map by the alignment and unmap the excess head and tail, so the
-// result is one mapping with no guard gaps. MADV_DONTNEED is used for purging because it makes
-// the pages read as zero at once, which the page heap relies on for calloc.
+// Aligned reservations over-map by the alignment (inaccessible, so not charged against a strict
+// commit limit) and unmap the excess head and tail, so the result is one mapping with no guard
+// gaps. MADV_DONTNEED purges by default because it makes the pages read as zero at once, which
+// the page heap relies on for calloc; MADV_FREE (smp_os_purge_lazy) is the purge:free option.
 // Fault injection (SMP_FAULT_INJECT=1 only): each map/map_aligned/remap/purge first asks
 // fault_inject whether to fail; map_aligned counts as one map however many mmaps it makes.
 // Without the switch the check is the constant false and no code is generated for it.
@@ -125,13 +126,25 @@ void *smp_os_map_aligned(size_t size, size_t align) {
   if (p == NULL) return NULL;
   if (((uintptr_t)p & (align - 1)) == 0) return p;
   unmap_raw(p, size);
-  p = map_raw(size + align);
-  if (p == NULL) return NULL;
+  // Over-reserve without access (PROT_NONE is not charged against the commit limit, which
+  // matters with vm.overcommit_memory=2), keep the aligned middle, then make it writable: the
+  // charge is exactly size.
+  int saved = errno;
+  p = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    errno = saved;
+    return NULL;
+  }
   char *aligned = (char *)smp_align_up((uintptr_t)p, align);
   size_t head = (size_t)(aligned - p);
   size_t tail = align - head;
   if (head) unmap_raw(p, head);
   if (tail) unmap_raw(aligned + size, tail);
+  if (mprotect(aligned, size, PROT_READ | PROT_WRITE) != 0) {
+    unmap_raw(aligned, size);
+    aligned = NULL;
+  }
+  errno = saved;
   return aligned;
 }
 

@@ -11,10 +11,13 @@
 //   threads 10,000 short-lived threads, each allocating and freeing (some frees remote): the
 //           heap's mapped bytes and the process's resident memory stay bounded, and the number
 //           of thread caches returns to what it was.
+//   fork    two threads leave 8192 live blocks and exit; the child of a fork sees the same bytes
+//           in use and no other thread's cache, frees every block, and its heap is empty.
 // Resident memory is the kernel's VmRSS; smp_stats_get's figures are checked against it.
 #include "stress_common.h"
 
 #include <fcntl.h>
+#include <sys/wait.h>
 
 #include <smpalloc.h>
 
@@ -248,9 +251,74 @@ static void mode_threads(void) {
   if (rss > rss0 + 32 * MIB) stress_fail("resident memory grew by more than 32 MiB");
 }
 
+// ---- fork: the child's accounting ---------------------------------------------------------
+
+typedef struct {
+  void *p[4096];
+  size_t n[4096];
+} live_t;
+
+static void *fill_live(void *arg) {
+  live_t *l = arg;
+  for (unsigned i = 0; i < 4096; i++) {
+    l->n[i] = i % 64 == 0 ? 100000 + i : 16 + (i * 37) % 4000; // small blocks and page runs
+    l->p[i] = malloc(l->n[i]);
+    if (l->p[i] == NULL) stress_fail("malloc");
+    memset(l->p[i], (int)(i & 0xff), l->n[i]);
+  }
+  return NULL; // the thread exits: its cache is flushed, its blocks stay live
+}
+
+static void mode_fork(void) {
+  static live_t live[2];
+  printf("fork:\n"); // stdout's buffer is allocated before the baseline
+  smp_stats_t base = stats_now();
+  pthread_t t[2];
+  for (unsigned i = 0; i < 2; i++) stress_thread_start(&t[i], fill_live, &live[i]);
+  for (unsigned i = 0; i < 2; i++) stress_thread_join(t[i]);
+  smp_stats_t p = stats_now();
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) stress_fail("fork: %s", strerror(errno));
+  if (pid == 0) {
+    smp_stats_t c = stats_now();
+    // The child inherits the same heap: the same bytes in use, and no thread caches but its own.
+    if (c.in_use != p.in_use) stress_fail("child in use %llu, parent %llu",
+                                          (unsigned long long)c.in_use, (unsigned long long)p.in_use);
+    if (c.threads > 1) stress_fail("child sees %llu thread caches", (unsigned long long)c.threads);
+    for (unsigned k = 0; k < 2; k++)
+      for (unsigned i = 0; i < 4096; i++) {
+        unsigned char *b = live[k].p[i];
+        if (b[0] != (i & 0xff) || b[live[k].n[i] - 1] != (i & 0xff)) stress_fail("child: damaged");
+        free(b);
+      }
+    malloc_trim(0);
+    smp_stats_t e = stats_now();
+    printf("  parent in use %llu KiB; child %llu KiB at fork, %llu KiB after freeing all, "
+           "resident %llu KiB, mapped %llu KiB\n",
+           (unsigned long long)p.in_use / 1024, (unsigned long long)c.in_use / 1024,
+           (unsigned long long)e.in_use / 1024, (unsigned long long)e.resident / 1024,
+           (unsigned long long)e.mapped / 1024);
+    fflush(stdout);
+    if (e.in_use > base.in_use + 16 * 1024)
+      stress_fail("child in use %llu after freeing everything, %llu before the threads",
+                  (unsigned long long)e.in_use, (unsigned long long)base.in_use);
+    if (e.resident > 8 * MIB) stress_fail("child resident heap %llu after trim",
+                                          (unsigned long long)e.resident);
+    _exit(0);
+  }
+  int status;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    stress_fail("child failed (status %d)", status);
+  smp_stats_t q = stats_now();
+  if (q.in_use != p.in_use) stress_fail("the parent's accounting moved across fork");
+  for (unsigned k = 0; k < 2; k++)
+    for (unsigned i = 0; i < 4096; i++) free(live[k].p[i]);
+}
+
 int main(int argc, char **argv) {
   stress_args_parse(&args, "stress_footprint",
-                    "  -m trim|decay|maps|threads  (see the file header)\n"
+                    "  -m trim|decay|maps|threads|fork  (see the file header)\n"
                     "  -t threads (trim, decay)  -k threads to start (threads mode)",
                     argc, argv);
   stress_require_smpalloc();
@@ -263,6 +331,8 @@ int main(int argc, char **argv) {
     mode_maps();
   else if (strcmp(args.mode, "threads") == 0)
     mode_threads();
+  else if (strcmp(args.mode, "fork") == 0)
+    mode_fork();
   else
     stress_fail("unknown mode %s", args.mode);
   stress_ok(1, args.threads, started);
