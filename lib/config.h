@@ -12,6 +12,11 @@
 #ifndef SMP_TEST_NAMES
 #define SMP_TEST_NAMES 0
 #endif
+// SMP_INIT_AT_LOAD: start-up runs from a constructor at load; 0 (stress_init only) leaves it
+// to the first call, so threads can race through it.
+#ifndef SMP_INIT_AT_LOAD
+#define SMP_INIT_AT_LOAD 1
+#endif
 // SMP_FAULT_INJECT: the OS wrappers can be told to fail (os.h); only tests/fault sets it.
 #ifndef SMP_FAULT_INJECT
 #define SMP_FAULT_INJECT 0

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "background.h"
+#include "config.h"
 #include "central.h"
 #include "cpucache.h"
 #include "frontend.h"
@@ -67,7 +68,9 @@ void smp_init_slow(void) {
   pthread_atfork(fork_prepare, fork_parent, fork_child); // may malloc: the heap is ready
 }
 
+#if SMP_INIT_AT_LOAD
 __attribute__((constructor)) static void init_at_load(void) { smp_init_ensure(); }
+#endif
 
 __attribute__((destructor)) static void report_at_exit(void) {
   if (smp_load_acquire(&smp_init_state) == 2 && smp_options.stats) smp_report_print(report_fd);
