@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark command: smpalloc against glibc, jemalloc, mimalloc and tcmalloc, side by side.
 # Installs what is missing, builds Release, runs each workload under every allocator
-# (alternating, several repetitions) and prints medians and ratios.
+# (alternating, several repetitions) and prints medians and ratios. The last three workloads
+# measure footprint: they also report the RSS at the end (after a low phase, after an idle
+# second, with a sparse survivor set), tabulated as "final RSS".
 # Usage: ci/bench.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,4 +42,7 @@ python3 bench/compare.py "${libs[@]}" --reps "$reps" -- \
   $w/prodcons 2 8000000 256 --- \
   $w/mt_churn 2 4000000 512 --- \
   $w/mt_churn 8 1000000 512 --- \
-  $w/mt_churn 4 600000 16384
+  $w/mt_churn 4 600000 16384 --- \
+  $w/server_churn 4 5000000 32768 262144 --- \
+  $w/burst_idle 4 512 1000 --- \
+  $w/fragmentation 4 400 200 512
