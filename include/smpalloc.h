@@ -86,6 +86,8 @@ typedef struct smp_stats {
   uint64_t threads;        /**< threads holding a cache now */
   uint32_t percpu;         /**< 1 if the per-CPU front end runs, 0 for per-thread caches */
   uint32_t background;     /**< 1 if the background thread runs */
+  uint32_t cpus;           /**< CPUs the process may run on (its affinity mask) */
+  uint32_t cache_slots;    /**< per-CPU caches reserved (one per possible CPU); 0 per-thread */
 } smp_stats_t;
 
 /** Fill *stats with the heap's statistics as of now (take stats->version = SMP_STATS_VERSION

@@ -354,3 +354,5 @@ void smp_cpucache_lock_all(void) {
 void smp_cpucache_unlock_all(void) {
   for (unsigned i = 0; i < cache_count; i++) smp_lock_release(&metas[i].lock);
 }
+
+unsigned smp_cpucache_count(void) { return cache_count; }

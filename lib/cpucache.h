@@ -49,6 +49,8 @@ size_t smp_cpucache_drain_all(void);
 void smp_cpucache_drain_idle(void);
 // A name for statistics: "percpu (rseq, mm_cid)" or "percpu (rseq, cpu_id)".
 const char *smp_cpucache_name(void);
+// Caches reserved: one per possible CPU (offline ones included; a thread never gets their index).
+unsigned smp_cpucache_count(void);
 
 typedef struct smp_cpucache_stats {
   uint64_t hits, misses, restarts; // over all caches

@@ -29,6 +29,8 @@ bool smp_os_purge_lazy(void *addr, size_t size);
 size_t smp_os_resident(void *addr, size_t size);
 // Forbid transparent huge pages in [addr, addr+size) (MADV_NOHUGEPAGE); false if refused.
 bool smp_os_no_hugepages(void *addr, size_t size);
+// CPUs this process may run on (its affinity mask: taskset, cpusets, containers), at least 1.
+unsigned smp_os_cpus_allowed(void);
 // Milliseconds of a monotonic clock with a resolution of a few ms: cheap enough for slow paths.
 uint64_t smp_os_now_ms(void);
 // Resize a mapping; may move it if may_move. Returns the new address or NULL.

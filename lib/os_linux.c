@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -195,6 +196,16 @@ bool smp_os_no_hugepages(void *addr, size_t size) {
   int rc = madvise(addr, size, MADV_NOHUGEPAGE);
   errno = saved;
   return rc == 0;
+}
+
+unsigned smp_os_cpus_allowed(void) {
+  uint64_t mask[128]; // 8192 CPUs; the kernel writes only its cpumask size
+  int saved = errno;
+  long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+  errno = saved;
+  unsigned n = 0;
+  for (long i = 0; i < bytes / 8; i++) n += (unsigned)__builtin_popcountll(mask[i]);
+  return n ? n : 1;
 }
 
 uint64_t smp_os_now_ms(void) {

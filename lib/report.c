@@ -87,6 +87,8 @@ void smp_report_stats(smp_stats_t *out) {
   s.threads = r.threads;
   s.percpu = smp_frontend_is_percpu();
   s.background = smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING;
+  s.cpus = smp_os_cpus_allowed();
+  s.cache_slots = smp_frontend_is_percpu() ? smp_cpucache_count() : 0;
   memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
 }
 
@@ -110,6 +112,14 @@ void smp_report_print(int fd) {
   smp_text_init(&t, fd);
   smp_text_str(&t, "smpalloc " SMP_VERSION_STRING " statistics\n  frontend:       ");
   smp_text_str(&t, smp_frontend_name());
+  smp_text_str(&t, "\n  cpus:           ");
+  smp_text_u64(&t, smp_os_cpus_allowed(), 0);
+  smp_text_str(&t, " allowed by the affinity mask");
+  if (smp_frontend_is_percpu()) {
+    smp_text_str(&t, ", ");
+    smp_text_u64(&t, smp_cpucache_count(), 0);
+    smp_text_str(&t, " per-CPU caches reserved");
+  }
   smp_text_str(&t, "\n");
   size_t in_use = r.small_in_use + r.large_in_use + r.huge_in_use;
   line(&t, "  in use:      ", in_use, "\n");
