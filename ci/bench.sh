@@ -43,6 +43,6 @@ python3 bench/compare.py "${libs[@]}" --reps "$reps" -- \
   $w/mt_churn 2 4000000 512 --- \
   $w/mt_churn 8 1000000 512 --- \
   $w/mt_churn 4 600000 16384 --- \
-  $w/server_churn 4 5000000 32768 262144 --- \
+  $w/server_churn 4 8000000 32768 262144 --- \
   $w/burst_idle 4 512 1000 --- \
   $w/fragmentation 4 400 200 512

@@ -44,12 +44,13 @@ static smp_span_t *span_at(smp_chunk_t *c, size_t first, size_t npages) {
   return s;
 }
 
-// File dirty span s on the decay list with stamp t: from the young end, past at most a few
-// younger spans (a remainder re-filed with its old stamp), so the list stays roughly ordered.
+// File dirty span s on the decay list with stamp t: from the young end, past at most 8 younger
+// spans (a remainder re-filed with its old stamp). If the walk ends early, s goes in behind a
+// younger span: it is purged late, by at most that span's lead. It is never filed ahead of an
+// older span, so the head stays the oldest and a young span can never hold older ones back.
 static void dirty_add(smp_span_t *s, uint64_t t) {
   smp_span_t *after = dirty_youngest;
   for (int walk = 0; after && after->freed_ms > t && walk < 8; walk++) after = after->dirty_prev;
-  if (after && after->freed_ms > t) after = NULL; // too far: file it as the oldest
   s->freed_ms = t;
   s->dirty = 1;
   s->dirty_prev = after;

@@ -189,3 +189,33 @@ Test(pageheap, decay_purges_only_spans_that_came_of_age) {
   cr_assert_gt(st2.chunks_unmapped, st1.chunks_unmapped, "a wholly free chunk is unmapped");
   cr_assert_lt(st2.chunks, st1.chunks);
 }
+
+// The decay list keeps its oldest span at the head: a remainder re-filed with an older stamp
+// than the spans freed after it (here 10 of them, more than the bounded walk) goes in behind
+// them, never ahead of the oldest. (Filed at the head, its young stamp would hold every older
+// span back from decay while frees keep coming.)
+Test(pageheap, decay_list_keeps_its_oldest_span_first) {
+  smp_options.decay_ms = 60000; // nothing comes of age during the test
+  bool z;
+  smp_span_t *old = smp_pageheap_alloc(32, 1, &z), *sep[12], *small[10];
+  sep[0] = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *mid = smp_pageheap_alloc(64, 1, &z);
+  sep[1] = smp_pageheap_alloc(1, 1, &z);
+  for (int i = 0; i < 10; i++) {
+    small[i] = smp_pageheap_alloc(2, 1, &z);
+    sep[2 + i] = smp_pageheap_alloc(1, 1, &z); // keeps the small spans apart when freed
+  }
+  char *mid_start = smp_span_start(mid);
+  smp_pageheap_free(old);
+  uint64_t due_old = smp_pageheap_decay();
+  cr_assert_neq(due_old, UINT64_MAX, "the freed span is on the decay list");
+  usleep(20 * 1000); // distinct stamps on the coarse clock
+  smp_pageheap_free(mid);
+  usleep(20 * 1000);
+  for (int i = 0; i < 10; i++) smp_pageheap_free(small[i]);
+  smp_span_t *x = smp_pageheap_alloc(40, 1, &z); // best fit: cut from mid, the rest re-filed
+  cr_assert_eq(smp_span_start(x), mid_start, "the 40 pages come from the 64-page span");
+  cr_assert_eq(smp_pageheap_decay(), due_old, "the oldest span is still first to come of age");
+  smp_pageheap_free(x);
+  for (int i = 0; i < 12; i++) smp_pageheap_free(sep[i]);
+}

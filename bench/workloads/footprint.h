@@ -1,0 +1,87 @@
+// Helpers shared by the footprint workloads (server_churn, burst_idle, fragmentation): resident
+// memory read without calling malloc, a seeded generator, log-uniform sizes, and blocks that carry
+// a spot-checkable pattern.
+// RSS is read with open/read into a stack buffer, not stdio: fopen allocates, and one allocation
+// after an idle period could run an allocator's deferred work (decay) just before the reading.
+// VmRSS is the resident set now, VmHWM its peak; getrusage's ru_maxrss is not used, since Linux
+// carries it over from the parent across fork and exec.
+#ifndef FOOTPRINT_H
+#define FOOTPRINT_H
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct footprint_rss {
+  long now_kib;  // VmRSS
+  long peak_kib; // VmHWM
+} footprint_rss_t;
+
+static inline long status_field_kib(const char *buf, const char *name) {
+  const char *p = strstr(buf, name);
+  if (!p) return -1;
+  p += strlen(name);
+  while (*p == ' ' || *p == '\t') p++;
+  return strtol(p, NULL, 10);
+}
+
+static inline footprint_rss_t footprint_rss(void) {
+  footprint_rss_t r = {-1, -1};
+  char buf[4096];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return r;
+  ssize_t len = 0, n;
+  while (len < (ssize_t)sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+    len += n;
+  close(fd);
+  buf[len] = 0;
+  r.now_kib = status_field_kib(buf, "VmRSS:");
+  r.peak_kib = status_field_kib(buf, "VmHWM:");
+  return r;
+}
+
+static inline uint64_t footprint_rand(uint64_t *s) { // xorshift64
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+// A size from lo up to hi (hi itself only if it is not a power of two), uniform in its
+// logarithm: as many blocks of 16..31 B as of 2..4 KiB, closer to real programs than uniform.
+static inline size_t footprint_size_log(uint64_t *s, size_t lo, size_t hi) {
+  unsigned lo_bit = 63u - (unsigned)__builtin_clzll(lo);
+  unsigned hi_bit = 64u - (unsigned)__builtin_clzll(hi - 1); // ceil(log2(hi))
+  unsigned b = lo_bit + (unsigned)(footprint_rand(s) % (hi_bit - lo_bit));
+  size_t n = ((size_t)1 << b) + (size_t)(footprint_rand(s) & (((size_t)1 << b) - 1));
+  return n < lo ? lo : n > hi ? hi : n;
+}
+
+// A block of n >= 16 bytes: word 0 holds its address xor a key, word 1 its size, and from 24
+// bytes on the last word the size xor the key. fill != 0 writes the rest too (every page is
+// touched, as a program would).
+static inline uint64_t *footprint_block_new(size_t n, uint64_t key, int fill) {
+  uint64_t *p = malloc(n);
+  if (!p) return NULL;
+  if (fill && n > 16) memset(p + 2, (int)(key & 0xff), n - 16);
+  p[0] = (uintptr_t)p ^ key;
+  p[1] = n;
+  if (n >= 24) memcpy((char *)p + n - 8, &(uint64_t){n ^ key}, 8);
+  return p;
+}
+
+// 1 if p still carries the pattern footprint_block_new wrote with key (and, with fill, the
+// middle byte too).
+static inline int footprint_block_ok(const uint64_t *p, uint64_t key, int fill) {
+  if (p[0] != ((uintptr_t)p ^ key)) return 0;
+  size_t n = p[1];
+  uint64_t last = n ^ key;
+  if (n >= 24) memcpy(&last, (const char *)p + n - 8, 8);
+  if (last != (n ^ key)) return 0;
+  if (fill && n > 24 && ((const unsigned char *)p)[16 + (n - 24) / 2] != (key & 0xff)) return 0;
+  return 1;
+}
+
+#endif
