@@ -154,28 +154,26 @@ void smp_os_unmap(void *addr, size_t size) {
   unmap_raw(addr, size);
 }
 
-bool smp_os_purge(void *addr, size_t size) {
+// madvise(advice) over the whole OS pages inside [addr, addr+size), keeping errno.
+static bool advise_pages(void *addr, size_t size, int advice) {
   size_t page = smp_os_page_size();
   uintptr_t lo = smp_align_up((uintptr_t)addr, page);
   uintptr_t hi = smp_align_down((uintptr_t)addr + size, page);
   if (hi <= lo) return true;
-  if (FAULT(SMP_OS_FAULT_PURGE)) return false;
   int saved = errno;
-  int rc = madvise((void *)lo, hi - lo, MADV_DONTNEED);
+  int rc = madvise((void *)lo, hi - lo, advice);
   errno = saved;
   return rc == 0;
 }
 
-bool smp_os_purge_lazy(void *addr, size_t size) {
-  size_t page = smp_os_page_size();
-  uintptr_t lo = smp_align_up((uintptr_t)addr, page);
-  uintptr_t hi = smp_align_down((uintptr_t)addr + size, page);
-  if (hi <= lo) return true;
+bool smp_os_purge(void *addr, size_t size) {
   if (FAULT(SMP_OS_FAULT_PURGE)) return false;
-  int saved = errno;
-  int rc = madvise((void *)lo, hi - lo, MADV_FREE);
-  errno = saved;
-  return rc == 0;
+  return advise_pages(addr, size, MADV_DONTNEED);
+}
+
+bool smp_os_purge_lazy(void *addr, size_t size) {
+  if (FAULT(SMP_OS_FAULT_PURGE)) return false;
+  return advise_pages(addr, size, MADV_FREE);
 }
 
 size_t smp_os_resident(void *addr, size_t size) {
@@ -192,10 +190,7 @@ size_t smp_os_resident(void *addr, size_t size) {
 }
 
 bool smp_os_no_hugepages(void *addr, size_t size) {
-  int saved = errno;
-  int rc = madvise(addr, size, MADV_NOHUGEPAGE);
-  errno = saved;
-  return rc == 0;
+  return advise_pages(addr, size, MADV_NOHUGEPAGE);
 }
 
 unsigned smp_os_cpus_allowed(void) {
