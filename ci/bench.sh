@@ -10,17 +10,7 @@ cd "$(dirname "$0")/.."
 reps=5
 [ "${1:-}" = "--quick" ] && reps=3
 
-packages=(cmake make gcc g++ python3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+ci/install-packages.sh cmake make gcc g++ python3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
 
 build=build-bench
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSMP_BUILD_TESTS=OFF >/dev/null

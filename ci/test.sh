@@ -8,19 +8,8 @@ cd "$(dirname "$0")/.."
 build=${1:-build-ci}
 
 # Debian packages the build and the tests need.
-packages=(cmake make gcc g++ pkg-config libcriterion-dev python3 sqlite3 xz-utils coreutils
-          gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "ci/test.sh: installing ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+ci/install-packages.sh cmake make gcc g++ pkg-config libcriterion-dev python3 sqlite3 xz-utils \
+  coreutils gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
 
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo

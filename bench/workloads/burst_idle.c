@@ -39,8 +39,8 @@ static void *run(void *arg) {
       if (!q) break;
       p = q, cap *= 2;
     }
-    size_t size = footprint_rand(&seed) % 4 == 0 ? footprint_size_log(&seed, 1024, 65536)
-                                                   : footprint_size_log(&seed, 16, 1024);
+    size_t size = workload_rand(&seed) % 4 == 0 ? footprint_size_log(&seed, 1024, 65536)
+                                                  : footprint_size_log(&seed, 16, 1024);
     if (!(p[n] = footprint_block_new(size, key, 1))) break;
     n++, bytes += size;
   }
@@ -70,11 +70,11 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   double secs = workload_now() - t0;
-  footprint_rss_t freed = footprint_rss();
+  workload_rss_t freed = workload_rss();
   struct timespec idle = {idle_ms / 1000, (idle_ms % 1000) * 1000000};
   while (nanosleep(&idle, &idle) != 0) {
   }
-  footprint_rss_t rss = footprint_rss();
+  workload_rss_t rss = workload_rss();
   pthread_barrier_destroy(&barrier);
   long failures = 0;
   size_t blocks = 0;

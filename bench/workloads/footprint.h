@@ -1,61 +1,22 @@
-// Helpers shared by the footprint workloads (server_churn, burst_idle, fragmentation): resident
-// memory read without calling malloc, a seeded generator, log-uniform sizes, and blocks that carry
-// a spot-checkable pattern.
-// RSS is read with open/read into a stack buffer, not stdio: fopen allocates, and one allocation
-// after an idle period could run an allocator's deferred work (decay) just before the reading.
-// VmRSS is the resident set now, VmHWM its peak; getrusage's ru_maxrss is not used, since Linux
-// carries it over from the parent across fork and exec.
+// Helpers shared by the footprint workloads (server_churn, burst_idle, fragmentation): log-uniform
+// sizes, and blocks that carry a spot-checkable pattern. Resident memory (workload_rss) and the
+// generator (workload_rand) are workload.h's, shared with the throughput workloads.
 #ifndef FOOTPRINT_H
 #define FOOTPRINT_H
 
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-typedef struct footprint_rss {
-  long now_kib;  // VmRSS
-  long peak_kib; // VmHWM
-} footprint_rss_t;
-
-static inline long status_field_kib(const char *buf, const char *name) {
-  const char *p = strstr(buf, name);
-  if (!p) return -1;
-  p += strlen(name);
-  while (*p == ' ' || *p == '\t') p++;
-  return strtol(p, NULL, 10);
-}
-
-static inline footprint_rss_t footprint_rss(void) {
-  footprint_rss_t r = {-1, -1};
-  char buf[4096];
-  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return r;
-  ssize_t len = 0, n;
-  while (len < (ssize_t)sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
-    len += n;
-  close(fd);
-  buf[len] = 0;
-  r.now_kib = status_field_kib(buf, "VmRSS:");
-  r.peak_kib = status_field_kib(buf, "VmHWM:");
-  return r;
-}
-
-static inline uint64_t footprint_rand(uint64_t *s) { // xorshift64
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
+#include "workload.h"
 
 // A size from lo up to hi (hi itself only if it is not a power of two), uniform in its
 // logarithm: as many blocks of 16..31 B as of 2..4 KiB, closer to real programs than uniform.
 static inline size_t footprint_size_log(uint64_t *s, size_t lo, size_t hi) {
   unsigned lo_bit = 63u - (unsigned)__builtin_clzll(lo);
   unsigned hi_bit = 64u - (unsigned)__builtin_clzll(hi - 1); // ceil(log2(hi))
-  unsigned b = lo_bit + (unsigned)(footprint_rand(s) % (hi_bit - lo_bit));
-  size_t n = ((size_t)1 << b) + (size_t)(footprint_rand(s) & (((size_t)1 << b) - 1));
+  unsigned b = lo_bit + (unsigned)(workload_rand(s) % (hi_bit - lo_bit));
+  size_t n = ((size_t)1 << b) + (size_t)(workload_rand(s) & (((size_t)1 << b) - 1));
   return n < lo ? lo : n > hi ? hi : n;
 }
 

@@ -45,7 +45,7 @@ static uint64_t **fill(worker_t *w, uint64_t *seed, uint64_t key, size_t budget,
       p = q, cap *= 2;
     }
     size_t size = log_sizes ? footprint_size_log(seed, lo, hi)
-                            : lo + (size_t)(footprint_rand(seed) % (hi - lo + 1));
+                            : lo + (size_t)(workload_rand(seed) % (hi - lo + 1));
     if (!(p[n] = footprint_block_new(size, key, 1))) break;
     n++, bytes += size;
   }
@@ -63,7 +63,7 @@ static void *run(void *arg) {
   for (size_t i = 0; i < w->nsmall; i++) {
     uint64_t *p = w->small[i];
     if (!footprint_block_ok(p, key, 1)) w->failures++;
-    if (footprint_rand(&seed) % KEEP == 0) {
+    if (workload_rand(&seed) % KEEP == 0) {
       w->small[kept++] = p;
       w->live_bytes += p[1];
     } else {
@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   double secs = workload_now() - t0;
-  footprint_rss_t rss = footprint_rss(); // with the survivors and the large blocks live
+  workload_rss_t rss = workload_rss(); // with the survivors and the large blocks live
   long failures = 0;
   size_t live = 0;
   for (unsigned i = 0; i < threads; i++) {

@@ -24,13 +24,6 @@ typedef struct worker {
   long failures;
 } worker_t;
 
-static uint64_t xorshift(uint64_t *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
 static void *block_new(size_t n, uint64_t tag) {
   uint64_t *p = malloc(n < 16 ? 16 : n);
   if (p) p[0] = tag, p[1] = n;
@@ -44,7 +37,7 @@ static void *run(void *arg) {
   uint64_t seed = 0x9e3779b97f4a7c15ull * (w->id + 1);
   void *slot[SLOTS] = {0};
   for (long i = 0; i < w->ops; i++) {
-    uint64_t r = xorshift(&seed);
+    uint64_t r = workload_rand(&seed);
     unsigned k = (unsigned)(r % SLOTS);
     if (slot[k]) {
       if (!block_ok(slot[k], (uintptr_t)slot[k] ^ w->id)) w->failures++;
@@ -71,8 +64,7 @@ int main(int argc, char **argv) {
   long ops = argc > 2 ? atol(argv[2]) : 2000000;
   size_t max_size = argc > 3 ? (size_t)atol(argv[3]) : 512;
   worker_t *w = calloc(threads, sizeof *w);
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = workload_now();
   for (unsigned i = 0; i < threads; i++) {
     w[i].id = i;
     w[i].ops = ops;
@@ -84,8 +76,7 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL), failures += w[i].failures;
   for (unsigned i = 0; i < threads; i++)
     for (unsigned k = 0; k < RING; k++) free(atomic_load(&w[i].ring[k]));
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  double secs = workload_now() - t0;
   long hwm = workload_peak_rss_kib();
   printf("mt_churn threads=%u ops=%ld max=%zu time=%.3f s mops=%.2f peak_rss=%ld KiB %s\n",
          threads, ops * threads, max_size, secs, (double)ops * threads / secs / 1e6, hwm,

@@ -29,8 +29,7 @@ static void *produce(void *arg) {
   ring_t *r = arg;
   uint64_t x = (uintptr_t)r | 1;
   for (long i = 0; i < per_producer; i++) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    size_t n = 16 + (size_t)(x % (max_size - 15));
+    size_t n = 16 + (size_t)(workload_rand(&x) % (max_size - 15));
     uintptr_t *p = malloc(n);
     p[0] = (uintptr_t)p * 31;
     size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);

@@ -70,7 +70,7 @@ static void adopt(worker_t *w, uint64_t *p) {
 }
 
 static void request_new(worker_t *w, uint64_t *seed) {
-  uint64_t r = footprint_rand(seed);
+  uint64_t r = workload_rand(seed);
   size_t n = r % TAIL == 0 ? footprint_size_log(seed, 4096, w->max_size)
                            : footprint_size_log(seed, 16, 4096);
   uint64_t *p = footprint_block_new(n, KEY, 1);
@@ -86,7 +86,7 @@ static void request_new(worker_t *w, uint64_t *seed) {
 // Release a random live request: free it, or hand it to the next worker and adopt one that
 // the previous worker handed to us.
 static void request_release(worker_t *w, uint64_t *seed) {
-  uint64_t r = footprint_rand(seed);
+  uint64_t r = workload_rand(seed);
   size_t k = (size_t)(r % w->n);
   uint64_t *p = w->live[k];
   w->live[k] = w->live[--w->n];
@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
     }
   }
   double secs = workload_now() - t0;
-  footprint_rss_t rss = footprint_rss(); // before anything else is freed or printed
+  workload_rss_t rss = workload_rss(); // before anything else is freed or printed
   for (unsigned i = 0; i < threads; i++) {
     live_end += w[i].live_bytes;
     live_peak += w[i].live_bytes_peak; // the phases are in step, so the peaks nearly coincide

@@ -1,9 +1,18 @@
-// Helpers shared by the workloads: a monotonic clock and the peak RSS of this process image.
+// Helpers shared by the workloads: a monotonic clock, this process's resident memory, and a
+// seeded generator.
+// RSS is read with open/read into a stack buffer, not stdio: fopen allocates, and one allocation
+// after an idle period could run an allocator's deferred work (decay) just before the reading.
+// VmRSS is the resident set now, VmHWM its peak; getrusage's ru_maxrss is not used, since Linux
+// carries it over from the parent across fork and exec, so a small child reports its parent's peak.
 #ifndef WORKLOAD_H
 #define WORKLOAD_H
 
-#include <stdio.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline double workload_now(void) {
   struct timespec ts;
@@ -11,16 +20,42 @@ static inline double workload_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-// VmHWM from /proc/self/status. getrusage's ru_maxrss is not used: Linux carries it over from
-// the parent across fork and exec, so a small child reports its parent's peak.
-static inline long workload_peak_rss_kib(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long kib = -1;
-  while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
-  if (f) fclose(f);
-  return kib;
+typedef struct workload_rss {
+  long now_kib;  // VmRSS
+  long peak_kib; // VmHWM
+} workload_rss_t;
+
+static inline long workload_status_kib(const char *buf, const char *name) {
+  const char *p = strstr(buf, name);
+  if (!p) return -1;
+  p += strlen(name);
+  while (*p == ' ' || *p == '\t') p++;
+  return strtol(p, NULL, 10);
+}
+
+// Both figures from /proc/self/status (-1 where it cannot be read).
+static inline workload_rss_t workload_rss(void) {
+  workload_rss_t r = {-1, -1};
+  char buf[4096];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return r;
+  ssize_t len = 0, n;
+  while (len < (ssize_t)sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+    len += n;
+  close(fd);
+  buf[len] = 0;
+  r.now_kib = workload_status_kib(buf, "VmRSS:");
+  r.peak_kib = workload_status_kib(buf, "VmHWM:");
+  return r;
+}
+
+static inline long workload_peak_rss_kib(void) { return workload_rss().peak_kib; }
+
+static inline uint64_t workload_rand(uint64_t *s) { // xorshift64; *s != 0
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
 }
 
 #endif

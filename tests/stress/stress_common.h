@@ -377,20 +377,22 @@ typedef struct stress_item {
   uint64_t tag;
 } stress_item_t;
 
+// A ring of cap items of item_size bytes each: stress_item_t, or a program's own record.
 typedef struct stress_queue {
   pthread_mutex_t lock;
   pthread_cond_t not_full, not_empty;
-  stress_item_t *items; // ring of cap items
-  size_t cap, head, count;
+  unsigned char *items; // ring of cap items
+  size_t item_size, cap, head, count;
   bool closed; // no more pushes will come
 } stress_queue_t;
 
-static inline void stress_queue_init(stress_queue_t *q, size_t cap) {
+static inline void stress_queue_init(stress_queue_t *q, size_t cap, size_t item_size) {
   pthread_mutex_init(&q->lock, NULL);
   pthread_cond_init(&q->not_full, NULL);
   pthread_cond_init(&q->not_empty, NULL);
-  q->items = malloc(cap * sizeof *q->items);
+  q->items = malloc(cap * item_size);
   if (q->items == NULL) stress_fail("queue: out of memory");
+  q->item_size = item_size;
   q->cap = cap;
   q->head = q->count = 0;
   q->closed = false;
@@ -404,7 +406,8 @@ static inline void stress_queue_destroy(stress_queue_t *q) {
 }
 
 // Push up to n items; blocks while full unless try is set. Returns how many were pushed.
-static inline size_t stress_queue_push(stress_queue_t *q, const stress_item_t *it, size_t n, bool try) {
+static inline size_t stress_queue_push(stress_queue_t *q, const void *items, size_t n, bool try) {
+  const unsigned char *it = items;
   size_t done = 0;
   pthread_mutex_lock(&q->lock);
   while (done < n) {
@@ -413,7 +416,9 @@ static inline size_t stress_queue_push(stress_queue_t *q, const stress_item_t *i
       pthread_cond_wait(&q->not_full, &q->lock);
     }
     while (done < n && q->count < q->cap) {
-      q->items[(q->head + q->count) % q->cap] = it[done++];
+      memcpy(q->items + ((q->head + q->count) % q->cap) * q->item_size, it + done * q->item_size,
+             q->item_size);
+      done++;
       q->count++;
     }
     pthread_cond_broadcast(&q->not_empty);
@@ -425,12 +430,14 @@ out:
 
 // Pop up to n items; blocks while empty and open unless try is set. 0 means closed and empty
 // (or empty, with try).
-static inline size_t stress_queue_pop(stress_queue_t *q, stress_item_t *it, size_t n, bool try) {
+static inline size_t stress_queue_pop(stress_queue_t *q, void *items, size_t n, bool try) {
+  unsigned char *it = items;
   pthread_mutex_lock(&q->lock);
   while (q->count == 0 && !q->closed && !try) pthread_cond_wait(&q->not_empty, &q->lock);
   size_t got = 0;
   while (got < n && q->count > 0) {
-    it[got++] = q->items[q->head];
+    memcpy(it + got * q->item_size, q->items + q->head * q->item_size, q->item_size);
+    got++;
     q->head = (q->head + 1) % q->cap;
     q->count--;
   }

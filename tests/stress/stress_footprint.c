@@ -26,17 +26,30 @@ static stress_args_t args = {.threads = 4, .seconds = 30, .seed = 1, .mode = "tr
 #define GIB ((size_t)1 << 30)
 #define MIB ((size_t)1 << 20)
 
-static size_t vm_rss(void) { // bytes, from /proc/self/statm (no allocation)
-  char buf[128];
-  int fd = open("/proc/self/statm", O_RDONLY);
-  if (fd < 0) stress_fail("open /proc/self/statm: %s", strerror(errno));
-  ssize_t n = read(fd, buf, sizeof buf - 1);
+// The start of a /proc file, NUL-terminated, read with open/read (stdio would allocate).
+static void read_proc(const char *path, char *buf, size_t cap) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) stress_fail("open %s: %s", path, strerror(errno));
+  ssize_t n = read(fd, buf, cap - 1);
   close(fd);
-  if (n <= 0) stress_fail("read /proc/self/statm");
+  if (n <= 0) stress_fail("read %s", path);
   buf[n] = 0;
+}
+
+static size_t vm_rss(void) { // bytes, from /proc/self/statm
+  char buf[128];
+  read_proc("/proc/self/statm", buf, sizeof buf);
   unsigned long size, resident;
   if (sscanf(buf, "%lu %lu", &size, &resident) != 2) stress_fail("statm: %s", buf);
   return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static size_t vm_hwm(void) { // bytes: the peak resident size, VmHWM in /proc/self/status
+  char buf[4096];
+  read_proc("/proc/self/status", buf, sizeof buf);
+  const char *h = strstr(buf, "VmHWM:");
+  if (h == NULL) stress_fail("no VmHWM");
+  return (size_t)strtoull(h + 6, NULL, 10) * 1024;
 }
 
 static unsigned maps_lines(void) {
@@ -105,18 +118,7 @@ static size_t allocate_and_free_gib(void) {
     stress_thread_start(&t[i], fill_and_swap, &parts[i]);
   }
   for (unsigned i = 0; i < args.threads; i++) stress_thread_join(t[i]);
-  size_t peak = 0;
-  { // VmHWM: the peak resident size
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0) close(fd);
-    if (n <= 0) stress_fail("read /proc/self/status");
-    buf[n] = 0;
-    const char *h = strstr(buf, "VmHWM:");
-    if (h == NULL) stress_fail("no VmHWM");
-    peak = (size_t)strtoull(h + 6, NULL, 10) * 1024;
-  }
+  size_t peak = vm_hwm();
   for (unsigned i = 0; i < args.threads; i++)
     munmap(parts[i].blocks, GIB / args.threads / 16 * sizeof(void *));
   if (peak < GIB) stress_fail("peak resident %zu MiB: the blocks were not resident", peak / MIB);
@@ -181,8 +183,7 @@ static void mode_maps(void) {
   for (; stress_continue(&b, i); i++) {
     unsigned k = (unsigned)stress_rng_below(&rng, SLOTS);
     if (slot[k]) {
-      stress_block_check("maps", slot[k], size[k], 16, k);
-      free(slot[k]);
+      stress_free("maps", slot[k], size[k], k);
       slot[k] = NULL;
     } else {
       size[k] = (size_t)stress_rng_log(&rng, 16, MIB);

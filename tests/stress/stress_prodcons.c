@@ -94,7 +94,8 @@ static void run_pc(void) {
   nproducers = (nthreads + 1) / 2;
   nconsumers = nthreads - nproducers;
   pthread_t t[MAX_THREADS];
-  for (unsigned c = 0; c < nconsumers; c++) stress_queue_init(&queues[c], QUEUE_CAP);
+  for (unsigned c = 0; c < nconsumers; c++)
+    stress_queue_init(&queues[c], QUEUE_CAP, sizeof(stress_item_t));
   for (unsigned c = 0; c < nconsumers; c++)
     stress_thread_start(&t[nproducers + c], consumer_main, (void *)(uintptr_t)c);
   for (unsigned p = 0; p < nproducers; p++)
@@ -164,7 +165,8 @@ static void *peer_main(void *arg) {
 static void run_all(void) {
   if (nthreads < 2) stress_fail("mode all needs at least 2 threads");
   pthread_t t[MAX_THREADS];
-  for (unsigned i = 0; i < nthreads; i++) stress_queue_init(&queues[i], QUEUE_CAP);
+  for (unsigned i = 0; i < nthreads; i++)
+    stress_queue_init(&queues[i], QUEUE_CAP, sizeof(stress_item_t));
   for (unsigned i = 0; i < nthreads; i++) stress_thread_start(&t[i], peer_main, (void *)(uintptr_t)i);
   for (unsigned i = 0; i < nthreads; i++) stress_thread_join(t[i]);
   for (unsigned i = 0; i < nthreads; i++) {

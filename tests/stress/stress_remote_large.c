@@ -36,66 +36,10 @@ typedef struct msg {
   unsigned steps_left; // hop: reallocs before the chain ends
 } msg_t;
 
-// A bounded ring of msgs under a mutex (stress_queue_t carries three words; a msg is five).
-typedef struct mqueue {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  msg_t items[64];
-  unsigned cap, head, count;
-  bool closed;
-} mqueue_t;
-
-static void mq_init(mqueue_t *q, unsigned cap) {
-  pthread_mutex_init(&q->lock, NULL);
-  pthread_cond_init(&q->cond, NULL);
-  q->cap = cap;
-  q->head = q->count = 0;
-  q->closed = false;
-}
-
-// Push n; with wait, block while full; returns how many went in.
-static unsigned mq_push(mqueue_t *q, const msg_t *m, unsigned n, bool wait) {
-  unsigned done = 0;
-  pthread_mutex_lock(&q->lock);
-  while (done < n) {
-    while (q->count == q->cap) {
-      if (!wait) goto out;
-      pthread_cond_wait(&q->cond, &q->lock);
-    }
-    q->items[(q->head + q->count++) % q->cap] = m[done++];
-    pthread_cond_broadcast(&q->cond);
-  }
-out:
-  pthread_mutex_unlock(&q->lock);
-  return done;
-}
-
-// Pop up to n; with wait, block while empty and open. 0: empty (and closed, with wait).
-static unsigned mq_pop(mqueue_t *q, msg_t *m, unsigned n, bool wait) {
-  pthread_mutex_lock(&q->lock);
-  while (wait && q->count == 0 && !q->closed) pthread_cond_wait(&q->cond, &q->lock);
-  unsigned got = 0;
-  while (got < n && q->count > 0) {
-    m[got++] = q->items[q->head];
-    q->head = (q->head + 1) % q->cap;
-    q->count--;
-  }
-  if (got) pthread_cond_broadcast(&q->cond);
-  pthread_mutex_unlock(&q->lock);
-  return got;
-}
-
-static void mq_close(mqueue_t *q) {
-  pthread_mutex_lock(&q->lock);
-  q->closed = true;
-  pthread_cond_broadcast(&q->cond);
-  pthread_mutex_unlock(&q->lock);
-}
-
 // ---- mode pc ----------------------------------------------------------------------------
 
 static unsigned nprod, ncons;
-static mqueue_t to_consumer[MAX_THREADS], to_producer[MAX_THREADS];
+static stress_queue_t to_consumer[MAX_THREADS], to_producer[MAX_THREADS]; // of msg_t
 static _Atomic uint64_t produced[MAX_THREADS], freed[MAX_THREADS];
 static _Atomic unsigned producers_done, consumers_done;
 
@@ -135,7 +79,7 @@ static void produce(stress_rng_t *r, unsigned id, uint64_t seq, msg_t *m) {
 static unsigned drain_returns(unsigned id) {
   msg_t m[BATCH];
   unsigned n, total = 0;
-  while ((n = mq_pop(&to_producer[id], m, BATCH, false)) > 0) {
+  while ((n = (unsigned)stress_queue_pop(&to_producer[id], m, BATCH, true)) > 0) {
     for (unsigned i = 0; i < n; i++) final_free("remote_large: returned block", &m[i]);
     total += n;
   }
@@ -153,19 +97,19 @@ static void *producer_main(void *arg) {
     produce(&r, id, i, &batch[nb++]);
     ops++;
     if (nb == BATCH) {
-      mq_push(&to_consumer[stress_rng_below(&r, ncons)], batch, nb, true);
+      stress_queue_push(&to_consumer[stress_rng_below(&r, ncons)], batch, nb, false);
       atomic_fetch_add(&produced[id], nb);
       nb = 0;
       ops += drain_returns(id);
     }
   }
   if (nb) {
-    mq_push(&to_consumer[stress_rng_below(&r, ncons)], batch, nb, true);
+    stress_queue_push(&to_consumer[stress_rng_below(&r, ncons)], batch, nb, false);
     atomic_fetch_add(&produced[id], nb);
   }
   // The last producer closes the consumers' queues; returns keep coming until they are done.
   if (atomic_fetch_add(&producers_done, 1) + 1 == nprod)
-    for (unsigned c = 0; c < ncons; c++) mq_close(&to_consumer[c]);
+    for (unsigned c = 0; c < ncons; c++) stress_queue_close(&to_consumer[c]);
   while (atomic_load(&consumers_done) < ncons)
     if (drain_returns(id) == 0) sched_yield();
   ops += drain_returns(id);
@@ -183,7 +127,7 @@ static void consume(stress_rng_t *r, msg_t *m, uint64_t *ops) {
     stress_mblock_resize("remote_large: consumer realloc", &m->b, n);
     (*ops)++;
   }
-  if (what == 2 && mq_push(&to_producer[producer_of(m)], m, 1, false) == 1) return;
+  if (what == 2 && stress_queue_push(&to_producer[producer_of(m)], m, 1, true) == 1) return;
   final_free("remote_large: consume", m);
   (*ops)++;
 }
@@ -195,7 +139,7 @@ static void *consumer_main(void *arg) {
   msg_t batch[BATCH];
   unsigned n;
   uint64_t ops = 0;
-  while ((n = mq_pop(&to_consumer[id], batch, BATCH, true)) > 0)
+  while ((n = (unsigned)stress_queue_pop(&to_consumer[id], batch, BATCH, false)) > 0)
     for (unsigned k = 0; k < n; k++) consume(&r, &batch[k], &ops);
   atomic_fetch_add(&consumers_done, 1);
   atomic_fetch_add(&total_ops, ops);
@@ -208,8 +152,8 @@ static void run_pc(uint64_t iters, double seconds) {
   ncons = nthreads - nprod;
   budget = stress_budget(iters, seconds);
   pthread_t t[MAX_THREADS];
-  for (unsigned i = 0; i < nprod; i++) mq_init(&to_producer[i], QUEUE_CAP);
-  for (unsigned i = 0; i < ncons; i++) mq_init(&to_consumer[i], QUEUE_CAP);
+  for (unsigned i = 0; i < nprod; i++) stress_queue_init(&to_producer[i], QUEUE_CAP, sizeof(msg_t));
+  for (unsigned i = 0; i < ncons; i++) stress_queue_init(&to_consumer[i], QUEUE_CAP, sizeof(msg_t));
   for (unsigned i = 0; i < ncons; i++)
     stress_thread_start(&t[nprod + i], consumer_main, (void *)(uintptr_t)i);
   for (unsigned i = 0; i < nprod; i++)
@@ -222,18 +166,20 @@ static void run_pc(uint64_t iters, double seconds) {
                   (unsigned long long)f);
     if (to_producer[i].count) stress_fail("return queue of producer %u not empty", i);
   }
+  for (unsigned i = 0; i < nprod; i++) stress_queue_destroy(&to_producer[i]);
+  for (unsigned i = 0; i < ncons; i++) stress_queue_destroy(&to_consumer[i]);
 }
 
 // ---- mode hop ---------------------------------------------------------------------------
 
-static mqueue_t inbox[MAX_THREADS]; // holds every chain there is, so a push never waits long
+static stress_queue_t inbox[MAX_THREADS]; // of msg_t; holds every chain, so a push never waits long
 static _Atomic uint64_t live_chains, chains_started, chain_steps;
 static unsigned chains_per_thread;
 
 static void pass_on(stress_rng_t *r, unsigned self, const msg_t *c) {
   unsigned to = (unsigned)stress_rng_below(r, nthreads - 1);
   if (to >= self) to++;
-  mq_push(&inbox[to], c, 1, true);
+  stress_queue_push(&inbox[to], c, 1, false);
 }
 
 // The caller has counted the chain in live_chains already: the inboxes close when the count
@@ -256,7 +202,7 @@ static void *hop_main(void *arg) {
   for (; seq < chains_per_thread; seq++) start_chain(&r, self, seq), ops++;
   for (;;) {
     msg_t c;
-    if (mq_pop(&inbox[self], &c, 1, true) == 0) break; // closed: no chain is left anywhere
+    if (stress_queue_pop(&inbox[self], &c, 1, false) == 0) break; // closed: no chain is left
     stress_mblock_check("remote_large: chain arrived", &c.b);
     if (c.steps_left == 0 || stress_budget_expired(&budget)) {
       stress_mblock_free("remote_large: chain end", &c.b);
@@ -264,7 +210,7 @@ static void *hop_main(void *arg) {
       if (!stress_budget_expired(&budget) && atomic_load(&chains_started) < budget.max_iters)
         start_chain(&r, self, seq++), ops++; // takes over this chain's count
       else if (atomic_fetch_sub(&live_chains, 1) == 1) // the last chain ended
-        for (unsigned i = 0; i < nthreads; i++) mq_close(&inbox[i]);
+        for (unsigned i = 0; i < nthreads; i++) stress_queue_close(&inbox[i]);
       continue;
     }
     int from = stress_tier_of(c.b.size);
@@ -285,7 +231,7 @@ static void run_hop(uint64_t chains, double seconds) {
   budget = stress_budget(chains, seconds);
   unsigned cap = nthreads * chains_per_thread + 1;
   if (cap > 64) stress_fail("mode hop: at most 63 chains in all (-k per thread)");
-  for (unsigned i = 0; i < nthreads; i++) mq_init(&inbox[i], cap);
+  for (unsigned i = 0; i < nthreads; i++) stress_queue_init(&inbox[i], cap, sizeof(msg_t));
   atomic_store(&live_chains, (uint64_t)nthreads * chains_per_thread); // the first chains
   pthread_t t[MAX_THREADS];
   for (unsigned i = 0; i < nthreads; i++)
@@ -295,6 +241,7 @@ static void run_hop(uint64_t chains, double seconds) {
     stress_fail("%llu chains left over", (unsigned long long)atomic_load(&live_chains));
   for (unsigned i = 0; i < nthreads; i++)
     if (inbox[i].count) stress_fail("inbox %u not empty at the end", i);
+  for (unsigned i = 0; i < nthreads; i++) stress_queue_destroy(&inbox[i]);
 }
 
 int main(int argc, char **argv) {

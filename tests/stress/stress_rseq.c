@@ -163,7 +163,7 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < args.threads; i++) {
     workers[i].id = i;
     workers[i].next = &workers[(i + 1) % args.threads];
-    stress_queue_init(&workers[i].inbox, HANDOFF);
+    stress_queue_init(&workers[i].inbox, HANDOFF, sizeof(stress_item_t));
   }
   for (unsigned i = 0; i < args.threads; i++) stress_thread_start(&workers[i].thread, work, &workers[i]);
   pthread_t mv, sg, tr;

@@ -19,6 +19,22 @@ static smp_tcache_class_stats_t class_stats(unsigned cls) {
   return st.cls[cls];
 }
 
+// The front end as the api layer calls it: the fast path, and the slow path when it misses.
+static void *alloc(unsigned cls) {
+  void *p = smp_tcache_alloc_fast(cls);
+  return p ? p : smp_tcache_alloc_slow(cls);
+}
+static void release(void *p, unsigned cls) {
+  if (!smp_tcache_free_fast(p, cls)) smp_tcache_free_slow(p, cls);
+}
+
+// Allocate n <= 40 blocks of class cls, then free them all, through this thread's cache.
+static void cycle(unsigned cls, unsigned n) {
+  void *p[40];
+  for (unsigned i = 0; i < n; i++) p[i] = alloc(cls);
+  for (unsigned i = 0; i < n; i++) release(p[i], cls);
+}
+
 Test(tcache, first_miss_creates_the_cache_then_hits) {
   unsigned cls = 3;
   cr_assert_null(smp_tcache_alloc_fast(cls), "the boot cache misses");
@@ -39,12 +55,8 @@ Test(tcache, full_bin_flushes_the_oldest_batch) {
   const smp_class_info_t *ci = &smp_class_info[cls];
   void *blocks[256];
   unsigned n = ci->cache_cap + 1;
-  for (unsigned i = 0; i < n; i++) {
-    blocks[i] = smp_tcache_alloc_fast(cls);
-    if (blocks[i] == NULL) blocks[i] = smp_tcache_alloc_slow(cls);
-  }
-  for (unsigned i = 0; i < n; i++)
-    if (!smp_tcache_free_fast(blocks[i], cls)) smp_tcache_free_slow(blocks[i], cls);
+  for (unsigned i = 0; i < n; i++) blocks[i] = alloc(cls);
+  for (unsigned i = 0; i < n; i++) release(blocks[i], cls);
   smp_cache_bin_t *b = &smp_tcache_self->bins[cls];
   uint32_t count = smp_load_relaxed(&b->count);
   cr_assert_leq(count, ci->cache_cap);
@@ -56,14 +68,7 @@ Test(tcache, full_bin_flushes_the_oldest_batch) {
 }
 
 static void *churn(void *arg) {
-  unsigned cls = (unsigned)(uintptr_t)arg;
-  void *p[40];
-  for (int i = 0; i < 40; i++) {
-    p[i] = smp_tcache_alloc_fast(cls);
-    if (!p[i]) p[i] = smp_tcache_alloc_slow(cls);
-  }
-  for (int i = 0; i < 40; i++)
-    if (!smp_tcache_free_fast(p[i], cls)) smp_tcache_free_slow(p[i], cls);
+  cycle((unsigned)(uintptr_t)arg, 40);
   return NULL;
 }
 
@@ -114,13 +119,7 @@ Test(tcache, debug_mode_caches_nothing) {
 static pthread_barrier_t ready, done;
 static void *hold_cached(void *arg) {
   (void)arg;
-  void *p[20];
-  for (int i = 0; i < 20; i++) {
-    p[i] = smp_tcache_alloc_fast(14);
-    if (!p[i]) p[i] = smp_tcache_alloc_slow(14);
-  }
-  for (int i = 0; i < 20; i++)
-    if (!smp_tcache_free_fast(p[i], 14)) smp_tcache_free_slow(p[i], 14);
+  cycle(14, 20);
   pthread_barrier_wait(&ready);
   pthread_barrier_wait(&done);
   return NULL;
