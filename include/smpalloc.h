@@ -34,7 +34,8 @@ SMP_API SMP_MALLOC_LIKE void *smp_malloc(size_t size);
 SMP_API void smp_free(void *ptr);
 
 /** Like smp_free, for a caller that knows the size it asked for (as C23 free_sized and C++
- *  sized delete do). A size that cannot belong to the block is reported and aborts. */
+ *  sized delete do). For small and large blocks a size that cannot belong to the block is
+ *  reported and aborts; huge blocks (dedicated mappings) are freed without the size check. */
 SMP_API void smp_free_sized(void *ptr, size_t size);
 
 /** Allocate count * size zeroed bytes. Returns NULL with errno ENOMEM if the product
@@ -53,11 +54,13 @@ SMP_API void *smp_realloc(void *ptr, size_t size);
 SMP_API SMP_MALLOC_LIKE void *smp_aligned_alloc(size_t alignment, size_t size);
 
 /** The number of bytes usable in the block at ptr (at least what was asked for, writable to
- *  the end); 0 for NULL. */
+ *  the end); 0 for NULL. A pointer that is not a live block of ours is reported and aborts. */
 SMP_API size_t smp_usable_size(const void *ptr);
 
-/** Return free memory to the operating system: the calling thread's cache, wholly free spans,
- *  and the physical pages of free page runs. Returns 1 if any memory was released, else 0. */
+/** Return free memory to the operating system: drain the caches (every per-CPU cache; with
+ *  per-thread caches, the calling thread's), give wholly free small spans back to the page
+ *  heap, unmap wholly free 4 MiB chunks and purge (MADV_DONTNEED) every other free page run.
+ *  Returns 1 if any memory was released, else 0. */
 SMP_API int smp_trim(void);
 
 /** Print a human-readable summary of the heap (bytes in use, cached, mapped, per size class,
@@ -81,9 +84,9 @@ typedef struct smp_stats {
   uint64_t resident;       /**< of mapped, resident in memory now (mincore) */
   uint64_t purged;         /**< given back to the OS so far, by decay and trim */
   uint64_t purges;         /**< madvise calls that gave memory back so far */
-  uint64_t mappings;       /**< mappings the heap holds now (chunks, huge blocks, caches) */
+  uint64_t mappings;       /**< chunks + huge blocks + per-CPU regions + live thread caches */
   uint64_t chunks_unmapped; /**< 4 MiB chunks given back to the OS so far */
-  uint64_t threads;        /**< threads holding a cache now */
+  uint64_t threads;        /**< threads holding a per-thread cache (0 with per-CPU caches) */
   uint32_t percpu;         /**< 1 if the per-CPU front end runs, 0 for per-thread caches */
   uint32_t background;     /**< 1 if the background thread runs */
   uint32_t cpus;           /**< CPUs the process may run on (its affinity mask) */
@@ -94,7 +97,7 @@ typedef struct smp_stats {
  *  and stats->size = sizeof *stats first). Takes the allocator's statistics locks and walks
  *  the heap's mappings (mincore), so it costs microseconds per GiB mapped: for monitoring, not
  *  for hot paths. Allocates nothing. Returns 0, or EINVAL (nothing filled) if stats is NULL,
- *  its version is 0 or its size does not reach in_use. */
+ *  its version is 0 or its size does not cover in_use; fields beyond size are not written. */
 SMP_API int smp_stats_get(smp_stats_t *stats);
 
 /** The library version as "MAJOR.MINOR.PATCH". */

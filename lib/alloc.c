@@ -179,7 +179,7 @@ SMP_EXPORT void smp_stats_print(void) {
 }
 SMP_EXPORT int smp_stats_get(smp_stats_t *stats) {
   if (stats == NULL || stats->version == 0 ||
-      stats->size < offsetof(smp_stats_t, in_use))
+      stats->size < offsetof(smp_stats_t, in_use) + sizeof stats->in_use)
     return EINVAL;
   smp_init_ensure();
   smp_report_stats(stats);
