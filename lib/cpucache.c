@@ -44,7 +44,6 @@ static uint16_t first[SMP_CLASS_COUNT], max_cap[SMP_CLASS_COUNT];
 static size_t budget;
 static bool by_mm_cid;
 static _Atomic uint64_t direct_took[SMP_CLASS_COUNT], direct_gave[SMP_CLASS_COUNT];
-static _Atomic uint64_t slow_calls;
 
 static cpu_hdr_t *hdr_of(unsigned index, unsigned cls) {
   return (cpu_hdr_t *)(smp_cpucache_base + ((size_t)index << SMP_CPUCACHE_SHIFT) +
@@ -171,8 +170,9 @@ static void grow_locked(cache_meta_t *m, int index, unsigned cls) {
 
 static size_t drain_indexes_locked(unsigned *list, unsigned n);
 
-// Drain caches whose hit count did not move since the last scan: no running thread uses them
-// (with mm_cid, indexes above the current concurrency go quiet). Runs every 4096 misses, and
+// Drain caches that hold blocks and whose hit count did not move since the last scan: no running
+// thread uses them (with mm_cid, indexes above the current concurrency go quiet). An empty cache
+// is skipped, so a drained one costs no further fence. Runs every 4096 misses of a cache, and
 // from the background thread.
 void smp_cpucache_drain_idle(void) {
   unsigned idle[64], n = 0;
@@ -184,8 +184,13 @@ void smp_cpucache_drain_idle(void) {
       continue;
     }
     uint64_t hits = 0;
-    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) hits += smp_load_relaxed(&hdr_of(i, c)->hits);
-    if (hits == m->idle_hits) {
+    bool holds = false; // region lock held: limits are not frozen, begin is limits >> 16
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+      cpu_hdr_t *h = hdr_of(i, c);
+      hits += smp_load_relaxed(&h->hits);
+      holds |= smp_load_relaxed(&h->current) > (smp_load_relaxed(&h->limits) >> 16);
+    }
+    if (hits == m->idle_hits && holds) {
       idle[n++] = i; // stays locked until drained
     } else {
       m->idle_hits = hits;
@@ -199,7 +204,6 @@ void smp_cpucache_drain_idle(void) {
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and
 // class cls grown if it can be. Returns -1 if this thread cannot use the per-CPU caches.
 static int prepare(unsigned cls) {
-  if ((smp_fetch_add_relaxed(&slow_calls, 1) & 4095) == 4095) smp_cpucache_drain_idle();
   int index = current_index();
   if (index < 0) {
     if (!smp_rseq_register_thread()) return -1;
@@ -207,7 +211,7 @@ static int prepare(unsigned cls) {
   }
   if (index < 0 || (unsigned)index >= cache_count) return -1;
   cache_meta_t *m = &metas[index];
-  smp_fetch_add_relaxed(&m->misses, 1);
+  if ((smp_fetch_add_relaxed(&m->misses, 1) & 4095) == 4095) smp_cpucache_drain_idle();
   smp_lock_acquire(&m->lock);
   if (!m->used) region_init_locked(m, (unsigned)index);
   grow_locked(m, index, cls);
