@@ -8,20 +8,20 @@
 #include "pageheap.h"
 
 _Atomic int smp_background_state;
-static _Atomic uint64_t passes;
 
 static void *background_main(void *arg) {
   (void)arg;
+  // A quarter of the decay time, 10 ms to 1 s; with decay off only idle caches are left to
+  // drain, once a second.
+  uint64_t period = smp_options.decay_ms ? smp_options.decay_ms / 4 : 1000;
+  if (period < 10) period = 10;
+  if (period > 1000) period = 1000;
   for (;;) {
-    uint64_t period = smp_options.decay_ms / 4;
-    if (period < 10) period = 10;
-    if (period > 1000) period = 1000;
     struct timespec ts = {(time_t)(period / 1000), (long)(period % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0) {
     }
     smp_pageheap_decay();
     if (smp_frontend_is_percpu()) smp_cpucache_drain_idle();
-    smp_fetch_add_relaxed(&passes, 1);
   }
   return NULL;
 }
@@ -36,7 +36,10 @@ void smp_background_start(void) {
   int rc = pthread_attr_init(&attr);
   if (rc == 0) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
+    // The default stack (only the pages touched become resident; a small fixed size would
+    // fail where the program's static TLS is large). Default scheduling, not the policy of
+    // whichever thread happened to start it.
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); // the thread inherits: no signal is delivered to it
     rc = pthread_create(&thread, &attr, background_main, NULL);
@@ -53,5 +56,3 @@ void smp_background_forked(void) {
   if (smp_load_relaxed(&smp_background_state) != SMP_BG_FAILED)
     smp_store_relaxed(&smp_background_state, SMP_BG_NONE);
 }
-
-uint64_t smp_background_passes(void) { return smp_load_relaxed(&passes); }

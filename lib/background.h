@@ -1,14 +1,16 @@
 // Layer: api. The optional background thread (option background:1). It wakes every quarter of
-// the decay time (between 10 ms and 1 s), gives back the free pages that came of age
-// (smp_pageheap_decay) and drains the per-CPU caches no thread used since its last pass, so
-// memory goes back to the OS even when the process has gone idle.
-// It is started lazily, on a slow path with no allocator lock held (pthread_create allocates),
-// once the heap is initialised; a forked child starts its own the same way. It blocks every
-// signal, never allocates, and is never joined: it ends with the process.
+// the decay time (10 ms to 1 s; 1 s with decay off), gives back the free pages that came of age
+// (smp_pageheap_decay) and drains the per-CPU caches that hold blocks nobody used since the
+// last idle scan, so memory goes back to the OS even when the process has gone idle. It blocks
+// every signal, never allocates, and is never joined: it ends with the process.
+// State machine (smp_background_state): NONE -> STARTING by one CAS, won by the first slow path
+// to see NONE with the option on (no allocator lock held: pthread_create allocates, and its
+// nested calls see STARTING and go on); STARTING -> RUNNING or FAILED by a release store once
+// pthread_create returns (FAILED is final: no retry). A fork child turns anything but FAILED back
+// to NONE (the thread does not exist there) and the next slow path starts another. Readers
+// (statistics) load with acquire; the slow-path check is a relaxed load, as the CAS decides.
 #ifndef SMP_BACKGROUND_H
 #define SMP_BACKGROUND_H
-
-#include <stdbool.h>
 
 #include "atomic.h"
 #include "compiler.h"
@@ -28,8 +30,5 @@ SMP_INLINE void smp_background_ensure(void) {
 
 // Fork child: the thread did not survive the fork; let the next slow path start another.
 void smp_background_forked(void);
-
-// Passes the thread has made (statistics and tests).
-uint64_t smp_background_passes(void);
 
 #endif
