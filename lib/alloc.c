@@ -26,13 +26,16 @@ SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
   return p;
 }
 
-SMP_NOINLINE void *smp_alloc_large_slow(size_t size) {
+SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
   smp_init_ensure();
   smp_background_ensure();
-  void *p = smp_large_alloc(size, SMP_MIN_ALIGN, false);
+  void *p = smp_large_alloc(size, align, zero);
   if (p == NULL) errno = ENOMEM;
   return p;
 }
+
+// p lies in a page of a small span (not yet validated as a block start).
+static bool in_small_span(const void *p) { return smp_pagemap_owns(p) && smp_pagemap_class(p) != 0; }
 
 // The small block at p, validated: its class, or a report and abort.
 static unsigned small_class_checked(const void *p, const char *function) {
@@ -47,7 +50,7 @@ static unsigned small_class_checked(const void *p, const char *function) {
 SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
   if (p == NULL) return;
   smp_init_ensure();
-  if (smp_pagemap_owns(p) && smp_pagemap_class(p) != 0) {
+  if (in_small_span(p)) {
     unsigned cls = small_class_checked(p, function); // misaligned, interior or double free
     smp_block_mark(p);
     smp_frontend_free_slow(p, cls);
@@ -67,10 +70,7 @@ void *smp_alloc_calloc(size_t count, size_t size) {
     if (SMP_LIKELY(p != NULL)) memset(p, 0, n);
     return p;
   }
-  smp_init_ensure();
-  void *p = smp_large_alloc(n, SMP_MIN_ALIGN, true);
-  if (p == NULL) errno = ENOMEM;
-  return p;
+  return smp_alloc_large_slow(n, SMP_MIN_ALIGN, true);
 }
 
 void *smp_alloc_aligned(size_t align, size_t size) {
@@ -83,15 +83,12 @@ void *smp_alloc_aligned(size_t align, size_t size) {
     while (cls < SMP_CLASS_COUNT && smp_class_info[cls].size % align) cls++;
     if (cls < SMP_CLASS_COUNT) return smp_alloc_class(cls);
   }
-  // Size 0 gets a unique block, as from smp_malloc(0) (the page heap has no 0-page span).
-  void *p = smp_large_alloc(size ? size : 1, align, false);
-  if (p == NULL) errno = ENOMEM;
-  return p;
+  return smp_alloc_large_slow(size, align, false);
 }
 
 size_t smp_alloc_usable(const void *p, const char *function) {
   if (p == NULL) return 0;
-  if (smp_pagemap_owns(p) && smp_pagemap_class(p) != 0)
+  if (in_small_span(p))
     return smp_class_info[small_class_checked(p, function)].size;
   return smp_large_usable(p, function);
 }
@@ -112,8 +109,7 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
     return NULL;
   }
   size_t usable = smp_alloc_usable(p, function); // validates p
-  bool small = smp_pagemap_owns(p) && smp_pagemap_class(p) != 0;
-  if (small) {
+  if (in_small_span(p)) {
     // Keep the block if it fits and is not more than twice what is needed (or if a new
     // block would be of the same class anyway).
     if (size <= usable && (size >= usable / 2 || size > SMP_SMALL_MAX ||

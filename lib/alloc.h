@@ -8,6 +8,7 @@
 #ifndef SMP_ALLOC_H
 #define SMP_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "compiler.h"
@@ -22,7 +23,7 @@ void *smp_alloc_malloc(size_t size);
 void smp_alloc_free(void *p);
 
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls);
-SMP_NOINLINE void *smp_alloc_large_slow(size_t size);
+SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero);
 SMP_NOINLINE void smp_free_slow(void *p, const char *function);
 void *smp_alloc_calloc(size_t count, size_t size);
 void *smp_alloc_realloc(void *p, size_t size, const char *function);
@@ -52,7 +53,7 @@ SMP_INLINE void *smp_alloc_class(unsigned cls) {
 SMP_INLINE void *smp_alloc_fast(size_t size) {
   if (SMP_LIKELY(size <= 1024)) return smp_alloc_class(smp_class_table[(size + 15) >> 4]);
   if (SMP_LIKELY(size <= SMP_SMALL_MAX)) return smp_alloc_class(smp_sizeclass_of_large(size));
-  return smp_alloc_large_slow(size);
+  return smp_alloc_large_slow(size, SMP_MIN_ALIGN, false);
 }
 
 SMP_INLINE void smp_free_fast(void *p) {

@@ -87,6 +87,7 @@ static void *huge_alloc(size_t n, size_t align) {
 }
 
 void *smp_large_alloc(size_t n, size_t align, bool zero) {
+  if (n == 0) n = 1; // a unique block, as smp_malloc(0) gives (there is no 0-page span)
   size_t npages = (n + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT;
   size_t align_pages = align > SMP_PAGE_SIZE ? align >> SMP_PAGE_SHIFT : 1;
   if (n > SMP_HUGE_THRESHOLD || npages + align_pages - 1 > USABLE_PAGES) return huge_alloc(n, align);
