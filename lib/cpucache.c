@@ -53,10 +53,7 @@ static void **slot_of(unsigned index, unsigned i) {
   return (void **)(smp_cpucache_base + ((size_t)index << SMP_CPUCACHE_SHIFT)) + i;
 }
 static uint32_t limits(unsigned end, unsigned begin) { return (uint32_t)end | (uint32_t)begin << 16; }
-static unsigned batch(unsigned cls) {
-  unsigned b = smp_class_info[cls].batch;
-  return b < 1 ? 1 : b > 32 ? 32 : b;
-}
+static unsigned batch(unsigned cls) { return smp_class_info[cls].batch; } // 1..32
 
 // The cache index this thread runs on now (-1/-2 if its rseq area is not registered).
 static int current_index(void) {
@@ -316,14 +313,9 @@ void smp_cpucache_stats(smp_cpucache_stats_t *out) {
     cache_meta_t *m = &metas[i];
     smp_lock_acquire(&m->lock);
     if (m->used) {
-      out->caches++;
       out->capacity_bytes += m->bytes;
-      out->misses += smp_load_relaxed(&m->misses);
-      out->restarts += smp_load_relaxed(&hdr_of(i, 0)->hits);
       for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
-        cpu_hdr_t *h = hdr_of(i, c);
-        uint16_t cur = smp_load_relaxed(&h->current);
-        out->hits += smp_load_relaxed(&h->hits);
+        uint16_t cur = smp_load_relaxed(&hdr_of(i, c)->current);
         out->cached[c] += cur > first[c] ? (unsigned)(cur - first[c]) : 0;
         out->took[c] += smp_load_relaxed(&m->took[c]);
         out->gave[c] += smp_load_relaxed(&m->gave[c]);

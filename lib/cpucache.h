@@ -53,8 +53,6 @@ const char *smp_cpucache_name(void);
 unsigned smp_cpucache_count(void);
 
 typedef struct smp_cpucache_stats {
-  uint64_t hits, misses, restarts; // over all caches
-  uint64_t caches;                 // regions in use
   uint64_t capacity_bytes;         // sum of the budgets in use
   uint64_t took[SMP_CLASS_COUNT];  // blocks from the central lists
   uint64_t gave[SMP_CLASS_COUNT];  // blocks to the central lists

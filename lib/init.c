@@ -1,4 +1,5 @@
 // Layer: api. See init.h.
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -54,6 +55,8 @@ void smp_init_slow(void) {
     while (smp_load_acquire(&smp_init_state) != 2) sched_yield();
     return;
   }
+  int saved_errno = errno; // start-up's system calls (open, read, fcntl, membarrier, rseq)
+                           // must not show through the malloc call that ran it
   smp_options_parse(smp_os_getenv("SMPALLOC_OPTIONS"));
   smp_span_init_keys(smp_os_random_seed());
   smp_sizeclass_init(smp_options.cache_size);
@@ -66,6 +69,7 @@ void smp_init_slow(void) {
   if (pthread_key_create(&key, smp_tcache_thread_exit) == 0) smp_tcache_set_exit_key((unsigned)key);
   smp_store_release(&smp_init_state, 2);
   pthread_atfork(fork_prepare, fork_parent, fork_child); // may malloc: the heap is ready
+  errno = saved_errno;
 }
 
 #if SMP_INIT_AT_LOAD

@@ -6,6 +6,10 @@
 // Fork: prepare takes every allocator lock (statistics report, per-CPU caches, central lists,
 // page heap, huge table, cache registry); parent and child release them; the child then flushes
 // the caches of threads that it does not have.
+// Start-up state (smp_init_state): 0 -> 1 by a CAS that one caller wins; the winner sets up the
+// heap and stores 2 with release; every other caller waits until it loads 2 with acquire, and
+// the fast check (smp_init_ensure) is that acquire load, so whoever sees 2 sees the options,
+// class table and keys the winner wrote. stress_init races threads through it.
 #ifndef SMP_INIT_H
 #define SMP_INIT_H
 

@@ -68,8 +68,7 @@ typedef struct smp_os_fault_counts {
   uint64_t unmaps;                     // smp_os_unmap calls since the last set (never fail)
 } smp_os_fault_counts_t;
 // Read the counters since the last smp_os_fault_set, by kind: every call of the wrapper whether
-// or not its kind was in the plan (a purge only if its range holds a whole OS page), and the
-// failures injected. Safe while other threads run (each counter is read once, relaxed); the
+// or not its kind was in the plan, and the failures injected. Safe while other threads run (each counter is read once, relaxed); the
 // set is a consistent snapshot only when they are quiet.
 void smp_os_fault_counts(smp_os_fault_counts_t *out);
 #endif

@@ -17,7 +17,7 @@ typedef struct smp_class_info {
   uint32_t size;      // block size in bytes
   uint32_t pages;     // pages per span
   uint32_t capacity;  // blocks per span
-  uint32_t batch;     // blocks moved between a cache and the central list at once
+  uint32_t batch;     // blocks moved between a cache and the central list at once: 1..32
   uint32_t cache_cap; // blocks a per-thread cache keeps at most
 } smp_class_info_t;
 
@@ -39,8 +39,6 @@ SMP_INLINE unsigned smp_sizeclass_of(size_t n) {
   if (SMP_LIKELY(n <= 1024)) return smp_class_table[(n + 15) >> 4];
   return smp_sizeclass_of_large(n);
 }
-
-SMP_INLINE size_t smp_sizeclass_size(unsigned cls) { return smp_class_info[cls].size; }
 
 // True if offset (< 2^32) is a whole number of blocks of class cls: one multiply.
 SMP_INLINE int smp_sizeclass_on_boundary(unsigned cls, size_t offset) {

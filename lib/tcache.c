@@ -115,7 +115,7 @@ void smp_tcache_free_slow(void *p, unsigned cls) {
   uint32_t count = smp_load_relaxed(&b->count);
   if (count == b->cap) { // flush the oldest batch (bottom of the stack), keep the hot top
     void *out[64];
-    unsigned k = smp_class_info[cls].batch ? smp_class_info[cls].batch : 1;
+    unsigned k = smp_class_info[cls].batch;
     memcpy(out, b->slots, k * sizeof(void *));
     memmove(b->slots, b->slots + k, (count - k) * sizeof(void *));
     count -= k;

@@ -53,6 +53,7 @@ Test(sizeclass, span_geometry) {
     cr_assert_leq(ci->cache_cap, 64);
     cr_assert_geq(ci->batch, 1);
     cr_assert_leq(ci->batch, ci->cache_cap);
+    cr_assert_leq(ci->batch, 32, "the caches move at most 32 blocks at once (their arrays hold 64)");
   }
 }
 
