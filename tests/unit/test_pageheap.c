@@ -219,3 +219,28 @@ Test(pageheap, decay_list_keeps_its_oldest_span_first) {
   smp_pageheap_free(x);
   for (int i = 0; i < 12; i++) smp_pageheap_free(sep[i]);
 }
+
+// purge:free gives pages back with MADV_FREE: the span no longer counts as dirty, but its pages
+// may still hold their old bytes, so it is not reported zeroed; merged with a zeroed neighbour
+// (the chunk's untouched rest) it stays "not zeroed", and calloc must clear it.
+Test(pageheap, lazy_purge_is_clean_but_not_zeroed) {
+  smp_options.decay_ms = 20;
+  smp_options.purge = SMP_PURGE_FREE;
+  bool z;
+  smp_span_t *keep = smp_pageheap_alloc(2, 1, &z);
+  smp_span_t *a = smp_pageheap_alloc(16, 1, &z);
+  cr_assert(keep && a && z);
+  memset(smp_span_start(a), 0x77, smp_span_bytes(a));
+  smp_pageheap_stats_t st0, st1;
+  smp_pageheap_free(a); // merges with the zeroed rest of the chunk: dirty as a whole
+  smp_pageheap_stats(&st0);
+  usleep(60 * 1000);
+  smp_pageheap_decay();
+  smp_pageheap_stats(&st1);
+  cr_assert_gt(st1.purged_bytes, st0.purged_bytes, "the span was given back");
+  cr_assert_lt(st1.free_dirty, st0.free_dirty, "a lazily purged span is not dirty");
+  smp_span_t *b = smp_pageheap_alloc(16, 1, &z);
+  cr_assert_not(z, "MADV_FREE pages need not read as zero");
+  smp_pageheap_free(b);
+  smp_pageheap_free(keep);
+}
