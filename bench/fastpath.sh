@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Instructions on the hit paths of malloc and free (x86-64): counted in the disassembly of
+# LIB (default build/libsmpalloc.so) from the function's entry to its first ret, which is the
+# per-CPU cache hit for a request of at most 1 KiB (gcc lays the likely path out first).
+# Usage: bench/fastpath.sh [LIB [MALLOC_MAX FREE_MAX]]   Prints "malloc N" and "free N"; with
+# the maxima (the recorded counts, a ctest with gcc), fails if a path grew past its record.
+set -euo pipefail
+lib=${1:-build/libsmpalloc.so}
+declare -A max=([malloc]=${2:-} [free]=${3:-})
+asm=$(objdump -d --no-show-raw-insn "$lib")
+status=0
+for f in malloc free; do
+  n=$(awk -v f="<$f>:" '$2 == f {p = 1; next} p && /^$/ {exit}
+                        p {n++; if ($2 == "ret") {print n; exit}}' <<<"$asm")
+  echo "$f ${n:?no $f in $lib}"
+  if [ -n "${max[$f]}" ] && [ "$n" -gt "${max[$f]}" ]; then
+    echo "fastpath.sh: $f's hit path grew from ${max[$f]} to $n instructions" >&2
+    status=1
+  fi
+done
+exit $status
