@@ -80,7 +80,8 @@ typedef struct smp_stats {
   uint64_t cached;         /**< free blocks held by the per-CPU or per-thread caches */
   uint64_t free;           /**< free inside the heap: in small spans and in free page runs */
   uint64_t dirty;          /**< of the free page runs, pages that may be resident */
-  uint64_t mapped;         /**< mapped from the OS for the heap (chunks and huge blocks) */
+  uint64_t mapped;         /**< mapped for the heap: chunks and huge blocks (not the cache
+                                 regions, which mappings counts) */
   uint64_t resident;       /**< of mapped, resident in memory now (mincore) */
   uint64_t purged;         /**< given back to the OS so far, by decay and trim */
   uint64_t purges;         /**< madvise calls that gave memory back so far */

@@ -55,6 +55,22 @@ static void **slot_of(unsigned index, unsigned i) {
 static uint32_t limits(unsigned end, unsigned begin) { return (uint32_t)end | (uint32_t)begin << 16; }
 static unsigned batch(unsigned cls) { return smp_class_info[cls].batch; } // 1..32
 
+// Statistics counters of blocks moved between cache index (or -1: no cache) and the central
+// list of class cls.
+static _Atomic uint64_t *took_of(int index, unsigned cls) {
+  return index < 0 ? &direct_took[cls] : &metas[index].took[cls];
+}
+static _Atomic uint64_t *gave_of(int index, unsigned cls) {
+  return index < 0 ? &direct_gave[cls] : &metas[index].gave[cls];
+}
+
+// Give n blocks of class cls back to the central list, counted against index.
+static void give(int index, unsigned cls, void *const *blocks, unsigned n) {
+  if (n == 0) return;
+  smp_fetch_add_relaxed(gave_of(index, cls), n);
+  smp_central_flush(blocks, n);
+}
+
 // The cache index this thread runs on now (-1/-2 if its rseq area is not registered).
 static int current_index(void) {
   return *(volatile int32_t *)((char *)__builtin_thread_pointer() + smp_rseq_index_offset);
@@ -133,11 +149,7 @@ static unsigned shrink_locked(cache_meta_t *m, int index, unsigned v, unsigned w
     }
     if (current_index() != index) return 0; // moved: give up, the caller retries later
     void *out[64];
-    unsigned n = smp_rseq_pop_batch(smp_cpucache_base, hdr, out, take);
-    if (n) {
-      smp_fetch_add_relaxed(&m->gave[v], n);
-      smp_central_flush(out, n);
-    }
+    give(index, v, out, smp_rseq_pop_batch(smp_cpucache_base, hdr, out, take));
   }
   return 0;
 }
@@ -221,15 +233,11 @@ void *smp_cpucache_alloc_slow(unsigned cls) {
   void *blocks[64];
   unsigned n = smp_central_refill(cls, blocks, index < 0 ? 1 : batch(cls));
   if (n == 0) return NULL;
-  _Atomic uint64_t *took = index < 0 ? &direct_took[cls] : &metas[index].took[cls];
-  smp_fetch_add_relaxed(took, n);
+  smp_fetch_add_relaxed(took_of(index, cls), n);
   void *p = blocks[--n];
   unsigned k = n ? smp_rseq_push_batch(smp_cpucache_base, smp_cpucache_hdr(cls), blocks, n)
                  : 0;
-  if (k < n) { // no room (or the cache moved under us): the rest goes back
-    smp_fetch_add_relaxed(index < 0 ? &direct_gave[cls] : &metas[index].gave[cls], n - k);
-    smp_central_flush(blocks + k, n - k);
-  }
+  give(index, cls, blocks + k, n - k); // no room (or the cache moved under us): the rest
   return p;
 }
 
@@ -238,15 +246,11 @@ void smp_cpucache_free_slow(void *p, unsigned cls) {
   if (index >= 0) {
     if (smp_cpucache_free_fast(p, cls)) return; // it grew
     void *out[64];
-    unsigned n = smp_rseq_pop_batch(smp_cpucache_base, smp_cpucache_hdr(cls), out, batch(cls));
-    if (n) {
-      smp_fetch_add_relaxed(&metas[index].gave[cls], n);
-      smp_central_flush(out, n);
-    }
+    give(index, cls, out,
+         smp_rseq_pop_batch(smp_cpucache_base, smp_cpucache_hdr(cls), out, batch(cls)));
     if (smp_cpucache_free_fast(p, cls)) return;
   }
-  smp_fetch_add_relaxed(index < 0 ? &direct_gave[cls] : &metas[index].gave[cls], 1);
-  smp_central_flush(&p, 1);
+  give(index, cls, &p, 1);
 }
 
 // Drain the listed regions (their locks held): freeze all, one fence, flush, unfreeze.
@@ -274,8 +278,7 @@ static size_t drain_indexes_locked(unsigned *list, unsigned n) {
       unsigned cur = smp_load_relaxed(&h->current);
       if (cur > first[c]) {
         unsigned cnt = cur - first[c];
-        smp_fetch_add_relaxed(&m->gave[c], cnt);
-        smp_central_flush(slot_of(i, first[c]), cnt);
+        give((int)i, c, slot_of(i, first[c]), cnt);
         drained += cnt;
       }
       uint64_t whole = first[c] | (uint64_t)limits(first[c] + m->cap[c], first[c]) << 32;
