@@ -15,14 +15,16 @@
 typedef struct cpu_hdr {
   _Atomic uint16_t current; // committed by the critical sections (16-bit store)
   uint16_t pad;
-  _Atomic uint32_t limits;  // end | begin << 16; region lock (set_end: rseq on this index)
+  _Atomic uint32_t limits;  // end | ~begin << 16; region lock (set_end: rseq on this index)
   _Atomic uint64_t hits;    // critical sections
 } cpu_hdr_t;
 _Static_assert(sizeof(cpu_hdr_t) == 16, "header layout is shared with the assembly");
-_Static_assert(offsetof(cpu_hdr_t, limits) == 4, "end at 4, begin at 6");
+_Static_assert(offsetof(cpu_hdr_t, limits) == 4, "end at 4, ~begin at 6");
 _Static_assert(offsetof(cpu_hdr_t, hits) == 8, "hits at 8");
 
-#define FROZEN ((uint32_t)0xffff << 16) // end 0, begin 0xffff: every operation misses
+// end 0, begin 0xffff (stored as ~begin = 0): every operation misses. A fresh region's
+// all-zero headers are frozen too, so its first whole-header store is published like an unfreeze.
+#define FROZEN ((uint32_t)0)
 #define FIRST_SLOT 256                    // slots after the 81 headers (16 bytes each)
 _Static_assert(SMP_CLASS_COUNT * sizeof(cpu_hdr_t) <= FIRST_SLOT * 8, "headers fit");
 
@@ -52,7 +54,10 @@ static cpu_hdr_t *hdr_of(unsigned index, unsigned cls) {
 static void **slot_of(unsigned index, unsigned i) {
   return (void **)(smp_cpucache_base + ((size_t)index << SMP_CPUCACHE_SHIFT)) + i;
 }
-static uint32_t limits(unsigned end, unsigned begin) { return (uint32_t)end | (uint32_t)begin << 16; }
+static uint32_t limits(unsigned end, unsigned begin) {
+  return (uint32_t)end | (uint32_t)(~begin & 0xffff) << 16;
+}
+static unsigned begin_of(uint32_t limits) { return ~(limits >> 16) & 0xffff; }
 static unsigned batch(unsigned cls) { return smp_class_info[cls].batch; } // 1..32
 
 // Statistics counters of blocks moved between cache index (or -1: no cache) and the central
@@ -122,8 +127,8 @@ const char *smp_cpucache_name(void) {
 }
 
 // First use of a region (lock held): every class starts with no capacity and grows when it
-// misses. One 8-byte store per header, so a critical section sees either the all-zero header
-// (miss) or the whole new one.
+// misses. One 8-byte store per header, so a critical section sees either the all-zero (frozen)
+// limits and misses, or the whole new header (the load order in rseq_x86_64.h).
 static void region_init_locked(cache_meta_t *m, unsigned index) {
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     m->cap[c] = 0;
@@ -193,11 +198,11 @@ void smp_cpucache_drain_idle(void) {
       continue;
     }
     uint64_t hits = 0;
-    bool holds = false; // region lock held: limits are not frozen, begin is limits >> 16
+    bool holds = false; // region lock held: limits are not frozen
     for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
       cpu_hdr_t *h = hdr_of(i, c);
       hits += smp_load_relaxed(&h->hits);
-      holds |= smp_load_relaxed(&h->current) > (smp_load_relaxed(&h->limits) >> 16);
+      holds |= smp_load_relaxed(&h->current) > begin_of(smp_load_relaxed(&h->limits));
     }
     if (hits == m->idle_hits && holds) {
       idle[n++] = i; // stays locked until drained

@@ -1,5 +1,7 @@
 // Layer: platform (aarch64). The per-CPU cache critical sections of rseq_x86_64.h, for arm64,
-// with the same region and header layout and the same contract (see that file's header).
+// with the same region and header layout and the same contract (see that file's header),
+// except that the header is read with one 8-byte load: arm64 may reorder two loads, so the
+// limits-then-current order that x86 relies on would not hold here.
 // This machine cannot run it: CI compiles it with Debian's gcc-aarch64-linux-gnu to keep it
 // building, and it has been reviewed against the kernel's rseq selftests, not executed.
 // Abort handlers are preceded by RSEQ_SIG for arm64 (0xd428bc00, "brk #0x45e0"); like the
@@ -51,7 +53,8 @@ SMP_INLINE void *smp_rseq_pop(char *base, size_t hdr) {
   asm goto(SMP_RSEQ_DESCRIPTOR SMP_RSEQ_ENTER
            "ldr %[h], [%[r], %[hdr]]\n\t"      // one load: a consistent header
            "and %[c], %[h], #0xffff\n\t"       // c = current
-           "lsr %[h], %[h], #48\n\t"           // b = begin
+           "lsr %[h], %[h], #48\n\t"
+           "eor %[h], %[h], #0xffff\n\t"       // b = begin (stored inverted)
            "cmp %[c], %[h]\n\t"
            "b.ls %l[miss]\n\t"                 // if (c <= b) miss
            "sub %[c], %[c], #1\n\t"
@@ -128,7 +131,8 @@ SMP_INLINE unsigned smp_rseq_pop_batch(char *base, size_t hdr, void **dst, unsig
   asm goto(SMP_RSEQ_DESCRIPTOR SMP_RSEQ_ENTER
            "ldr %[h], [%[r], %[hdr]]\n\t"
            "and %[c], %[h], #0xffff\n\t"       // c = current
-           "lsr %[h], %[h], #48\n\t"           // b = begin
+           "lsr %[h], %[h], #48\n\t"
+           "eor %[h], %[h], #0xffff\n\t"       // b = begin (stored inverted)
            "cmp %[c], %[h]\n\t"
            "b.ls %l[miss]\n\t"
            "sub %[h], %[c], %[h]\n\t"          // have = c - b

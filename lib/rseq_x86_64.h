@@ -9,12 +9,16 @@
 // another cache: statistics only) and jumps back to 0, before the descriptor is published again. Restarting inside
 // the assembly keeps the fast path free of calls, so it needs no callee-saved registers.
 // Descriptors live in __rseq_cs, pointers to them in __rseq_cs_ptr_array.
-// Header of a class (16 bytes at region + hdr): u16 current @0, u16 end @4, u16 begin @6,
-// u64 hits @8 (counted before the commit: a restart may count one operation twice).
-// Slot i is at region + 8*i. Pop misses when current <= begin, push when current >= end, so a
-// header frozen to {end 0, begin 0xffff} makes every operation miss (see cpucache.c). The
-// header is read with one 8-byte load, so a sequence never sees a current from one writer and
-// limits from another: a 64-bit store of a whole header is seen whole or not at all.
+// Header of a class (16 bytes at region + hdr): u16 current @0, u16 end @4, u16 ~begin @6
+// (begin stored inverted), u64 hits @8 (counted before the commit: a restart may count one
+// operation twice). Slot i is at region + 8*i. Pop misses when current <= begin, push when
+// current >= end, so limits {end 0, ~begin 0} (begin 0xffff) make every operation miss: the
+// all-zero header of a fresh region is frozen (see cpucache.c).
+// Loads: the limits first, then current, each with a load of its own width. x86 keeps loads in
+// order and a 64-bit store of a whole header is seen whole, so a sequence that sees the limits
+// of such a store also sees its current, and one that sees the old (frozen) limits misses. (One
+// 8-byte load of the header right after the previous call's 16-bit commit cannot be forwarded
+// from the store buffer and waits for the store to retire: about 10 cycles per call.)
 #ifndef SMP_RSEQ_X86_64_H
 #define SMP_RSEQ_X86_64_H
 
@@ -56,11 +60,11 @@
 SMP_INLINE void *smp_rseq_pop(char *base, size_t hdr) {
   void *p;
   asm goto(SMP_RSEQ_DESCRIPTOR SMP_RSEQ_ENTER
-           "mov (%%rax,%[hdr]), %%rdx\n\t"     // one load: a consistent header
-           "movzwl %%dx, %%ecx\n\t"            // c = current
-           "shr $48, %%rdx\n\t"                // b = begin
-           "cmp %%edx, %%ecx\n\t"
-           "jbe %l[miss]\n\t"                  // if (c <= b) miss
+           "movzwl 6(%%rax,%[hdr]), %%edx\n\t" // nb = ~begin (limits first)
+           "movzwl (%%rax,%[hdr]), %%ecx\n\t"  // c = current
+           "add %%ecx, %%edx\n\t"
+           "cmp $0xffff, %%edx\n\t"
+           "jbe %l[miss]\n\t"                  // if (c + ~begin <= 0xffff: c <= b) miss
            "mov -8(%%rax,%%rcx,8), %[p]\n\t"   // p = slot[c - 1]
            SMP_RSEQ_COUNT_HIT
            "dec %%ecx\n\t"
@@ -79,10 +83,8 @@ miss:
 // Push p onto the class whose header is at hdr; false on a miss (full or frozen).
 SMP_INLINE bool smp_rseq_push(char *base, size_t hdr, void *p) {
   asm goto(SMP_RSEQ_DESCRIPTOR SMP_RSEQ_ENTER
-           "mov (%%rax,%[hdr]), %%rdx\n\t"     // one load: a consistent header
-           "movzwl %%dx, %%ecx\n\t"            // c = current
-           "shr $32, %%rdx\n\t"
-           "movzwl %%dx, %%edx\n\t"            // e = end
+           "movzwl 4(%%rax,%[hdr]), %%edx\n\t" // e = end (limits first)
+           "movzwl (%%rax,%[hdr]), %%ecx\n\t"  // c = current
            "cmp %%edx, %%ecx\n\t"
            "jae %l[miss]\n\t"                  // if (c >= e) miss
            "mov %[p], (%%rax,%%rcx,8)\n\t"     // slot[c] = p
@@ -103,10 +105,8 @@ miss:
 SMP_INLINE unsigned smp_rseq_push_batch(char *base, size_t hdr, void *const *src, unsigned n) {
   uint64_t k, i, t;
   asm goto(SMP_RSEQ_DESCRIPTOR SMP_RSEQ_ENTER
-           "mov (%%rax,%[hdr]), %%rdx\n\t"     // one load: a consistent header
-           "movzwl %%dx, %%ecx\n\t"            // c = current
-           "shr $32, %%rdx\n\t"
-           "movzwl %%dx, %%edx\n\t"            // e = end
+           "movzwl 4(%%rax,%[hdr]), %%edx\n\t" // e = end (limits first)
+           "movzwl (%%rax,%[hdr]), %%ecx\n\t"  // c = current
            "cmp %%edx, %%ecx\n\t"
            "jae %l[miss]\n\t"                  // if (c >= e) miss
            "sub %%ecx, %%edx\n\t"              // room = e - c
@@ -137,13 +137,11 @@ miss:
 SMP_INLINE unsigned smp_rseq_pop_batch(char *base, size_t hdr, void **dst, unsigned n) {
   uint64_t k, i, t;
   asm goto(SMP_RSEQ_DESCRIPTOR SMP_RSEQ_ENTER
-           "mov (%%rax,%[hdr]), %%rdx\n\t"     // one load: a consistent header
-           "movzwl %%dx, %%ecx\n\t"            // c = current
-           "shr $48, %%rdx\n\t"                // b = begin
-           "cmp %%edx, %%ecx\n\t"
+           "movzwl 6(%%rax,%[hdr]), %%edx\n\t" // nb = ~begin (limits first)
+           "movzwl (%%rax,%[hdr]), %%ecx\n\t"  // c = current
+           "add %%ecx, %%edx\n\t"
+           "sub $0xffff, %%edx\n\t"            // have = c + ~begin - 0xffff = c - b
            "jbe %l[miss]\n\t"                  // if (c <= b) miss
-           "sub %%ecx, %%edx\n\t"
-           "neg %%edx\n\t"                     // have = c - b
            "mov %q[n], %[k]\n\t"
            "cmp %q[k], %%rdx\n\t"
            "cmovb %%rdx, %[k]\n\t"             // k = min(n, have)
