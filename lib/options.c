@@ -33,6 +33,9 @@ static const opt_entry_t opt_table[] = {
      "auto (per-CPU where rseq works), thread, or percpu", frontend_names},
     {"decay_ms", OPT_SIZE, 1000, 0, 3600 * 1000, offsetof(smp_options_t, decay_ms),
      "free pages unused this long (ms) go back to the OS; 0: only on malloc_trim", NULL},
+    {"dirty_pct", OPT_SIZE, 100, 0, 1000, offsetof(smp_options_t, dirty_pct),
+     "free pages that may be resident are kept up to this % of the pages in use (at least "
+     "one chunk); beyond that the oldest go back at once. 0: no bound, decay_ms alone", NULL},
     {"purge", OPT_CHOICE, SMP_PURGE_DONTNEED, 0, 1, offsetof(smp_options_t, purge),
      "dontneed (pages go back at once and read as zero) or free (MADV_FREE: lazily)",
      purge_names},

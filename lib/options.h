@@ -19,6 +19,7 @@ typedef struct smp_options {
   size_t cache_size; // cache budget in bytes: per thread, or per CPU cache
   size_t frontend;   // enum smp_frontend_choice
   size_t decay_ms;   // free pages older than this go back to the OS; 0: only on trim
+  size_t dirty_pct;  // dirty free pages beyond this % of pages in use go back at once; 0: no bound
   size_t purge;      // enum smp_purge_choice: how decayed pages go back
   bool background;   // a background thread runs decay and idle-cache drains
   bool thp;          // chunks may be backed by transparent huge pages

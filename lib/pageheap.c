@@ -10,7 +10,12 @@
 // (a re-filed remainder keeps its stamp and is placed by a bounded walk from the young end).
 // smp_pageheap_decay purges spans whose stamp is older than decay_ms, from the old end; a
 // wholly free chunk is unmapped instead. In a steady workload spans are reused within the decay
-// time and nothing is purged, so no page is faulted in twice.
+// time and nothing is purged, so no page is faulted in twice. Dirty pages are also bounded:
+// beyond dirty_pct of the pages in use (default 100%; at least one chunk), a free purges the
+// oldest dirty spans at once down to 3/4 of the bound, so memory freed in a burst (the pages in
+// use fall) goes back before an idle period that no allocator call would end. A steady churn
+// keeps its dirty pages under the pages in use; a lower bound would purge pages about to be
+// reused (mstress at 12%: 284k page faults against 8k unbounded).
 #include <string.h>
 
 #include "options.h"
@@ -196,34 +201,55 @@ static void merge_state(smp_span_t *a, const smp_span_t *b) {
 
 static void chunk_release_locked(smp_chunk_t *c);
 
-// Purge the dirty spans that came of age by now, oldest first, at most max of them.
-static void decay_locked(uint64_t now, unsigned max) {
-  while (dirty_oldest && now >= decay_due_ms && max-- > 0) {
-    smp_span_t *s = dirty_oldest;
-    smp_chunk_t *c = smp_span_chunk(s);
-    if (c->free_pages == USABLE_PAGES) { // s is the whole chunk: give back the mapping
-      chunk_release_locked(c);
-      continue;
-    }
-    size_t n = s->npages;
-    bool lazy = smp_options.purge == SMP_PURGE_FREE;
-    bool ok = lazy && smp_os_purge_lazy(smp_span_start(s), smp_span_bytes(s));
-    if (!ok) lazy = false, ok = smp_os_purge(smp_span_start(s), smp_span_bytes(s));
-    dirty_del(s);
-    if (!ok) { // the kernel refused: the span stays dirty and is tried again a decay later
-      dirty_add(s, now);
-      break;
-    }
-    dirty_pages -= n;
-    if (lazy) s->purged = 1; else s->zeroed = 1;
-    purged_bytes += smp_span_bytes(s);
-    purge_calls++;
+// Give back the oldest dirty span (there is one): unmap its chunk if the span is all of it,
+// else purge it. false if the kernel refused; the span then stays dirty, restamped now, so it
+// is tried again a decay later.
+static bool purge_oldest_locked(uint64_t now) {
+  smp_span_t *s = dirty_oldest;
+  smp_chunk_t *c = smp_span_chunk(s);
+  if (c->free_pages == USABLE_PAGES) { // s is the whole chunk: give back the mapping
+    chunk_release_locked(c);
+    return true;
   }
+  size_t n = s->npages;
+  bool lazy = smp_options.purge == SMP_PURGE_FREE;
+  bool ok = lazy && smp_os_purge_lazy(smp_span_start(s), smp_span_bytes(s));
+  if (!ok) lazy = false, ok = smp_os_purge(smp_span_start(s), smp_span_bytes(s));
+  dirty_del(s);
+  if (!ok) {
+    dirty_add(s, now);
+    return false;
+  }
+  dirty_pages -= n;
+  if (lazy) s->purged = 1; else s->zeroed = 1;
+  purged_bytes += smp_span_bytes(s);
+  purge_calls++;
+  return true;
 }
 
-// Run decay if a dirty span is due (decay_ms 0: never; only trim gives pages back).
+// Purge the dirty spans that came of age by now, oldest first, at most max of them.
+static void decay_locked(uint64_t now, unsigned max) {
+  while (dirty_oldest && now >= decay_due_ms && max-- > 0)
+    if (!purge_oldest_locked(now)) break;
+}
+
+// The most dirty pages kept: dirty_pct of the pages in use, at least one chunk's worth.
+static size_t dirty_bound(void) {
+  size_t bound = (large_pages + small_pages) * smp_options.dirty_pct / 100;
+  return bound > USABLE_PAGES ? bound : USABLE_PAGES;
+}
+
+// Run decay if a dirty span is due, and purge the oldest dirty spans while there are more than
+// the bound, down to 3/4 of it (64 spans at most per call: a free adds one span, so the bound
+// is restored within a few calls). decay_ms 0: neither; only trim gives pages back.
 static void decay_maybe_locked(uint64_t now) {
-  if (SMP_UNLIKELY(now >= decay_due_ms) && smp_options.decay_ms != 0) decay_locked(now, 8);
+  if (smp_options.decay_ms == 0) return;
+  if (SMP_UNLIKELY(now >= decay_due_ms)) decay_locked(now, 8);
+  if (SMP_UNLIKELY(dirty_pages > dirty_bound()) && smp_options.dirty_pct != 0) {
+    size_t target = dirty_bound() / 4 * 3;
+    for (unsigned max = 64; dirty_oldest && dirty_pages > target && max > 0; max--)
+      if (!purge_oldest_locked(now)) break;
+  }
 }
 
 // Coalesce a span that left use (or a freshly cut tail) with its free neighbours and file it.
@@ -316,6 +342,7 @@ void smp_pageheap_shrink(smp_span_t *s, size_t npages) {
   large_pages -= tail->npages;
   s->npages = (uint16_t)npages;
   free_locked(tail);
+  decay_maybe_locked(smp_os_now_ms());
   smp_lock_release(&smp_pageheap_lock);
 }
 

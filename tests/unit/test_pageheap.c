@@ -244,3 +244,43 @@ Test(pageheap, lazy_purge_is_clean_but_not_zeroed) {
   smp_pageheap_free(b);
   smp_pageheap_free(keep);
 }
+
+// The dirty bound: free pages that may be resident are kept up to dirty_pct of the pages in use
+// (at least one chunk's worth); a free beyond that gives the oldest back at once, without
+// waiting for decay_ms. With dirty_pct 0 only decay (here: never within the test) does.
+static size_t free_many(size_t pct, smp_pageheap_stats_t *out) {
+  smp_options.decay_ms = 60000; // nothing comes of age during the test
+  smp_options.dirty_pct = pct;
+  enum { N = 96, PAGES = 64 }; // 96 spans of 512 KiB: 12 chunks' worth
+  bool z;
+  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z), *s[N];
+  for (int i = 0; i < N; i++) {
+    s[i] = smp_pageheap_alloc(PAGES, 1, &z);
+    cr_assert_not_null(s[i]);
+    memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
+  }
+  smp_pageheap_stats_t st0;
+  smp_pageheap_stats(&st0);
+  for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
+  smp_pageheap_stats(out);
+  smp_pageheap_free(keep);
+  return (size_t)(out->purged_bytes - st0.purged_bytes) +
+         (out->chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
+}
+
+Test(pageheap, dirty_bound_gives_back_a_burst_at_once) {
+  smp_pageheap_stats_t st;
+  size_t released = free_many(12, &st);
+  // In use: one page, so the bound is its floor, one chunk's usable pages.
+  cr_assert_leq(st.free_dirty, USABLE * SMP_PAGE_SIZE, "dirty %zu KiB over the bound",
+                st.free_dirty >> 10);
+  cr_assert_geq(released, (size_t)96 * 64 * SMP_PAGE_SIZE - USABLE * SMP_PAGE_SIZE,
+                "the excess went back (%zu KiB)", released >> 10);
+}
+
+Test(pageheap, dirty_bound_zero_leaves_it_to_decay) {
+  smp_pageheap_stats_t st;
+  size_t released = free_many(0, &st);
+  cr_assert_eq(released, 0, "nothing goes back before decay_ms with no bound");
+  cr_assert_geq(st.free_dirty, (size_t)96 * 64 * SMP_PAGE_SIZE);
+}
