@@ -22,7 +22,6 @@ typedef struct worker {
   unsigned id;
   size_t budget;  // bytes to allocate
   size_t blocks;  // written by the worker, read after join
-  long failures;  // written by the worker, read after join
 } worker_t;
 
 static pthread_barrier_t barrier;
@@ -44,10 +43,13 @@ static void *run(void *arg) {
     if (!(p[n] = footprint_block_new(size, key, 1))) break;
     n++, bytes += size;
   }
-  if (bytes < w->budget) w->failures++; // out of memory
+  if (bytes < w->budget)
+    workload_fail("burst_idle: thread %u: out of memory after %zu of %zu bytes", w->id, bytes,
+                  w->budget);
   pthread_barrier_wait(&barrier);
   for (size_t i = 0; i < n; i++) {
-    if (!footprint_block_ok(p[i], key, 1)) w->failures++;
+    if (!footprint_block_ok(p[i], key, 1))
+      workload_fail("burst_idle: thread %u: block %p corrupted", w->id, (void *)p[i]);
     free(p[i]);
   }
   free(p);
@@ -76,9 +78,9 @@ int main(int argc, char **argv) {
   }
   workload_rss_t rss = workload_rss();
   pthread_barrier_destroy(&barrier);
-  long failures = 0;
+  long failures = workload_failures();
   size_t blocks = 0;
-  for (unsigned i = 0; i < threads; i++) failures += w[i].failures, blocks += w[i].blocks;
+  for (unsigned i = 0; i < threads; i++) blocks += w[i].blocks;
   printf("burst_idle threads=%u burst=%zu MiB blocks=%zu idle=%ld ms time=%.3f s "
          "peak_rss=%ld KiB rss_final=%ld KiB rss_freed=%ld KiB %s\n",
          threads, mib, blocks, idle_ms, secs, rss.peak_kib, rss.now_kib, freed.now_kib,

@@ -28,7 +28,6 @@ typedef struct worker {
   uint64_t **small, **large;                    // owner only until join
   size_t nsmall, nlarge;                        // owner only until join
   size_t live_bytes;                            // requested bytes live at the end
-  long failures;                                // owner only until join
 } worker_t;
 
 static pthread_barrier_t barrier;
@@ -49,7 +48,9 @@ static uint64_t **fill(worker_t *w, uint64_t *seed, uint64_t key, size_t budget,
     if (!(p[n] = footprint_block_new(size, key, 1))) break;
     n++, bytes += size;
   }
-  if (bytes < budget) w->failures++; // out of memory
+  if (bytes < budget)
+    workload_fail("fragmentation: thread %u: out of memory after %zu of %zu bytes", w->id, bytes,
+                  budget);
   *count = n;
   return p;
 }
@@ -62,7 +63,8 @@ static void *run(void *arg) {
   size_t kept = 0;
   for (size_t i = 0; i < w->nsmall; i++) {
     uint64_t *p = w->small[i];
-    if (!footprint_block_ok(p, key, 1)) w->failures++;
+    if (!footprint_block_ok(p, key, 1))
+      workload_fail("fragmentation: thread %u: block %p corrupted", w->id, (void *)p);
     if (workload_rand(&seed) % KEEP == 0) {
       w->small[kept++] = p;
       w->live_bytes += p[1];
@@ -79,7 +81,8 @@ static void *run(void *arg) {
 
 static void check_free_all(worker_t *w, uint64_t **p, size_t n, uint64_t key) {
   for (size_t i = 0; i < n; i++) {
-    if (!footprint_block_ok(p[i], key, 1)) w->failures++;
+    if (!footprint_block_ok(p[i], key, 1))
+      workload_fail("fragmentation: thread %u: block %p corrupted", w->id, (void *)p[i]);
     free(p[i]);
   }
   free(p);
@@ -107,15 +110,14 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   double secs = workload_now() - t0;
   workload_rss_t rss = workload_rss(); // with the survivors and the large blocks live
-  long failures = 0;
   size_t live = 0;
   for (unsigned i = 0; i < threads; i++) {
     uint64_t key = 0xd1b54a32d192ed03ull * (i + 1);
     live += w[i].live_bytes;
     check_free_all(&w[i], w[i].small, w[i].nsmall, key);
     check_free_all(&w[i], w[i].large, w[i].nlarge, key ^ 1);
-    failures += w[i].failures;
   }
+  long failures = workload_failures();
   pthread_barrier_destroy(&barrier);
   printf("fragmentation threads=%u small=%zu MiB large=%zu MiB max_small=%zu time=%.3f s "
          "peak_rss=%ld KiB rss_final=%ld KiB live_final=%zu KiB %s\n",

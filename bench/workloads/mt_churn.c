@@ -21,7 +21,6 @@ typedef struct worker {
   size_t max_size;
   struct worker *next;        // receives our hand-offs
   void *_Atomic ring[RING];   // blocks handed to this worker, freed by it
-  long failures;
 } worker_t;
 
 static void *block_new(size_t n, uint64_t tag) {
@@ -40,7 +39,8 @@ static void *run(void *arg) {
     uint64_t r = workload_rand(&seed);
     unsigned k = (unsigned)(r % SLOTS);
     if (slot[k]) {
-      if (!block_ok(slot[k], (uintptr_t)slot[k] ^ w->id)) w->failures++;
+      if (!block_ok(slot[k], (uintptr_t)slot[k] ^ w->id))
+        workload_fail("mt_churn: thread %u: block %p corrupted", w->id, slot[k]);
       if ((r >> 32) % 8 == 0) { // hand to the next worker instead of freeing
         unsigned j = (unsigned)((r >> 40) % RING);
         void *old = atomic_exchange(&w->next->ring[j], slot[k]);
@@ -54,6 +54,7 @@ static void *run(void *arg) {
     size_t n = 1 + (size_t)((r >> 16) % w->max_size);
     slot[k] = block_new(n, 0);
     if (slot[k]) ((uint64_t *)slot[k])[0] = (uintptr_t)slot[k] ^ w->id;
+    else workload_fail("mt_churn: thread %u: malloc(%zu) failed", w->id, n);
   }
   for (unsigned k = 0; k < SLOTS; k++) free(slot[k]);
   return NULL;
@@ -72,12 +73,12 @@ int main(int argc, char **argv) {
     w[i].next = &w[(i + 1) % threads];
   }
   for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
-  long failures = 0;
-  for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL), failures += w[i].failures;
+  for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   for (unsigned i = 0; i < threads; i++)
     for (unsigned k = 0; k < RING; k++) free(atomic_load(&w[i].ring[k]));
   double secs = workload_now() - t0;
   long hwm = workload_peak_rss_kib();
+  long failures = workload_failures();
   printf("mt_churn threads=%u ops=%ld max=%zu time=%.3f s mops=%.2f peak_rss=%ld KiB %s\n",
          threads, ops * threads, max_size, secs, (double)ops * threads / secs / 1e6, hwm,
          failures ? "FAILED" : "ok");

@@ -35,7 +35,6 @@ typedef struct worker {
   uint64_t **live;          // owner only: the working set, dense (swap-remove)
   size_t n, cap;            // owner only
   size_t live_bytes, live_bytes_peak; // owner only: requested bytes in live[]
-  long failures;            // owner only, read after join
 } worker_t;
 
 // The phases, as (fraction of the run, fraction of peak) points joined by straight lines.
@@ -53,8 +52,13 @@ static double phase_level(double x) {
   return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
 }
 
+static void check(worker_t *w, uint64_t *p) {
+  if (!footprint_block_ok(p, KEY, 1))
+    workload_fail("server_churn: thread %u: block %p corrupted", w->id, (void *)p);
+}
+
 static void check_free(worker_t *w, uint64_t *p) {
-  if (!footprint_block_ok(p, KEY, 1)) w->failures++;
+  check(w, p);
   free(p);
 }
 
@@ -64,7 +68,7 @@ static void adopt(worker_t *w, uint64_t *p) {
     check_free(w, p);
     return;
   }
-  if (!footprint_block_ok(p, KEY, 1)) w->failures++;
+  check(w, p);
   w->live[w->n++] = p;
   w->live_bytes += p[1];
 }
@@ -75,7 +79,7 @@ static void request_new(worker_t *w, uint64_t *seed) {
                            : footprint_size_log(seed, 16, 4096);
   uint64_t *p = footprint_block_new(n, KEY, 1);
   if (!p) {
-    w->failures++;
+    workload_fail("server_churn: thread %u: malloc(%zu) failed", w->id, n);
     return;
   }
   w->live[w->n++] = p;
@@ -95,7 +99,7 @@ static void request_release(worker_t *w, uint64_t *seed) {
     check_free(w, p);
     return;
   }
-  if (!footprint_block_ok(p, KEY, 1)) w->failures++;
+  check(w, p);
   unsigned j = (unsigned)((r >> 48) % RING);
   uint64_t *old = atomic_exchange(&w->next->inbox[j], p);
   if (old) check_free(w, old); // not taken yet by the next worker: we free it instead
@@ -148,7 +152,6 @@ int main(int argc, char **argv) {
   }
   double t0 = workload_now();
   for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
-  long failures = 0;
   size_t live_end = 0, live_peak = 0;
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   for (unsigned i = 0; i < threads; i++) { // hand-offs never taken: freed by main
@@ -164,8 +167,8 @@ int main(int argc, char **argv) {
     live_peak += w[i].live_bytes_peak; // the phases are in step, so the peaks nearly coincide
     for (size_t k = 0; k < w[i].n; k++) check_free(&w[i], w[i].live[k]);
     free(w[i].live);
-    failures += w[i].failures;
   }
+  long failures = workload_failures();
   printf("server_churn threads=%u ops=%ld peak_requests=%zu max=%zu time=%.3f s "
          "peak_rss=%ld KiB rss_final=%ld KiB live_peak=%zu KiB live_final=%zu KiB %s\n",
          threads, ops * threads, peak * threads, max_size, secs, rss.peak_kib, rss.now_kib,

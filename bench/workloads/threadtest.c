@@ -13,20 +13,22 @@
 static long rounds;
 static unsigned k;
 static size_t size;
-static _Atomic long failures;
 
 static void *run(void *arg) {
   uintptr_t id = (uintptr_t)arg;
   void **set = malloc(k * sizeof *set);
   for (long r = 0; r < rounds; r++) {
     for (unsigned i = 0; i < k; i++) {
-      uintptr_t *p = malloc(size + (i & 3) * 8);
-      p[0] = (uintptr_t)p ^ id;
+      size_t n = size + (i & 3) * 8;
+      uintptr_t *p = malloc(n);
+      if (p) p[0] = (uintptr_t)p ^ id;
+      else workload_fail("threadtest: thread %u: malloc(%zu) failed", (unsigned)id, n);
       set[i] = p;
     }
     for (unsigned i = 0; i < k; i++) {
       uintptr_t *p = set[i];
-      if (p[0] != ((uintptr_t)p ^ id)) failures++;
+      if (p && p[0] != ((uintptr_t)p ^ id))
+        workload_fail("threadtest: thread %u: block %p corrupted", (unsigned)id, (void *)p);
       free(p);
     }
   }
@@ -47,7 +49,7 @@ int main(int argc, char **argv) {
   double ops = 2.0 * threads * (double)rounds * k;
   printf("threadtest threads=%u rounds=%ld k=%u size=%zu time=%.3f s mops=%.1f peak_rss=%ld KiB %s\n",
          threads, rounds, k, size, secs, ops / secs / 1e6, workload_peak_rss_kib(),
-         failures ? "FAILED" : "ok");
+         workload_failures() ? "FAILED" : "ok");
   free(t);
-  return failures ? 1 : 0;
+  return workload_failures() ? 1 : 0;
 }

@@ -1,5 +1,5 @@
-// Helpers shared by the workloads: a monotonic clock, this process's resident memory, and a
-// seeded generator.
+// Helpers shared by the workloads: a monotonic clock, this process's resident memory, a seeded
+// generator, and the report of a failed check.
 // RSS is read with open/read into a stack buffer, not stdio: fopen allocates, and one allocation
 // after an idle period could run an allocator's deferred work (decay) just before the reading.
 // VmRSS is the resident set now, VmHWM its peak; getrusage's ru_maxrss is not used, since Linux
@@ -8,7 +8,10 @@
 #define WORKLOAD_H
 
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,6 +59,26 @@ static inline uint64_t workload_rand(uint64_t *s) { // xorshift64; *s != 0
   *s ^= *s >> 7;
   *s ^= *s << 17;
   return *s;
+}
+
+// Failed checks so far, plus n (any thread). One counter per program: the static lives in this
+// function, which has internal linkage, so each workload has its own.
+static inline long workload_failures_add(long n) {
+  static _Atomic long count;
+  return atomic_fetch_add(&count, n) + n;
+}
+
+static inline long workload_failures(void) { return workload_failures_add(0); }
+
+// A failed check (corrupt block, failed malloc, lost block): counted, and the first few printed
+// to stderr as one line each; the workload then prints FAILED and exits 1.
+__attribute__((format(printf, 1, 2))) static inline void workload_fail(const char *fmt, ...) {
+  if (workload_failures_add(1) > 10) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
 }
 
 #endif

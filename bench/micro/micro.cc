@@ -1,0 +1,304 @@
+// Micro-benchmarks of the malloc family (Google Benchmark). Like bench/workloads, this program
+// calls plain malloc/free and is never linked to smpalloc: bench/micro.py runs the one binary
+// under each allocator with LD_PRELOAD, so every allocator is measured by the same code.
+// Each benchmark reports items_per_second, an item being one allocation with its free (one
+// realloc for the realloc ones); cross-thread frees are timed in real time, the rest in CPU time.
+// Every block is touched (one byte per page and the last byte), so an allocator that returns
+// memory to the system pays its page faults here, and content is checked where an allocator
+// could get it wrong (calloc zeroes, realloc keeps, alignment holds): a wrong answer stops that
+// benchmark with an error, which micro.py reports, rather than a number.
+// DoNotOptimize on each pointer makes it escape, so no compiler may elide a malloc/free pair.
+// The default minimum time is 0.1 s per benchmark (not Google Benchmark's 0.5 s), so a whole run
+// stays well under 20 s; an explicit --benchmark_min_time wins.
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr size_t kPage = 4096;
+
+// Writes one byte in every page of the block and its last byte, so each page is resident.
+inline void touch(void *p, size_t n, unsigned char v) {
+  auto *c = static_cast<unsigned char *>(p);
+  for (size_t i = 0; i < n; i += kPage) c[i] = v;
+  c[n - 1] = v;
+}
+
+// True when the bytes touch() would write are zero: the calloc check.
+inline bool touched_zero(const void *p, size_t n) {
+  const auto *c = static_cast<const unsigned char *>(p);
+  for (size_t i = 0; i < n; i += kPage)
+    if (c[i]) return false;
+  return c[n - 1] == 0;
+}
+
+// One malloc and its free, with the block touched in between.
+void malloc_free(benchmark::State &state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  for (auto _ : state) {
+    void *p = std::malloc(n);
+    if (!p) {
+      state.SkipWithError("malloc returned NULL");
+      break;
+    }
+    benchmark::DoNotOptimize(p);
+    touch(p, n, 1);
+    benchmark::ClobberMemory();
+    std::free(p);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(malloc_free)
+    ->Arg(16)->Arg(32)->Arg(64)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)
+    ->Arg(4096)->Arg(16384)->Arg(65536)->Arg(262144);
+
+// Allocate 1000 blocks, then free them in allocation order: the caches fill and drain.
+void batch_1000(benchmark::State &state) {
+  constexpr size_t kBatch = 1000;
+  const size_t n = static_cast<size_t>(state.range(0));
+  std::vector<void *> blocks(kBatch); // allocated before timing starts
+  for (auto _ : state) {
+    for (size_t i = 0; i < kBatch; i++) {
+      void *p = std::malloc(n);
+      if (!p) {
+        state.SkipWithError("malloc returned NULL");
+        return;
+      }
+      benchmark::DoNotOptimize(p);
+      touch(p, n, 1);
+      blocks[i] = p;
+    }
+    benchmark::ClobberMemory();
+    for (size_t i = 0; i < kBatch; i++) std::free(blocks[i]);
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(batch_1000)->Arg(16)->Arg(128)->Arg(1024)->Arg(16384);
+
+// calloc and free: the zeroing is checked, then the block is dirtied so the next one must be
+// cleared again (unless the allocator knows it came fresh from the system).
+void calloc_free(benchmark::State &state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  for (auto _ : state) {
+    void *p = std::calloc(1, n);
+    if (!p) {
+      state.SkipWithError("calloc returned NULL");
+      break;
+    }
+    benchmark::DoNotOptimize(p);
+    if (!touched_zero(p, n)) {
+      state.SkipWithError("calloc returned memory that is not zero");
+      std::free(p);
+      break;
+    }
+    touch(p, n, 0xa5);
+    benchmark::ClobberMemory();
+    std::free(p);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(calloc_free)->Arg(16)->Arg(256)->Arg(4096)->Arg(65536);
+
+// Grows one block from 16 bytes to 64 KiB, by steps of `step` bytes, or doubling when `step`
+// is 0; one item is one realloc. The first byte and the old last byte must survive.
+void realloc_steps(benchmark::State &state, size_t step) {
+  constexpr size_t kStart = 16, kEnd = 64 * 1024;
+  size_t steps = 0;
+  for (auto _ : state) {
+    auto *p = static_cast<unsigned char *>(std::malloc(kStart));
+    if (!p) {
+      state.SkipWithError("malloc returned NULL");
+      break;
+    }
+    p[0] = 0x5a;
+    p[kStart - 1] = 0x3c;
+    for (size_t n = kStart; n < kEnd;) {
+      size_t next = step ? n + step : 2 * n;
+      auto *q = static_cast<unsigned char *>(std::realloc(p, next));
+      if (!q) {
+        state.SkipWithError("realloc returned NULL");
+        std::free(p);
+        return;
+      }
+      benchmark::DoNotOptimize(q);
+      if (q[0] != 0x5a || q[n - 1] != 0x3c) {
+        state.SkipWithError("realloc lost the block's content");
+        std::free(q);
+        return;
+      }
+      q[n - 1] = 0;
+      q[next - 1] = 0x3c;
+      p = q;
+      n = next;
+      steps++;
+    }
+    benchmark::ClobberMemory();
+    std::free(p);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(steps));
+}
+
+// realloc growth by range(0) bytes a step.
+void realloc_grow(benchmark::State &state) {
+  realloc_steps(state, static_cast<size_t>(state.range(0)));
+}
+BENCHMARK(realloc_grow)->Arg(16)->Arg(256);
+
+// realloc growth doubling the size each step.
+void realloc_double(benchmark::State &state) { realloc_steps(state, 0); }
+BENCHMARK(realloc_double);
+
+// aligned_alloc(range(0), range(1)) and free; the alignment is checked.
+void aligned_alloc_free(benchmark::State &state) {
+  const size_t align = static_cast<size_t>(state.range(0));
+  const size_t n = static_cast<size_t>(state.range(1));
+  for (auto _ : state) {
+    void *p = std::aligned_alloc(align, n);
+    if (!p || reinterpret_cast<uintptr_t>(p) % align) {
+      state.SkipWithError(p ? "aligned_alloc returned a misaligned block"
+                            : "aligned_alloc returned NULL");
+      std::free(p);
+      break;
+    }
+    benchmark::DoNotOptimize(p);
+    touch(p, n, 1);
+    benchmark::ClobberMemory();
+    std::free(p);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(aligned_alloc_free)->Args({64, 64})->Args({64, 1024})->Args({4096, 4096})
+    ->Args({4096, 16384});
+
+// posix_memalign(range(0), range(1)) and free; the alignment is checked.
+void posix_memalign_free(benchmark::State &state) {
+  const size_t align = static_cast<size_t>(state.range(0));
+  const size_t n = static_cast<size_t>(state.range(1));
+  for (auto _ : state) {
+    void *p = nullptr;
+    int err = posix_memalign(&p, align, n);
+    if (err || reinterpret_cast<uintptr_t>(p) % align) {
+      state.SkipWithError(err ? "posix_memalign failed"
+                              : "posix_memalign returned a misaligned block");
+      if (!err) std::free(p);
+      break;
+    }
+    benchmark::DoNotOptimize(p);
+    touch(p, n, 1);
+    benchmark::ClobberMemory();
+    std::free(p);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(posix_memalign_free)->Args({64, 64})->Args({64, 1024})->Args({4096, 4096})
+    ->Args({4096, 16384});
+
+// Bounded single-producer/single-consumer ring of blocks. Each index is written by one side
+// only; release on the write publishes the slot, acquire on the other side's read sees it.
+struct Ring {
+  static constexpr size_t kSize = 1024; // a power of two
+  alignas(64) std::atomic<size_t> head{0}; // consumer only
+  alignas(64) std::atomic<size_t> tail{0}; // producer only
+  alignas(64) std::atomic<size_t> freed{0}; // consumer only: blocks freed so far
+  alignas(64) std::atomic<bool> stop{false}; // producer only, after its last block
+  void *slot[kSize];
+};
+
+// Waits politely: the machine may have fewer free cores than there are threads.
+inline void backoff(unsigned &spins) {
+  if (++spins < 64) return;
+  spins = 0;
+  std::this_thread::yield();
+}
+
+// Consumer side: frees every block it receives, after checking the tag the producer wrote.
+void consume(Ring *r, std::atomic<bool> *bad) {
+  size_t head = r->head.load(std::memory_order_relaxed);
+  unsigned spins = 0;
+  for (;;) {
+    if (head == r->tail.load(std::memory_order_acquire)) {
+      if (r->stop.load(std::memory_order_acquire) &&
+          head == r->tail.load(std::memory_order_acquire))
+        return;
+      backoff(spins);
+      continue;
+    }
+    auto *p = static_cast<unsigned char *>(r->slot[head % Ring::kSize]);
+    if (p[0] != static_cast<unsigned char>(head)) bad->store(true, std::memory_order_relaxed);
+    std::free(p);
+    head++;
+    r->head.store(head, std::memory_order_release);
+    r->freed.store(head, std::memory_order_release);
+  }
+}
+
+// One thread allocates blocks of range(0) bytes into the ring; a second thread, started before
+// timing, frees them: every free is remote. One iteration is 4096 blocks, and it ends only
+// when the consumer has freed all of them, so the time counts both sides.
+void cross_thread_free(benchmark::State &state) {
+  constexpr size_t kPerIteration = 4096;
+  const size_t n = static_cast<size_t>(state.range(0));
+  Ring *r = new Ring;
+  std::atomic<bool> bad{false};
+  std::thread consumer(consume, r, &bad);
+  size_t tail = 0;
+  for (auto _ : state) {
+    const size_t end = tail + kPerIteration;
+    unsigned spins = 0;
+    for (; tail < end; tail++) {
+      auto *p = static_cast<unsigned char *>(std::malloc(n));
+      if (!p) {
+        state.SkipWithError("malloc returned NULL");
+        break;
+      }
+      benchmark::DoNotOptimize(p);
+      touch(p, n, 1);
+      p[0] = static_cast<unsigned char>(tail);
+      while (tail - r->head.load(std::memory_order_acquire) == Ring::kSize) backoff(spins);
+      r->slot[tail % Ring::kSize] = p;
+      r->tail.store(tail + 1, std::memory_order_release);
+    }
+    if (tail != end) break;
+    while (r->freed.load(std::memory_order_acquire) != end) backoff(spins);
+  }
+  r->stop.store(true, std::memory_order_release);
+  consumer.join();
+  delete r;
+  if (bad.load()) state.SkipWithError("a block changed between its malloc and its remote free");
+  state.SetItemsProcessed(static_cast<int64_t>(tail));
+}
+BENCHMARK(cross_thread_free)->Arg(16)->Arg(256)->Arg(4096)->UseRealTime();
+
+// True when argv already sets the minimum time.
+bool has_min_time(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (std::strncmp(argv[i], "--benchmark_min_time", 20) == 0) return true;
+  return false;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  std::vector<char *> args(argv, argv + argc);
+  std::string min_time = "--benchmark_min_time=0.1";
+  if (!has_min_time(argc, argv)) args.insert(args.begin() + 1, min_time.data());
+  int n = static_cast<int>(args.size());
+  args.push_back(nullptr);
+  benchmark::Initialize(&n, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+#if defined(__clang__)
+  benchmark::AddCustomContext("compiler", "clang " __clang_version__);
+#elif defined(__GNUC__)
+  benchmark::AddCustomContext("compiler", "gcc " __VERSION__);
+#endif
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
