@@ -284,3 +284,35 @@ Test(pageheap, dirty_bound_zero_leaves_it_to_decay) {
   cr_assert_eq(released, 0, "nothing goes back before decay_ms with no bound");
   cr_assert_geq(st.free_dirty, (size_t)96 * 64 * SMP_PAGE_SIZE);
 }
+
+// A program that frees a burst and allocates it again soon: the first time the bound purges
+// it; the pages are wanted again within decay_ms, so the bound grows by as many (the second
+// round still purges what the first did not count: the rest of the re-mapped chunks), and by
+// the third round (almost) nothing is purged.
+Test(pageheap, dirty_bound_grows_when_purged_pages_come_back) {
+  smp_options.decay_ms = 60000;
+  smp_options.dirty_pct = 100;
+  enum { N = 96, PAGES = 64 };
+  bool z;
+  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z), *s[N];
+  size_t released[3];
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < N; i++) {
+      s[i] = smp_pageheap_alloc(PAGES, 1, &z);
+      cr_assert_not_null(s[i]);
+      memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
+    }
+    smp_pageheap_stats_t st0, st1;
+    smp_pageheap_stats(&st0);
+    for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
+    smp_pageheap_stats(&st1);
+    released[round] = (size_t)(st1.purged_bytes - st0.purged_bytes) +
+                      (st1.chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
+  }
+  cr_assert_gt(released[0], (size_t)N * PAGES * SMP_PAGE_SIZE / 2, "the first burst went back");
+  cr_assert_lt(released[1], released[0] / 2, "the second, less (%zu KiB, first %zu KiB)",
+               released[1] >> 10, released[0] >> 10);
+  cr_assert_lt(released[2], released[0] / 8, "the third, (almost) none (%zu KiB)",
+               released[2] >> 10);
+  smp_pageheap_free(keep);
+}
