@@ -1,105 +1,453 @@
 #!/usr/bin/env python3
-"""Run workloads under several allocators, alternating allocators run by run, and print the
-median time and peak RSS of each with every peer's ratio to smpalloc, and the median final RSS
-where the workload reports one.
+"""Run commands under several allocators, alternating allocators run by run, and print the
+median time and peak RSS of each with every allocator's ratio to the base (the first --lib),
+and the median final RSS where the command reports one; geometric means of the ratios close.
 
-A workload prints one line containing 'time=<seconds> s' and 'peak_rss=<KiB> KiB' and exits 0;
-anything else counts as a failed run and is reported. A footprint workload also prints
-'rss_final=<KiB> KiB': its RSS at the end (after freeing, or after an idle time), which shows
-memory an allocator keeps rather than returns; it gets a column of its own.
-Usage: compare.py --lib smpalloc=PATH [--lib NAME=PATH ...] --reps N -- CMD ... [--- CMD ...]
+A workload of bench/workloads prints one line containing 'time=<seconds> s' and
+'peak_rss=<KiB> KiB' and exits 0. A footprint workload also prints 'rss_final=<KiB> KiB': its
+RSS at the end (after freeing, or after an idle time), which shows memory an allocator keeps
+rather than returns; it gets a column of its own.
+Any other command (one that prints no 'time=' line, or every command with --wall) is measured
+from outside: wall time from spawn to exit, and peak RSS as the ru_maxrss that os.wait4 reports
+for the child. Caveat: Linux counts into ru_maxrss the memory of the process image the child
+replaced at exec (a copy of this script, about 10 MB) and the peaks of the descendants it
+waited for, so an outside peak RSS is the largest of the command's processes, and a value at
+the floor measured at start-up (printed) only says "this much or less".
+A run that exits nonzero, times out or (for a 'time=' workload) lacks 'peak_rss=' has failed:
+the others still run, the tables use the runs that worked, and the script lists every failed run
+at the end and exits 1.
+
+Progress goes to stderr: the run under way, rep i/N, runs done of the total, time left.
+--csv and --json write every run's raw values and the medians, tagged with the commit, date,
+machine, kernel, compiler, glibc and each allocator's library and Debian package version.
+
+Usage: compare.py --lib smpalloc=PATH [--lib NAME=PATH[@VAR=VALUE...] ...] [--reps N]
+                  [--no-glibc] [--wall] [--timeout S] [--csv FILE] [--json FILE]
+                  [--meta KEY=VALUE ...] -- CMD ... [--- CMD ...]
 """
 import argparse
+import csv
+import datetime
+import json
+import math
 import os
+import platform
 import re
+import shlex
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIELDS = ("time_s", "peak_rss_kib", "rss_final_kib")
 
 
-def run_once(cmd, lib):
-    """lib is "" (the system malloc) or PATH, optionally followed by @VAR=VALUE settings."""
+def command_output(cmd, cwd=None):
+    """First line of a command's stdout, or None when it cannot run or fails."""
+    try:
+        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0 or not out.stdout.strip():
+        return None
+    return out.stdout.strip().splitlines()[0]
+
+
+def debian_package(path):
+    """(package, version) of the Debian package that installed PATH, or (None, None)."""
+    for p in dict.fromkeys([path, os.path.realpath(path)]):
+        owner = command_output(["dpkg-query", "-S", p])
+        if owner and ":" in owner:
+            # "libjemalloc2:amd64: /usr/lib/..." -> "libjemalloc2:amd64"
+            pkg = owner.rsplit(": ", 1)[0].split(",")[0].strip()
+            return pkg, command_output(["dpkg-query", "-W", "-f=${Version}", pkg])
+    return None, None
+
+
+def split_lib(spec):
+    """'PATH@VAR=VALUE@...' -> (PATH, {VAR: VALUE}); '' is the system malloc."""
+    path, *settings = spec.split("@") if spec else ("",)
+    return path, dict(kv.split("=", 1) for kv in settings)
+
+
+def machine_info(libs, extra):
+    """Metadata of this run: commit, date, machine, toolchain and the allocators' origins."""
+    commit = command_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO) or "unknown"
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                            cwd=REPO, capture_output=True, text=True)
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       None)
+    except OSError:
+        pass
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem = next((int(ln.split()[1]) for ln in f if ln.startswith("MemTotal")), None)
+    except OSError:
+        pass
+    osname = None
+    try:
+        with open("/etc/os-release") as f:
+            osname = next((ln.split("=", 1)[1].strip().strip('"') for ln in f
+                           if ln.startswith("PRETTY_NAME=")), None)
+    except OSError:
+        pass
+    glibc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else None
+    allocators = []
+    for name, spec in libs:
+        path, settings = split_lib(spec)
+        pkg, ver = debian_package(path) if path else (
+            "libc6", command_output(["dpkg-query", "-W", "-f=${Version}", "libc6"]))
+        allocators.append({"name": name, "path": path or None, "settings": settings,
+                           "package": pkg, "package_version": ver})
+    return {
+        "tool": "bench/compare.py",
+        "commit": commit,
+        "dirty": bool(status.returncode == 0 and status.stdout.strip()),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_model": cpu or platform.processor() or None,
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "memory_kib": mem,
+        "os": osname,
+        "kernel": platform.release(),
+        "compiler": command_output(["gcc", "--version"]),
+        "glibc": glibc,
+        "python": platform.python_version(),
+        # Paths inside the repository relative to it, so the command reads as run from there.
+        "argv": [arg.replace(REPO + "/", "") for arg in sys.argv],
+        "cwd": os.getcwd(),
+        "allocators": allocators,
+        **extra,
+    }
+
+
+def spawn_measured(cmd, env, timeout):
+    """Run cmd; returns (exit status, stdout, stderr, wall seconds, ru_maxrss KiB, timed out).
+    The child gets a session of its own so a timeout kills its whole process tree."""
+    with tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=fout,
+                                    stderr=ferr, start_new_session=True)
+        except OSError as e:
+            return 127, "", str(e), 0.0, 0, False
+        fired = []
+
+        def kill():
+            """Timer callback: end the child's process group."""
+            fired.append(True)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        timer = threading.Timer(timeout, kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+        wall = time.monotonic() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        fout.seek(0)
+        ferr.seek(0)
+        return (proc.returncode, fout.read().decode(errors="replace"),
+                ferr.read().decode(errors="replace"), wall, usage.ru_maxrss, bool(fired))
+
+
+def run_once(cmd, lib, timeout, wall_only):
+    """One run of cmd under lib ("" is the system malloc, else PATH[@VAR=VALUE...]).
+    Returns a dict: ok, the FIELDS (None where not reported), how it was measured, and for a
+    failed run the exit status and the error text."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.pop("SMPALLOC_OPTIONS", None)
-    path, *settings = lib.split("@") if lib else ("",)
+    path, settings = split_lib(lib)
     if path:
         env["LD_PRELOAD"] = path
-    for kv in settings:
-        k, v = kv.split("=", 1)
-        env[k] = v
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    t = re.search(r"time=([0-9.]+) s", out.stdout)
-    r = re.search(r"peak_rss=([0-9]+) KiB", out.stdout)
-    f = re.search(r"rss_final=([0-9]+) KiB", out.stdout)
-    if out.returncode != 0 or not t or not r:
-        raise RuntimeError(f"{' '.join(cmd)} under {lib or 'glibc'} failed "
-                           f"(exit {out.returncode}): {out.stdout}{out.stderr}")
-    return float(t.group(1)), int(r.group(1)), int(f.group(1)) if f else None
+    env.update(settings)
+    code, out, err, wall, maxrss, timed_out = spawn_measured(cmd, env, timeout)
+    t = None if wall_only else re.search(r"time=([0-9.]+) s", out)
+    r = re.search(r"peak_rss=([0-9]+) KiB", out)
+    f = re.search(r"rss_final=([0-9]+) KiB", out)
+    run = {"exit": code, "measured": "workload" if t else "outside"}
+    if t:
+        run.update(time_s=float(t.group(1)), peak_rss_kib=int(r.group(1)) if r else None,
+                   rss_final_kib=int(f.group(1)) if f else None)
+    else:
+        run.update(time_s=wall, peak_rss_kib=maxrss, rss_final_kib=None)
+    problem = ("timed out after %g s" % timeout if timed_out else
+               f"exit {code}" if code != 0 else
+               "no peak_rss= line" if run["peak_rss_kib"] is None else None)
+    run["ok"] = problem is None
+    if problem:
+        tail = (out + err).strip().splitlines()[-8:]
+        run["error"] = problem + ("\n      " + "\n      ".join(tail) if tail else "")
+    return run
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", action="append", default=[],
-                    help="NAME=PATH[@VAR=VALUE...] (glibc needs none); the first is the base")
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("rest", nargs=argparse.REMAINDER)
-    a = ap.parse_args()
-    rest = a.rest[1:] if a.rest and a.rest[0] == "--" else a.rest
+def rss_floor(timeout):
+    """ru_maxrss of /bin/true spawned from here: what every outside RSS reading includes."""
+    try:
+        return spawn_measured(["true"], dict(os.environ), timeout)[4]
+    except OSError:
+        return None
+
+
+class Progress:
+    """The progress line on stderr: overwritten in place on a terminal, one line per rep
+    otherwise (so a log file gets a readable trail)."""
+
+    def __init__(self, total):
+        """total: the number of runs planned."""
+        self.total, self.done, self.t0 = total, 0, time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.width = 0
+
+    def left(self):
+        """Estimated time left from the mean duration of the runs done so far."""
+        if not self.done:
+            return "?"
+        s = round((time.monotonic() - self.t0) / self.done * (self.total - self.done))
+        return f"{s // 60}:{s % 60:02d}"
+
+    def show(self, what, name, rep, reps, first_of_rep):
+        """Report that run rep/reps of workload `what` under allocator `name` starts."""
+        msg = (f"[{self.done}/{self.total} runs, ~{self.left()} left] {what}: {name} "
+               f"rep {rep}/{reps}")
+        if self.tty:
+            pad = max(0, self.width - len(msg))
+            self.width = len(msg)
+            print("\r" + msg + " " * pad, end="", file=sys.stderr, flush=True)
+        elif first_of_rep:
+            print(msg.replace(f": {name} rep", ": rep"), file=sys.stderr, flush=True)
+
+    def finish(self):
+        """Clear the line and say how long the whole run took."""
+        s = round(time.monotonic() - self.t0)
+        if self.tty:
+            print("\r" + " " * self.width + "\r", end="", file=sys.stderr)
+        print(f"compare.py: {self.done} runs in {s // 60}:{s % 60:02d}", file=sys.stderr)
+
+
+def json_clean(obj):
+    """obj with NaN and infinities replaced by None, so the JSON file is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    return obj
+
+
+def geomean(values):
+    """Geometric mean of the finite positive values, or None when there are none."""
+    vals = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    return statistics.geometric_mean(vals) if vals else None
+
+
+def parse_commands(rest):
+    """Split the words after '--' into commands at each '---'."""
+    rest = rest[1:] if rest and rest[0] == "--" else rest
     cmds, cur = [], []
     for tok in rest:
         if tok == "---":
-            cmds.append(cur)
+            if cur:
+                cmds.append(cur)
             cur = []
         else:
             cur.append(tok)
     if cur:
         cmds.append(cur)
-    libs = [("glibc", "")] + [tuple(x.split("=", 1)) for x in a.lib]
+    return cmds
+
+
+def write_csv(path, meta, workloads):
+    """One row per run and one per median, each carrying the run's metadata columns."""
+    libs = {a["name"]: a for a in meta["allocators"]}
+    cols = ["commit", "dirty", "date", "cpu_model", "cpus", "kernel", "compiler", "glibc",
+            "workload", "allocator", "lib_path", "lib_settings", "lib_package", "lib_version",
+            "kind", "rep", "ok", "measured", "exit", *FIELDS,
+            "time_ratio", "peak_rss_ratio", "rss_final_ratio"]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, cols)
+        w.writeheader()
+        for wl in workloads:
+            for name in wl["median"]:
+                a = libs[name]
+                common = {k: meta[k] for k in cols[:8]}
+                common.update(workload=wl["name"], allocator=name, lib_path=a["path"] or "",
+                              lib_settings=" ".join(f"{k}={v}" for k, v in a["settings"].items()),
+                              lib_package=a["package"] or "", lib_version=a["package_version"] or "")
+                for run in wl["runs"]:
+                    if run["allocator"] == name:
+                        w.writerow({**common, "kind": "run", "rep": run["rep"], "ok": run["ok"],
+                                    "measured": run["measured"], "exit": run["exit"],
+                                    **{k: run.get(k) for k in FIELDS}})
+                med, ratio = wl["median"][name], wl["ratio"][name]
+                w.writerow({**common, "kind": "median", "ok": med["runs"] > 0,
+                            **{k: med.get(k) for k in FIELDS},
+                            "time_ratio": ratio.get("time_s"),
+                            "peak_rss_ratio": ratio.get("peak_rss_kib"),
+                            "rss_final_ratio": ratio.get("rss_final_kib")})
+
+
+def main():
+    """Parse the options, run every command under every allocator, print and save results."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lib", action="append", default=[],
+                    help="NAME=PATH[@VAR=VALUE...] (glibc needs none); the first is the base")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--no-glibc", action="store_true", help="leave out the system malloc")
+    ap.add_argument("--wall", action="store_true",
+                    help="measure every command from outside, even one that prints time=")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per run; 0: none")
+    ap.add_argument("--csv", help="write every run and the medians to this CSV file")
+    ap.add_argument("--json", help="write runs, medians, ratios, tables and metadata as JSON")
+    ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra metadata for --csv/--json (e.g. invocation=...)")
+    ap.add_argument("rest", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmds = parse_commands(a.rest)
+    if not cmds or a.reps < 1:
+        ap.error("need at least one command after -- and --reps >= 1")
+    libs = ([] if a.no_glibc else [("glibc", "")]) + [tuple(x.split("=", 1)) for x in a.lib]
+    if not libs:
+        ap.error("no allocator to run")
     names = [n for n, _ in libs]
-    print(f"# {a.reps} runs each, allocators alternating; medians; ratio = allocator / "
-          f"{names[1] if len(names) > 1 else names[0]} (time: >1 means slower than it; "
-          f"rss: >1 means more memory)")
+    base = names[1] if len(names) > 1 and not a.no_glibc else names[0]
+    extra = dict(kv.split("=", 1) for kv in a.meta)
+    meta = machine_info(libs, extra)
+    floor = None
+    printed = []
+
+    def out(line=""):
+        """Print a line of the report and keep it for the JSON's copy of the tables."""
+        print(line, flush=True)
+        printed.append(line)
+
+    out(f"# {a.reps} runs each, allocators alternating; medians; ratio = allocator / "
+        f"{base} (time: >1 means slower than it; rss: >1 means more memory)")
+    progress = Progress(len(cmds) * a.reps * len(libs))
+    workloads, failures = [], []
     geo = {n: [[], [], []] for n in names}  # time, peak RSS, final RSS ratios
-    for cmd in cmds:
-        res = {n: ([], [], []) for n in names}
-        for rep in range(a.reps):
-            order = libs if rep % 2 == 0 else list(reversed(libs))
-            for name, path in order:
-                for col, value in zip(res[name], run_once(cmd, path)):
-                    if value is not None:
-                        col.append(value)
-            print(f"\r  {' '.join(os.path.basename(c) for c in cmd[:1])} {' '.join(cmd[1:])}: "
-                  f"run {rep + 1}/{a.reps}", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-        base = names[1] if len(names) > 1 else names[0]
-        # The final RSS column only where every run of this workload reported one.
-        final = all(len(res[n][2]) == a.reps for n in names)
-        cols = 3 if final else 2
-        med = {n: [statistics.median(res[n][c]) for c in range(cols)] for n in names}
-        print(f"\n{' '.join([os.path.basename(cmd[0])] + cmd[1:])}")
-        head = f"  {'allocator':<16} {'time s':>9} {'ratio':>7} {'peak RSS KiB':>13} {'ratio':>7}"
-        print(head + (f" {'final RSS KiB':>14} {'ratio':>7}" if final else ""))
-        for n in names:
-            ratios = [med[n][c] / med[base][c] if med[base][c] else float("nan")
-                      for c in range(cols)]
-            for c in range(cols):
-                geo[n][c].append(ratios[c])
-            line = (f"  {n:<16} {med[n][0]:>9.3f} {ratios[0]:>7.2f} "
-                    f"{round(med[n][1]):>13d} {ratios[1]:>7.2f}")
-            if final:
-                line += f" {round(med[n][2]):>14d} {ratios[2]:>7.2f}"
-            print(line)
-    print(f"\ngeometric mean of ratios (allocator / {names[1] if len(names) > 1 else names[0]})")
+    try:
+        for cmd in cmds:
+            what = shlex.join([os.path.basename(cmd[0])] + cmd[1:])
+            runs = []
+            for rep in range(a.reps):
+                order = libs if rep % 2 == 0 else list(reversed(libs))
+                for i, (name, path) in enumerate(order):
+                    progress.show(what, name, rep + 1, a.reps, i == 0)
+                    run = run_once(cmd, path, a.timeout, a.wall)
+                    progress.done += 1
+                    run.update(allocator=name, rep=rep + 1)
+                    runs.append(run)
+                    if not run["ok"]:
+                        failures.append((what, name, rep + 1, run["error"]))
+            if progress.tty:
+                print("\r" + " " * progress.width + "\r", end="", file=sys.stderr, flush=True)
+                progress.width = 0
+            # A command either reports its time or is timed from outside, not both by turns.
+            if any(r["ok"] and r["measured"] == "workload" for r in runs):
+                for r in runs:
+                    if r["ok"] and r["measured"] == "outside":
+                        r["ok"], r["error"] = False, "no time= line, unlike the other runs"
+                        failures.append((what, r["allocator"], r["rep"], r["error"]))
+            ok = {n: [r for r in runs if r["allocator"] == n and r["ok"]] for n in names}
+            outside = any(r["ok"] and r["measured"] == "outside" for r in runs)
+            if outside and floor is None:
+                floor = rss_floor(a.timeout)
+            # The final RSS column only where every run that worked reported one.
+            final = all(ok[n] and all(r["rss_final_kib"] is not None for r in ok[n])
+                        for n in names)
+            cols = FIELDS if final else FIELDS[:2]
+            med = {n: {c: statistics.median(r[c] for r in ok[n]) if ok[n] else None
+                       for c in cols} for n in names}
+            ratio = {n: {c: (med[n][c] / med[base][c] if med[n][c] is not None and
+                             med[base][c] else (float("nan") if med[n][c] is not None else None))
+                         for c in cols} for n in names}
+            note = ""
+            if outside:
+                note = ("   [measured from outside: wall time, ru_maxrss"
+                        + (f" (floor {floor} KiB)" if floor else "") + "]")
+            out()
+            out(what + note)
+            head = f"  {'allocator':<16} {'time s':>9} {'ratio':>7} {'peak RSS KiB':>13} {'ratio':>7}"
+            out(head + (f" {'final RSS KiB':>14} {'ratio':>7}" if final else ""))
+            for n in names:
+                if med[n]["time_s"] is None:
+                    out(f"  {n:<16} {'failed':>9}")
+                    continue
+                r = ratio[n]
+                for c, field in enumerate(cols):
+                    if r[field] is not None and med[base][field] is not None:
+                        geo[n][c].append(r[field])
+                line = (f"  {n:<16} {med[n]['time_s']:>9.3f} {r['time_s']:>7.2f} "
+                        f"{round(med[n]['peak_rss_kib']):>13d} {r['peak_rss_kib']:>7.2f}")
+                if final:
+                    line += f" {round(med[n]['rss_final_kib']):>14d} {r['rss_final_kib']:>7.2f}"
+                out(line)
+            short = [f"{n} {len(ok[n])} of {a.reps}" for n in names if len(ok[n]) < a.reps]
+            if short:
+                out(f"  (runs that worked: {', '.join(short)}; see the failed runs below)")
+            if outside and floor and any(med[n]["peak_rss_kib"] is not None and
+                                         med[n]["peak_rss_kib"] <= floor * 1.05 for n in names):
+                out(f"  (a peak RSS near {floor} KiB is the floor of ru_maxrss here: "
+                    f"the real peak is that or less)")
+            for n in names:
+                med[n]["runs"] = len(ok[n])
+            workloads.append({"name": what, "cmd": cmd, "measured": "outside" if outside
+                              else "workload", "runs": runs, "median": med, "ratio": ratio})
+    except KeyboardInterrupt:
+        print("\ncompare.py: interrupted", file=sys.stderr)
+        return 130
+    progress.finish()
+    out()
+    out(f"geometric mean of ratios (allocator / {base})")
+    geomeans = {}
     for n in names:
-        gt = statistics.geometric_mean(geo[n][0])
-        gr = statistics.geometric_mean(geo[n][1])
+        gt, gr, gf = (geomean(g) for g in geo[n])
+        geomeans[n] = {"time": gt, "peak_rss": gr, "rss_final": gf,
+                       "workloads": len(geo[n][0]), "final_workloads": len(geo[n][2])}
+        if gt is None:
+            out(f"  {n:<16} no workload worked")
+            continue
         line = f"  {n:<16} time {gt:6.2f}   rss {gr:6.2f}"
-        if geo[n][2]:
-            gf = statistics.geometric_mean(geo[n][2])
+        if gf is not None:
             line += f"   final rss {gf:6.2f} ({len(geo[n][2])} workloads)"
-        print(line)
+        if len(geo[n][0]) < len(cmds):
+            line += f"   [{len(geo[n][0])} of {len(cmds)} workloads]"
+        out(line)
+    if failures:
+        out()
+        out(f"failed runs ({len(failures)}):")
+        for what, name, rep, err in failures:
+            out(f"  {what} under {name}, rep {rep}: {err}")
+    meta["rss_floor_kib"] = floor
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(json_clean({"meta": meta, "base": base, "reps": a.reps, "workloads": workloads,
+                       "geomean": geomeans, "failures": len(failures),
+                       "table": "\n".join(printed).strip("\n") + "\n"}), fh, indent=1)
+    if a.csv:
+        write_csv(a.csv, meta, workloads)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
