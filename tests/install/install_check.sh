@@ -21,7 +21,7 @@ cc -O1 -o "$tmp/linked" "$src/linked.c" $(pkgc --cflags --libs smpalloc) -Wl,-rp
 "$tmp/linked" replaced
 # Static: the archive replaces malloc too.
 cc -O1 -o "$tmp/static" "$src/linked.c" $(pkgc --cflags smpalloc) "$libdir/libsmpalloc.a" \
-  -lstdc++ -lpthread
+  -lpthread
 "$tmp/static" replaced
 # API only: smp_ functions next to glibc's malloc.
 cc -O1 -o "$tmp/api" "$src/linked.c" $(pkgc --cflags smpalloc) -L"$libdir" -lsmpalloc_api \

@@ -143,6 +143,10 @@ static void mode_trim(void) {
 }
 
 static void mode_decay(void) {
+  // The thread starts lazily, on an allocation slow path; a large block always takes one (a
+  // program may reach this point without any: nothing in it allocated yet).
+  void *volatile first = malloc(1 << 20);
+  free(first);
   smp_stats_t s0 = stats_now();
   if (s0.background != 1)
     stress_fail("run with SMPALLOC_OPTIONS=background:1 (background thread not running)");
