@@ -15,8 +15,8 @@
 // oldest dirty spans at once down to 3/4 of the bound, so memory freed in a burst (the pages in
 // use fall) goes back before an idle period that no allocator call would end. A steady churn
 // keeps its dirty pages under the pages in use; a lower bound would purge pages about to be
-// reused (mstress at 12%: 284k page faults against 8k unbounded). Pages the bound purged and
-// that are allocated again within decay_ms raise it (bound_extra, see dirty_bound).
+// reused (mstress at 12%: 284k page faults against 8k unbounded). Clean pages allocated within
+// decay_ms of the bound's last purge raise it (bound_extra, see dirty_bound).
 #include <string.h>
 
 #include "options.h"
@@ -36,17 +36,7 @@ static uint64_t purged_bytes, purge_calls, chunks_unmapped;
 
 static size_t bound_extra;            // pages the dirty bound allows beyond dirty_pct (see below)
 static uint64_t bound_extra_halve_ms; // when bound_extra halves next
-static size_t bound_unmapped;         // chunks the bound unmapped, not yet mapped again
-static size_t chunk_peak;             // the most chunks mapped at once
-static uint64_t bound_unmapped_ms;    // when it last unmapped one
-
-// The bound gave back pages that are wanted again within decay_ms: allow that many more (up
-// to the largest the heap has been).
-static void bound_missed(size_t npages, uint64_t now) {
-  size_t cap = chunk_peak * USABLE_PAGES;
-  bound_extra = bound_extra + npages < cap ? bound_extra + npages : cap;
-  bound_extra_halve_ms = now + smp_options.decay_ms / 4;
-}
+static uint64_t bound_purged_ms;      // when the bound last gave pages back (0: never)
 
 static void decay_maybe_locked(uint64_t now);
 
@@ -140,11 +130,6 @@ static smp_span_t *bucket_find(size_t n) {
 static bool chunk_add_locked(void) {
   smp_chunk_t *c = smp_os_map_aligned(SMP_CHUNK_SIZE, SMP_CHUNK_SIZE);
   if (c == NULL) return false;
-  if (bound_unmapped) { // mapping again what the dirty bound unmapped
-    uint64_t now = smp_os_now_ms();
-    bound_unmapped--;
-    if (now - bound_unmapped_ms < smp_options.decay_ms) bound_missed(USABLE_PAGES, now);
-  }
   // Chunks are aligned to 4 MiB, so transparent huge pages can back them where the system
   // enables them; thp:0 opts out (every chunk then carries the same flag, so the kernel can
   // still merge neighbouring chunks into one mapping).
@@ -153,7 +138,6 @@ static bool chunk_add_locked(void) {
   if (chunks) chunks->prev = c;
   chunks = c;
   chunk_count++;
-  if (chunk_count > chunk_peak) chunk_peak = chunk_count;
   smp_pagemap_set_owned(c, true);
   smp_span_t *s = span_at(c, SMP_CHUNK_HEADER_PAGES, USABLE_PAGES);
   s->zeroed = 1;
@@ -168,7 +152,6 @@ static void split_head(smp_span_t *s, size_t n, uint64_t t) {
   smp_span_t *rest = span_at(smp_span_chunk(s), smp_span_first_page(s) + n, s->npages - n);
   rest->zeroed = s->zeroed;
   rest->purged = s->purged;
-  rest->freed_ms = s->freed_ms; // a clean remainder keeps its bound-purge stamp
   s->npages = (uint16_t)n;
   bucket_insert_at(rest, t);
 }
@@ -192,8 +175,13 @@ smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed) 
     return NULL;
   }
   uint64_t now = smp_os_now_ms(), t = s->dirty ? s->freed_ms : now;
-  if (!s->dirty && s->freed_ms && now - s->freed_ms < smp_options.decay_ms)
-    bound_missed(npages, now); // the bound was too tight for this program
+  if (!s->dirty && bound_purged_ms && now - bound_purged_ms < smp_options.decay_ms) {
+    // Clean pages (to be faulted in) soon after the bound gave pages back: it was too tight
+    // for this program; allow that many more, up to the heap's size.
+    size_t cap = chunk_count * USABLE_PAGES;
+    bound_extra = bound_extra + npages < cap ? bound_extra + npages : cap;
+    bound_extra_halve_ms = now + smp_options.decay_ms / 4;
+  }
   bucket_remove(s);
   size_t first = smp_span_first_page(s);
   size_t skip = (align_pages - first % align_pages) % align_pages;
@@ -226,14 +214,13 @@ static void merge_state(smp_span_t *a, const smp_span_t *b) {
 static void chunk_release_locked(smp_chunk_t *c);
 
 // Give back the oldest dirty span (there is one): unmap its chunk if the span is all of it,
-// else purge it, stamped with now if the bound asked (by_bound) and 0 otherwise. false if the
-// kernel refused; the span then stays dirty, restamped now, so it is tried again a decay later.
-static bool purge_oldest_locked(uint64_t now, bool by_bound) {
+// else purge it. false if the kernel refused; the span then stays dirty, restamped now, so it
+// is tried again a decay later.
+static bool purge_oldest_locked(uint64_t now) {
   smp_span_t *s = dirty_oldest;
   smp_chunk_t *c = smp_span_chunk(s);
   if (c->free_pages == USABLE_PAGES) { // s is the whole chunk: give back the mapping
     chunk_release_locked(c);
-    if (by_bound) bound_unmapped++, bound_unmapped_ms = now;
     return true;
   }
   size_t n = s->npages;
@@ -247,7 +234,6 @@ static bool purge_oldest_locked(uint64_t now, bool by_bound) {
   }
   dirty_pages -= n;
   if (lazy) s->purged = 1; else s->zeroed = 1;
-  s->freed_ms = by_bound ? now : 0;
   purged_bytes += smp_span_bytes(s);
   purge_calls++;
   return true;
@@ -256,13 +242,13 @@ static bool purge_oldest_locked(uint64_t now, bool by_bound) {
 // Purge the dirty spans that came of age by now, oldest first, at most max of them.
 static void decay_locked(uint64_t now, unsigned max) {
   while (dirty_oldest && now >= decay_due_ms && max-- > 0)
-    if (!purge_oldest_locked(now, false)) break;
+    if (!purge_oldest_locked(now)) break;
 }
 
 // The most dirty pages kept: dirty_pct of the pages in use, at least one chunk's worth, plus
 // bound_extra. A program that frees a burst and allocates it again soon (a batch, a frame, a
-// request arena) would otherwise fault every page in again each time; when the bound purged
-// pages (or unmapped chunks) that are wanted again within decay_ms, bound_extra grows by as
+// request arena) would otherwise fault every page in again each time; clean pages (purged, or
+// a new chunk's) allocated within decay_ms of the bound's last purge grow bound_extra by as
 // many, and it halves every quarter of decay_ms without such a miss (checked where decay
 // runs), so the allowance follows the program's recent habit and falls back once bursts stop.
 static size_t dirty_bound(void) {
@@ -283,7 +269,8 @@ static void decay_maybe_locked(uint64_t now) {
   if (SMP_UNLIKELY(dirty_pages > dirty_bound()) && smp_options.dirty_pct != 0) {
     size_t target = dirty_bound() / 4 * 3;
     for (unsigned max = 64; dirty_oldest && dirty_pages > target && max > 0; max--)
-      if (!purge_oldest_locked(now, true)) break;
+      if (!purge_oldest_locked(now)) break;
+    bound_purged_ms = now;
   }
 }
 
@@ -411,7 +398,6 @@ size_t smp_pageheap_trim(void) {
           dirty_pages -= n;
         }
         s->zeroed = 1;
-        s->freed_ms = 0;
         s->purged = 0;
         released += smp_span_bytes(s);
         purged_bytes += smp_span_bytes(s);

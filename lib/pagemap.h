@@ -50,8 +50,7 @@ struct smp_span {
   smp_span_t *prev;        // as next
   union {
     size_t large_size;     // page-heap lock: usable bytes of a LARGE span
-    uint64_t freed_ms;     // page-heap lock: when a dirty FREE span joined the decay list; of a
-                           // clean one, when the dirty bound purged it (0: not by the bound)
+    uint64_t freed_ms;     // page-heap lock: when a dirty FREE span joined the decay list
   };
   uint32_t carve_left;     // central lock: blocks not yet carved
   uint16_t npages;         // page-heap lock: length of the span in pages
