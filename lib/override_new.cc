@@ -4,13 +4,14 @@
 // aligned forms use the aligned allocator.
 // No libstdc++ dependency: a C program that preloads the library would otherwise load
 // libstdc++, libm and libgcc_s for nothing (about 1.2 MiB resident, and their symbol lookups at
-// start-up). The two libstdc++ functions the slow path needs are weak references: a program that
-// calls operator new has libstdc++ loaded, so they resolve. The file is built with
-// -fno-exceptions (no try/catch, so no personality routine) and with unwind tables, so an
+// start-up). The two libstdc++ functions the slow path needs are weak references, resolved at
+// load when the program links libstdc++; for C++ code loaded later (dlopen: a plugin, a Python
+// extension, possibly RTLD_LOCAL) the failure path looks them up by name. The file is built
+// with -fno-exceptions (no try/catch, so no personality routine) and with unwind tables, so an
 // exception thrown by the handler or by std::__throw_bad_alloc passes through these frames.
-// The nothrow forms, when a handler is installed, hand the request to the next nothrow
-// operator new (libstdc++'s, found with dlsym(RTLD_NEXT)): it calls our throwing form inside
-// its own try/catch and turns the exception into null, as the standard asks.
+// The nothrow forms, when a handler is installed, hand the request to libstdc++'s own nothrow
+// operator new: it calls our throwing form inside its own try/catch and turns the exception
+// into null, as the standard asks.
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -27,12 +28,31 @@ std::new_handler smp_std_get_new_handler() __asm__("_ZSt15get_new_handlerv") __a
 
 namespace {
 
+// libstdc++'s definition of sym: in the global scope (after this library's own, if next: for
+// the operators it also defines), else in a libstdc++ that a dlopen(RTLD_LOCAL) brought in
+// (RTLD_NOLOAD: only if it is already loaded).
+void *cxx_runtime_symbol(const char *sym, bool next) {
+  void *f = dlsym(next ? RTLD_NEXT : RTLD_DEFAULT, sym);
+  if (f == nullptr) {
+    void *lib = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_NOLOAD);
+    if (lib != nullptr) {
+      f = dlsym(lib, sym);
+      dlclose(lib); // drops the reference RTLD_NOLOAD took; the library stays loaded
+    }
+  }
+  return f;
+}
+
 std::new_handler current_handler() {
-  return smp_std_get_new_handler ? smp_std_get_new_handler() : nullptr;
+  if (smp_std_get_new_handler) return smp_std_get_new_handler();
+  void *f = cxx_runtime_symbol("_ZSt15get_new_handlerv", false);
+  return f ? reinterpret_cast<std::new_handler (*)()>(f)() : nullptr;
 }
 
 [[noreturn]] void throw_bad_alloc() {
   if (smp_std_throw_bad_alloc) smp_std_throw_bad_alloc();
+  if (void *f = cxx_runtime_symbol("_ZSt17__throw_bad_allocv", false))
+    reinterpret_cast<void (*)()>(f)(); // throws
   std::fputs("smpalloc: operator new: out of memory and no C++ runtime to throw std::bad_alloc\n",
              stderr);
   std::abort();
@@ -57,7 +77,7 @@ typedef void *(*nothrow_aligned_fn)(std::size_t, std::align_val_t, const std::no
 SMP_NOINLINE void *nothrow_slow(const char *symbol, std::size_t size, std::size_t align) {
   static const std::nothrow_t tag{}; // not std::nothrow: that object lives in libstdc++
   if (current_handler() == nullptr) return nullptr;
-  void *next = dlsym(RTLD_NEXT, symbol);
+  void *next = cxx_runtime_symbol(symbol, true);
   if (next == nullptr) return nullptr;
   if (align == 0) return reinterpret_cast<nothrow_fn>(next)(size, tag);
   return reinterpret_cast<nothrow_aligned_fn>(next)(size, std::align_val_t(align), tag);
