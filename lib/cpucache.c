@@ -29,7 +29,6 @@ _Static_assert(offsetof(cpu_hdr_t, hits) == 8, "hits at 8");
 _Static_assert(SMP_CLASS_COUNT * sizeof(cpu_hdr_t) <= FIRST_SLOT * 8, "headers fit");
 
 typedef struct cache_meta {
-  smp_lock_t lock;
   bool used;                            // lock: region initialised
   size_t bytes;                         // lock: sum over classes of capacity * size
   uint16_t cap[SMP_CLASS_COUNT];        // lock: end - begin
@@ -42,6 +41,10 @@ typedef struct cache_meta {
 char *smp_cpucache_base;
 static unsigned cache_count;       // indexes reserved
 static cache_meta_t *metas;        // cache_count entries
+// The region locks, packed apart from metas: scans and the fork handlers take every lock, and
+// locks inside the metadata (1.5 KiB apart) made every reserved index's entry resident (256 of
+// them where the kernel's cpumask has 256 bits), though only used indexes need theirs.
+static smp_lock_t *locks;          // cache_count entries
 static uint16_t first[SMP_CLASS_COUNT], max_cap[SMP_CLASS_COUNT];
 static size_t budget;
 static bool by_mm_cid;
@@ -105,9 +108,11 @@ bool smp_cpucache_init(const char **reason) {
   by_mm_cid = info.mm_cid;
   // Two always-zero regions below index 0 catch indexes -1 and -2 (unregistered threads).
   size_t mem_bytes = ((size_t)info.indexes + 2) << SMP_CPUCACHE_SHIFT;
-  size_t meta_bytes = smp_align_up(info.indexes * sizeof(cache_meta_t), smp_os_page_size());
+  size_t lock_bytes = smp_align_up(info.indexes * sizeof(smp_lock_t), SMP_CACHELINE);
+  size_t meta_bytes =
+      smp_align_up(lock_bytes + info.indexes * sizeof(cache_meta_t), smp_os_page_size());
   char *mem = smp_os_map(mem_bytes);
-  cache_meta_t *m = smp_os_map(meta_bytes);
+  char *m = smp_os_map(meta_bytes);
   if (mem == NULL || m == NULL) {
     // Keep cache_count 0: the fork handlers walk metas[0, cache_count) whatever the front end.
     if (mem) smp_os_unmap(mem, mem_bytes);
@@ -115,9 +120,10 @@ bool smp_cpucache_init(const char **reason) {
     *reason = "no memory for the per-CPU regions";
     return false;
   }
-  metas = m;
+  locks = (smp_lock_t *)m;
+  metas = (cache_meta_t *)(m + lock_bytes);
   cache_count = info.indexes;
-  for (unsigned i = 0; i < cache_count; i++) smp_lock_init(&metas[i].lock);
+  for (unsigned i = 0; i < cache_count; i++) smp_lock_init(&locks[i]);
   smp_cpucache_base = mem + 2 * SMP_CPUCACHE_REGION;
   return true;
 }
@@ -192,9 +198,9 @@ void smp_cpucache_drain_idle(void) {
   unsigned idle[64], n = 0;
   for (unsigned i = 0; i < cache_count && n < SMP_ARRAY_LEN(idle); i++) {
     cache_meta_t *m = &metas[i];
-    smp_lock_acquire(&m->lock);
+    smp_lock_acquire(&locks[i]);
     if (!m->used) {
-      smp_lock_release(&m->lock);
+      smp_lock_release(&locks[i]);
       continue;
     }
     uint64_t hits = 0;
@@ -208,11 +214,11 @@ void smp_cpucache_drain_idle(void) {
       idle[n++] = i; // stays locked until drained
     } else {
       m->idle_hits = hits;
-      smp_lock_release(&m->lock);
+      smp_lock_release(&locks[i]);
     }
   }
   if (n) drain_indexes_locked(idle, n);
-  for (unsigned k = 0; k < n; k++) smp_lock_release(&metas[idle[k]].lock);
+  for (unsigned k = 0; k < n; k++) smp_lock_release(&locks[idle[k]]);
 }
 
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and
@@ -226,10 +232,10 @@ static int prepare(unsigned cls) {
   if (index < 0 || (unsigned)index >= cache_count) return -1;
   cache_meta_t *m = &metas[index];
   if ((smp_fetch_add_relaxed(&m->misses, 1) & 4095) == 4095) smp_cpucache_drain_idle();
-  smp_lock_acquire(&m->lock);
+  smp_lock_acquire(&locks[index]);
   if (!m->used) region_init_locked(m, (unsigned)index);
   grow_locked(m, index, cls);
-  smp_lock_release(&m->lock);
+  smp_lock_release(&locks[index]);
   return index;
 }
 
@@ -299,12 +305,12 @@ size_t smp_cpucache_drain_all(void) {
   unsigned list[256], n = 0;
   size_t drained = 0;
   for (unsigned i = 0; i < cache_count; i++) {
-    smp_lock_acquire(&metas[i].lock);
+    smp_lock_acquire(&locks[i]);
     if (metas[i].used) list[n++] = i;
-    else smp_lock_release(&metas[i].lock);
+    else smp_lock_release(&locks[i]);
     if (n == SMP_ARRAY_LEN(list) || (i + 1 == cache_count && n)) {
       drained += drain_indexes_locked(list, n);
-      for (unsigned k = 0; k < n; k++) smp_lock_release(&metas[list[k]].lock);
+      for (unsigned k = 0; k < n; k++) smp_lock_release(&locks[list[k]]);
       n = 0;
     }
   }
@@ -319,7 +325,7 @@ void smp_cpucache_stats(smp_cpucache_stats_t *out) {
   }
   for (unsigned i = 0; i < cache_count; i++) {
     cache_meta_t *m = &metas[i];
-    smp_lock_acquire(&m->lock);
+    smp_lock_acquire(&locks[i]);
     if (m->used) {
       out->capacity_bytes += m->bytes;
       for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
@@ -329,7 +335,7 @@ void smp_cpucache_stats(smp_cpucache_stats_t *out) {
         out->gave[c] += smp_load_relaxed(&m->gave[c]);
       }
     }
-    smp_lock_release(&m->lock);
+    smp_lock_release(&locks[i]);
   }
 }
 
@@ -337,7 +343,7 @@ bool smp_cpucache_cache_stats(unsigned i, uint64_t out[4]) {
   if (i >= cache_count) return false;
   cache_meta_t *m = &metas[i];
   memset(out, 0, 4 * sizeof *out);
-  smp_lock_acquire(&m->lock);
+  smp_lock_acquire(&locks[i]);
   if (m->used) {
     out[1] = smp_load_relaxed(&m->misses);
     out[2] = smp_load_relaxed(&hdr_of(i, 0)->hits);
@@ -348,15 +354,15 @@ bool smp_cpucache_cache_stats(unsigned i, uint64_t out[4]) {
       out[3] += (cur > first[c] ? (uint64_t)(cur - first[c]) : 0) * smp_class_info[c].size;
     }
   }
-  smp_lock_release(&m->lock);
+  smp_lock_release(&locks[i]);
   return true;
 }
 
 void smp_cpucache_lock_all(void) {
-  for (unsigned i = 0; i < cache_count; i++) smp_lock_acquire(&metas[i].lock);
+  for (unsigned i = 0; i < cache_count; i++) smp_lock_acquire(&locks[i]);
 }
 void smp_cpucache_unlock_all(void) {
-  for (unsigned i = 0; i < cache_count; i++) smp_lock_release(&metas[i].lock);
+  for (unsigned i = 0; i < cache_count; i++) smp_lock_release(&locks[i]);
 }
 
 unsigned smp_cpucache_count(void) { return cache_count; }
