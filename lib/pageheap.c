@@ -38,7 +38,7 @@ static size_t bound_extra;            // pages the dirty bound allows beyond dir
 static uint64_t bound_extra_halve_ms; // when bound_extra halves next
 static uint64_t bound_purged_ms;      // when the bound last gave pages back (0: never)
 
-static void decay_maybe_locked(uint64_t now);
+static void decay_maybe_locked(uint64_t now, unsigned max);
 
 
 static void map_pages(smp_span_t *s, size_t from, size_t to) {
@@ -197,7 +197,7 @@ smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed) 
   s->zeroed = 0;
   s->purged = 0;
   mark_in_use(s);
-  decay_maybe_locked(now);
+  decay_maybe_locked(now, 8);
   smp_lock_release(&smp_pageheap_lock);
   *zeroed = z;
   return s;
@@ -253,24 +253,30 @@ static void decay_locked(uint64_t now, unsigned max) {
 // runs), so the allowance follows the program's recent habit and falls back once bursts stop.
 static size_t dirty_bound(void) {
   size_t bound = (large_pages + small_pages) * smp_options.dirty_pct / 100;
-  return (bound > USABLE_PAGES ? bound : USABLE_PAGES) + bound_extra;
+  size_t cap = chunk_count * USABLE_PAGES; // chunks may have been unmapped since it grew
+  return (bound > USABLE_PAGES ? bound : USABLE_PAGES) + (bound_extra < cap ? bound_extra : cap);
 }
 
-// Run decay if a dirty span is due, and purge the oldest dirty spans while there are more than
-// the bound, down to 3/4 of it (64 spans at most per call: a free adds one span, so the bound
-// is restored within a few calls). decay_ms 0: neither; only trim gives pages back.
-static void decay_maybe_locked(uint64_t now) {
+// Run decay if dirty spans are due (at most max of them), age bound_extra by the time that
+// passed, and purge the oldest dirty spans while there are more than the bound, down to 3/4
+// of it (64 spans at most per call: a free adds one span, so the bound is restored within a
+// few calls). The slow paths and the background thread both come here. decay_ms 0: none of
+// it; only trim gives pages back.
+static void decay_maybe_locked(uint64_t now, unsigned max) {
   if (smp_options.decay_ms == 0) return;
-  if (SMP_UNLIKELY(now >= decay_due_ms)) decay_locked(now, 8);
+  if (SMP_UNLIKELY(now >= decay_due_ms)) decay_locked(now, max);
   if (SMP_UNLIKELY(bound_extra != 0 && now >= bound_extra_halve_ms)) {
-    bound_extra /= 2;
-    bound_extra_halve_ms = now + smp_options.decay_ms / 4;
+    uint64_t quarter = smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
+    uint64_t halvings = (now - bound_extra_halve_ms) / quarter + 1;
+    bound_extra = halvings >= 64 ? 0 : bound_extra >> halvings;
+    bound_extra_halve_ms = now + quarter;
   }
   if (SMP_UNLIKELY(dirty_pages > dirty_bound()) && smp_options.dirty_pct != 0) {
     size_t target = dirty_bound() / 4 * 3;
-    for (unsigned max = 64; dirty_oldest && dirty_pages > target && max > 0; max--)
+    for (unsigned n = 64; dirty_oldest && dirty_pages > target && n > 0; n--) {
       if (!purge_oldest_locked(now)) break;
-    bound_purged_ms = now;
+      bound_purged_ms = now;
+    }
   }
 }
 
@@ -331,7 +337,7 @@ void smp_pageheap_free(smp_span_t *s) {
   s->purged = 0;
   s->dirty = 0;
   free_locked(s);
-  decay_maybe_locked(smp_os_now_ms());
+  decay_maybe_locked(smp_os_now_ms(), 8);
   smp_lock_release(&smp_pageheap_lock);
 }
 
@@ -364,7 +370,7 @@ void smp_pageheap_shrink(smp_span_t *s, size_t npages) {
   large_pages -= tail->npages;
   s->npages = (uint16_t)npages;
   free_locked(tail);
-  decay_maybe_locked(smp_os_now_ms());
+  decay_maybe_locked(smp_os_now_ms(), 8);
   smp_lock_release(&smp_pageheap_lock);
 }
 
@@ -413,7 +419,7 @@ uint64_t smp_pageheap_decay(void) {
   for (;;) {
     smp_lock_acquire(&smp_pageheap_lock);
     uint64_t now = smp_os_now_ms();
-    if (smp_options.decay_ms != 0) decay_locked(now, 64);
+    decay_maybe_locked(now, 64);
     uint64_t due = decay_due_ms;
     smp_lock_release(&smp_pageheap_lock);
     if (due > now || smp_options.decay_ms == 0) return due;

@@ -32,8 +32,9 @@ void smp_pageheap_shrink(smp_span_t *span, size_t npages);
 // Returns the number of bytes released.
 size_t smp_pageheap_trim(void);
 // Give back the pages of free spans unused for longer than the decay time (option decay_ms),
-// oldest first and a bounded number per call; the page heap also does this itself on its slow
-// paths. Returns the time (smp_os_now_ms) when the next dirty span comes of age, or UINT64_MAX.
+// oldest first, in batches with the lock released between them, and enforce the dirty bound
+// (dirty_pct); the page heap also does both itself on its slow paths. Returns the time
+// (smp_os_now_ms) when the next dirty span comes of age, or UINT64_MAX.
 uint64_t smp_pageheap_decay(void);
 // Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).
 size_t smp_pageheap_resident(void);

@@ -289,30 +289,58 @@ Test(pageheap, dirty_bound_zero_leaves_it_to_decay) {
 // it; the pages are wanted again within decay_ms, so the bound grows by as many (the second
 // round still purges what the first did not count: the rest of the re-mapped chunks), and by
 // the third round (almost) nothing is purged.
+enum { BURST_SPANS = 96, BURST_PAGES = 64 };
+
+// One burst: allocate and write BURST_SPANS spans, free them all; the bytes the frees gave back.
+static size_t burst(void) {
+  smp_span_t *s[BURST_SPANS];
+  bool z;
+  for (int i = 0; i < BURST_SPANS; i++) {
+    s[i] = smp_pageheap_alloc(BURST_PAGES, 1, &z);
+    cr_assert_not_null(s[i]);
+    memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
+  }
+  smp_pageheap_stats_t st0, st1;
+  smp_pageheap_stats(&st0);
+  for (int i = 0; i < BURST_SPANS; i++) smp_pageheap_free(s[i]);
+  smp_pageheap_stats(&st1);
+  return (size_t)(st1.purged_bytes - st0.purged_bytes) +
+         (st1.chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
+}
+
 Test(pageheap, dirty_bound_grows_when_purged_pages_come_back) {
   smp_options.decay_ms = 60000;
   smp_options.dirty_pct = 100;
-  enum { N = 96, PAGES = 64 };
+  enum { N = BURST_SPANS, PAGES = BURST_PAGES };
   bool z;
-  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z), *s[N];
+  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z);
   size_t released[3];
-  for (int round = 0; round < 3; round++) {
-    for (int i = 0; i < N; i++) {
-      s[i] = smp_pageheap_alloc(PAGES, 1, &z);
-      cr_assert_not_null(s[i]);
-      memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
-    }
-    smp_pageheap_stats_t st0, st1;
-    smp_pageheap_stats(&st0);
-    for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
-    smp_pageheap_stats(&st1);
-    released[round] = (size_t)(st1.purged_bytes - st0.purged_bytes) +
-                      (st1.chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
-  }
+  for (int round = 0; round < 3; round++) released[round] = burst();
   cr_assert_gt(released[0], (size_t)N * PAGES * SMP_PAGE_SIZE / 2, "the first burst went back");
   cr_assert_lt(released[1], released[0] / 2, "the second, less (%zu KiB, first %zu KiB)",
                released[1] >> 10, released[0] >> 10);
   cr_assert_lt(released[2], released[0] / 8, "the third, (almost) none (%zu KiB)",
                released[2] >> 10);
+  smp_pageheap_free(keep);
+}
+
+// What the bound learned fades with time, also in a process whose only page-heap calls come
+// from the background thread (smp_pageheap_decay): after many quarters of decay_ms without a
+// miss, a burst goes back again as the first one did.
+Test(pageheap, dirty_bound_allowance_fades) {
+  smp_options.decay_ms = 200;
+  smp_options.dirty_pct = 100;
+  bool z;
+  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z);
+  size_t first = burst();
+  burst();
+  size_t learned = burst();
+  cr_assert_lt(learned, first / 8, "the bound learned (%zu KiB, first %zu KiB)", learned >> 10,
+               first >> 10);
+  usleep(800 * 1000); // 16 quarters of decay_ms
+  smp_pageheap_decay();
+  size_t faded = burst();
+  cr_assert_gt(faded, first / 8 * 7, "after the pause the burst went back (%zu KiB, first %zu KiB)",
+               faded >> 10, first >> 10);
   smp_pageheap_free(keep);
 }
