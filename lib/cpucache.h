@@ -1,8 +1,9 @@
 // Layer: caches. The per-CPU front end: per cache index (mm_cid or CPU), per size class, a
 // bounded stack of block pointers in a region of SMP_CPUCACHE_REGION bytes, popped and pushed
 // by one rseq critical section each (rseq_x86_64.h): no lock, no atomic read-modify-write.
-// Region layout: class c's 16-byte header at offset 16*c ({current, end, begin, hits}; class
-// 0 holds no blocks and its hits field counts rseq restarts), then slots; class c owns the fixed slot range [begin_c, begin_c + max_c) and uses [begin_c, end_c).
+// Region layout: class c's 16-byte header at offset 16*c ({current, end, ~begin, hits}; class
+// 0 holds no blocks and its hits field counts rseq restarts), then slots; class c owns the
+// fixed slot range [begin_c, begin_c + max_c) and uses [begin_c, end_c).
 // Regions are reserved for every possible index but only touched ones become resident; with
 // mm_cid, a process that runs on 2 CPUs touches 2 regions. Indexes -1 and -2 (thread not
 // registered) land on two always-zero regions below the first, where every operation misses.
@@ -14,6 +15,8 @@
 // Drain (trim, idle caches): under the region lock, freeze every header ({end 0, begin 0xffff}:
 // all operations miss), fence with membarrier(PRIVATE_EXPEDITED_RSEQ) so no sequence that saw
 // the old header is still running, then read current, flush the slots, and unfreeze.
+// Lock order: region locks in ascending index (drains hold several), then a central-list lock,
+// then the page-heap lock; never the reverse.
 #ifndef SMP_CPUCACHE_H
 #define SMP_CPUCACHE_H
 
