@@ -72,10 +72,12 @@ SMP_API void smp_stats_print(void);
 
 /** Heap statistics, filled by smp_stats_get. Versioned: the caller sets version and size; a
  *  library fills only the fields within the caller's size, so programs built against an older
- *  header keep working, and fields are only ever added at the end. All sizes in bytes. */
+ *  header keep working, and fields are only ever added at the end. On return version and size
+ *  say what the library filled, so a program built against a newer header running with an
+ *  older library can tell which fields it got. All sizes in bytes. */
 typedef struct smp_stats {
-  uint32_t version;        /**< in: SMP_STATS_VERSION */
-  uint32_t size;           /**< in: sizeof(smp_stats_t) */
+  uint32_t version;        /**< in: SMP_STATS_VERSION; out: the library's */
+  uint32_t size;           /**< in: sizeof(smp_stats_t); out: bytes filled (at most in) */
   uint64_t in_use;         /**< in blocks handed out and not freed (small, large and huge) */
   uint64_t cached;         /**< free blocks held by the per-CPU or per-thread caches */
   uint64_t free;           /**< free inside the heap: in small spans and in free page runs */

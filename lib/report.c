@@ -72,7 +72,8 @@ static void totals_locked(smp_report_totals_t *out) {
 void smp_report_stats(smp_stats_t *out) {
   smp_report_totals_t r;
   smp_report_totals(&r);
-  smp_stats_t s = {.version = out->version, .size = out->size};
+  uint32_t filled = out->size < sizeof(smp_stats_t) ? out->size : (uint32_t)sizeof(smp_stats_t);
+  smp_stats_t s = {.version = SMP_STATS_VERSION, .size = filled};
   s.in_use = r.small_in_use + r.large_in_use + r.huge_in_use;
   s.cached = r.cached;
   s.free = r.central_free + r.pageheap_free;
@@ -89,7 +90,7 @@ void smp_report_stats(smp_stats_t *out) {
   s.background = smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING;
   s.cpus = smp_os_cpus_allowed();
   s.cache_slots = smp_frontend_is_percpu() ? smp_cpucache_count() : 0;
-  memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
+  memcpy(out, &s, filled);
 }
 
 void smp_report_totals(smp_report_totals_t *out) {

@@ -978,9 +978,22 @@ Test(stats, get_is_versioned_and_tracks_the_heap) {
   char *live = malloc(hide(100));
   cr_assert_eq(smp_stats_get(&small.head), 0);
   cr_assert_eq(small.head.cached, 77, "a field beyond the caller's size was written");
+  cr_assert_eq(small.head.size, offsetof(smp_stats_t, cached), "size says what was filled");
+  cr_assert_eq(small.head.version, SMP_STATS_VERSION, "version is the library's");
   cr_assert_geq(small.head.in_use, 100);
   cr_assert_eq(small.guard, 0x1234);
   free(live);
+
+  // A newer caller's larger struct: size comes back as what this library filled.
+  struct {
+    smp_stats_t head;
+    uint64_t future;
+  } newer = {.head = {.version = SMP_STATS_VERSION + 1, .size = (uint32_t)sizeof newer},
+             .future = 99};
+  cr_assert_eq(smp_stats_get(&newer.head), 0);
+  cr_assert_eq(newer.head.size, sizeof(smp_stats_t));
+  cr_assert_eq(newer.head.version, SMP_STATS_VERSION);
+  cr_assert_eq(newer.future, 99, "a field this library does not know was written");
 }
 
 Test(options, none_prints_nothing) {
