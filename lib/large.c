@@ -94,7 +94,6 @@ void *smp_large_alloc(size_t n, size_t align, bool zero) {
   bool zeroed;
   smp_span_t *s = smp_pageheap_alloc(npages, align_pages, &zeroed);
   if (s == NULL) return NULL;
-  s->large_size = smp_span_bytes(s);
   char *p = smp_span_start(s);
   if (zero && !zeroed) memset(p, 0, n);
   return p;

@@ -216,6 +216,8 @@ static void chunk_release_locked(smp_chunk_t *c);
 // Give back the oldest dirty span (there is one): unmap its chunk if the span is all of it,
 // else purge it. false if the kernel refused; the span then stays dirty, restamped now, so it
 // is tried again a decay later.
+static bool purge_span_locked(smp_span_t *s, bool lazy);
+
 static bool purge_oldest_locked(uint64_t now) {
   smp_span_t *s = dirty_oldest;
   smp_chunk_t *c = smp_span_chunk(s);
@@ -223,19 +225,27 @@ static bool purge_oldest_locked(uint64_t now) {
     chunk_release_locked(c);
     return true;
   }
-  size_t n = s->npages;
-  bool lazy = smp_options.purge == SMP_PURGE_FREE;
+  if (purge_span_locked(s, smp_options.purge == SMP_PURGE_FREE)) return true;
+  dirty_del(s);
+  dirty_add(s, now);
+  return false;
+}
+
+// Give free span s's pages back: with MADV_FREE if lazy and the kernel takes it (s is then
+// purged, not zeroed), else MADV_DONTNEED (zeroed); off the decay list, counted. Bytes already
+// given back lazily are not counted again. false if the kernel refused (s unchanged).
+static bool purge_span_locked(smp_span_t *s, bool lazy) {
   bool ok = lazy && smp_os_purge_lazy(smp_span_start(s), smp_span_bytes(s));
   if (!ok) lazy = false, ok = smp_os_purge(smp_span_start(s), smp_span_bytes(s));
-  dirty_del(s);
-  if (!ok) {
-    dirty_add(s, now);
-    return false;
+  if (!ok) return false;
+  if (s->dirty) {
+    dirty_pages -= s->npages;
+    dirty_del(s);
   }
-  dirty_pages -= n;
-  if (lazy) s->purged = 1; else s->zeroed = 1;
-  purged_bytes += smp_span_bytes(s);
+  if (!s->purged) purged_bytes += smp_span_bytes(s);
   purge_calls++;
+  s->zeroed = !lazy;
+  s->purged = lazy;
   return true;
 }
 
@@ -398,17 +408,7 @@ size_t smp_pageheap_trim(void) {
   // Everything that may be resident, lazily given back (MADV_FREE) pages included.
   for (size_t n = 1; n < BUCKETS; n++)
     for (smp_span_t *s = buckets[n]; s; s = s->next)
-      if (!s->zeroed && smp_os_purge(smp_span_start(s), smp_span_bytes(s))) {
-        if (s->dirty) {
-          dirty_del(s);
-          dirty_pages -= n;
-        }
-        s->zeroed = 1;
-        s->purged = 0;
-        released += smp_span_bytes(s);
-        purged_bytes += smp_span_bytes(s);
-        purge_calls++;
-      }
+      if (!s->zeroed && purge_span_locked(s, false)) released += smp_span_bytes(s);
   smp_lock_release(&smp_pageheap_lock);
   return released;
 }

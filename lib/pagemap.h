@@ -48,10 +48,7 @@ struct smp_span {
   };
   smp_span_t *next;        // page-heap lock (free lists) or central lock (partial list)
   smp_span_t *prev;        // as next
-  union {
-    size_t large_size;     // page-heap lock: usable bytes of a LARGE span
-    uint64_t freed_ms;     // page-heap lock: when a dirty FREE span joined the decay list
-  };
+  uint64_t freed_ms;       // page-heap lock: when a dirty FREE span joined the decay list
   uint32_t carve_left;     // central lock: blocks not yet carved
   uint16_t npages;         // page-heap lock: length of the span in pages
   uint16_t capacity;       // set at carving: blocks in a small span
