@@ -42,6 +42,8 @@ import tempfile
 import threading
 import time
 
+import allocators
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("time_s", "peak_rss_kib", "rss_final_kib")
 
@@ -66,12 +68,6 @@ def debian_package(path):
             pkg = owner.rsplit(": ", 1)[0].split(",")[0].strip()
             return pkg, command_output(["dpkg-query", "-W", "-f=${Version}", pkg])
     return None, None
-
-
-def split_lib(spec):
-    """'PATH@VAR=VALUE@...' -> (PATH, {VAR: VALUE}); '' is the system malloc."""
-    path, *settings = spec.split("@") if spec else ("",)
-    return path, dict(kv.split("=", 1) for kv in settings)
 
 
 def machine_info(libs, extra):
@@ -100,12 +96,11 @@ def machine_info(libs, extra):
     except OSError:
         pass
     glibc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else None
-    allocators = []
-    for name, spec in libs:
-        path, settings = split_lib(spec)
+    origins = []
+    for name, path, settings in libs:
         pkg, ver = debian_package(path) if path else (
             "libc6", command_output(["dpkg-query", "-W", "-f=${Version}", "libc6"]))
-        allocators.append({"name": name, "path": path or None, "settings": settings,
+        origins.append({"name": name, "path": path or None, "settings": settings,
                            "package": pkg, "package_version": ver})
     return {
         "tool": "bench/compare.py",
@@ -124,7 +119,7 @@ def machine_info(libs, extra):
         # Paths inside the repository relative to it, so the command reads as run from there.
         "argv": [arg.replace(REPO + "/", "") for arg in sys.argv],
         "cwd": os.getcwd(),
-        "allocators": allocators,
+        "allocators": origins,
         **extra,
     }
 
@@ -167,17 +162,11 @@ def spawn_measured(cmd, env, timeout):
                 ferr.read().decode(errors="replace"), wall, usage.ru_maxrss, bool(fired))
 
 
-def run_once(cmd, lib, timeout, wall_only):
-    """One run of cmd under lib ("" is the system malloc, else PATH[@VAR=VALUE...]).
+def run_once(cmd, path, settings, timeout, wall_only):
+    """One run of cmd under the allocator of path ("" is the system malloc) and settings.
     Returns a dict: ok, the FIELDS (None where not reported), how it was measured, and for a
     failed run the exit status and the error text."""
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env.pop("SMPALLOC_OPTIONS", None)
-    path, settings = split_lib(lib)
-    if path:
-        env["LD_PRELOAD"] = path
-    env.update(settings)
+    env = allocators.environment(path, settings)
     code, out, err, wall, maxrss, timed_out = spawn_measured(cmd, env, timeout)
     t = None if wall_only else re.search(r"time=([0-9.]+) s", out)
     r = re.search(r"peak_rss=([0-9]+) KiB", out)
@@ -200,10 +189,7 @@ def run_once(cmd, lib, timeout, wall_only):
 
 def rss_floor(timeout):
     """ru_maxrss of /bin/true spawned from here: what every outside RSS reading includes."""
-    try:
-        return spawn_measured(["true"], dict(os.environ), timeout)[4]
-    except OSError:
-        return None
+    return spawn_measured(["true"], dict(os.environ), timeout)[4]
 
 
 class Progress:
@@ -325,10 +311,10 @@ def main():
     cmds = parse_commands(a.rest)
     if not cmds or a.reps < 1:
         ap.error("need at least one command after -- and --reps >= 1")
-    libs = ([] if a.no_glibc else [("glibc", "")]) + [tuple(x.split("=", 1)) for x in a.lib]
+    libs = allocators.parse_libs(a.lib, glibc=not a.no_glibc)
     if not libs:
         ap.error("no allocator to run")
-    names = [n for n, _ in libs]
+    names = [n for n, _, _ in libs]
     base = names[1] if len(names) > 1 and not a.no_glibc else names[0]
     extra = dict(kv.split("=", 1) for kv in a.meta)
     meta = machine_info(libs, extra)
@@ -350,10 +336,9 @@ def main():
             what = shlex.join([os.path.basename(cmd[0])] + cmd[1:])
             runs = []
             for rep in range(a.reps):
-                order = libs if rep % 2 == 0 else list(reversed(libs))
-                for i, (name, path) in enumerate(order):
+                for i, (name, path, settings) in enumerate(allocators.in_turn(libs, rep)):
                     progress.show(what, name, rep + 1, a.reps, i == 0)
-                    run = run_once(cmd, path, a.timeout, a.wall)
+                    run = run_once(cmd, path, settings, a.timeout, a.wall)
                     progress.done += 1
                     run.update(allocator=name, rep=rep + 1)
                     runs.append(run)

@@ -5,7 +5,8 @@
 # is timed from outside (wall time, and the ru_maxrss of its process tree: see compare.py's
 # header for the caveat on small sizes). Builds smpalloc Release in build-bench if needed; the
 # peers are Debian's libjemalloc2, libmimalloc2.0 and libtcmalloc-minimal4 where installed
-# (ci/bench.sh installs them). The command runs in the current directory, stdin from /dev/null.
+# (ci/bench.sh installs them; their table is in bench/common.sh, shared with ci/bench.sh). The
+# command runs in the current directory, stdin from /dev/null.
 # Usage: bench/compare.sh [--reps N] [--alloc a,b,c] [--wall] [--timeout S] [--csv F] [--json F]
 #                         -- CMD ARGS...
 #   --reps N      runs per allocator (default 3)
@@ -16,12 +17,8 @@
 # Example: bench/compare.sh -- ./myserver --bench
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-# The command line as typed, for the results' metadata (quoting only words that need it).
-invocation=bench/compare.sh
-for word in "$@"; do
-  if [[ $word =~ ^[A-Za-z0-9_,./=:@%+-]+$ ]]; then invocation+=" $word"
-  else invocation+=" $(printf '%q' "$word")"; fi
-done
+source "$repo/bench/common.sh"
+invocation=$(bench_invocation bench/compare.sh "$@")
 usage() { sed -n '/^# Usage:/,/^# Example:/p' "$0" | sed 's/^# \{0,1\}//'; }
 reps=3 alloc_list="" opts=()
 while [ $# -gt 0 ]; do
@@ -50,26 +47,7 @@ else
   cmake --build "$build" -j"$(nproc)" --target smpalloc >/dev/null
 fi
 
-arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
-declare -A alloc_lib=(
-  [smpalloc-thread]="$lib@SMPALLOC_OPTIONS=frontend:thread"
-  [jemalloc]=/usr/lib/$arch/libjemalloc.so.2
-  [mimalloc]=/usr/lib/$arch/libmimalloc.so.2
-  [tcmalloc]=/usr/lib/$arch/libtcmalloc_minimal.so.4
-)
-declare -A package=([jemalloc]=libjemalloc2 [mimalloc]=libmimalloc2.0 [tcmalloc]=libtcmalloc-minimal4)
-IFS=, read -r -a wanted <<<"${alloc_list:-glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc}"
-libs=(--lib "smpalloc=$lib") glibc=0
-for a in "${wanted[@]}"; do
-  case $a in
-    glibc) glibc=1 ;;
-    smpalloc) ;;
-    smpalloc-thread | jemalloc | mimalloc | tcmalloc)
-      if [ -e "${alloc_lib[$a]%%@*}" ]; then libs+=(--lib "$a=${alloc_lib[$a]}")
-      else echo "note: $a is not installed (apt-get install ${package[$a]}); left out" >&2; fi ;;
-    *) echo "bench/compare.sh: unknown allocator $a" >&2; exit 2 ;;
-  esac
-done
-[ "$glibc" = 1 ] || libs+=(--no-glibc)
-exec python3 "$repo/bench/compare.py" "${libs[@]}" --reps "$reps" "${opts[@]}" \
+bench_allocators bench/compare.sh "$lib" "$alloc_list"
+exec python3 "$repo/bench/compare.py" "${bench_libs[@]}" \
+  ${bench_no_glibc[@]+"${bench_no_glibc[@]}"} --reps "$reps" "${opts[@]}" \
   --meta "invocation=$invocation" -- "$@"

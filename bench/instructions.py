@@ -43,6 +43,8 @@ import sys
 import tempfile
 import time
 
+import allocators
+
 SIZES = [16, 64, 256, 1024, 4096, 0]  # 0: pair.c's 16..256 mix
 LOOP = "pair_loop"  # pair_ir's loop that calls malloc and free
 LOOP_STUB = "pair_loop_stub"  # the same loop calling the stubs (mode 1)
@@ -54,24 +56,6 @@ PERIODIC_TOLERANCE = 0.01  # halves' slopes further apart than this fraction: pe
 def size_name(size):
     """How a size is printed: bytes, or 'mix' for the 16..256 mix."""
     return "mix" if size == 0 else str(size)
-
-
-def parse_lib(spec):
-    """NAME=PATH[@VAR=VALUE...] -> (name, path, {VAR: VALUE}); compare.py's syntax."""
-    name, rest = spec.split("=", 1)
-    path, *settings = rest.split("@")
-    return name, path, dict(kv.split("=", 1) for kv in settings)
-
-
-def lib_env(path, settings):
-    """The environment for one allocator: LD_PRELOAD of path (none for glibc) and its settings."""
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env.pop("SMPALLOC_OPTIONS", None)
-    if path:
-        env["LD_PRELOAD"] = path
-    env.update(settings)
-    return env
 
 
 def parse_callgrind(path):
@@ -195,10 +179,11 @@ def measure(jobs, binary, libs, ns, tmpdir):
         for mode in MODES:
             for size in SIZES:
                 for n in ns:
-                    tasks[(name, mode, size, n)] = (lib_env(path, settings), [1, n, size, mode])
+                    tasks[(name, mode, size, n)] = (allocators.environment(path, settings),
+                                                    [1, n, size, mode])
     for size in SIZES:
         for n in ns:
-            tasks[(None, 1, size, n)] = (lib_env("", {}), [1, n, size, 1])
+            tasks[(None, 1, size, n)] = (allocators.environment("", {}), [1, n, size, 1])
     results, done = {}, 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(callgrind, binary, args, env, tmpdir): key
@@ -275,7 +260,8 @@ def smpalloc_frontend(binary, path, settings):
     opts = settings.get("SMPALLOC_OPTIONS", "")
     settings["SMPALLOC_OPTIONS"] = f"{opts},stats" if opts else "stats"
     run = subprocess.run(["valgrind", "--tool=none", binary, "1", "1000", "16", "0"],
-                         env=lib_env(path, settings), capture_output=True, text=True, timeout=120)
+                         env=allocators.environment(path, settings), capture_output=True,
+                         text=True, timeout=120)
     m = re.search(r"^\s*frontend:\s*(.*)$", run.stderr, re.M)
     return m.group(1).strip() if m else "not reported"
 
@@ -331,7 +317,7 @@ def main():
     binary = os.path.join(a.bin_dir, "pair_ir")
     if not os.access(binary, os.X_OK):
         sys.exit(f"instructions.py: no {binary}; build the bench targets first")
-    libs = [("glibc", "", {})] + [parse_lib(s) for s in a.lib]
+    libs = allocators.parse_libs(a.lib)
     for name, path, _ in libs:
         if path and not os.path.isfile(path):
             sys.exit(f"instructions.py: {name}: no file {path}")

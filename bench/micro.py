@@ -31,31 +31,13 @@ import statistics
 import subprocess
 import sys
 
-
-def parse_lib(spec):
-    """NAME=PATH[@VAR=VALUE...] -> (name, path, {VAR: VALUE})."""
-    if "=" not in spec:
-        raise SystemExit(f"--lib {spec}: expected NAME=PATH[@VAR=VALUE...]")
-    name, rest = spec.split("=", 1)
-    path, *settings = rest.split("@")
-    env = {}
-    for kv in settings:
-        if "=" not in kv:
-            raise SystemExit(f"--lib {spec}: setting {kv!r} is not VAR=VALUE")
-        k, v = kv.split("=", 1)
-        env[k] = v
-    return name, path, env
+import allocators
 
 
 def run_once(args, path, settings):
     """Runs the binary once under one allocator; returns its parsed JSON report, or raises
     RuntimeError with the exit status and the end of its error output."""
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env.pop("SMPALLOC_OPTIONS", None)
-    if path:
-        env["LD_PRELOAD"] = path
-    env.update(settings)
+    env = allocators.environment(path, settings)
     cmd = [args.bin, "--benchmark_format=json", f"--benchmark_min_time={args.min_time}"]
     if args.filter:
         cmd.append(f"--benchmark_filter={args.filter}")
@@ -112,10 +94,8 @@ def main():
     if a.reps < 1:
         raise SystemExit("--reps must be at least 1")
 
-    libs = [("glibc", "", {})] + [parse_lib(s) for s in a.lib]
+    libs = allocators.parse_libs(a.lib)
     names = [n for n, _, _ in libs]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"allocator names must differ: {names}")
     base = "smpalloc" if "smpalloc" in names else names[1 if len(names) > 1 else 0]
 
     order = []                                  # benchmark names, as the binary lists them
@@ -125,7 +105,7 @@ def main():
     total = a.reps * len(libs)
     done = 0
     for rep in range(a.reps):
-        for name, path, settings in (libs if rep % 2 == 0 else list(reversed(libs))):
+        for name, path, settings in allocators.in_turn(libs, rep):
             done += 1
             print(f"\r  rep {rep + 1}/{a.reps}: {name:<20} ({done}/{total})", end="",
                   file=sys.stderr, flush=True)

@@ -205,8 +205,8 @@ def main():
     for path in a.json + a.micro:
         with open(path) as fh:
             data = json.load(fh)
-        is_compare = data.get("meta", {}).get("tool") == "bench/compare.py" if isinstance(
-            data, dict) else False
+        is_compare = isinstance(data, dict) and data.get("meta", {}).get("tool") == \
+            "bench/compare.py"
         (compares if is_compare and path not in a.micro else micros).append((path, data))
     meta = compares[0][1]["meta"] if compares else {}
     for path, data in compares:

@@ -20,12 +20,8 @@
 #   --no-micro, --no-instructions   leave out the micro-benchmarks, the instruction counts
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The command line as typed, for the results' metadata (quoting only words that need it).
-invocation=ci/bench.sh
-for word in "$@"; do
-  if [[ $word =~ ^[A-Za-z0-9_,./=:@%+-]+$ ]]; then invocation+=" $word"
-  else invocation+=" $(printf '%q' "$word")"; fi
-done
+source bench/common.sh
+invocation=$(bench_invocation ci/bench.sh "$@")
 started=$SECONDS
 
 # The workloads: name | arguments of a full run | arguments of a --quick run (each program's
@@ -91,31 +87,8 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSMP_BUILD_TESTS=OFF >/dev/nu
 cmake --build "$build" -j"$(nproc)" >/dev/null
 w=$build/bench
 
-# Allocators, in table order; smpalloc first among the preloaded ones (compare.py's base).
-arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
-lib=$PWD/$build/libsmpalloc.so
-declare -A alloc_lib=(
-  [smpalloc]=$lib
-  [smpalloc-thread]="$lib@SMPALLOC_OPTIONS=frontend:thread"
-  [jemalloc]=/usr/lib/$arch/libjemalloc.so.2
-  [mimalloc]=/usr/lib/$arch/libmimalloc.so.2
-  [tcmalloc]=/usr/lib/$arch/libtcmalloc_minimal.so.4
-)
-all_allocs=glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc
-IFS=, read -r -a wanted <<<"${alloc_list:-$all_allocs}"
-libs=(--lib "smpalloc=$lib") glibc=0
-for a in "${wanted[@]}"; do
-  case $a in
-    glibc) glibc=1 ;;
-    smpalloc) ;;
-    smpalloc-thread | jemalloc | mimalloc | tcmalloc)
-      if [ -e "${alloc_lib[$a]%%@*}" ]; then libs+=(--lib "$a=${alloc_lib[$a]}")
-      else echo "note: $a is not installed (${alloc_lib[$a]}); left out"; fi ;;
-    *) echo "ci/bench.sh: unknown allocator $a (known: $all_allocs)" >&2; exit 2 ;;
-  esac
-done
-no_glibc=()
-[ "$glibc" = 1 ] || no_glibc=(--no-glibc)
+# Allocators (bench/common.sh's table), smpalloc first among the preloaded ones (the base).
+bench_allocators ci/bench.sh "$PWD/$build/libsmpalloc.so" "$alloc_list"
 
 # The commands, from the table rows that are selected and built.
 declare -A known=()
@@ -163,9 +136,9 @@ phase() {  # print how long the part just finished took
 keep() {  # copy the run's files with these suffixes to latest<suffix>, where they exist
   for suffix; do [ ! -e "$stamp$suffix" ] || cp "$stamp$suffix" "$results/latest$suffix"; done
 }
-python3 bench/compare.py "${libs[@]}" ${no_glibc[@]+"${no_glibc[@]}"} --reps "$reps" \
-  --csv "$stamp.csv" --json "$stamp.json" --meta "invocation=$invocation" --meta "quick=$quick" \
-  -- "${cmds[@]}" || status=1
+python3 bench/compare.py "${bench_libs[@]}" ${bench_no_glibc[@]+"${bench_no_glibc[@]}"} \
+  --reps "$reps" --csv "$stamp.csv" --json "$stamp.json" --meta "invocation=$invocation" \
+  --meta "quick=$quick" -- "${cmds[@]}" || status=1
 keep .csv .json
 phase workloads
 
@@ -176,8 +149,9 @@ if [ "$micro" = 1 ]; then
     echo; echo "micro-benchmarks (bench/micro.py)"
     quick_reps=()
     [ "$quick" = 0 ] || quick_reps=(--reps 1)
-    python3 bench/micro.py --bin "$w/micro" "${libs[@]}" ${quick_reps[@]+"${quick_reps[@]}"} \
-      --json "$stamp-micro.json" | tee "$stamp-micro.txt" || status=1
+    python3 bench/micro.py --bin "$w/micro" "${bench_libs[@]}" \
+      ${quick_reps[@]+"${quick_reps[@]}"} --json "$stamp-micro.json" |
+      tee "$stamp-micro.txt" || status=1
     keep -micro.json -micro.txt
     phase micro-benchmarks
   else
@@ -189,8 +163,8 @@ if [ "$instructions" = 1 ]; then
     echo; echo "instructions per malloc/free pair (bench/instructions.py, callgrind)"
     # Allocators without settings only: valgrind has no rseq, so smpalloc-thread = smpalloc.
     plain=() quick_flag=()
-    for ((i = 0; i < ${#libs[@]}; i += 2)); do
-      [[ ${libs[i + 1]} == *@* ]] || plain+=(--lib "${libs[i + 1]}")
+    for ((i = 0; i < ${#bench_libs[@]}; i += 2)); do
+      [[ ${bench_libs[i + 1]} == *@* ]] || plain+=(--lib "${bench_libs[i + 1]}")
     done
     [ "$quick" = 0 ] || quick_flag=(--quick)
     python3 bench/instructions.py --bin-dir "$w" "${plain[@]}" \

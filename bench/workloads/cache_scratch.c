@@ -8,7 +8,8 @@
 // separate lines does not. cache_thrash is the same without main's objects.
 // Checks the handed object's bytes, and after each object's writes that every byte holds its
 // count of writes; each object is zeroed first, so a check cannot pass on stale contents.
-// Prints writes per second (all threads) and peak RSS.
+// Prints writes per second (all threads) and peak RSS. The loop, the command line and the result
+// line are false_sharing.h's, shared with cache_thrash; main's objects are this file's.
 // Usage: cache_scratch [threads=2] [objects per thread=5000] [object size=8]
 //                      [writes per byte=50000]
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "false_sharing.h"
 #include "workload.h"
 
 typedef struct worker {
@@ -24,10 +26,6 @@ typedef struct worker {
   unsigned id;
   unsigned char *given; // allocated and written by main
 } worker_t;
-
-static long objects, writes;
-static size_t size;
-static pthread_barrier_t start;
 
 static void *run(void *arg) {
   worker_t *w = arg;
@@ -41,37 +39,12 @@ static void *run(void *arg) {
     }
   }
   free(w->given);
-  for (long i = 0; i < objects; i++) {
-    volatile unsigned char *p = malloc(size);
-    if (!p) {
-      workload_fail("cache_scratch: thread %u: malloc(%zu) failed", w->id, size);
-      return NULL;
-    }
-    for (size_t k = 0; k < size; k++) p[k] = 0;
-    for (long r = 0; r < writes; r++)
-      for (size_t k = 0; k < size; k++) p[k]++;
-    for (size_t k = 0; k < size; k++) {
-      if (p[k] != (unsigned char)writes) {
-        workload_fail("cache_scratch: thread %u: byte %zu of %p is %#x after %ld writes", w->id,
-                      k, (void *)p, p[k], writes);
-        break;
-      }
-    }
-    free((void *)p);
-  }
+  false_sharing_loop(w->id);
   return NULL;
 }
 
 int main(int argc, char **argv) {
-  unsigned threads = argc > 1 ? (unsigned)atoi(argv[1]) : 2;
-  objects = argc > 2 ? atol(argv[2]) : 5000;
-  size = argc > 3 ? (size_t)atol(argv[3]) : 8;
-  writes = argc > 4 ? atol(argv[4]) : 50000;
-  if (threads < 1 || objects < 1 || size < 1 || writes < 1) {
-    fprintf(stderr, "usage: cache_scratch [threads] [objects per thread] [object size] "
-                    "[writes per byte]\n");
-    return 2;
-  }
+  unsigned threads = false_sharing_args("cache_scratch", argc, argv);
   worker_t *w = calloc(threads, sizeof *w);
   if (!w) return 2;
   pthread_barrier_init(&start, NULL, threads);
@@ -86,12 +59,7 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   double secs = workload_now() - t0;
   pthread_barrier_destroy(&start);
-  long failures = workload_failures();
-  double total = (double)threads * (double)objects * (double)writes * (double)size;
-  printf("cache_scratch threads=%u objects=%ld size=%zu writes=%ld time=%.3f s mwrites=%.1f "
-         "peak_rss=%ld KiB %s\n",
-         threads, objects * threads, size, writes, secs, total / secs / 1e6,
-         workload_peak_rss_kib(), failures ? "FAILED" : "ok");
+  int status = false_sharing_report(threads, secs);
   free(w);
-  return failures ? 1 : 0;
+  return status;
 }

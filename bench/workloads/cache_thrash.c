@@ -6,54 +6,25 @@
 // variant, where the sharing starts from objects main allocated.
 // Checks, after each object's writes, that every byte holds its count of writes; each object is
 // zeroed first, so a check cannot pass on stale contents.
-// Prints writes per second (all threads) and peak RSS.
+// Prints writes per second (all threads) and peak RSS. The loop, the command line and the result
+// line are false_sharing.h's, shared with cache_scratch.
 // Usage: cache_thrash [threads=2] [objects per thread=5000] [object size=8]
 //                     [writes per byte=50000]
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 
+#include "false_sharing.h"
 #include "workload.h"
 
-static long objects, writes;
-static size_t size;
-static pthread_barrier_t start;
-
 static void *run(void *arg) {
-  unsigned id = (unsigned)(uintptr_t)arg;
   pthread_barrier_wait(&start);
-  for (long i = 0; i < objects; i++) {
-    volatile unsigned char *p = malloc(size);
-    if (!p) {
-      workload_fail("cache_thrash: thread %u: malloc(%zu) failed", id, size);
-      return NULL;
-    }
-    for (size_t k = 0; k < size; k++) p[k] = 0;
-    for (long r = 0; r < writes; r++)
-      for (size_t k = 0; k < size; k++) p[k]++;
-    for (size_t k = 0; k < size; k++) {
-      if (p[k] != (unsigned char)writes) {
-        workload_fail("cache_thrash: thread %u: byte %zu of %p is %#x after %ld writes", id, k,
-                      (void *)p, p[k], writes);
-        break;
-      }
-    }
-    free((void *)p);
-  }
+  false_sharing_loop((unsigned)(uintptr_t)arg);
   return NULL;
 }
 
 int main(int argc, char **argv) {
-  unsigned threads = argc > 1 ? (unsigned)atoi(argv[1]) : 2;
-  objects = argc > 2 ? atol(argv[2]) : 5000;
-  size = argc > 3 ? (size_t)atol(argv[3]) : 8;
-  writes = argc > 4 ? atol(argv[4]) : 50000;
-  if (threads < 1 || objects < 1 || size < 1 || writes < 1) {
-    fprintf(stderr, "usage: cache_thrash [threads] [objects per thread] [object size] "
-                    "[writes per byte]\n");
-    return 2;
-  }
+  unsigned threads = false_sharing_args("cache_thrash", argc, argv);
   pthread_t *t = malloc(threads * sizeof *t);
   if (!t) return 2;
   pthread_barrier_init(&start, NULL, threads);
@@ -63,12 +34,7 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < threads; i++) pthread_join(t[i], NULL);
   double secs = workload_now() - t0;
   pthread_barrier_destroy(&start);
-  long failures = workload_failures();
-  double total = (double)threads * (double)objects * (double)writes * (double)size;
-  printf("cache_thrash threads=%u objects=%ld size=%zu writes=%ld time=%.3f s mwrites=%.1f "
-         "peak_rss=%ld KiB %s\n",
-         threads, objects * threads, size, writes, secs, total / secs / 1e6,
-         workload_peak_rss_kib(), failures ? "FAILED" : "ok");
+  int status = false_sharing_report(threads, secs);
   free(t);
-  return failures ? 1 : 0;
+  return status;
 }
