@@ -69,7 +69,8 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < threads; i++) w[i].id = i, w[i].budget = (mib << 20) / threads;
   pthread_barrier_init(&barrier, NULL, threads);
   double t0 = workload_now();
-  for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
+  for (unsigned i = 0; i < threads; i++)
+    if (pthread_create(&w[i].tid, NULL, run, &w[i]) != 0) return 2;
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   double secs = workload_now() - t0;
   workload_rss_t freed = workload_rss();

@@ -106,7 +106,8 @@ int main(int argc, char **argv) {
     w[i].max_small = max_small;
   }
   double t0 = workload_now();
-  for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
+  for (unsigned i = 0; i < threads; i++)
+    if (pthread_create(&w[i].tid, NULL, run, &w[i]) != 0) return 2;
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   double secs = workload_now() - t0;
   workload_rss_t rss = workload_rss(); // with the survivors and the large blocks live

@@ -72,7 +72,8 @@ int main(int argc, char **argv) {
     w[i].max_size = max_size;
     w[i].next = &w[(i + 1) % threads];
   }
-  for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
+  for (unsigned i = 0; i < threads; i++)
+    if (pthread_create(&w[i].tid, NULL, run, &w[i]) != 0) return 2;
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   for (unsigned i = 0; i < threads; i++)
     for (unsigned k = 0; k < RING; k++) free(atomic_load(&w[i].ring[k]));

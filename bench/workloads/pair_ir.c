@@ -106,7 +106,8 @@ int main(int argc, char **argv) {
   } else {
     pthread_t *t = malloc(threads * sizeof *t);
     if (!t) return 1;
-    for (unsigned i = 0; i < threads; i++) pthread_create(&t[i], NULL, run, NULL);
+    for (unsigned i = 0; i < threads; i++)
+      if (pthread_create(&t[i], NULL, run, NULL) != 0) return 2;
     for (unsigned i = 0; i < threads; i++) pthread_join(t[i], NULL);
     free(t);
   }

@@ -62,8 +62,8 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < pairs; i++) atomic_init(&rings[i].head, 0), atomic_init(&rings[i].tail, 0);
   double t0 = workload_now();
   for (unsigned i = 0; i < pairs; i++) {
-    pthread_create(&t[2 * i], NULL, produce, &rings[i]);
-    pthread_create(&t[2 * i + 1], NULL, consume, &rings[i]);
+    if (pthread_create(&t[2 * i], NULL, produce, &rings[i]) != 0) return 2;
+    if (pthread_create(&t[2 * i + 1], NULL, consume, &rings[i]) != 0) return 2;
   }
   for (unsigned i = 0; i < 2 * pairs; i++) pthread_join(t[i], NULL);
   double secs = workload_now() - t0;

@@ -151,7 +151,8 @@ int main(int argc, char **argv) {
     if (!w[i].live) return 2;
   }
   double t0 = workload_now();
-  for (unsigned i = 0; i < threads; i++) pthread_create(&w[i].tid, NULL, run, &w[i]);
+  for (unsigned i = 0; i < threads; i++)
+    if (pthread_create(&w[i].tid, NULL, run, &w[i]) != 0) return 2;
   size_t live_end = 0, live_peak = 0;
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   for (unsigned i = 0; i < threads; i++) { // hand-offs never taken: freed by main

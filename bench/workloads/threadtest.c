@@ -43,7 +43,8 @@ int main(int argc, char **argv) {
   size = argc > 4 ? (size_t)atol(argv[4]) : 64;
   pthread_t *t = malloc(threads * sizeof *t);
   double t0 = workload_now();
-  for (unsigned i = 0; i < threads; i++) pthread_create(&t[i], NULL, run, (void *)(uintptr_t)i);
+  for (unsigned i = 0; i < threads; i++)
+    if (pthread_create(&t[i], NULL, run, (void *)(uintptr_t)i) != 0) return 2;
   for (unsigned i = 0; i < threads; i++) pthread_join(t[i], NULL);
   double secs = workload_now() - t0;
   double ops = 2.0 * threads * (double)rounds * k;
