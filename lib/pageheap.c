@@ -1,9 +1,13 @@
 // Layer: page heap. See pageheap.h. All state below is guarded by smp_pageheap_lock.
-// Free spans live in buckets[npages] (LIFO, doubly linked through next/prev); bit n of
-// nonempty is set iff buckets[n] has a span. Invariants, checked by the unit tests:
+// Free spans live in buckets[set][npages] (LIFO, doubly linked through next/prev); bit n of
+// nonempty[set] is set iff buckets[set][n] has a span. The set is DIRTY for a span whose pages
+// may be resident, CLEAN for one that is zeroed or given back; allocation takes the smallest
+// dirty span that fits before any clean one, so pages freed earlier are reused before pages
+// that would be faulted in (and a clean allocation means no dirty span fitted).
+// Invariants, checked by the unit tests:
 //   - spans tile every chunk's pages after the header; no two free spans are adjacent;
 //   - a free span's first and last page_span entries name its first page, its pages' classes
-//     are 0, and it is in exactly the bucket of its length;
+//     are 0, and it is in exactly the bucket of its length, in its set;
 //   - counters (free_pages, dirty_pages, ...) equal the sums over the spans they describe.
 // Decay: a free span whose pages may be resident (neither zeroed nor purged) is "dirty" and is
 // also on the decay list, stamped with the time it joined. The list runs roughly oldest first
@@ -25,8 +29,9 @@
 smp_lock_t smp_pageheap_lock = SMP_LOCK_INIT;
 
 #define BUCKETS (SMP_CHUNK_PAGES + 1)
-static smp_span_t *buckets[BUCKETS];
-static uint64_t nonempty[(BUCKETS + 63) / 64];
+enum { DIRTY_SET, CLEAN_SET, SETS };
+static smp_span_t *buckets[SETS][BUCKETS];
+static uint64_t nonempty[SETS][(BUCKETS + 63) / 64];
 static smp_chunk_t *chunks;
 static size_t chunk_count, free_pages, dirty_pages, large_pages, large_count, small_pages;
 static smp_span_t *dirty_oldest, *dirty_youngest; // the decay list
@@ -78,18 +83,21 @@ static void dirty_del(smp_span_t *s) {
   decay_due_ms = dirty_oldest ? dirty_oldest->freed_ms + smp_options.decay_ms : UINT64_MAX;
 }
 
+static unsigned set_of(const smp_span_t *s) { return s->zeroed || s->purged ? CLEAN_SET : DIRTY_SET; }
+
 // File free span s in its bucket; a dirty one also on the decay list, stamped t.
 static void bucket_insert_at(smp_span_t *s, uint64_t t) {
   size_t n = s->npages, first = smp_span_first_page(s);
+  unsigned set = set_of(s);
   smp_chunk_t *c = smp_span_chunk(s);
   s->state = SMP_SPAN_FREE;
   c->page_span[first] = (uint16_t)first;
   c->page_span[first + n - 1] = (uint16_t)first;
   s->prev = NULL;
-  s->next = buckets[n];
+  s->next = buckets[set][n];
   if (s->next) s->next->prev = s;
-  buckets[n] = s;
-  nonempty[n / 64] |= (uint64_t)1 << (n % 64);
+  buckets[set][n] = s;
+  nonempty[set][n / 64] |= (uint64_t)1 << (n % 64);
   c->free_pages += (uint32_t)n;
   free_pages += n;
   if (!s->zeroed && !s->purged) {
@@ -100,14 +108,16 @@ static void bucket_insert_at(smp_span_t *s, uint64_t t) {
 
 static void bucket_insert(smp_span_t *s) { bucket_insert_at(s, smp_os_now_ms()); }
 
+// Take free span s out of its bucket (before its zeroed/purged flags change: they name the set).
 static void bucket_remove(smp_span_t *s) {
   size_t n = s->npages;
+  unsigned set = set_of(s);
   if (s->prev)
     s->prev->next = s->next;
   else
-    buckets[n] = s->next;
+    buckets[set][n] = s->next;
   if (s->next) s->next->prev = s->prev;
-  if (buckets[n] == NULL) nonempty[n / 64] &= ~((uint64_t)1 << (n % 64));
+  if (buckets[set][n] == NULL) nonempty[set][n / 64] &= ~((uint64_t)1 << (n % 64));
   smp_span_chunk(s)->free_pages -= (uint32_t)n;
   free_pages -= n;
   if (s->dirty) {
@@ -117,13 +127,14 @@ static void bucket_remove(smp_span_t *s) {
   s->next = s->prev = NULL;
 }
 
-// Smallest non-empty bucket >= n, or NULL.
+// A span of at least n pages: the smallest dirty one, else the smallest clean one, else NULL.
 static smp_span_t *bucket_find(size_t n) {
-  for (size_t w = n / 64; w < SMP_ARRAY_LEN(nonempty); w++) {
-    uint64_t bits = nonempty[w];
-    if (w == n / 64) bits &= ~(uint64_t)0 << (n % 64);
-    if (bits) return buckets[w * 64 + (size_t)__builtin_ctzll(bits)];
-  }
+  for (unsigned set = DIRTY_SET; set < SETS; set++)
+    for (size_t w = n / 64; w < SMP_ARRAY_LEN(nonempty[set]); w++) {
+      uint64_t bits = nonempty[set][w];
+      if (w == n / 64) bits &= ~(uint64_t)0 << (n % 64);
+      if (bits) return buckets[set][w * 64 + (size_t)__builtin_ctzll(bits)];
+    }
   return NULL;
 }
 
@@ -231,21 +242,20 @@ static bool purge_oldest_locked(uint64_t now) {
   return false;
 }
 
-// Give free span s's pages back: with MADV_FREE if lazy and the kernel takes it (s is then
-// purged, not zeroed), else MADV_DONTNEED (zeroed); off the decay list, counted. Bytes already
-// given back lazily are not counted again. false if the kernel refused (s unchanged).
+// Give free span s's pages back (s is filed): with MADV_FREE if lazy and the kernel takes it
+// (s is then purged, not zeroed), else MADV_DONTNEED (zeroed); re-filed in the clean set, off
+// the decay list, counted. Bytes already given back lazily are not counted again. false if the
+// kernel refused (s unchanged).
 static bool purge_span_locked(smp_span_t *s, bool lazy) {
   bool ok = lazy && smp_os_purge_lazy(smp_span_start(s), smp_span_bytes(s));
   if (!ok) lazy = false, ok = smp_os_purge(smp_span_start(s), smp_span_bytes(s));
   if (!ok) return false;
-  if (s->dirty) {
-    dirty_pages -= s->npages;
-    dirty_del(s);
-  }
+  bucket_remove(s);
   if (!s->purged) purged_bytes += smp_span_bytes(s);
   purge_calls++;
   s->zeroed = !lazy;
   s->purged = lazy;
+  bucket_insert_at(s, 0);
   return true;
 }
 
@@ -405,10 +415,14 @@ size_t smp_pageheap_trim(void) {
     chunk_release_locked(c);
     released += dirty ? SMP_CHUNK_SIZE : SMP_CHUNK_HEADER_PAGES * SMP_PAGE_SIZE;
   }
-  // Everything that may be resident, lazily given back (MADV_FREE) pages included.
-  for (size_t n = 1; n < BUCKETS; n++)
-    for (smp_span_t *s = buckets[n]; s; s = s->next)
-      if (!s->zeroed && purge_span_locked(s, false)) released += smp_span_bytes(s);
+  // Everything that may be resident, lazily given back (MADV_FREE) pages included. A purged
+  // span is re-filed at the head of a clean bucket: behind the walk, which goes on from next.
+  for (unsigned set = DIRTY_SET; set < SETS; set++)
+    for (size_t n = 1; n < BUCKETS; n++)
+      for (smp_span_t *s = buckets[set][n], *next; s; s = next) {
+        next = s->next;
+        if (!s->zeroed && purge_span_locked(s, false)) released += smp_span_bytes(s);
+      }
   smp_lock_release(&smp_pageheap_lock);
   return released;
 }
@@ -440,6 +454,7 @@ void smp_pageheap_stats(smp_pageheap_stats_t *out) {
   out->mapped = chunk_count * SMP_CHUNK_SIZE;
   out->free_bytes = free_pages * SMP_PAGE_SIZE;
   out->free_dirty = dirty_pages * SMP_PAGE_SIZE;
+  out->dirty_bound = smp_options.dirty_pct && smp_options.decay_ms ? dirty_bound() * SMP_PAGE_SIZE : 0;
   out->large_bytes = large_pages * SMP_PAGE_SIZE;
   out->large_count = large_count;
   out->small_bytes = small_pages * SMP_PAGE_SIZE;

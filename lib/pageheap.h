@@ -44,6 +44,7 @@ typedef struct smp_pageheap_stats {
   size_t mapped;      // bytes mapped for chunks
   size_t free_bytes;  // bytes in free spans
   size_t free_dirty;  // of which may be resident
+  size_t dirty_bound; // the most bytes free_dirty may reach before a free purges (0: no bound)
   size_t large_bytes; // bytes in large spans
   size_t large_count; // large spans
   size_t small_bytes; // bytes in small spans

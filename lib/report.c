@@ -62,6 +62,7 @@ static void totals_locked(smp_report_totals_t *out) {
   out->mapped = ps.mapped + ls.huge_bytes;
   out->pageheap_free = ps.free_bytes;
   out->pageheap_dirty = ps.free_dirty;
+  out->pageheap_dirty_bound = ps.dirty_bound;
   out->purged = ps.purged_bytes;
   out->purges = ps.purge_calls;
   out->chunks = ps.chunks;
@@ -137,7 +138,13 @@ void smp_report_print(int fd) {
   line(&t, "  span free:   ", r.central_free, " free blocks in small spans\n");
   line(&t, "  page free:   ", r.pageheap_free, " free page runs, ");
   smp_text_bytes(&t, r.pageheap_dirty, 0);
-  smp_text_str(&t, " of them possibly resident\n");
+  smp_text_str(&t, " of them possibly resident");
+  if (r.pageheap_dirty_bound) {
+    smp_text_str(&t, " (bound ");
+    smp_text_bytes(&t, r.pageheap_dirty_bound, 0);
+    smp_text_str(&t, ")");
+  }
+  smp_text_str(&t, "\n");
   line(&t, "  mapped:      ", r.mapped, " (chunks and huge mappings)\n");
   line(&t, "  purged:      ", r.purged, " given back to the OS so far, in ");
   smp_text_u64(&t, r.purges, 0);

@@ -78,6 +78,7 @@ int main(int argc, char **argv) {
   while (nanosleep(&idle, &idle) != 0) {
   }
   workload_rss_t rss = workload_rss();
+  workload_malloc_stats();
   pthread_barrier_destroy(&barrier);
   long failures = workload_failures();
   size_t blocks = 0;

@@ -111,6 +111,7 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   double secs = workload_now() - t0;
   workload_rss_t rss = workload_rss(); // with the survivors and the large blocks live
+  workload_malloc_stats();
   size_t live = 0;
   for (unsigned i = 0; i < threads; i++) {
     uint64_t key = 0xd1b54a32d192ed03ull * (i + 1);

@@ -163,6 +163,7 @@ int main(int argc, char **argv) {
   }
   double secs = workload_now() - t0;
   workload_rss_t rss = workload_rss(); // before anything else is freed or printed
+  workload_malloc_stats();
   for (unsigned i = 0; i < threads; i++) {
     live_end += w[i].live_bytes;
     live_peak += w[i].live_bytes_peak; // the phases are in step, so the peaks nearly coincide

@@ -7,6 +7,7 @@
 #ifndef WORKLOAD_H
 #define WORKLOAD_H
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -50,6 +51,16 @@ static inline workload_rss_t workload_rss(void) {
   r.now_kib = workload_status_kib(buf, "VmRSS:");
   r.peak_kib = workload_status_kib(buf, "VmHWM:");
   return r;
+}
+
+// Diagnostics, off by default: with WORKLOAD_MALLOC_STATS set in the environment, a footprint
+// workload calls the allocator's malloc_stats() where it reads its final RSS (after reading
+// it), so what the allocator holds there can be told apart. Found by name: not every allocator
+// has it (glibc's prints its arenas to stderr, smpalloc's its statistics).
+static inline void workload_malloc_stats(void) {
+  if (!getenv("WORKLOAD_MALLOC_STATS")) return;
+  void (*stats)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "malloc_stats");
+  if (stats) stats();
 }
 
 static inline long workload_peak_rss_kib(void) { return workload_rss().peak_kib; }
