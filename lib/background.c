@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "background.h"
+#include "central.h"
 #include "frontend.h"
 #include "pageheap.h"
 
@@ -11,17 +12,19 @@ _Atomic int smp_background_state;
 
 static void *background_main(void *arg) {
   (void)arg;
-  // A quarter of the decay time, 10 ms to 1 s; with decay off only idle caches are left to
-  // drain, once a second.
-  uint64_t period = smp_options.decay_ms ? smp_options.decay_ms / 4 : 1000;
-  if (period < 10) period = 10;
-  if (period > 1000) period = 1000;
+  unsigned period = smp_pageheap_pass_ms();
+  // A pass at once: from then on the slow paths leave the page heap's upkeep to this thread.
   for (;;) {
+    // The page heap's calls are counted before the caches drain: the spans a drain empties
+    // are not the program's doing, and an idle heap gives their pages back in the same pass.
+    uint64_t calls = smp_pageheap_calls();
+    if (smp_frontend_is_percpu()) smp_cpucache_drain_idle();
+    bool idle = smp_pageheap_idle_since(calls);
+    if (idle) smp_central_trim(); // the wholly free spans the size classes keep in reserve
+    smp_pageheap_background_pass(idle);
     struct timespec ts = {(time_t)(period / 1000), (long)(period % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0) {
     }
-    smp_pageheap_decay();
-    if (smp_frontend_is_percpu()) smp_cpucache_drain_idle();
   }
   return NULL;
 }

@@ -1,8 +1,13 @@
-// Layer: api. The optional background thread (option background:1). It wakes every quarter of
-// the decay time (10 ms to 1 s; 1 s with decay off), gives back the free pages that came of age
-// (smp_pageheap_decay) and drains the per-CPU caches that hold blocks nobody used since the
-// last idle scan, so memory goes back to the OS even when the process has gone idle. It blocks
-// every signal, never allocates, and is never joined: it ends with the process.
+// Layer: api. The background thread (option background: auto, the default, starts it once the
+// process has a second thread; 1 at the first slow path; 0 never). It wakes every quarter of
+// the decay time (10 ms to 1 s; 1 s with decay off), drains the per-CPU caches that hold blocks
+// nobody used since the last idle scan, and makes a page-heap pass: decay, the dirty bound, and
+// every free page of a heap that served no call for a whole period
+// (smp_pageheap_background_pass). Memory thus goes back while the process is idle, and the
+// madvise calls run here instead of on the program's threads. It blocks every signal, never
+// allocates, and is never joined: it ends with the process. A single-threaded process never
+// gets one under auto: a thread it did not ask for would break unshare(CLONE_NEWUSER) and
+// seccomp filters that forbid clone; there decay runs on the slow paths.
 // State machine (smp_background_state): NONE -> STARTING by one CAS, won by the first slow path
 // to see NONE with the option on (no allocator lock held: pthread_create allocates, and its
 // nested calls see STARTING and go on); STARTING -> RUNNING or FAILED by a release store once
@@ -15,16 +20,19 @@
 #include "atomic.h"
 #include "compiler.h"
 #include "options.h"
+#include "os.h"
 
 enum smp_background_state { SMP_BG_NONE, SMP_BG_STARTING, SMP_BG_RUNNING, SMP_BG_FAILED };
 extern SMP_HIDDEN _Atomic int smp_background_state;
 
 void smp_background_start(void);
 
-// Slow paths call this: start the thread if the option asks for it and it is not running.
+// Slow paths call this: start the thread if the option asks for it (auto: once the process
+// is multithreaded) and it is not running.
 SMP_INLINE void smp_background_ensure(void) {
-  if (SMP_UNLIKELY(smp_options.background) &&
-      SMP_UNLIKELY(smp_load_relaxed(&smp_background_state) == SMP_BG_NONE))
+  if (SMP_UNLIKELY(smp_options.background != SMP_BACKGROUND_OFF) &&
+      SMP_UNLIKELY(smp_load_relaxed(&smp_background_state) == SMP_BG_NONE) &&
+      (smp_options.background == SMP_BACKGROUND_ON || smp_os_multithreaded()))
     smp_background_start();
 }
 

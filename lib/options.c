@@ -20,6 +20,7 @@ typedef struct opt_entry {
 
 static const char *const frontend_names[] = {"auto", "thread", "percpu", NULL};
 static const char *const purge_names[] = {"dontneed", "free", NULL};
+static const char *const background_names[] = {"0", "1", "auto", NULL};
 
 static const opt_entry_t opt_table[] = {
     {"stats", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, stats),
@@ -39,8 +40,9 @@ static const opt_entry_t opt_table[] = {
     {"purge", OPT_CHOICE, SMP_PURGE_DONTNEED, 0, 1, offsetof(smp_options_t, purge),
      "dontneed (pages go back at once and read as zero) or free (MADV_FREE: lazily)",
      purge_names},
-    {"background", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, background),
-     "a background thread returns decayed pages and drains idle caches, even when idle", NULL},
+    {"background", OPT_CHOICE, SMP_BACKGROUND_AUTO, 0, 2, offsetof(smp_options_t, background),
+     "a thread that returns free pages and drains idle caches, even while the program is idle: "
+     "0 never, 1 always, auto once the process has a second thread", background_names},
     {"thp", OPT_BOOL, 1, 0, 1, offsetof(smp_options_t, thp),
      "let transparent huge pages back the heap's chunks (0: MADV_NOHUGEPAGE)", NULL},
 };

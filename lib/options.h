@@ -12,6 +12,7 @@
 
 enum smp_frontend_choice { SMP_FRONTEND_AUTO, SMP_FRONTEND_THREAD, SMP_FRONTEND_PERCPU };
 enum smp_purge_choice { SMP_PURGE_DONTNEED, SMP_PURGE_FREE };
+enum smp_background_choice { SMP_BACKGROUND_OFF, SMP_BACKGROUND_ON, SMP_BACKGROUND_AUTO };
 
 typedef struct smp_options {
   bool stats;        // print statistics at exit
@@ -21,7 +22,7 @@ typedef struct smp_options {
   size_t decay_ms;   // free pages older than this go back to the OS; 0: only on trim
   size_t dirty_pct;  // dirty free pages beyond this % of pages in use go back at once; 0: no bound
   size_t purge;      // enum smp_purge_choice: how decayed pages go back
-  bool background;   // a background thread runs decay and idle-cache drains
+  size_t background; // enum smp_background_choice: the thread for decay and idle caches
   bool thp;          // chunks may be backed by transparent huge pages
 } smp_options_t;
 

@@ -31,6 +31,9 @@ size_t smp_os_resident(void *addr, size_t size);
 bool smp_os_no_hugepages(void *addr, size_t size);
 // CPUs this process may run on (its affinity mask: taskset, cpusets, containers), at least 1.
 unsigned smp_os_cpus_allowed(void);
+// Whether the process has (or had) a second thread, as the C library tracks it; false where it
+// does not say (the background thread's auto mode then never starts it).
+bool smp_os_multithreaded(void);
 // Milliseconds of a monotonic clock with a resolution of a few ms: cheap enough for slow paths.
 uint64_t smp_os_now_ms(void);
 // Resize a mapping; may move it if may_move. Returns the new address or NULL.

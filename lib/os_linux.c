@@ -15,6 +15,10 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define SMP_HAVE_SINGLE_THREADED 1
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -267,6 +271,15 @@ static const char *getenv_initial(const char *name) {
   errno = saved;
   value[vlen] = 0;
   return found ? value : NULL;
+}
+
+bool smp_os_multithreaded(void) {
+#ifdef SMP_HAVE_SINGLE_THREADED
+  // glibc 2.32 on: cleared by the first pthread_create (and never set again in 2.36).
+  return !__libc_single_threaded;
+#else
+  return false;
+#endif
 }
 
 const char *smp_os_getenv(const char *name) {

@@ -43,7 +43,13 @@ static size_t bound_extra;            // pages the dirty bound allows beyond dir
 static uint64_t bound_extra_halve_ms; // when bound_extra halves next
 static uint64_t bound_purged_ms;      // when the bound last gave pages back (0: never)
 
+// The background thread's passes (smp_pageheap_background_pass): page-heap calls so far
+// (allocations, frees, grows and shrinks), their number when the last pass ended, and when it
+// ended (0: no pass yet).
+static uint64_t heap_calls, pass_calls, pass_end_ms;
+
 static void decay_maybe_locked(uint64_t now, unsigned max);
+static void upkeep_locked(uint64_t now);
 
 
 static void map_pages(smp_span_t *s, size_t from, size_t to) {
@@ -208,7 +214,7 @@ smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed) 
   s->zeroed = 0;
   s->purged = 0;
   mark_in_use(s);
-  decay_maybe_locked(now, 8);
+  upkeep_locked(now);
   smp_lock_release(&smp_pageheap_lock);
   *zeroed = z;
   return s;
@@ -300,6 +306,16 @@ static void decay_maybe_locked(uint64_t now, unsigned max) {
   }
 }
 
+// A slow path's share of the upkeep, after each allocation, free or shrink: decay and the
+// bound (a few spans at most), unless the background thread passed within two periods: it will
+// do them on its next pass, off the program's threads. A thread that stops passing (starved,
+// or gone in a fork child) is stood in for by the slow paths again two periods later.
+static void upkeep_locked(uint64_t now) {
+  heap_calls++;
+  if (pass_end_ms && now - pass_end_ms <= 2 * (uint64_t)smp_pageheap_pass_ms()) return;
+  decay_maybe_locked(now, 8);
+}
+
 // Coalesce a span that left use (or a freshly cut tail) with its free neighbours and file it.
 static void free_locked(smp_span_t *s) {
   smp_chunk_t *c = smp_span_chunk(s);
@@ -357,7 +373,7 @@ void smp_pageheap_free(smp_span_t *s) {
   s->purged = 0;
   s->dirty = 0;
   free_locked(s);
-  decay_maybe_locked(smp_os_now_ms(), 8);
+  upkeep_locked(smp_os_now_ms());
   smp_lock_release(&smp_pageheap_lock);
 }
 
@@ -378,6 +394,7 @@ bool smp_pageheap_grow(smp_span_t *s, size_t npages) {
     s->npages = (uint16_t)npages;
     map_pages(s, end, first + npages);
   }
+  heap_calls++;
   smp_lock_release(&smp_pageheap_lock);
   return ok;
 }
@@ -390,7 +407,7 @@ void smp_pageheap_shrink(smp_span_t *s, size_t npages) {
   large_pages -= tail->npages;
   s->npages = (uint16_t)npages;
   free_locked(tail);
-  decay_maybe_locked(smp_os_now_ms(), 8);
+  upkeep_locked(smp_os_now_ms());
   smp_lock_release(&smp_pageheap_lock);
 }
 
@@ -438,6 +455,49 @@ uint64_t smp_pageheap_decay(void) {
     smp_lock_release(&smp_pageheap_lock);
     if (due > now || smp_options.decay_ms == 0) return due;
   }
+}
+
+unsigned smp_pageheap_pass_ms(void) {
+  size_t period = smp_options.decay_ms ? smp_options.decay_ms / 4 : 1000;
+  return period < 10 ? 10 : period > 1000 ? 1000 : (unsigned)period;
+}
+
+uint64_t smp_pageheap_calls(void) {
+  smp_lock_acquire(&smp_pageheap_lock);
+  uint64_t n = heap_calls;
+  smp_lock_release(&smp_pageheap_lock);
+  return n;
+}
+
+bool smp_pageheap_idle_since(uint64_t calls) {
+  smp_lock_acquire(&smp_pageheap_lock);
+  bool idle = pass_end_ms != 0 && calls == pass_calls && smp_options.decay_ms != 0;
+  smp_lock_release(&smp_pageheap_lock);
+  return idle;
+}
+
+uint64_t smp_pageheap_background_pass(bool idle) {
+  smp_lock_acquire(&smp_pageheap_lock);
+  size_t left = idle ? dirty_pages : 0; // what was dirty when the pass began, no more
+  smp_lock_release(&smp_pageheap_lock);
+  // Idle: the dirty spans, oldest first, in batches of 64 with the lock released in between.
+  while (left) {
+    smp_lock_acquire(&smp_pageheap_lock);
+    uint64_t now = smp_os_now_ms();
+    for (unsigned n = 64; left && n > 0; n--) {
+      smp_span_t *s = dirty_oldest;
+      size_t pages = s ? s->npages : 0;
+      if (s == NULL || !purge_oldest_locked(now)) left = 0; // none left, or the kernel refused
+      else left = left > pages ? left - pages : 0;
+    }
+    smp_lock_release(&smp_pageheap_lock);
+  }
+  uint64_t due = smp_pageheap_decay();
+  smp_lock_acquire(&smp_pageheap_lock);
+  pass_calls = heap_calls;
+  pass_end_ms = smp_os_now_ms();
+  smp_lock_release(&smp_pageheap_lock);
+  return due;
 }
 
 size_t smp_pageheap_resident(void) {

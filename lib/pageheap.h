@@ -36,6 +36,18 @@ size_t smp_pageheap_trim(void);
 // (dirty_pct); the page heap also does both itself on its slow paths. Returns the time
 // (smp_os_now_ms) when the next dirty span comes of age, or UINT64_MAX.
 uint64_t smp_pageheap_decay(void);
+// The background thread's period: a quarter of decay_ms, 10 ms to 1 s (1 s with decay off).
+unsigned smp_pageheap_pass_ms(void);
+// Page-heap calls so far (allocations, frees, grows, shrinks): a background pass reads them
+// when it begins, before it drains any cache (the spans a drain empties are not the program's).
+uint64_t smp_pageheap_calls(void);
+// Whether the heap served no call between the end of the previous background pass and the
+// moment calls was read: an idle program is not using its free pages (decay off: never idle).
+bool smp_pageheap_idle_since(uint64_t calls);
+// One background pass: if idle, every dirty page goes back at once; then what
+// smp_pageheap_decay does. While passes keep coming, the slow paths leave decay and the dirty
+// bound to them. Returns what smp_pageheap_decay returns.
+uint64_t smp_pageheap_background_pass(bool idle);
 // Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).
 size_t smp_pageheap_resident(void);
 

@@ -26,6 +26,22 @@ Test(options, values_and_suffixes) {
   cr_assert(smp_options.stats, "a bare boolean name means true");
 }
 
+// background takes 0, 1 or auto (the default); anything else warns and keeps auto.
+Test(options, background_choices, .init = redirect) {
+  smp_options_parse(NULL);
+  cr_assert_eq(smp_options.background, SMP_BACKGROUND_AUTO);
+  smp_options_parse("background:0");
+  cr_assert_eq(smp_options.background, SMP_BACKGROUND_OFF);
+  smp_options_parse("background:1");
+  cr_assert_eq(smp_options.background, SMP_BACKGROUND_ON);
+  smp_options_parse("background:1,background:auto");
+  cr_assert_eq(smp_options.background, SMP_BACKGROUND_AUTO);
+  smp_options_parse("background:yes");
+  cr_assert_eq(smp_options.background, SMP_BACKGROUND_AUTO);
+  fflush(stderr);
+  cr_assert_stderr_eq_str("smpalloc: warning: SMPALLOC_OPTIONS: bad value ignored: background:yes\n");
+}
+
 Test(options, unknown_option_warns_once_and_is_ignored, .init = redirect) {
   smp_options_parse("bogus:1,stats:1");
   cr_assert(smp_options.stats, "the valid option after the bad one still applies");

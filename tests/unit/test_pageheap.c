@@ -344,3 +344,88 @@ Test(pageheap, dirty_bound_allowance_fades) {
                faded >> 10, first >> 10);
   smp_pageheap_free(keep);
 }
+
+// Dirty spans are taken before clean ones: a freed (dirty) span that is larger than the request
+// wins over a clean one of exactly the size, so a free page is reused before a page is faulted in.
+Test(pageheap, dirty_span_before_clean_one) {
+  smp_options.decay_ms = 60000;
+  smp_options.dirty_pct = 0; // no bound: the freed span stays dirty
+  bool z;
+  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *clean = smp_pageheap_alloc(4, 1, &z), *sep = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *dirty = smp_pageheap_alloc(8, 1, &z), *sep2 = smp_pageheap_alloc(1, 1, &z);
+  cr_assert(keep && clean && sep && dirty && sep2);
+  char *clean_start = smp_span_start(clean), *dirty_start = smp_span_start(dirty);
+  memset(dirty_start, 0x5a, smp_span_bytes(dirty));
+  smp_pageheap_free(clean);
+  cr_assert_eq(smp_pageheap_trim() > 0, true, "the 4-page span is given back: clean");
+  smp_pageheap_free(dirty);
+  smp_pageheap_stats_t st;
+  smp_pageheap_stats(&st);
+  cr_assert_eq(st.free_dirty, 8 * SMP_PAGE_SIZE, "only the 8-page span is dirty");
+  smp_span_t *a = smp_pageheap_alloc(4, 1, &z);
+  cr_assert_eq(smp_span_start(a), dirty_start, "4 pages cut from the dirty span, not the clean one");
+  cr_assert_not(z, "dirty pages are not reported zeroed");
+  smp_span_t *b = smp_pageheap_alloc(4, 1, &z);
+  cr_assert_eq(smp_span_start(b), dirty_start + 4 * SMP_PAGE_SIZE, "then the dirty rest");
+  smp_span_t *c = smp_pageheap_alloc(4, 1, &z);
+  cr_assert_eq(smp_span_start(c), clean_start, "then the clean span of exactly the size");
+  cr_assert(z, "it reads as zero");
+  check_chunk(smp_span_chunk(keep));
+  smp_span_t *all[] = {a, b, c, sep, sep2, keep};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) smp_pageheap_free(all[i]);
+}
+
+// The background thread's pass: a heap that served a call since the previous pass keeps its
+// young dirty pages (decay decides); one that served none is idle and gives all of them back.
+Test(pageheap, background_pass_gives_back_an_idle_heap) {
+  smp_options.decay_ms = 60000;
+  smp_options.dirty_pct = 0;
+  bool z;
+  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z), *a = smp_pageheap_alloc(32, 1, &z);
+  memset(smp_span_start(a), 0x5a, smp_span_bytes(a));
+  uint64_t calls = smp_pageheap_calls();
+  cr_assert_not(smp_pageheap_idle_since(calls), "no pass yet: not idle");
+  smp_pageheap_background_pass(false);
+  smp_pageheap_free(a); // a call after the pass
+  smp_pageheap_stats_t st0, st1;
+  smp_pageheap_stats(&st0);
+  calls = smp_pageheap_calls();
+  cr_assert_not(smp_pageheap_idle_since(calls), "the heap freed a span since the pass");
+  smp_pageheap_background_pass(false);
+  smp_pageheap_stats(&st1);
+  cr_assert_eq(st1.purged_bytes, st0.purged_bytes, "young pages stay in a busy heap");
+  cr_assert_geq(st1.free_dirty, 32 * SMP_PAGE_SIZE);
+  calls = smp_pageheap_calls();
+  cr_assert(smp_pageheap_idle_since(calls), "no call since the last pass: idle");
+  smp_pageheap_background_pass(true);
+  smp_pageheap_stats(&st1);
+  cr_assert_eq(st1.free_dirty, 0, "an idle heap keeps no dirty page (%zu KiB)", st1.free_dirty >> 10);
+  cr_assert_geq(st1.purged_bytes, st0.purged_bytes + 32 * SMP_PAGE_SIZE);
+  smp_pageheap_free(keep);
+}
+
+// While background passes keep coming, a free beyond the dirty bound leaves the purge to the
+// next pass; two periods after the last pass (the thread starved or gone), the slow paths
+// enforce the bound again themselves.
+Test(pageheap, slow_paths_defer_to_background_passes) {
+  smp_options.decay_ms = 200; // passes every 50 ms: the slow paths wait 100 ms for one
+  smp_options.dirty_pct = 100;
+  smp_pageheap_stats_t st;
+  smp_pageheap_background_pass(false);
+  size_t deferred = burst();
+  smp_pageheap_stats(&st);
+  cr_assert_eq(deferred, 0, "right after a pass the frees purge nothing (%zu KiB)", deferred >> 10);
+  cr_assert_gt(st.free_dirty, st.dirty_bound, "so the bound is exceeded (dirty %zu KiB)",
+               st.free_dirty >> 10);
+  smp_pageheap_background_pass(false);
+  smp_pageheap_stats(&st);
+  cr_assert_leq(st.free_dirty, st.dirty_bound, "the pass enforced the bound (dirty %zu KiB)",
+                st.free_dirty >> 10);
+  usleep(150 * 1000);
+  burst(); // comes back partly clean: what the bound allows grows (as it learns)
+  smp_pageheap_stats(&st);
+  cr_assert_leq(st.free_dirty, st.dirty_bound,
+                "with no pass for two periods the frees enforce the bound (dirty %zu KiB, bound "
+                "%zu KiB)", st.free_dirty >> 10, st.dirty_bound >> 10);
+}
