@@ -48,7 +48,7 @@ static uint64_t bound_purged_ms;      // when the bound last gave pages back (0:
 // ended (0: no pass yet).
 static uint64_t heap_calls, pass_calls, pass_end_ms;
 
-static void decay_maybe_locked(uint64_t now, unsigned max);
+static bool decay_maybe_locked(uint64_t now, unsigned max);
 static void upkeep_locked(uint64_t now);
 
 
@@ -288,8 +288,25 @@ static size_t dirty_bound(void) {
 // of it (64 spans at most per call: a free adds one span, so the bound is restored within a
 // few calls). The slow paths and the background thread both come here. decay_ms 0: none of
 // it; only trim gives pages back.
-static void decay_maybe_locked(uint64_t now, unsigned max) {
-  if (smp_options.decay_ms == 0) return;
+// Purge the oldest dirty spans while there are more dirty pages than the bound, down to 3/4
+// of it: at most 64 spans, and pages up to max_pages (the span that reaches it is purged
+// whole). Returns the pages purged.
+static size_t bound_purge_locked(uint64_t now, size_t max_pages) {
+  size_t purged = 0;
+  if (smp_options.dirty_pct == 0 || SMP_LIKELY(dirty_pages <= dirty_bound())) return 0;
+  size_t target = dirty_bound() / 4 * 3;
+  for (unsigned n = 64; dirty_oldest && dirty_pages > target && purged < max_pages && n > 0; n--) {
+    size_t pages = dirty_oldest->npages;
+    if (!purge_oldest_locked(now)) break;
+    bound_purged_ms = now;
+    purged += pages;
+  }
+  return purged;
+}
+
+// Returns whether the bound wants more (it stopped at its 64 spans).
+static bool decay_maybe_locked(uint64_t now, unsigned max) {
+  if (smp_options.decay_ms == 0) return false;
   if (SMP_UNLIKELY(now >= decay_due_ms)) decay_locked(now, max);
   if (SMP_UNLIKELY(bound_extra != 0 && now >= bound_extra_halve_ms)) {
     uint64_t quarter = smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
@@ -297,22 +314,30 @@ static void decay_maybe_locked(uint64_t now, unsigned max) {
     bound_extra = halvings >= 64 ? 0 : bound_extra >> halvings;
     bound_extra_halve_ms = now + quarter;
   }
-  if (SMP_UNLIKELY(dirty_pages > dirty_bound()) && smp_options.dirty_pct != 0) {
-    size_t target = dirty_bound() / 4 * 3;
-    for (unsigned n = 64; dirty_oldest && dirty_pages > target && n > 0; n--) {
-      if (!purge_oldest_locked(now)) break;
-      bound_purged_ms = now;
-    }
-  }
+  return bound_purge_locked(now, SIZE_MAX) != 0 && dirty_pages > dirty_bound() / 4 * 3;
 }
 
+// While a background thread passes, the program's threads still enforce the dirty bound, but
+// give back at most this many pages between two passes; the rest of a burst of frees is the
+// thread's (a 512 MiB burst costs about 35 ms of madvise on the project's machine). The frees
+// of a steady program are well inside it, so its memory goes back as it is freed, not a
+// period later.
+#define SLOW_PURGE_PAGES (SMP_PAGEHEAP_SLOW_PURGE >> SMP_PAGE_SHIFT)
+static size_t slow_purge_left; // pages the slow paths may still purge before the next pass
+
 // A slow path's share of the upkeep, after each allocation, free or shrink: decay and the
-// bound (a few spans at most), unless the background thread passed within two periods: it will
-// do them on its next pass, off the program's threads. A thread that stops passing (starved,
-// or gone in a fork child) is stood in for by the slow paths again two periods later.
+// bound (a few spans at most). If the background thread passed within two periods, decay is
+// left to it and the bound is enforced only within slow_purge_left. A thread that stops passing
+// (starved, or gone in a fork child) is stood in for by the slow paths two periods later.
 static void upkeep_locked(uint64_t now) {
   heap_calls++;
-  if (pass_end_ms && now - pass_end_ms <= 2 * (uint64_t)smp_pageheap_pass_ms()) return;
+  if (pass_end_ms && now - pass_end_ms <= 2 * (uint64_t)smp_pageheap_pass_ms()) {
+    if (slow_purge_left && smp_options.decay_ms) {
+      size_t purged = bound_purge_locked(now, slow_purge_left);
+      slow_purge_left = purged < slow_purge_left ? slow_purge_left - purged : 0;
+    }
+    return;
+  }
   decay_maybe_locked(now, 8);
 }
 
@@ -445,15 +470,15 @@ size_t smp_pageheap_trim(void) {
 }
 
 uint64_t smp_pageheap_decay(void) {
-  // Everything that is due, in batches of 64 spans with the lock released in between, so
-  // other threads wait for one batch at most.
+  // Everything that is due, and the bound, in batches of 64 spans with the lock released in
+  // between, so other threads wait for one batch at most.
   for (;;) {
     smp_lock_acquire(&smp_pageheap_lock);
     uint64_t now = smp_os_now_ms();
-    decay_maybe_locked(now, 64);
+    bool more = decay_maybe_locked(now, 64);
     uint64_t due = decay_due_ms;
     smp_lock_release(&smp_pageheap_lock);
-    if (due > now || smp_options.decay_ms == 0) return due;
+    if ((due > now && !more) || smp_options.decay_ms == 0) return due;
   }
 }
 
@@ -496,6 +521,7 @@ uint64_t smp_pageheap_background_pass(bool idle) {
   smp_lock_acquire(&smp_pageheap_lock);
   pass_calls = heap_calls;
   pass_end_ms = smp_os_now_ms();
+  slow_purge_left = SLOW_PURGE_PAGES;
   smp_lock_release(&smp_pageheap_lock);
   return due;
 }

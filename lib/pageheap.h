@@ -45,9 +45,12 @@ uint64_t smp_pageheap_calls(void);
 // moment calls was read: an idle program is not using its free pages (decay off: never idle).
 bool smp_pageheap_idle_since(uint64_t calls);
 // One background pass: if idle, every dirty page goes back at once; then what
-// smp_pageheap_decay does. While passes keep coming, the slow paths leave decay and the dirty
-// bound to them. Returns what smp_pageheap_decay returns.
+// smp_pageheap_decay does. While passes keep coming, the slow paths leave decay to them, and
+// enforce the dirty bound only up to SMP_PAGEHEAP_SLOW_PURGE bytes per pass (the rest of a
+// burst waits for the next pass). Returns what smp_pageheap_decay returns.
 uint64_t smp_pageheap_background_pass(bool idle);
+// Bytes the slow paths give back for the dirty bound between two background passes at most.
+#define SMP_PAGEHEAP_SLOW_PURGE ((size_t)128 << 20)
 // Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).
 size_t smp_pageheap_resident(void);
 
