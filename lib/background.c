@@ -12,7 +12,6 @@ _Atomic int smp_background_state;
 
 static void *background_main(void *arg) {
   (void)arg;
-  unsigned period = smp_pageheap_pass_ms();
   // A pass at once: from then on the slow paths leave the page heap's upkeep to this thread.
   for (;;) {
     // The page heap's calls are counted before the caches drain: the spans a drain empties
@@ -22,9 +21,7 @@ static void *background_main(void *arg) {
     bool idle = smp_pageheap_idle_since(calls);
     if (idle) smp_central_trim(); // the wholly free spans the size classes keep in reserve
     smp_pageheap_background_pass(idle);
-    struct timespec ts = {(time_t)(period / 1000), (long)(period % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
+    smp_pageheap_wait_pass();
   }
   return NULL;
 }

@@ -85,4 +85,14 @@ void smp_lock_init(smp_lock_t *lock);
 void smp_lock_acquire(smp_lock_t *lock);
 void smp_lock_release(smp_lock_t *lock);
 
+
+// A wake-up for one sleeper (the background thread): signal sets it and wakes the sleeper if it
+// was clear; wait sleeps up to ms unless it is set, and clears it. A futex on Linux: a signal
+// costs one atomic exchange, and a system call only when it sets the word.
+typedef struct smp_event {
+  _Atomic uint32_t word;
+} smp_event_t;
+void smp_event_signal(smp_event_t *e);
+void smp_event_wait(smp_event_t *e, unsigned ms);
+
 #endif

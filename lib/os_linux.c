@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #if __has_include(<sys/single_threaded.h>)
 #include <sys/single_threaded.h>
@@ -290,6 +291,26 @@ const char *smp_os_getenv(const char *name) {
     if (*n == 0 && *s == '=') return s + 1;
   }
   return NULL;
+}
+
+void smp_event_signal(smp_event_t *e) {
+  if (atomic_exchange_explicit(&e->word, 1, memory_order_release) == 0) {
+    int saved = errno;
+    syscall(SYS_futex, &e->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
+  }
+}
+
+void smp_event_wait(smp_event_t *e, unsigned ms) {
+  if (atomic_exchange_explicit(&e->word, 0, memory_order_acquire) == 0) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    int saved = errno;
+    // Sleeps unless the word became 1 meanwhile; wakes on a signal, the timeout, or a signal
+    // handler (the background thread blocks them all): each ends the wait early at worst.
+    syscall(SYS_futex, &e->word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+    errno = saved;
+    atomic_store_explicit(&e->word, 0, memory_order_relaxed);
+  }
 }
 
 void smp_lock_init(smp_lock_t *lock) { pthread_mutex_init(&lock->mutex, NULL); }

@@ -47,9 +47,12 @@ static uint64_t bound_purged_ms;      // when the bound last gave pages back (0:
 // (allocations, frees, grows and shrinks), their number when the last pass ended, and when it
 // ended (0: no pass yet).
 static uint64_t heap_calls, pass_calls, pass_end_ms;
+static size_t stranded_pending;  // stranded pages the next pass gives back (stranded_purge_locked)
+static smp_event_t pass_wanted;  // signalled when a pass should not wait for its period
 
 static bool decay_maybe_locked(uint64_t now, unsigned max);
 static void upkeep_locked(uint64_t now);
+static void stranded_purge_locked(uint64_t now, size_t npages);
 
 
 static void map_pages(smp_span_t *s, size_t from, size_t to) {
@@ -186,7 +189,8 @@ smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed) 
   if (npages == 0 || want > USABLE_PAGES) return NULL;
   smp_lock_acquire(&smp_pageheap_lock);
   smp_span_t *s = bucket_find(want);
-  if (s == NULL && chunk_add_locked()) s = bucket_find(want);
+  bool grew = false;
+  if (s == NULL && (grew = chunk_add_locked())) s = bucket_find(want);
   if (s == NULL) {
     smp_lock_release(&smp_pageheap_lock);
     return NULL;
@@ -214,6 +218,7 @@ smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed) 
   s->zeroed = 0;
   s->purged = 0;
   mark_in_use(s);
+  if (grew) stranded_purge_locked(now, USABLE_PAGES);
   upkeep_locked(now);
   smp_lock_release(&smp_pageheap_lock);
   *zeroed = z;
@@ -339,6 +344,41 @@ static void upkeep_locked(uint64_t now) {
     return;
   }
   decay_maybe_locked(now, 8);
+}
+
+// Purge the oldest dirty spans freed before freed_before until npages pages went back (the
+// span that reaches it whole), at most 64 spans. Returns the pages purged.
+static size_t purge_oldest_pages_locked(uint64_t now, size_t npages, uint64_t freed_before) {
+  size_t done = 0;
+  for (unsigned n = 64; dirty_oldest && dirty_oldest->freed_ms < freed_before && done < npages && n > 0; n--) {
+    size_t pages = dirty_oldest->npages;
+    if (!purge_oldest_locked(now)) break;
+    done += pages;
+  }
+  return done;
+}
+
+// The heap maps a new chunk: dirty pages that were free already when it mapped the previous one
+// (stamped before grew_ms) did not fit any request of a whole chunk's growth (dirty spans are
+// taken first). They are stranded, like the single pages a sparse free leaves between live
+// small spans when the program now wants runs; up to a chunk's worth of them go back, so
+// resident memory does not grow past pages the heap could not use. With a background thread
+// passing, it does that at once (signalled), off the program's threads.
+static uint64_t grew_ms;          // when the heap last mapped a chunk (0: never)
+static uint64_t stranded_before;  // the stamp stranded_pending refers to
+
+static void stranded_purge_locked(uint64_t now, size_t npages) {
+  uint64_t before = grew_ms;
+  grew_ms = now;
+  if (before == 0 || smp_options.decay_ms == 0 || smp_options.dirty_pct == 0) return;
+  if (!dirty_oldest || dirty_oldest->freed_ms >= before) return;
+  if (pass_end_ms && now - pass_end_ms <= 2 * (uint64_t)smp_pageheap_pass_ms()) {
+    stranded_pending += npages;
+    stranded_before = before;
+    smp_event_signal(&pass_wanted);
+    return;
+  }
+  purge_oldest_pages_locked(now, npages, before);
 }
 
 // Coalesce a span that left use (or a freshly cut tail) with its free neighbours and file it.
@@ -501,7 +541,17 @@ bool smp_pageheap_idle_since(uint64_t calls) {
   return idle;
 }
 
+void smp_pageheap_wait_pass(void) { smp_event_wait(&pass_wanted, smp_pageheap_pass_ms()); }
+
 uint64_t smp_pageheap_background_pass(bool idle) {
+  for (bool more = true; more;) { // stranded pages first: the heap is growing past them
+    smp_lock_acquire(&smp_pageheap_lock);
+    size_t done = stranded_pending ? purge_oldest_pages_locked(smp_os_now_ms(), stranded_pending,
+                                                               stranded_before) : 0;
+    stranded_pending = done < stranded_pending && dirty_oldest ? stranded_pending - done : 0;
+    more = stranded_pending != 0 && done != 0;
+    smp_lock_release(&smp_pageheap_lock);
+  }
   smp_lock_acquire(&smp_pageheap_lock);
   size_t left = idle ? dirty_pages : 0; // what was dirty when the pass began, no more
   smp_lock_release(&smp_pageheap_lock);

@@ -49,6 +49,9 @@ bool smp_pageheap_idle_since(uint64_t calls);
 // enforce the dirty bound only up to SMP_PAGEHEAP_SLOW_PURGE bytes per pass (the rest of a
 // burst waits for the next pass). Returns what smp_pageheap_decay returns.
 uint64_t smp_pageheap_background_pass(bool idle);
+// The background thread's sleep between passes: a period, or less when the heap wants a pass
+// now (it is growing past stranded dirty pages).
+void smp_pageheap_wait_pass(void);
 // Bytes the slow paths give back for the dirty bound between two background passes at most.
 #define SMP_PAGEHEAP_SLOW_PURGE ((size_t)128 << 20)
 // Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).

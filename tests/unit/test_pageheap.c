@@ -446,3 +446,56 @@ Test(pageheap, slow_paths_defer_to_background_passes) {
     }
   }
 }
+
+// Stranded dirty pages: single free pages between live spans, which no request for a run can
+// use. A chunk's growth later (they were free already when the heap mapped the previous chunk,
+// and no allocation since took them), the heap maps another chunk and gives them back instead
+// of growing resident memory past them. Not before: young dirty pages may still be reused.
+static void stranded_pages(bool passes) {
+  smp_options.decay_ms = 60000;
+  smp_options.dirty_pct = 1000; // a bound that never acts
+  if (passes) smp_pageheap_background_pass(false); // the next passes are due in 15 s
+  enum { N = 64 };
+  bool z;
+  smp_span_t *hole[N], *live[N];
+  for (int i = 0; i < N; i++) {
+    hole[i] = smp_pageheap_alloc(1, 1, &z);
+    live[i] = smp_pageheap_alloc(1, 1, &z);
+    memset(smp_span_start(hole[i]), 0x5a, SMP_PAGE_SIZE);
+  }
+  usleep(20 * 1000); // stamps apart on the coarse clock
+  for (int i = 0; i < N; i++) smp_pageheap_free(hole[i]);
+  usleep(20 * 1000);
+  smp_pageheap_stats_t st0, st1, st2;
+  smp_pageheap_stats(&st0);
+  cr_assert_geq(st0.free_dirty, N * SMP_PAGE_SIZE);
+  // Runs of half a chunk: no hole fits them, so every other one maps a chunk.
+  smp_span_t *big[4];
+  big[0] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z); // the first chunk has no such run left
+  big[1] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z);
+  smp_pageheap_stats(&st1);
+  cr_assert_gt(st1.chunks, st0.chunks, "the heap grew");
+  cr_assert_eq(st1.purged_bytes, st0.purged_bytes,
+               "the holes were freed after the last growth: not yet stranded");
+  usleep(20 * 1000);
+  big[2] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z);
+  big[3] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z);
+  smp_pageheap_stats(&st2);
+  cr_assert_gt(st2.chunks, st1.chunks, "the heap grew again");
+  if (passes) {
+    cr_assert_eq(st2.purged_bytes, st1.purged_bytes, "a background thread passes: left to it");
+    smp_pageheap_wait_pass(); // signalled: returns at once, not in 15 s
+    smp_pageheap_background_pass(false);
+    smp_pageheap_stats(&st2);
+  }
+  cr_assert_geq(st2.purged_bytes, st1.purged_bytes + N * SMP_PAGE_SIZE,
+                "a chunk's growth later the holes went back (%llu KiB)",
+                (unsigned long long)(st2.purged_bytes - st1.purged_bytes) >> 10);
+  cr_assert_lt(st2.free_dirty, st0.free_dirty);
+  for (int i = 0; i < 4; i++) smp_pageheap_free(big[i]);
+  for (int i = 0; i < N; i++) smp_pageheap_free(live[i]);
+}
+
+Test(pageheap, stranded_pages_go_back_when_the_heap_grows_past_them) { stranded_pages(false); }
+
+Test(pageheap, stranded_pages_go_back_on_the_signalled_pass, .timeout = 10) { stranded_pages(true); }
