@@ -111,7 +111,7 @@ bool smp_cpucache_init(const char **reason) {
   size_t lock_bytes = smp_align_up(info.indexes * sizeof(smp_lock_t), SMP_CACHELINE);
   size_t meta_bytes =
       smp_align_up(lock_bytes + info.indexes * sizeof(cache_meta_t), smp_os_page_size());
-  char *mem = smp_os_map(mem_bytes);
+  char *mem = smp_os_reserve(mem_bytes); // read-only zeros: every header frozen until used
   char *m = smp_os_map(meta_bytes);
   if (mem == NULL || m == NULL) {
     // Keep cache_count 0: the fork handlers walk metas[0, cache_count) whatever the front end.
@@ -132,10 +132,16 @@ const char *smp_cpucache_name(void) {
   return by_mm_cid ? "percpu (rseq, mm_cid)" : "percpu (rseq, cpu_id)";
 }
 
-// First use of a region (lock held): every class starts with no capacity and grows when it
-// misses. One 8-byte store per header, so a critical section sees either the all-zero (frozen)
-// limits and misses, or the whole new header (the load order in rseq_x86_64.h).
-static void region_init_locked(cache_meta_t *m, unsigned index) {
+// First use of a region (lock held): it becomes writable (reserved read-only until now, so
+// indexes never used cost no commit charge under vm.overcommit_memory=2), then every class
+// starts with no capacity and grows when it misses. One 8-byte store per header, so a critical
+// section sees either the all-zero (frozen) limits and misses, or the whole new header (the
+// load order in rseq_x86_64.h). false if the region cannot be made writable: it stays frozen.
+static bool region_init_locked(cache_meta_t *m, unsigned index) {
+  if (!smp_os_commit(smp_cpucache_base + ((size_t)index << SMP_CPUCACHE_SHIFT),
+                     SMP_CPUCACHE_REGION))
+    return false;
+  smp_store_relaxed(&hdr_of(index, 0)->current, 1); // in use: the rseq abort handler counts here
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     m->cap[c] = 0;
     uint64_t h = first[c] | (uint64_t)limits(first[c], first[c]) << 32;
@@ -144,6 +150,7 @@ static void region_init_locked(cache_meta_t *m, unsigned index) {
   m->bytes = 0;
   m->victim = 1;
   m->used = true;
+  return true;
 }
 
 // Lower class v's capacity by up to want slots (lock held, thread on index). Blocks above the
@@ -233,7 +240,10 @@ static int prepare(unsigned cls) {
   cache_meta_t *m = &metas[index];
   if ((smp_fetch_add_relaxed(&m->misses, 1) & 4095) == 4095) smp_cpucache_drain_idle();
   smp_lock_acquire(&locks[index]);
-  if (!m->used) region_init_locked(m, (unsigned)index);
+  if (!m->used && !region_init_locked(m, (unsigned)index)) {
+    smp_lock_release(&locks[index]);
+    return -1; // no memory for the region: this call goes to the central lists directly
+  }
   grow_locked(m, index, cls);
   smp_lock_release(&locks[index]);
   return index;

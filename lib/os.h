@@ -36,6 +36,11 @@ unsigned smp_os_cpus_allowed(void);
 bool smp_os_multithreaded(void);
 // Milliseconds of a monotonic clock with a resolution of a few ms: cheap enough for slow paths.
 uint64_t smp_os_now_ms(void);
+// Address space that reads as zero and cannot be written: not charged against the commit limit
+// (vm.overcommit_memory=2). smp_os_commit makes a part of it writable (and charged); false if
+// the kernel refuses (commit limit reached).
+void *smp_os_reserve(size_t size);
+bool smp_os_commit(void *addr, size_t size);
 // Resize a mapping; may move it if may_move. Returns the new address or NULL.
 void *smp_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move);
 size_t smp_os_page_size(void);

@@ -154,6 +154,22 @@ void *smp_os_map_aligned(size_t size, size_t align) {
   return aligned;
 }
 
+void *smp_os_reserve(size_t size) {
+  if (FAULT(SMP_OS_FAULT_MAP)) return NULL;
+  int saved = errno;
+  void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;
+  return p == MAP_FAILED ? NULL : p;
+}
+
+bool smp_os_commit(void *addr, size_t size) {
+  if (FAULT(SMP_OS_FAULT_MAP)) return false;
+  int saved = errno;
+  bool ok = mprotect(addr, size, PROT_READ | PROT_WRITE) == 0;
+  errno = saved;
+  return ok;
+}
+
 void smp_os_unmap(void *addr, size_t size) {
   COUNT_UNMAP();
   unmap_raw(addr, size);

@@ -30,9 +30,12 @@
   "4:\n\t"                                                                                     \
   "ldrsw %[r], [%[tp], %[idx_off]]\n\t"                                                        \
   "add %[r], %[base], %[r], lsl #" SMP_RSEQ_STR(SMP_CPUCACHE_SHIFT) "\n\t"                    \
+  "ldrh %w[c], [%[r]]\n\t"                  /* region in use? (class 0's current is 1) */      \
+  "cbz %w[c], 7f\n\t"                                                                          \
   "ldr %[c], [%[r], #8]\n\t"                                                                   \
   "add %[c], %[c], #1\n\t"                                                                     \
   "str %[c], [%[r], #8]\n\t"                                                                   \
+  "7:\n\t"                                                                                     \
   "b 0b\n\t"                                                                                   \
   ".popsection\n\t"
 

@@ -41,7 +41,8 @@
   "add %[base], %%rax\n\t"                                    /* region = base + idx<<S */
 
 // Abort handler: signature (ud1 with RSEQ_SIG as displacement); restarts++ in the region of
-// the cache the thread runs on now; start again at 0.
+// the cache the thread runs on now, if that region is in use (class 0's current is 1 there;
+// others are read-only zeros); start again at 0.
 #define SMP_RSEQ_ABORT                                                                         \
   "2:\n\t"                                                                                     \
   ".pushsection __rseq_failure, \"ax\"\n\t"                                                    \
@@ -51,7 +52,10 @@
   "movslq %%fs:(%[idx_off]), %%rax\n\t"                                                        \
   "shl $" SMP_RSEQ_STR(SMP_CPUCACHE_SHIFT) ", %%rax\n\t"                                      \
   "add %[base], %%rax\n\t"                                                                     \
+  "cmpw $0, (%%rax)\n\t"                                                                       \
+  "je 7f\n\t"                                                                                  \
   "incq 8(%%rax)\n\t"                                                                          \
+  "7:\n\t"                                                                                     \
   "jmp 0b\n\t"                                                                                 \
   ".popsection\n\t"
 

@@ -4,6 +4,7 @@
 // real rseq sequences (descriptor in the real area), so they run as in production.
 // Single-threaded on purpose: two threads sharing a fake index would not be serialised.
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/rseq.h>
@@ -147,4 +148,31 @@ Test(frontend, percpu_runs_where_glibc_registered_rseq) {
   if (__rseq_size == 0) cr_skip_test("glibc registered no rseq area here");
   cr_assert(smp_frontend_is_percpu(), "front end: %s", smp_frontend_name());
   cr_assert(strncmp(smp_frontend_name(), "percpu (rseq, ", 14) == 0, "%s", smp_frontend_name());
+}
+
+// The regions are reserved read-only (not charged against the commit limit under
+// vm.overcommit_memory=2: the kernel charges writable private mappings) and each becomes
+// writable when its index is first used: here indexes 0 and 1, so /proc/self/maps shows
+// exactly two writable regions in the reservation, whatever the number of possible CPUs.
+Test(cpucache, only_used_regions_are_writable) {
+  for (int32_t i = 0; i < 2; i++) {
+    use_index(i);
+    release(alloc(3), 3);
+  }
+  use_index(0);
+  uintptr_t lo = (uintptr_t)smp_cpucache_base - 2 * SMP_CPUCACHE_REGION;
+  uintptr_t hi = (uintptr_t)smp_cpucache_base + (uintptr_t)smp_cpucache_count() * SMP_CPUCACHE_REGION;
+  FILE *f = fopen("/proc/self/maps", "r");
+  cr_assert_not_null(f);
+  char line[512], perms[8];
+  size_t writable = 0, readable = 0;
+  unsigned long a, b;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 && a < hi && b > lo) {
+      size_t bytes = (b < hi ? b : hi) - (a > lo ? a : lo);
+      if (perms[1] == 'w') writable += bytes; else if (perms[0] == 'r') readable += bytes;
+    }
+  fclose(f);
+  cr_assert_eq(writable, 2 * SMP_CPUCACHE_REGION, "writable: %zu KiB", writable >> 10);
+  cr_assert_eq(readable, hi - lo - 2 * SMP_CPUCACHE_REGION, "read-only: %zu KiB", readable >> 10);
 }
