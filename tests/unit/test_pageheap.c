@@ -409,20 +409,22 @@ Test(pageheap, background_pass_gives_back_an_idle_heap) {
 // SMP_PAGEHEAP_SLOW_PURGE between two passes; the pass does the rest. Two periods after the
 // last pass (the thread starved or gone), the slow paths enforce all of it again themselves.
 Test(pageheap, slow_paths_defer_to_background_passes) {
-  smp_options.decay_ms = 1000; // passes every 250 ms: the slow paths wait 500 ms for one
   smp_options.dirty_pct = 100;
   enum { N = 3 * (SMP_PAGEHEAP_SLOW_PURGE >> 19), PAGES = 64 }; // 3 budgets of 512 KiB spans
   static smp_span_t *s[N];
   bool z;
   smp_pageheap_stats_t st0, st;
   for (int round = 0; round < 2; round++) {
-    if (round == 1) usleep(600 * 1000);
-    else smp_pageheap_background_pass(false);
+    // Round 0: passes every second (the slow paths wait 2 s for one, ample on a loaded
+    // machine); round 1: every 10 ms, and none for 50 ms.
+    smp_options.decay_ms = round == 0 ? 60000 : 40;
     for (int i = 0; i < N; i++) {
       s[i] = smp_pageheap_alloc(PAGES, 1, &z);
       cr_assert_not_null(s[i]);
       memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
     }
+    if (round == 0) smp_pageheap_background_pass(false);
+    else usleep(50 * 1000);
     smp_pageheap_stats(&st0);
     for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
     smp_pageheap_stats(&st);
