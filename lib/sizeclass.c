@@ -26,13 +26,13 @@ void smp_sizeclass_init(size_t cache_budget) {
     smp_class_info_t *ci = &smp_class_info[c];
     uint32_t size = class_size_of(c);
     ci->size = size;
-    // Span: the fewest pages holding at least min_blocks with tail waste under 1/16.
+    // Span: the fewest pages holding at least min_blocks with tail waste under 1/32.
     uint32_t min_blocks = size >= 8192 ? 4 : 8;
     uint32_t pages = 1;
     for (;; pages++) {
       uint32_t bytes = pages * (uint32_t)SMP_PAGE_SIZE;
       uint32_t n = bytes / size;
-      if (n >= min_blocks && (bytes - n * size) * 16 <= bytes) break;
+      if (n >= min_blocks && (bytes - n * size) * 32 <= bytes) break;
     }
     ci->pages = pages;
     ci->capacity = pages * (uint32_t)SMP_PAGE_SIZE / size;
