@@ -18,6 +18,11 @@
 #define SMP_ASSUME(cond) do { if (!(cond)) __builtin_unreachable(); } while (0)
 #define SMP_CACHELINE 64
 #define SMP_CACHE_ALIGNED __attribute__((aligned(SMP_CACHELINE)))
+// The hot entry points (malloc, free, operator new/delete) start on a cache line, so how their
+// fast path falls on 32- and 64-byte boundaries (the decoders' and the micro-op cache's units)
+// does not change with edits elsewhere in the library: one such shift (malloc and free from
+// 48 to 32 mod 64) cost threadtest 64 3000 256 64 a quarter more user time.
+#define SMP_HOT_ENTRY __attribute__((aligned(64)))
 #define SMP_TLS_IE __attribute__((tls_model("initial-exec")))
 #define SMP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -28,8 +28,8 @@
 #define SMP_STD(name) name
 #endif
 
-EXPORT void *SMP_STD(malloc)(size_t size) { return smp_alloc_fast(size); }
-EXPORT void SMP_STD(free)(void *p) { smp_free_fast(p); }
+EXPORT SMP_HOT_ENTRY void *SMP_STD(malloc)(size_t size) { return smp_alloc_fast(size); }
+EXPORT SMP_HOT_ENTRY void SMP_STD(free)(void *p) { smp_free_fast(p); }
 EXPORT void *SMP_STD(calloc)(size_t count, size_t size) { return smp_alloc_calloc(count, size); }
 EXPORT void *SMP_STD(realloc)(void *p, size_t size) { return smp_alloc_realloc(p, size, "realloc"); }
 

@@ -114,7 +114,7 @@ inline void *new_aligned_nothrow(const char *symbol, std::size_t size,
 
 #define EXPORT SMP_EXPORT
 
-EXPORT void *operator new(std::size_t size) { return new_impl(size); }
+EXPORT SMP_HOT_ENTRY void *operator new(std::size_t size) { return new_impl(size); }
 EXPORT void *operator new[](std::size_t size) { return new_impl(size); }
 EXPORT void *operator new(std::size_t size, const std::nothrow_t &) noexcept {
   return new_nothrow("_ZnwmRKSt9nothrow_t", size);
@@ -131,11 +131,11 @@ EXPORT void *operator new[](std::size_t size, std::align_val_t al, const std::no
   return new_aligned_nothrow("_ZnamSt11align_val_tRKSt9nothrow_t", size, al);
 }
 
-EXPORT void operator delete(void *p) noexcept { smp_alloc_free(p); }
+EXPORT SMP_HOT_ENTRY void operator delete(void *p) noexcept { smp_alloc_free(p); }
 EXPORT void operator delete[](void *p) noexcept { smp_alloc_free(p); }
 EXPORT void operator delete(void *p, const std::nothrow_t &) noexcept { smp_alloc_free(p); }
 EXPORT void operator delete[](void *p, const std::nothrow_t &) noexcept { smp_alloc_free(p); }
-EXPORT void operator delete(void *p, std::size_t size) noexcept { smp_alloc_free_sized(p, size, "operator delete"); }
+EXPORT SMP_HOT_ENTRY void operator delete(void *p, std::size_t size) noexcept { smp_alloc_free_sized(p, size, "operator delete"); }
 EXPORT void operator delete[](void *p, std::size_t size) noexcept { smp_alloc_free_sized(p, size, "operator delete[]"); }
 EXPORT void operator delete(void *p, std::align_val_t) noexcept { smp_alloc_free(p); }
 EXPORT void operator delete[](void *p, std::align_val_t) noexcept { smp_alloc_free(p); }
