@@ -1,5 +1,8 @@
 // Layer: api. See background.h.
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <signal.h>
 #include <time.h>
 
@@ -12,6 +15,8 @@ _Atomic int smp_background_state;
 
 static void *background_main(void *arg) {
   (void)arg;
+  // Housekeeping yields to the program: the lowest priority (nice 19, this thread only).
+  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
   // A pass at once: from then on the slow paths leave the page heap's upkeep to this thread.
   for (;;) {
     // The page heap's calls are counted before the caches drain: the spans a drain empties

@@ -5,9 +5,11 @@
 // every free page of a heap that served no call for a whole period
 // (smp_pageheap_background_pass). Memory thus goes back while the process is idle, and the
 // madvise calls run here instead of on the program's threads. It blocks every signal, never
-// allocates, and is never joined: it ends with the process. A single-threaded process never
-// gets one under auto: a thread it did not ask for would break unshare(CLONE_NEWUSER) and
-// seccomp filters that forbid clone; there decay runs on the slow paths.
+// allocates, runs at nice 19 (housekeeping yields to the program; if it starves, the slow
+// paths stand in after two periods), and is never joined: it ends with the process. A
+// single-threaded process never gets one under auto: a thread it did not ask for would break
+// unshare(CLONE_NEWUSER) and seccomp filters that forbid clone; there decay runs on the slow
+// paths.
 // State machine (smp_background_state): NONE -> STARTING by one CAS, won by the first slow path
 // to see NONE with the option on (no allocator lock held: pthread_create allocates, and its
 // nested calls see STARTING and go on); STARTING -> RUNNING or FAILED by a release store once
