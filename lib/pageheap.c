@@ -16,7 +16,8 @@
 // wholly free chunk is unmapped instead. In a steady workload spans are reused within the decay
 // time and nothing is purged, so no page is faulted in twice. Dirty pages are also bounded:
 // beyond dirty_pct of the pages in use (default 100%; at least one chunk), a free purges the
-// oldest dirty spans at once down to 3/4 of the bound, so memory freed in a burst (the pages in
+// oldest dirty spans down to 3/4 of the bound (at once, or within a budget per background pass
+// while a background thread passes: see upkeep_locked), so memory freed in a burst (the pages in
 // use fall) goes back before an idle period that no allocator call would end. A steady churn
 // keeps its dirty pages under the pages in use; a lower bound would purge pages about to be
 // reused (mstress at 12%: 284k page faults against 8k unbounded). Clean pages allocated within
@@ -288,11 +289,6 @@ static size_t dirty_bound(void) {
   return (bound > USABLE_PAGES ? bound : USABLE_PAGES) + (bound_extra < cap ? bound_extra : cap);
 }
 
-// Run decay if dirty spans are due (at most max of them), age bound_extra by the time that
-// passed, and purge the oldest dirty spans while there are more than the bound, down to 3/4
-// of it (64 spans at most per call: a free adds one span, so the bound is restored within a
-// few calls). The slow paths and the background thread both come here. decay_ms 0: none of
-// it; only trim gives pages back.
 // Purge the oldest dirty spans while there are more dirty pages than the bound, down to 3/4
 // of it: at most 64 spans, and pages up to max_pages (the span that reaches it is purged
 // whole). Returns the pages purged.
@@ -309,7 +305,11 @@ static size_t bound_purge_locked(uint64_t now, size_t max_pages) {
   return purged;
 }
 
-// Returns whether the bound wants more (it stopped at its 64 spans).
+// Run decay if dirty spans are due (at most max of them), age bound_extra by the time that
+// passed, and enforce the bound (64 spans at most per call: a free adds one span, so the bound
+// is restored within a few calls). The slow paths and the background thread both come here.
+// decay_ms 0: none of it; only trim gives pages back. Returns whether the bound wants more (it
+// stopped at its 64 spans).
 static bool decay_maybe_locked(uint64_t now, unsigned max) {
   if (smp_options.decay_ms == 0) return false;
   if (SMP_UNLIKELY(now >= decay_due_ms)) decay_locked(now, max);
@@ -548,7 +548,8 @@ uint64_t smp_pageheap_background_pass(bool idle) {
     smp_lock_acquire(&smp_pageheap_lock);
     size_t done = stranded_pending ? purge_oldest_pages_locked(smp_os_now_ms(), stranded_pending,
                                                                stranded_before) : 0;
-    stranded_pending = done < stranded_pending && dirty_oldest ? stranded_pending - done : 0;
+    // none went back (no dirty span old enough is left, or the kernel refused): the rest is void
+    stranded_pending = done != 0 && done < stranded_pending ? stranded_pending - done : 0;
     more = stranded_pending != 0 && done != 0;
     smp_lock_release(&smp_pageheap_lock);
   }
@@ -597,5 +598,6 @@ void smp_pageheap_stats(smp_pageheap_stats_t *out) {
   out->purged_bytes = purged_bytes;
   out->purge_calls = purge_calls;
   out->chunks_unmapped = chunks_unmapped;
+  out->stranded_pending = stranded_pending * SMP_PAGE_SIZE;
   smp_lock_release(&smp_pageheap_lock);
 }

@@ -1,8 +1,10 @@
 // Layer: page heap. Spans of pages carved from chunks, under one lock.
-// Allocation takes the smallest free run that fits (exact-size buckets with a bitmap of
-// non-empty buckets), splitting the rest back; freeing coalesces with free neighbours in the
-// same chunk. Free pages go back to the OS when they have been unused for decay_ms (wholly free
-// chunks are then unmapped), and all of them on smp_pageheap_trim.
+// Allocation takes the smallest free run that fits, dirty runs (pages maybe resident) before
+// clean ones (exact-size buckets with a bitmap of non-empty buckets), splitting the rest back;
+// freeing coalesces with free neighbours in the same chunk. Free pages go back to the OS when
+// they have been unused for decay_ms (wholly free chunks are then unmapped), beyond a bound on
+// dirty pages, when the heap grows past dirty pages it could not use, and all of them on
+// smp_pageheap_trim.
 // Lock order: a central-list lock may be held when the page-heap lock is taken, never the
 // reverse. Every function here takes the lock itself unless its name ends in _locked.
 #ifndef SMP_PAGEHEAP_H
@@ -33,7 +35,8 @@ void smp_pageheap_shrink(smp_span_t *span, size_t npages);
 size_t smp_pageheap_trim(void);
 // Give back the pages of free spans unused for longer than the decay time (option decay_ms),
 // oldest first, in batches with the lock released between them, and enforce the dirty bound
-// (dirty_pct); the page heap also does both itself on its slow paths. Returns the time
+// (dirty_pct); the page heap also does both itself on its slow paths (while background passes
+// come, only the bound, within SMP_PAGEHEAP_SLOW_PURGE per pass). Returns the time
 // (smp_os_now_ms) when the next dirty span comes of age, or UINT64_MAX.
 uint64_t smp_pageheap_decay(void);
 // The background thread's period: a quarter of decay_ms, 10 ms to 1 s (1 s with decay off).
@@ -69,6 +72,7 @@ typedef struct smp_pageheap_stats {
   uint64_t purged_bytes;    // bytes given back to the OS so far (decay and trim)
   uint64_t purge_calls;     // madvise calls that did so
   uint64_t chunks_unmapped; // chunks unmapped so far
+  size_t stranded_pending;  // stranded bytes signalled for the next background pass to give back
 } smp_pageheap_stats_t;
 void smp_pageheap_stats(smp_pageheap_stats_t *out);
 
