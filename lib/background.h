@@ -1,12 +1,14 @@
 // Layer: api. The background thread (option background: auto, the default, starts it once the
 // process has a second thread; 1 at the first slow path; 0 never). It wakes every quarter of
-// the decay time (10 ms to 1 s; 1 s with decay off), drains the per-CPU caches that hold blocks
+// the decay time (10 ms to 1 s; 1 s with decay off), or at once when the page heap grows past
+// stranded dirty pages (smp_pageheap_wait_pass), drains the per-CPU caches that hold blocks
 // nobody used since the last idle scan, and makes a page-heap pass: decay, the dirty bound, and
 // every free page of a heap that served no call for a whole period
 // (smp_pageheap_background_pass). Memory thus goes back while the process is idle, and the
 // madvise calls run here instead of on the program's threads. It blocks every signal, never
-// allocates, runs at nice 19 (housekeeping yields to the program; if it starves, the slow
-// paths stand in after two periods), and is never joined: it ends with the process. A
+// allocates, runs at the process's priority (at a lower one it would hold the page-heap lock
+// while starved, and the program's threads would wait behind it; if it is slow all the same,
+// the slow paths stand in after two periods), and is never joined: it ends with the process. A
 // single-threaded process never gets one under auto: a thread it did not ask for would break
 // unshare(CLONE_NEWUSER) and seccomp filters that forbid clone; there decay runs on the slow
 // paths.
@@ -14,7 +16,9 @@
 // to see NONE with the option on (no allocator lock held: pthread_create allocates, and its
 // nested calls see STARTING and go on); STARTING -> RUNNING or FAILED by a release store once
 // pthread_create returns (FAILED is final: no retry). A fork child turns anything but FAILED back
-// to NONE (the thread does not exist there) and the next slow path starts another. Readers
+// to NONE (the thread does not exist there) and the next slow path starts another: under 1 at
+// once; under auto only once a thread other than the one that forked takes a slow path (glibc
+// leaves __libc_single_threaded false in the child, which has one thread all the same). Readers
 // (statistics) load with acquire; the slow-path check is a relaxed load, as the CAS decides.
 #ifndef SMP_BACKGROUND_H
 #define SMP_BACKGROUND_H
@@ -38,7 +42,8 @@ SMP_INLINE void smp_background_ensure(void) {
     smp_background_start();
 }
 
-// Fork child: the thread did not survive the fork; let the next slow path start another.
+// Fork child: the thread did not survive the fork; let a later slow path start another (under
+// auto, once the child has a second thread of its own).
 void smp_background_forked(void);
 
 #endif
