@@ -30,6 +30,7 @@ _Static_assert(SMP_CLASS_COUNT * sizeof(cpu_hdr_t) <= FIRST_SLOT * 8, "headers f
 
 typedef struct cache_meta {
   bool used;                            // lock: region initialised
+  bool commit_failed;                   // lock: the last attempt to make it writable failed
   size_t bytes;                         // lock: sum over classes of capacity * size
   uint16_t cap[SMP_CLASS_COUNT];        // lock: end - begin
   unsigned victim;                      // lock: next class to take capacity from
@@ -238,11 +239,17 @@ static int prepare(unsigned cls) {
   }
   if (index < 0 || (unsigned)index >= cache_count) return -1;
   cache_meta_t *m = &metas[index];
-  if ((smp_fetch_add_relaxed(&m->misses, 1) & 4095) == 4095) smp_cpucache_drain_idle();
+  uint64_t misses = smp_fetch_add_relaxed(&m->misses, 1);
+  if ((misses & 4095) == 4095) smp_cpucache_drain_idle();
   smp_lock_acquire(&locks[index]);
-  if (!m->used && !region_init_locked(m, (unsigned)index)) {
-    smp_lock_release(&locks[index]);
-    return -1; // no memory for the region: this call goes to the central lists directly
+  if (!m->used) {
+    // No memory for the region: calls go to the central lists directly, and the commit is
+    // tried again once every 1024 misses, not on each (a failing mprotect is a system call).
+    if ((m->commit_failed && (misses & 1023) != 0) || !region_init_locked(m, (unsigned)index)) {
+      m->commit_failed = true;
+      smp_lock_release(&locks[index]);
+      return -1;
+    }
   }
   grow_locked(m, index, cls);
   smp_lock_release(&locks[index]);

@@ -5,7 +5,8 @@
 // This machine cannot run it: CI compiles it with Debian's gcc-aarch64-linux-gnu to keep it
 // building, and it has been reviewed against the kernel's rseq selftests, not executed.
 // Abort handlers are preceded by RSEQ_SIG for arm64 (0xd428bc00, "brk #0x45e0"); like the
-// x86-64 ones they count the restart in class 0's hits field and start again at 0.
+// x86-64 ones they count the restart in class 0's hits field (if the region is in use: class
+// 0's current is 1) and start again at 0.
 #ifndef SMP_RSEQ_AARCH64_H
 #define SMP_RSEQ_AARCH64_H
 

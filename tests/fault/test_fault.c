@@ -714,6 +714,71 @@ Test(fault, refused_cache_fence_leaves_errno_alone) {
   cr_assert_eq(changed, 0, "%u successful mallocs/frees changed errno", changed);
 }
 
+// ---- a per-CPU cache region that cannot be made writable ----
+
+typedef struct {
+  pthread_barrier_t *start;
+  _Atomic int *stop;
+  uint64_t ops, nulls;
+} churner_t;
+
+static void *churn_until_stopped(void *arg) {
+  churner_t *c = arg;
+  pthread_barrier_wait(c->start);
+  while (!atomic_load(c->stop))
+    for (int i = 0; i < 1000; i++, c->ops++) {
+      void *p = smp_malloc(16 + (size_t)i % 512);
+      c->nulls += p == NULL;
+      smp_free(p);
+    }
+  return NULL;
+}
+
+Test(fault, refused_region_commit_is_tried_again_rarely) {
+  if (!smp_frontend_is_percpu()) cr_skip_test("per-thread caches have no per-CPU regions");
+  uint64_t v[4];
+  unsigned used = 0, regions = 0;
+  for (unsigned i = 0; smp_cpucache_cache_stats(i, v); i++) regions++, used += v[1] != 0;
+  if (used == regions) cr_skip_test("every cache region is in use already");
+  for (int i = 0; i < 64; i++) smp_free(smp_malloc(16 + (size_t)i * 8)); // spans exist: no chunk maps
+  // Every commit refused; two threads at once, so one of them runs on an index whose region
+  // was never used. Its calls go to the central lists; the commit is tried once every 1024
+  // of its misses, not on each (before, every call of that thread made a failing mprotect).
+  plan(MAP, 0, ALWAYS);
+  pthread_barrier_t b;
+  pthread_barrier_init(&b, NULL, 2);
+  _Atomic int stop = 0;
+  churner_t c[2] = {{.start = &b, .stop = &stop}, {.start = &b, .stop = &stop}};
+  pthread_t t;
+  pthread_create(&t, NULL, churn_until_stopped, &c[1]);
+  struct timespec t0, now;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  pthread_barrier_wait(&b);
+  do {
+    for (int i = 0; i < 1000; i++, c[0].ops++) {
+      void *p = smp_malloc(16 + (size_t)i % 512);
+      c[0].nulls += p == NULL;
+      smp_free(p);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+  } while ((now.tv_sec - t0.tv_sec) * 1000000000ll + (now.tv_nsec - t0.tv_nsec) < 100000000);
+  atomic_store(&stop, 1);
+  pthread_join(t, NULL);
+  pthread_barrier_destroy(&b);
+  smp_os_fault_counts_t k = counts();
+  plan(0, 0, 0);
+  uint64_t ops = c[0].ops + c[1].ops;
+  print_counts("region commit refused", k, c[0].nulls + c[1].nulls);
+  fprintf(stderr, "  %llu operations\n", (unsigned long long)ops);
+  if (k.faults[SMP_OS_FAULT_MAP] == 0) cr_skip_test("the two threads never ran at once");
+  cr_assert_eq(c[0].nulls + c[1].nulls, 0, "a region that cannot be committed costs no NULL");
+  cr_assert_geq(ops, 100000);
+  cr_assert_leq(k.calls[SMP_OS_FAULT_MAP], ops / 1024 + 8,
+                "%llu commit attempts for %llu operations",
+                (unsigned long long)k.calls[SMP_OS_FAULT_MAP], (unsigned long long)ops);
+  verify_live("after a refused region commit");
+}
+
 // ---- (e) many threads, mixed sizes, 5% of OS calls failing ----
 
 enum { THREADS = 4, SLOTS = 128, MAILBOXES = 64 };
