@@ -536,7 +536,10 @@ uint64_t smp_pageheap_calls(void) {
 
 bool smp_pageheap_idle_since(uint64_t calls) {
   smp_lock_acquire(&smp_pageheap_lock);
-  bool idle = pass_end_ms != 0 && calls == pass_calls && smp_options.decay_ms != 0;
+  // A whole period without a call: passes signalled sooner (stranded pages) do not count a
+  // short pause of a busy program as idleness.
+  bool idle = pass_end_ms != 0 && calls == pass_calls && smp_options.decay_ms != 0 &&
+              smp_os_now_ms() - pass_end_ms >= smp_pageheap_pass_ms();
   smp_lock_release(&smp_pageheap_lock);
   return idle;
 }
