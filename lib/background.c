@@ -13,8 +13,10 @@ _Atomic int smp_background_state;
 // Under auto, a fork child whose only thread is the one that forked: glibc leaves
 // __libc_single_threaded false there, yet the child is as single-threaded as a new process
 // (and may be about to unshare or exec), so it gets a thread only once another thread of its
-// own takes a slow path. Set in the child before it runs any other code; cleared (relaxed: a
-// flag, no data depends on it) by the first other thread to come.
+// own takes an allocation slow path (a child whose other threads never allocate has none, and
+// decay runs on the slow paths). Set by the allocator's fork child handler, before the child
+// creates a thread (pthread_create orders the write before that thread reads it); cleared
+// (relaxed: a flag, no data depends on it) by the first other thread to come.
 static _Atomic bool forked_alone;
 static pthread_t forked_by;
 

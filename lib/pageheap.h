@@ -44,8 +44,8 @@ unsigned smp_pageheap_pass_ms(void);
 // Page-heap calls so far (allocations, frees, grows, shrinks): a background pass reads them
 // when it begins, before it drains any cache (the spans a drain empties are not the program's).
 uint64_t smp_pageheap_calls(void);
-// Whether the heap served no call between the end of the previous background pass, a period
-// (smp_pageheap_pass_ms) ago at least, and the moment calls was read: an idle program is not
+// Whether the heap served no call between the end of the previous background pass, half a
+// period (smp_pageheap_pass_ms) ago at least, and the moment calls was read: an idle program is not
 // using its free pages (decay off: never idle).
 bool smp_pageheap_idle_since(uint64_t calls);
 // One background pass: if idle, every dirty page goes back at once; then what

@@ -380,7 +380,7 @@ Test(pageheap, dirty_span_before_clean_one) {
 // young dirty pages (decay decides); one that served none for a whole period is idle and gives
 // all of them back. A shorter pause (a pass signalled soon after the last) is not idleness.
 Test(pageheap, background_pass_gives_back_an_idle_heap) {
-  smp_options.decay_ms = 400; // passes every 100 ms
+  smp_options.decay_ms = 2000; // passes every 500 ms: idle after 250 ms without a call
   smp_options.dirty_pct = 0;
   bool z;
   smp_span_t *keep = smp_pageheap_alloc(1, 1, &z), *a = smp_pageheap_alloc(32, 1, &z);
@@ -399,9 +399,12 @@ Test(pageheap, background_pass_gives_back_an_idle_heap) {
   cr_assert_geq(st1.free_dirty, 32 * SMP_PAGE_SIZE);
   calls = smp_pageheap_calls();
   cr_assert_not(smp_pageheap_idle_since(calls), "no call since the last pass, but not for a period");
-  usleep(150 * 1000);
+  usleep(20 * 1000);
   calls = smp_pageheap_calls();
-  cr_assert(smp_pageheap_idle_since(calls), "no call for a period since the last pass: idle");
+  cr_assert_not(smp_pageheap_idle_since(calls), "20 ms without a call is a pause, not idleness");
+  usleep(300 * 1000);
+  calls = smp_pageheap_calls();
+  cr_assert(smp_pageheap_idle_since(calls), "no call for half a period since the last pass: idle");
   smp_pageheap_background_pass(true);
   smp_pageheap_stats(&st1);
   cr_assert_eq(st1.free_dirty, 0, "an idle heap keeps no dirty page (%zu KiB)", st1.free_dirty >> 10);
