@@ -10,16 +10,6 @@
 
 _Atomic int smp_background_state;
 
-// Under auto, a fork child whose only thread is the one that forked: glibc leaves
-// __libc_single_threaded false there, yet the child is as single-threaded as a new process
-// (and may be about to unshare or exec), so it gets a thread only once another thread of its
-// own takes an allocation slow path (a child whose other threads never allocate has none, and
-// decay runs on the slow paths). Set by the allocator's fork child handler, before the child
-// creates a thread (pthread_create orders the write before that thread reads it); cleared
-// (relaxed: a flag, no data depends on it) by the first other thread to come.
-static _Atomic bool forked_alone;
-static pthread_t forked_by;
-
 static void *background_main(void *arg) {
   (void)arg;
   // A pass at once: from then on the slow paths leave the page heap's upkeep to this thread.
@@ -37,11 +27,6 @@ static void *background_main(void *arg) {
 }
 
 void smp_background_start(void) {
-  if (SMP_UNLIKELY(smp_load_relaxed(&forked_alone)) &&
-      smp_options.background == SMP_BACKGROUND_AUTO) {
-    if (pthread_equal(pthread_self(), forked_by)) return; // still alone in the fork child
-    smp_store_relaxed(&forked_alone, false);
-  }
   int expected = SMP_BG_NONE;
   if (!atomic_compare_exchange_strong(&smp_background_state, &expected, SMP_BG_STARTING))
     return; // running, failed, or being started (possibly by this thread: pthread_create allocates)
@@ -70,6 +55,4 @@ void smp_background_forked(void) {
   // Running or being started by another thread: either way there is no thread in the child.
   if (smp_load_relaxed(&smp_background_state) != SMP_BG_FAILED)
     smp_store_relaxed(&smp_background_state, SMP_BG_NONE);
-  forked_by = pthread_self();
-  smp_store_relaxed(&forked_alone, true);
 }

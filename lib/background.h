@@ -17,8 +17,7 @@
 // nested calls see STARTING and go on); STARTING -> RUNNING or FAILED by a release store once
 // pthread_create returns (FAILED is final: no retry). A fork child turns anything but FAILED back
 // to NONE (the thread does not exist there) and the next slow path starts another: under 1 at
-// once; under auto only once a thread other than the one that forked takes a slow path (glibc
-// leaves __libc_single_threaded false in the child, which has one thread all the same). Readers
+// once; under auto once the child has a second thread of its own (smp_os_multithreaded). Readers
 // (statistics) load with acquire; the slow-path check is a relaxed load, as the CAS decides.
 #ifndef SMP_BACKGROUND_H
 #define SMP_BACKGROUND_H

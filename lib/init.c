@@ -46,6 +46,7 @@ static void fork_parent(void) {
 static void fork_child(void) {
   fork_parent(); // the child's only thread is the one that locked them
   smp_tcache_adopt_orphans();
+  smp_os_forked();
   smp_background_forked();
 }
 

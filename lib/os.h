@@ -32,8 +32,11 @@ bool smp_os_no_hugepages(void *addr, size_t size);
 // CPUs this process may run on (its affinity mask: taskset, cpusets, containers), at least 1.
 unsigned smp_os_cpus_allowed(void);
 // Whether the process has (or had) a second thread, as the C library tracks it; false where it
-// does not say (the background thread's auto mode then never starts it).
+// does not say (the background thread's auto mode then never starts it). In a fork child, false
+// until a thread other than the one that forked asks (glibc does not reset its flag there).
 bool smp_os_multithreaded(void);
+// Fork child handler: the calling thread is the child's only one (see smp_os_multithreaded).
+void smp_os_forked(void);
 // Milliseconds of a monotonic clock with a resolution of a few ms: cheap enough for slow paths.
 uint64_t smp_os_now_ms(void);
 // Address space that reads as zero and cannot be written: not charged against the commit limit

@@ -290,10 +290,28 @@ static const char *getenv_initial(const char *name) {
   return found ? value : NULL;
 }
 
+// A fork child whose only thread is the one that forked: glibc leaves __libc_single_threaded
+// false there, yet the child is as single-threaded as a new process. forked_by is written by
+// smp_os_forked before the child can create a thread (pthread_create orders the write before
+// that thread reads it); forked_alone is a flag no data depends on (relaxed), cleared by the
+// first other thread that asks.
+static _Atomic bool forked_alone;
+static pthread_t forked_by;
+
+void smp_os_forked(void) {
+  forked_by = pthread_self();
+  smp_store_relaxed(&forked_alone, true);
+}
+
 bool smp_os_multithreaded(void) {
 #ifdef SMP_HAVE_SINGLE_THREADED
   // glibc 2.32 on: cleared by the first pthread_create (and never set again in 2.36).
-  return !__libc_single_threaded;
+  if (__libc_single_threaded) return false;
+  if (SMP_UNLIKELY(smp_load_relaxed(&forked_alone))) {
+    if (pthread_equal(pthread_self(), forked_by)) return false; // still alone in the fork child
+    smp_store_relaxed(&forked_alone, false);
+  }
+  return true;
 #else
   return false;
 #endif
