@@ -539,9 +539,8 @@ bool smp_pageheap_idle_since(uint64_t calls) {
   // A period without a call: passes signalled sooner (stranded pages) do not count a short
   // pause of a busy program as idleness. Half a period is the test, since the coarse clock
   // may read a tick short of the period the thread slept.
-  uint64_t now = smp_os_now_ms();
   bool idle = pass_end_ms != 0 && calls == pass_calls && smp_options.decay_ms != 0 &&
-              now >= pass_end_ms && now - pass_end_ms >= smp_pageheap_pass_ms() / 2;
+              smp_os_now_ms() - pass_end_ms >= smp_pageheap_pass_ms() / 2;
   smp_lock_release(&smp_pageheap_lock);
   return idle;
 }

@@ -45,8 +45,8 @@ unsigned smp_pageheap_pass_ms(void);
 // when it begins, before it drains any cache (the spans a drain empties are not the program's).
 uint64_t smp_pageheap_calls(void);
 // Whether the heap served no call between the end of the previous background pass, half a
-// period (smp_pageheap_pass_ms) ago at least, and the moment calls was read: an idle program is not
-// using its free pages (decay off: never idle).
+// period (smp_pageheap_pass_ms) ago at least, and the moment calls was read: an idle program
+// is not using its free pages (decay off: never idle).
 bool smp_pageheap_idle_since(uint64_t calls);
 // One background pass: if idle, every dirty page goes back at once; then what
 // smp_pageheap_decay does. While passes keep coming, the slow paths leave decay to them, and

@@ -5,9 +5,10 @@
 // If the thread is preempted, migrated or signalled before the commit, the kernel clears
 // rseq_cs and moves it to the abort handler (after the RSEQ_SIG signature, in __rseq_failure),
 // which counts the restart in the region it now runs on if that region is in use (class 0's
-// current is 1 there; class 0 holds no blocks, its hits field takes the count; the increment is outside any critical section, so a count may be lost or land in
-// another cache: statistics only) and jumps back to 0, before the descriptor is published again. Restarting inside
-// the assembly keeps the fast path free of calls, so it needs no callee-saved registers.
+// current is 1 there; class 0 holds no blocks, its hits field takes the count; the increment
+// is outside any critical section, so a count may be lost or land in another cache:
+// statistics only) and jumps back to 0, before the descriptor is published again. Restarting
+// inside the assembly keeps the fast path free of calls, so it needs no callee-saved registers.
 // Descriptors live in __rseq_cs, pointers to them in __rseq_cs_ptr_array.
 // Header of a class (16 bytes at region + hdr): u16 current @0, u16 end @4, u16 ~begin @6
 // (begin stored inverted), u64 hits @8 (counted before the commit: a restart may count one
