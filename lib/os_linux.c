@@ -6,6 +6,11 @@
 // Fault injection (SMP_FAULT_INJECT=1 only): each map/map_aligned/remap/purge first asks
 // fault_inject whether to fail; map_aligned counts as one map however many mmaps it makes.
 // Without the switch the check is the constant false and no code is generated for it.
+// Shared state and its orders: the fault plan's counters (relaxed, statistics); smp_event_t's
+// word (exchange with release on signal, acquire on wait: what the signaller wrote before is
+// seen by the woken sleeper; the page heap passes its data under its lock anyway); a fork
+// child's forked_alone/forked_by (forked_by is written before the child has a second thread and
+// published to it by pthread_create; forked_alone is a relaxed flag no data depends on).
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
