@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "background.h"
 #include "debug.h"
+#include "doublefree.h"
 #include "init.h"
 #include "large.h"
 #include "pageheap.h"
@@ -37,13 +38,15 @@ SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
 // p lies in a page of a small span (not yet validated as a block start).
 static bool in_small_span(const void *p) { return smp_pagemap_owns(p) && smp_pagemap_class(p) != 0; }
 
-// The small block at p, validated: its class, or a report and abort.
+// The small block at p, validated: its class, or a report and abort. A block that holds its
+// free mark is reported only if doublefree.c confirms it is free; else it is live.
 static unsigned small_class_checked(const void *p, const char *function) {
   unsigned cls = smp_pagemap_class(p);
   smp_span_t *s = smp_pagemap_span_checked(p);
   if (s == NULL || s->state != SMP_SPAN_SMALL || !smp_span_is_block(s, p))
     smp_debug_fatal(function, "invalid pointer", p);
-  if (smp_block_is_marked(p)) smp_debug_fatal(function, "double free", p);
+  if (smp_block_is_marked(p) && smp_doublefree_confirm(s, cls, p))
+    smp_debug_fatal(function, "double free", p);
   return cls;
 }
 

@@ -130,6 +130,36 @@ void smp_central_flush(void *const *blocks, unsigned n) {
     if (g[w].span) group_push(&g[w]);
 }
 
+// True if p is on the list of s's blocks starting at head (owner: central lock held). Stops at
+// a link that does not decode to a block of s (the list is corrupted there) or after capacity
+// steps (a cycle): what lies beyond is unknown.
+static bool list_has_locked(const smp_span_t *s, void *head, const void *p) {
+  void *b = head;
+  for (unsigned steps = 0; b != NULL && steps < s->capacity; steps++) {
+    if (b == p) return true;
+    b = smp_block_link(b);
+    if (b != NULL && !smp_span_is_block(s, b)) return false;
+  }
+  return false;
+}
+
+bool smp_central_holds(smp_span_t *s, unsigned cls, const void *p) {
+  central_class_t *cc = &central[cls];
+  smp_lock_acquire(&cc->lock);
+  // The descriptor is written under the page-heap lock; re-read it there. Once it says s is a
+  // span of cls, it stays one while the class lock is held (only its holder releases s).
+  smp_lock_acquire(&smp_pageheap_lock);
+  bool same = smp_pagemap_span_checked(p) == s && s->state == SMP_SPAN_SMALL &&
+              s->sizeclass == cls && smp_span_is_block(s, p);
+  smp_lock_release(&smp_pageheap_lock);
+  // The remote list only grows at its head while the class lock is held (only the lock holder
+  // drains it), and its links were written before the push that published them (acquire).
+  bool held = !same || (const char *)p >= s->carve || list_has_locked(s, s->free, p) ||
+              list_has_locked(s, smp_remote_head(smp_load_acquire(&s->remote)), p);
+  smp_lock_release(&cc->lock);
+  return held;
+}
+
 size_t smp_central_trim(void) {
   size_t released = 0;
   for (unsigned cls = 1; cls < SMP_CLASS_COUNT; cls++) {

@@ -12,12 +12,20 @@
 #ifndef SMP_CENTRAL_H
 #define SMP_CENTRAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "pagemap.h"
 
 // Take up to want blocks of class cls (at least 1 unless the OS is out of memory).
 unsigned smp_central_refill(unsigned cls, void **out, unsigned want);
 // Give n blocks back; any mix of spans and classes. Reports invalid or double frees.
 void smp_central_flush(void *const *blocks, unsigned n);
+// True if the block p of class cls, which the caller found in small span s, is certainly not a
+// live block: it lies on s's local or remote list, or past s's carve cursor (never handed out
+// since s was carved), or s is no longer the span of p (a live block pins its span). Takes the
+// class's lock (then the page heap's, to re-read s). A false answer proves nothing.
+bool smp_central_holds(smp_span_t *s, unsigned cls, const void *p);
 // Release reserve spans that are wholly free; returns the bytes given to the page heap.
 size_t smp_central_trim(void);
 

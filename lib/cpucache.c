@@ -318,6 +318,38 @@ static size_t drain_indexes_locked(unsigned *list, unsigned n) {
   return drained;
 }
 
+// Whether p is in class cls of the listed regions (their locks held): freeze the class, fence,
+// read, and put back the exact limits it had (only the region lock changes them).
+static bool holds_locked(const unsigned *list, unsigned n, unsigned cls, const void *p) {
+  for (unsigned k = 0; k < n; k++) smp_store_relaxed(&hdr_of(list[k], cls)->limits, FROZEN);
+  bool found = false;
+  if (smp_rseq_fence()) // else sequences may be in flight: nothing can be known
+    for (unsigned k = 0; k < n && !found; k++) {
+      unsigned cur = smp_load_relaxed(&hdr_of(list[k], cls)->current);
+      for (unsigned i = first[cls]; i < cur && !found; i++) found = *slot_of(list[k], i) == p;
+    }
+  for (unsigned k = 0; k < n; k++)
+    smp_store_release(&hdr_of(list[k], cls)->limits,
+                      limits(first[cls] + metas[list[k]].cap[cls], first[cls]));
+  return found;
+}
+
+bool smp_cpucache_holds(unsigned cls, const void *p) {
+  unsigned list[256], n = 0;
+  bool found = false;
+  for (unsigned i = 0; i < cache_count && !found; i++) {
+    smp_lock_acquire(&locks[i]);
+    if (metas[i].used) list[n++] = i;
+    else smp_lock_release(&locks[i]);
+    if (n == SMP_ARRAY_LEN(list) || (i + 1 == cache_count && n)) {
+      found = holds_locked(list, n, cls, p);
+      for (unsigned k = 0; k < n; k++) smp_lock_release(&locks[list[k]]);
+      n = 0;
+    }
+  }
+  return found;
+}
+
 size_t smp_cpucache_drain_all(void) {
   unsigned list[256], n = 0;
   size_t drained = 0;

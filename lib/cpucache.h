@@ -46,6 +46,11 @@ SMP_INLINE bool smp_cpucache_free_fast(void *p, unsigned cls) {
 bool smp_cpucache_init(const char **reason);
 void *smp_cpucache_alloc_slow(unsigned cls);
 void smp_cpucache_free_slow(void *p, unsigned cls);
+// True if block p (of class cls) sits in some CPU's cache: then it is free. Takes every region
+// lock, freezes class cls in all used regions and fences (as a drain does) so no critical
+// section is in flight while the slots are read, then restores the limits. A false answer
+// proves nothing (p may be in flight, or the fence failed).
+bool smp_cpucache_holds(unsigned cls, const void *p);
 // Drain every cache to the central lists; returns blocks drained.
 size_t smp_cpucache_drain_all(void);
 // Drain the caches that no thread used since the previous call (see cpucache.c).

@@ -51,6 +51,10 @@ void smp_frontend_free_slow(void *p, unsigned cls) {
     smp_tcache_free_slow(p, cls);
 }
 
+bool smp_frontend_holds(unsigned cls, const void *p) {
+  return smp_frontend_is_percpu() ? smp_cpucache_holds(cls, p) : smp_tcache_holds(cls, p);
+}
+
 void smp_frontend_flush(void) {
   if (smp_frontend_is_percpu())
     smp_cpucache_drain_all();

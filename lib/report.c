@@ -8,6 +8,7 @@
 #include "central.h"
 #include "cpucache.h"
 #include "debug.h"
+#include "doublefree.h"
 #include "frontend.h"
 #include "large.h"
 #include "options.h"
@@ -164,6 +165,13 @@ void smp_report_print(int fd) {
   smp_text_str(&t, " with a cache, ");
   smp_text_u64(&t, ts.exited, 0);
   smp_text_str(&t, " exited\n");
+  smp_doublefree_stats_t ds;
+  smp_doublefree_stats(&ds);
+  smp_text_str(&t, "  mark checks:    ");
+  smp_text_u64(&t, ds.suspicions, 0);
+  smp_text_str(&t, " blocks freed holding their free mark, ");
+  smp_text_u64(&t, ds.confirmed, 0);
+  smp_text_str(&t, " of them found free\n");
   if (smp_frontend_is_percpu()) {
     smp_text_str(&t, "  cache        hits      misses    restarts      cached\n");
     uint64_t v[4];

@@ -63,6 +63,12 @@ typedef struct smp_rseq_info {
   ".quad 3b\n\t"                                                                               \
   ".popsection\n\t"
 
+// An asm goto with outputs is followed, on its fall-through path and at its label, by this
+// empty asm (as librseq does for the asm goto bugs of gcc and clang). Without it gcc 12.2 built
+// smp_malloc wrongly at -O1 with AddressSanitizer (the fuzz build): the miss label's NULL was
+// set before the sequence, whose output then overwrote it, so a miss returned a stale register.
+#define SMP_RSEQ_AFTER_GOTO() asm volatile("" ::: "memory")
+
 // Decide once, at start-up; registers the calling thread if we own the areas.
 void smp_rseq_init(smp_rseq_info_t *out);
 // Make sure the calling thread's area is registered (own-area mode); false if it cannot be.

@@ -70,9 +70,11 @@ SMP_INLINE void *smp_rseq_pop(char *base, size_t hdr) {
            : SMP_RSEQ_INPUTS
            : "memory", "cc"
            : miss);
+  SMP_RSEQ_AFTER_GOTO();
   SMP_ASSUME(p != NULL); // slots hold blocks
   return p;
 miss:
+  SMP_RSEQ_AFTER_GOTO();
   return NULL;
 }
 
@@ -125,8 +127,10 @@ SMP_INLINE unsigned smp_rseq_push_batch(char *base, size_t hdr, void *const *src
            : SMP_RSEQ_INPUTS, [src] "r"(src), [n] "r"((uint64_t)n)
            : "memory", "cc"
            : miss);
+  SMP_RSEQ_AFTER_GOTO();
   return (unsigned)k;
 miss:
+  SMP_RSEQ_AFTER_GOTO();
   return 0;
 }
 
@@ -158,8 +162,10 @@ SMP_INLINE unsigned smp_rseq_pop_batch(char *base, size_t hdr, void **dst, unsig
            : SMP_RSEQ_INPUTS, [dst] "r"(dst), [n] "r"((uint64_t)n)
            : "memory", "cc"
            : miss);
+  SMP_RSEQ_AFTER_GOTO();
   return (unsigned)k;
 miss:
+  SMP_RSEQ_AFTER_GOTO();
   return 0;
 }
 

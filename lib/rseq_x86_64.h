@@ -18,8 +18,9 @@
 // Loads: the limits first, then current, each with a load of its own width. The writers keep
 // one invariant: outside a sequence on the header's own index, current is written only in the
 // same 64-bit store that replaces frozen limits (region init, unfreeze); every other writer
-// changes the limits alone (freeze, then a membarrier fence; the failed-fence restore, back to
-// the exact limits before the freeze; set_end, in a sequence on the same index). x86 keeps
+// changes the limits alone (freeze, then a membarrier fence; the restore after a failed fence or
+// after a double-free scan, back to the exact limits before the freeze; set_end, in a sequence
+// on the same index). x86 keeps
 // loads in order and a 64-bit store is seen whole, so a sequence that sees the limits of a
 // whole-header store also sees its current, and one that sees older limits sees frozen ones
 // and misses. bench/fastpath.sh (a ctest) fails if malloc or free loses that order. (One
@@ -84,9 +85,11 @@ SMP_INLINE void *smp_rseq_pop(char *base, size_t hdr) {
            : SMP_RSEQ_INPUTS
            : "rax", "rcx", "rdx", "memory", "cc"
            : miss);
+  SMP_RSEQ_AFTER_GOTO();
   SMP_ASSUME(p != NULL); // slots hold blocks
   return p;
 miss:
+  SMP_RSEQ_AFTER_GOTO();
   return NULL;
 }
 
@@ -138,8 +141,10 @@ SMP_INLINE unsigned smp_rseq_push_batch(char *base, size_t hdr, void *const *src
            : SMP_RSEQ_INPUTS, [src] "r"(src), [n] "r"((uint64_t)n)
            : "rax", "rcx", "rdx", "memory", "cc"
            : miss);
+  SMP_RSEQ_AFTER_GOTO();
   return (unsigned)k;
 miss:
+  SMP_RSEQ_AFTER_GOTO();
   return 0;
 }
 
@@ -170,8 +175,10 @@ SMP_INLINE unsigned smp_rseq_pop_batch(char *base, size_t hdr, void **dst, unsig
            : SMP_RSEQ_INPUTS, [dst] "r"(dst), [n] "r"((uint64_t)n)
            : "rax", "rcx", "rdx", "memory", "cc"
            : miss);
+  SMP_RSEQ_AFTER_GOTO();
   return (unsigned)k;
 miss:
+  SMP_RSEQ_AFTER_GOTO();
   return 0;
 }
 

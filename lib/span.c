@@ -4,12 +4,12 @@
 #include "span.h"
 
 uintptr_t smp_block_link_key;
-uintptr_t smp_block_free_mark = 0x5eed5eed5eed5eedull;
+uintptr_t smp_block_mark_key = 0x5eed5eed5eed5eedull | 1;
 
 void smp_span_init_keys(uint64_t seed) {
   uint64_t a = seed * 0x9e3779b97f4a7c15ull, b = (seed ^ (seed >> 29)) * 0xbf58476d1ce4e5b9ull;
   smp_block_link_key = (uintptr_t)(a ^ (a >> 31));
-  smp_block_free_mark = (uintptr_t)(b ^ (b >> 32)) | 1; // odd: never 0, never a pointer
+  smp_block_mark_key = (uintptr_t)(b ^ (b >> 32)) | 1; // odd: a mark is never 0 nor a block
 }
 
 void smp_span_carve_init(smp_span_t *s, unsigned cls) {

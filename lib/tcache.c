@@ -65,7 +65,7 @@ static smp_tcache_t *create(void) {
   smp_lock_release(&registry_lock);
   if (tc == NULL && (tc = smp_os_map(cache_bytes())) == NULL) return NULL;
   memset(tc, 0, sizeof *tc);
-  void **slot = (void **)(tc + 1);
+  _Atomic(void *) *slot = (_Atomic(void *) *)(tc + 1);
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     tc->bins[c].slots = slot;
     tc->bins[c].cap = smp_options.debug ? 0 : smp_class_info[c].cache_cap;
@@ -97,11 +97,13 @@ void *smp_tcache_alloc_slow(unsigned cls) {
   }
   smp_cache_bin_t *b = &tc->bins[cls];
   unsigned want = smp_class_info[cls].batch;
-  unsigned n = smp_central_refill(cls, b->slots, want ? want : 1);
+  void *got[64];
+  unsigned n = smp_central_refill(cls, got, want ? want : 1);
   if (n == 0) return NULL;
   smp_counter_add(&tc->took[cls], n);
-  smp_store_relaxed(&b->count, n - 1);
-  return b->slots[n - 1];
+  for (unsigned i = 0; i + 1 < n; i++) smp_store_relaxed(&b->slots[i], got[i]);
+  smp_store_release(&b->count, n - 1);
+  return got[n - 1];
 }
 
 void smp_tcache_free_slow(void *p, unsigned cls) {
@@ -116,15 +118,16 @@ void smp_tcache_free_slow(void *p, unsigned cls) {
   if (count == b->cap) { // flush the oldest batch (bottom of the stack), keep the hot top
     void *out[64];
     unsigned k = smp_class_info[cls].batch;
-    memcpy(out, b->slots, k * sizeof(void *));
-    memmove(b->slots, b->slots + k, (count - k) * sizeof(void *));
+    for (unsigned i = 0; i < k; i++) out[i] = smp_load_relaxed(&b->slots[i]);
+    for (unsigned i = k; i < count; i++)
+      smp_store_relaxed(&b->slots[i - k], smp_load_relaxed(&b->slots[i]));
     count -= k;
-    smp_store_relaxed(&b->count, count);
+    smp_store_release(&b->count, count);
     smp_counter_add(&tc->gave[cls], k);
     smp_central_flush(out, k);
   }
-  b->slots[count] = p;
-  smp_store_relaxed(&b->count, count + 1);
+  smp_store_relaxed(&b->slots[count], p);
+  smp_store_release(&b->count, count + 1);
 }
 
 static void flush_all(smp_tcache_t *tc) {
@@ -132,15 +135,29 @@ static void flush_all(smp_tcache_t *tc) {
     smp_cache_bin_t *b = &tc->bins[c];
     uint32_t n = smp_load_relaxed(&b->count);
     if (n == 0) continue;
-    smp_store_relaxed(&b->count, 0);
+    void *out[64];
+    for (uint32_t i = 0; i < n; i++) out[i] = smp_load_relaxed(&b->slots[i]);
+    smp_store_release(&b->count, 0);
     smp_counter_add(&tc->gave[c], n);
-    smp_central_flush(b->slots, n);
+    smp_central_flush(out, n);
   }
 }
 
 void smp_tcache_flush_self(void) {
   smp_tcache_t *tc = smp_tcache_self;
   if (tc->kind == SMP_TCACHE_LIVE) flush_all(tc);
+}
+
+bool smp_tcache_holds(unsigned cls, const void *p) {
+  bool found = false;
+  smp_lock_acquire(&registry_lock);
+  for (smp_tcache_t *tc = live; tc && !found; tc = tc->next) {
+    smp_cache_bin_t *b = &tc->bins[cls];
+    uint32_t n = smp_load_acquire(&b->count); // slots below it are as the owner left them
+    for (uint32_t i = 0; i < n && !found; i++) found = smp_load_relaxed(&b->slots[i]) == p;
+  }
+  smp_lock_release(&registry_lock);
+  return found;
 }
 
 void smp_tcache_thread_exit(void *cache) {

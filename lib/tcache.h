@@ -5,11 +5,15 @@
 // count 0, capacity 0) so the fast path needs no NULL test; the first miss creates the real
 // cache. At thread exit the cache is flushed and the pointer set to the "dead" cache, which
 // also misses on everything, so frees from later destructors go straight to the central lists.
-// Counts are written by the owning thread only (relaxed atomic stores, plain moves) and read by
-// statistics; the cache registry (all live caches) is guarded by its own lock.
+// Counts and slots are written by the owning thread only and read by other threads: statistics,
+// the fork child's adoption, and the double-free confirmation (smp_tcache_holds). Every count
+// store is a release and every slot access an atomic one (on x86-64 and aarch64 the same plain
+// moves, a store-release for the count on aarch64), so a reader that loads count with acquire
+// sees slots [0, count) as the owner wrote them before that count. The cache registry (all
+// live caches) is guarded by its own lock.
 // Fork: the child adopts and flushes the caches of threads that do not exist in it. This is
-// sound because every cache operation stores the new count before it publishes the blocks it
-// moved (see tcache.c).
+// sound because at every instant a bin's slots [0, count) hold distinct free blocks that are
+// nowhere else (see tcache.c for the order of stores that keeps this).
 #ifndef SMP_TCACHE_H
 #define SMP_TCACHE_H
 
@@ -21,9 +25,9 @@
 #include "config.h"
 
 typedef struct smp_cache_bin {
-  _Atomic uint32_t count; // owner: blocks in slots (relaxed store; stats read it)
-  uint32_t cap;           // owner: capacity of slots
-  void **slots;           // owner: stack of free blocks, slots[count-1] is the top
+  _Atomic uint32_t count;  // owner: blocks in slots (release store; others load acquire)
+  uint32_t cap;            // owner: capacity of slots
+  _Atomic(void *) *slots;  // owner: stack of free blocks, slots[count-1] is the top (relaxed)
 } smp_cache_bin_t;
 
 typedef struct smp_tcache smp_tcache_t;
@@ -44,8 +48,8 @@ SMP_INLINE void *smp_tcache_alloc_fast(unsigned cls) {
   smp_cache_bin_t *b = &smp_tcache_self->bins[cls];
   uint32_t c = smp_load_relaxed(&b->count);
   if (SMP_UNLIKELY(c == 0)) return NULL;
-  smp_store_relaxed(&b->count, c - 1);
-  void *p = b->slots[c - 1];
+  smp_store_release(&b->count, c - 1);
+  void *p = smp_load_relaxed(&b->slots[c - 1]);
   SMP_ASSUME(p != NULL);
   return p;
 }
@@ -55,8 +59,8 @@ SMP_INLINE bool smp_tcache_free_fast(void *p, unsigned cls) {
   smp_cache_bin_t *b = &smp_tcache_self->bins[cls];
   uint32_t c = smp_load_relaxed(&b->count);
   if (SMP_UNLIKELY(c == b->cap)) return false;
-  b->slots[c] = p;
-  smp_store_relaxed(&b->count, c + 1);
+  smp_store_relaxed(&b->slots[c], p);
+  smp_store_release(&b->count, c + 1);
   return true;
 }
 
@@ -69,6 +73,10 @@ void smp_tcache_free_slow(void *p, unsigned cls);
 void smp_tcache_thread_exit(void *cache);
 // Flush every bin of the calling thread's cache to the central lists (trim).
 void smp_tcache_flush_self(void);
+// True if block p (of class cls) is in the cache of some live thread: then it is free. Takes
+// the registry lock; a false answer proves nothing (p may be in flight between a cache and the
+// central lists).
+bool smp_tcache_holds(unsigned cls, const void *p);
 
 typedef struct smp_tcache_class_stats {
   uint64_t held;   // blocks taken from the central lists and not returned (caches + users)

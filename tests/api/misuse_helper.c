@@ -6,6 +6,7 @@
 // test reports as a failure.
 #define _GNU_SOURCE
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,16 @@ static int huge_tombstone_at_slot0(void) {
   return 0;
 }
 
+// double_free_other_thread: a thread frees p (p stays in that thread's cache, or its CPU's) and
+// waits; main frees p again, so the confirmation must find it in another thread's cache.
+static pthread_barrier_t freed, done;
+static void *free_and_wait(void *arg) {
+  free(arg);
+  pthread_barrier_wait(&freed);
+  pthread_barrier_wait(&done);
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s scenario\n", argv[0]);
@@ -96,6 +107,25 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N; i++) free(others[i]);
     announce(p);
     free(launder(p));
+  } else if (strcmp(s, "double_free_other_thread") == 0) {
+    char *p = xmalloc(96);
+    pthread_barrier_init(&freed, NULL, 2);
+    pthread_barrier_init(&done, NULL, 2);
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_and_wait, p) != 0) return 94;
+    pthread_barrier_wait(&freed);
+    announce(p);
+    free(launder(p));
+    pthread_barrier_wait(&done);
+  } else if (strcmp(s, "double_free_in_span") == 0) {
+    // p goes back to its span's lists (trim drains the caches; q keeps the span in use), then
+    // it is freed again: found on the span's list, not in any cache.
+    char *p = xmalloc(3000), *q = xmalloc(3000);
+    free(p);
+    malloc_trim(0);
+    announce(p);
+    free(launder(p));
+    free(q);
   } else if (strcmp(s, "double_free_large") == 0) {
     char *p = xmalloc(200 * 1024);
     free(p);

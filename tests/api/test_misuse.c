@@ -63,6 +63,10 @@ Test(misuse, double_free_small) { expect_abort("double_free_small", NULL); }
 // may come from the free fast path's mark check or from the remote push ("double free or
 // corrupted span"); either names free.
 Test(misuse, double_free_small_flushed) { expect_abort("double_free_small_flushed", NULL); }
+// The block sits in another live thread's cache (per-thread caches) or its CPU's cache.
+Test(misuse, double_free_other_thread) { expect_abort("double_free_other_thread", NULL); }
+// The block is back on its span's list (caches drained by malloc_trim), not in any cache.
+Test(misuse, double_free_in_span) { expect_abort("double_free_in_span", NULL); }
 Test(misuse, double_free_large) { expect_abort("double_free_large", NULL); }
 Test(misuse, double_free_huge) { expect_abort("double_free_huge", NULL); }
 Test(misuse, free_stack_address) { expect_abort("free_stack", "free"); }

@@ -8,6 +8,7 @@
 
 #include "central.h"
 #include "pageheap.h"
+#include "remote.h"
 #include "span.h"
 
 static void setup(void) {
@@ -112,4 +113,31 @@ Test(central, freeing_a_block_twice_in_one_batch_aborts, .signal = SIGABRT) {
   cr_assert_eq(smp_central_refill(80, b, 1), 1);
   b[1] = b[0];
   smp_central_flush(b, 2);
+}
+
+// smp_central_holds: a block is found free on its span's remote list, on its local list and
+// past the carve cursor; a block handed out (live) is never found, whatever its words hold.
+Test(central, holds_finds_free_blocks_and_never_a_live_one) {
+  unsigned cls = 40; // 2048 bytes, 8 per span
+  void *b[3];
+  cr_assert_eq(smp_central_refill(cls, b, 3), 3, "three carved, the rest not yet");
+  smp_span_t *s = smp_pagemap_span(b[0]);
+  for (unsigned i = 0; i < 3; i++) cr_assert_eq(smp_pagemap_span(b[i]), s);
+  void *uncarved = (char *)b[2] + smp_class_info[cls].size; // never handed out
+  cr_assert(smp_central_holds(s, cls, uncarved), "past the carve cursor");
+  for (unsigned i = 0; i < 3; i++) {
+    smp_block_mark(b[i]); // even holding its mark, a live block is not free
+    cr_assert_not(smp_central_holds(s, cls, b[i]), "block %u is live", i);
+  }
+  smp_central_flush(&b[1], 1);
+  cr_assert(smp_central_holds(s, cls, b[1]), "on the remote list");
+  cr_assert_not(smp_central_holds(s, cls, b[0]));
+  s->free = smp_remote_drain(s); // as a refill does (single-threaded test: no lock needed)
+  cr_assert(smp_central_holds(s, cls, b[1]), "on the local list");
+  cr_assert_not(smp_central_holds(s, cls, b[2]));
+  void *again;
+  cr_assert_eq(smp_central_refill(cls, &again, 1), 1);
+  cr_assert_eq(again, b[1], "the local list is served first");
+  cr_assert_not(smp_central_holds(s, cls, b[1]), "handed out again: live");
+  smp_central_flush(b, 3);
 }

@@ -176,3 +176,21 @@ Test(cpucache, only_used_regions_are_writable) {
   cr_assert_eq(writable, 2 * SMP_CPUCACHE_REGION, "writable: %zu KiB", writable >> 10);
   cr_assert_eq(readable, hi - lo - 2 * SMP_CPUCACHE_REGION, "read-only: %zu KiB", readable >> 10);
 }
+
+// smp_cpucache_holds: finds a cached block in any index's cache, never a block with its user,
+// and leaves the caches working with their capacity (the limits it froze are put back).
+Test(cpucache, holds_finds_cached_blocks_and_restores_the_cache) {
+  unsigned cls = 11;
+  void *a = alloc(cls), *live = alloc(cls);
+  release(a, cls);
+  use_index(1);
+  void *b = alloc(cls);
+  release(b, cls);
+  use_index(0);
+  cr_assert(smp_cpucache_holds(cls, a), "in cache 0");
+  cr_assert(smp_cpucache_holds(cls, b), "in cache 1");
+  cr_assert_not(smp_cpucache_holds(cls, live), "with its user");
+  cr_assert_eq(smp_cpucache_alloc_fast(cls), a, "cache 0 hits again: its limits are back");
+  cr_assert(smp_cpucache_free_fast(a, cls), "and takes blocks");
+  release(live, cls);
+}

@@ -157,7 +157,8 @@ Test(remote, free_mark_round_trip) {
   cr_assert(smp_block_is_marked(b));
   smp_block_unmark(b);
   cr_assert_not(smp_block_is_marked(b));
-  cr_assert_neq(smp_block_free_mark, 0);
+  cr_assert_neq(smp_block_mark_of(b), 0, "a mark is never 0");
+  cr_assert_neq(smp_block_mark_of(b), smp_block_mark_of((char *)b + 16), "marks are per address");
 }
 
 // Concurrency: the owner (main thread) keeps handing blocks to pushers through a mailbox and

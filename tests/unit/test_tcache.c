@@ -143,3 +143,35 @@ Test(tcache, fork_child_adopts_other_threads_caches) {
   pthread_join(t, NULL);
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child saw orphaned blocks");
 }
+
+// smp_tcache_holds: finds a block in this thread's cache and in another live thread's, never a
+// block a user holds.
+static pthread_barrier_t held, checked;
+static void *hold_one(void *arg) {
+  void **slot = arg;
+  *slot = alloc(7);
+  release(*slot, 7); // now in this thread's cache
+  pthread_barrier_wait(&held);
+  pthread_barrier_wait(&checked);
+  return NULL;
+}
+
+Test(tcache, holds_finds_cached_blocks_of_any_thread) {
+  unsigned cls = 7;
+  void *mine = alloc(cls), *live = alloc(cls);
+  cr_assert_not(smp_tcache_holds(cls, mine), "a block with its user is not in a cache");
+  release(mine, cls);
+  cr_assert(smp_tcache_holds(cls, mine), "in this thread's cache");
+  cr_assert_not(smp_tcache_holds(cls, live));
+  void *theirs = NULL;
+  pthread_barrier_init(&held, NULL, 2);
+  pthread_barrier_init(&checked, NULL, 2);
+  pthread_t t;
+  pthread_create(&t, NULL, hold_one, &theirs);
+  pthread_barrier_wait(&held);
+  cr_assert(smp_tcache_holds(cls, theirs), "in the other thread's cache");
+  pthread_barrier_wait(&checked);
+  pthread_join(t, NULL);
+  cr_assert_not(smp_tcache_holds(cls, theirs), "its cache was flushed when it exited");
+  release(live, cls);
+}

@@ -1,0 +1,21 @@
+// Layer: api. See doublefree.h for the argument. The counters are statistics (relaxed).
+#include "atomic.h"
+#include "central.h"
+#include "doublefree.h"
+#include "frontend.h"
+
+static _Atomic uint64_t suspicions, confirmed;
+
+bool smp_doublefree_confirm(smp_span_t *s, unsigned cls, const void *p) {
+  smp_fetch_add_relaxed(&suspicions, 1);
+  // Caches first, then the span: a block flushed from a cache between the two is missed, never
+  // found twice. The cache locks are all released before the class lock is taken (lock order).
+  bool found = smp_frontend_holds(cls, p) || smp_central_holds(s, cls, p);
+  if (found) smp_fetch_add_relaxed(&confirmed, 1);
+  return found;
+}
+
+void smp_doublefree_stats(smp_doublefree_stats_t *out) {
+  out->suspicions = smp_load_relaxed(&suspicions);
+  out->confirmed = smp_load_relaxed(&confirmed);
+}
