@@ -110,12 +110,29 @@ static smp_span_t *block_span(void *p) {
   return s;
 }
 
+// A block's word 1 while a flush holds it: its free mark with bit 1 flipped (never a mark of any
+// block, marks being odd addresses XOR one key). Only a flush writes it, and the same flush puts
+// the mark back before it publishes the block, so a block that shows it is in a flush already:
+// the same block twice in one batch (or in two at once), a double free.
+static uintptr_t flush_tag(const void *p) { return smp_block_mark_of(p) ^ 2; }
+
 void smp_central_flush(void *const *blocks, unsigned n) {
+  // Pass 1: every block is validated and tagged before any is published, so a duplicate is
+  // reported while the span lists are still intact.
+  for (unsigned i = 0; i < n; i++) {
+    uintptr_t *w = blocks[i];
+    block_span(w);
+    if (SMP_UNLIKELY(w[1] == flush_tag(w))) smp_debug_fatal("free", "double free", w);
+    w[1] = flush_tag(w);
+  }
+  // Pass 2: groups of blocks of one span, each pushed with one CAS; each block gets its mark
+  // back before its group is pushed (a double free of a block on a span list is then suspected).
   enum { WAYS = 8 };
   flush_group_t g[WAYS] = {{0}};
   for (unsigned i = 0; i < n; i++) {
     void *p = blocks[i];
-    smp_span_t *s = block_span(p);
+    smp_span_t *s = smp_pagemap_span(p);
+    smp_block_mark(p);
     unsigned w = (unsigned)(((uintptr_t)s >> 6) % WAYS);
     if (g[w].span != s) {
       if (g[w].span) group_push(&g[w]);

@@ -19,7 +19,8 @@
 
 // Take up to want blocks of class cls (at least 1 unless the OS is out of memory).
 unsigned smp_central_refill(unsigned cls, void **out, unsigned want);
-// Give n blocks back; any mix of spans and classes. Reports invalid or double frees.
+// Give n blocks back; any mix of spans and classes. Reports invalid pointers, and double frees:
+// a block twice in the batch, or more blocks of a span than it has out (remote.h).
 void smp_central_flush(void *const *blocks, unsigned n);
 // True if the block p of class cls, which the caller found in small span s, is certainly not a
 // live block: it lies on s's local or remote list, or past s's carve cursor (never handed out

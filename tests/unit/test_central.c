@@ -108,11 +108,36 @@ Test(central, freeing_an_interior_pointer_aborts, .signal = SIGABRT) {
   smp_central_flush(&inner, 1);
 }
 
+// Two blocks are out, so the span's count alone would accept a batch of two: the duplicate
+// itself must be seen (before the fix the chain was pushed with a cycle through b[0]).
 Test(central, freeing_a_block_twice_in_one_batch_aborts, .signal = SIGABRT) {
   void *b[2];
-  cr_assert_eq(smp_central_refill(80, b, 1), 1);
+  cr_assert_eq(smp_central_refill(80, b, 2), 2);
   b[1] = b[0];
   smp_central_flush(b, 2);
+}
+
+// The two copies far apart, with blocks of nine other spans between them, so they land in
+// different groups of the flush (eight ways).
+Test(central, a_duplicate_in_another_group_of_the_batch_aborts, .signal = SIGABRT) {
+  unsigned cls = 80, cap = smp_class_info[cls].capacity; // 64 KiB blocks
+  void *b[10 * 8];
+  cr_assert_leq(cap, 8);
+  cr_assert_eq(smp_central_refill(cls, b, 10 * cap), 10 * cap);
+  void *batch[11];
+  for (unsigned k = 0; k < 10; k++) batch[k] = b[k * cap]; // one block of each of 10 spans
+  batch[10] = batch[0];
+  smp_central_flush(batch, 11);
+}
+
+// A flush gives every block its free mark back before publishing it, so a later double free of
+// a block on a span list is suspected (and confirmed there).
+Test(central, flushed_blocks_hold_their_marks) {
+  void *b[40];
+  cr_assert_eq(smp_central_refill(12, b, 40), 40);
+  for (unsigned i = 0; i < 40; i++) smp_block_unmark(b[i]); // as malloc leaves them
+  smp_central_flush(b, 40);
+  for (unsigned i = 0; i < 40; i++) cr_assert(smp_block_is_marked(b[i]), "block %u", i);
 }
 
 // smp_central_holds: a block is found free on its span's remote list, on its local list and
