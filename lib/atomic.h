@@ -15,6 +15,10 @@
 #define smp_exchange_acq_rel(p, v) atomic_exchange_explicit((p), (v), memory_order_acq_rel)
 #define smp_fetch_add_relaxed(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 
+// Orders every load and store before it with every store after it (dmb ish on aarch64; on x86-64
+// only the compiler is held back, the stores already leave in order).
+#define smp_fence_release() atomic_thread_fence(memory_order_release)
+
 // Compare-and-swap; on failure *expected is refreshed with a relaxed load.
 #define smp_cas_release(p, expected, desired)                                                  \
   atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_release,     \

@@ -1,8 +1,11 @@
 // Layer: caches. See tcache.h. Ordering rule that makes fork adoption sound: an operation
-// that moves blocks out of a bin stores the smaller count before the blocks are handed on, and
-// one that moves blocks in fills the slots before storing the larger count. A child forked at
-// any instant therefore sees each block either in the bin (below count) or outside it, never
-// both; a block in flight is leaked in the child, never handed out twice.
+// that moves blocks out of a bin stores the smaller count before the blocks are handed on; one
+// that moves blocks in fills the slots before storing the larger count (release); and one that
+// moves blocks within the bin (the flush of its oldest batch) first stores count 0, fenced
+// before the moves, so the bin reads empty while slots below the old count hold copies. A child
+// forked at any instant therefore sees each block either in the bin (below count) or outside
+// it, never both and never twice; a block in flight is leaked in the child, never handed out
+// twice.
 #include <string.h>
 
 #include "central.h"
@@ -119,6 +122,8 @@ void smp_tcache_free_slow(void *p, unsigned cls) {
     void *out[64];
     unsigned k = smp_class_info[cls].batch;
     for (unsigned i = 0; i < k; i++) out[i] = smp_load_relaxed(&b->slots[i]);
+    smp_store_relaxed(&b->count, 0); // empty while the rest moves down (see the file header)
+    smp_fence_release();
     for (unsigned i = k; i < count; i++)
       smp_store_relaxed(&b->slots[i - k], smp_load_relaxed(&b->slots[i]));
     count -= k;
