@@ -42,6 +42,7 @@
 #define BIG_BUDGET (6 * MIB)         // per input: bytes requested above SMALL_MAX
 #define HUGE_BUDGET 2                // per input: requests above HUGE_MIN
 #define TRIM_BUDGET 8                // per input: calls of smp_trim
+#define HEAD_N 64                    // bytes at a block's start that may hold copied-in bytes
 
 // The pattern fill/verify loops touch megabytes per input: keep sanitizer and comparison
 // tracing out of them (the memory is the allocator's mmap, invisible to ASan anyway).
@@ -74,7 +75,9 @@ typedef struct slot {
   size_t size;      // requested
   size_t usable;    // smp_usable_size at allocation (must not change while live)
   size_t align;     // promised alignment
-  uint64_t seed;    // content pattern
+  uint64_t seed;    // content pattern of bytes [head_len, usable)
+  size_t head_len;  // bytes [0, head_len) hold head[], not the pattern (<= HEAD_N)
+  unsigned char head[HEAD_N];
 } slot_t;
 
 // ---- model state (one input at a time; workers run one at a time, hand-off by semaphores) --
@@ -153,12 +156,29 @@ NOINSTR static size_t nonzero(const unsigned char *p, size_t n) {
   return SIZE_MAX;
 }
 
-static void verify_range(unsigned s, size_t to, const char *when) {
+// A slot's content: its saved head, then its pattern.
+static unsigned char slot_byte(const slot_t *b, size_t off) {
+  return off < b->head_len ? b->head[off] : pat_byte(b->seed, off);
+}
+
+// Offset of the first byte of p in [0, to) that differs from slot b's content, or SIZE_MAX.
+static size_t slot_mismatch(const slot_t *b, const unsigned char *p, size_t to) {
+  size_t h = b->head_len < to ? b->head_len : to;
+  for (size_t i = 0; i < h; i++)
+    if (p[i] != b->head[i]) return i;
+  return mismatch(p, h, to, b->seed);
+}
+
+static void corrupted(unsigned s, size_t off, const char *when) {
   const slot_t *b = &slots[s];
-  size_t off = mismatch(b->p, 0, to, b->seed);
-  if (off != SIZE_MAX)
-    fail("%s: slot %u block %p (size %zu, usable %zu) corrupted at offset %zu: %#x, expected %#x",
-         when, s, (void *)b->p, b->size, b->usable, off, b->p[off], pat_byte(b->seed, off));
+  fail("%s: slot %u block %p (size %zu, usable %zu, head %zu) corrupted at offset %zu: %#x, "
+       "expected %#x",
+       when, s, (void *)b->p, b->size, b->usable, b->head_len, off, b->p[off], slot_byte(b, off));
+}
+
+static void verify_range(unsigned s, size_t to, const char *when) {
+  size_t off = slot_mismatch(&slots[s], slots[s].p, to);
+  if (off != SIZE_MAX) corrupted(s, off, when);
 }
 static void verify(unsigned s, const char *when) { verify_range(s, slots[s].usable, when); }
 
@@ -170,13 +190,11 @@ static void verify_sparse(unsigned s, const char *when) {
     verify(s, when);
     return;
   }
-  size_t off = mismatch(b->p, 0, 4 * KIB, b->seed);
+  size_t off = slot_mismatch(b, b->p, 4 * KIB); // the head lies in the first 4 KiB
   for (size_t at = 4 * KIB; off == SIZE_MAX && at < b->usable - 4 * KIB; at += 4 * KIB)
     off = mismatch(b->p, at, at + 8, b->seed);
   if (off == SIZE_MAX) off = mismatch(b->p, b->usable - 4 * KIB, b->usable, b->seed);
-  if (off != SIZE_MAX)
-    fail("%s: slot %u block %p (size %zu, usable %zu) corrupted at offset %zu: %#x, expected %#x",
-         when, s, (void *)b->p, b->size, b->usable, off, b->p[off], pat_byte(b->seed, off));
+  if (off != SIZE_MAX) corrupted(s, off, when);
 }
 
 // ---- checks of a new block ------------------------------------------------------------
@@ -219,7 +237,7 @@ static void check_fail(void *p, int err, int want, size_t size, const char *what
 }
 
 static void set_slot(unsigned s, void *p, size_t size, size_t usable, size_t align) {
-  slots[s] = (slot_t){p, size, usable, align, seed_next++ * 0xd1b54a32d192ed03ull + 1};
+  slots[s] = (slot_t){p, size, usable, align, seed_next++ * 0xd1b54a32d192ed03ull + 1, 0, {0}};
   fill(slots[s].p, 0, usable, slots[s].seed);
 }
 
@@ -325,13 +343,14 @@ static void do_realloc(unsigned s, size_t d, unsigned mode) {
   size_t usable = check_new(s, p, size, 16, "realloc");
   if (b->p) {
     size_t keep = old < size ? old : size;
-    uint64_t seed = b->seed;
-    size_t off = mismatch(p, 0, keep, seed);
+    size_t off = slot_mismatch(b, p, keep);
     if (off != SIZE_MAX)
       fail("realloc(%p, %zu) from %zu = %p lost byte %zu: %#x, expected %#x", (void *)b->p,
-           size, old, (void *)p, off, p[off], pat_byte(seed, off));
-    *b = (slot_t){p, size, usable, 16, seed};
-    fill(p, keep, usable, seed);
+           size, old, (void *)p, off, p[off], slot_byte(b, off));
+    // The saved head follows the block as far as realloc keeps bytes.
+    b->p = p, b->size = size, b->usable = usable, b->align = 16;
+    if (b->head_len > keep) b->head_len = keep;
+    fill(p, keep, usable, b->seed);
   } else {
     set_slot(s, p, size, usable, 16);
   }
@@ -406,6 +425,7 @@ static void run_op(const op_t *o) {
     if (slots[s].p) {
       verify_sparse(s, "before refill");
       slots[s].seed = seed_next++ * 0xd1b54a32d192ed03ull + 7;
+      slots[s].head_len = 0;
       fill(slots[s].p, 0, slots[s].usable, slots[s].seed);
     }
     break;
