@@ -3,12 +3,15 @@
 // run synchronously by one of NTHREADS persistent worker threads, so a run is deterministic
 // while blocks are allocated on one thread and freed, resized or inspected on another.
 // Shadow model: NSLOTS live blocks shared by all threads, each with its requested size, usable
-// size, promised alignment and a content seed. A block is filled to its usable size with a
-// pattern of its seed when allocated and verified whole before it is freed or resized. A new
-// block must be aligned, have usable >= requested (malloc/calloc: within the waste bound of its
-// tier) and overlap no live block; calloc memory reads zero; realloc keeps min(old, new) bytes
-// and leaves the block intact on failure; absurd sizes fail with ENOMEM, bad alignments with
-// EINVAL (include/smpalloc.h). A mismatch prints "fuzz_ops: ..." to stderr and aborts.
+// size, promised alignment, a content seed and a saved head. A block is filled to its usable
+// size with a pattern of its seed when allocated; stale ops (OP_STALE) copy over its first
+// HEAD_N bytes what was never written, freed blocks (read through the kernel: never a fault)
+// or other blocks hold, saved as its head, so free marks and links the allocator left in
+// memory reach live blocks. A block is verified whole (head, then pattern) before it is freed
+// or resized. A new block must be aligned, have usable >= requested (malloc/calloc: within the
+// waste bound of its tier) and overlap no live block; calloc memory reads zero; realloc keeps
+// min(old, new) bytes and leaves the block intact on failure; absurd sizes fail with ENOMEM,
+// bad alignments with EINVAL (include/smpalloc.h). A mismatch prints "fuzz_ops: ..." and aborts.
 // Encoding: op byte = [7:6] variant, [5:4] thread, [3:0] opcode; a slot byte (& 63); operands:
 // a size is a kind byte (tier in [2:0], variant in [7:3]) and two bytes little-endian; missing
 // bytes read as 0. At most MAX_OPS ops per input; large and huge requests share a per-input
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +47,7 @@
 #define HUGE_BUDGET 2                // per input: requests above HUGE_MIN
 #define TRIM_BUDGET 8                // per input: calls of smp_trim
 #define HEAD_N 64                    // bytes at a block's start that may hold copied-in bytes
+#define NFREED 16                    // recently freed blocks a stale op may read
 
 // The pattern fill/verify loops touch megabytes per input: keep sanitizer and comparison
 // tracing out of them (the memory is the allocator's mmap, invisible to ASan anyway).
@@ -55,13 +60,16 @@
 enum opcode {
   OP_MALLOC, OP_MALLOC2, OP_CALLOC, OP_REALLOC, OP_REALLOC2, OP_REALLOC0, OP_ALIGNED, OP_FREE,
   OP_FREE2, OP_FREE_SIZED, OP_USABLE, OP_REFILL, OP_MALLOC_BURST, OP_FREE_BURST, OP_MISC,
-  OP_REALLOC3,
+  OP_STALE,
 };
 enum { MISC_TRIM, MISC_RESPAWN, MISC_CHECK_ALL, MISC_FREE_ALL };
+enum { STALE_FRESH, STALE_FREED, STALE_CHAIN, STALE_LIVE }; // OP_STALE variants
 static const char *const op_names[16] = {
     "malloc", "malloc", "calloc", "realloc", "realloc", "realloc0", "aligned_alloc", "free",
     "free", "free_sized", "usable_size", "refill", "malloc_burst", "free_burst", "misc",
-    "realloc"};
+    "stale"};
+static const char *const stale_names[4] = {"stale_fresh", "stale_freed", "stale_chain",
+                                           "stale_live"};
 
 typedef struct op {
   uint8_t code, variant, thread, slot;
@@ -85,15 +93,24 @@ typedef struct slot {
 static slot_t slots[NSLOTS];
 static op_t ops[MAX_OPS];
 static unsigned nops, cur_op;
+static struct {
+  unsigned char *p;
+  size_t usable;
+} freed[NFREED];        // the last NFREED blocks freed, a ring: freed[(nfreed - 1) % NFREED] last
+static unsigned nfreed; // blocks freed in this input
 static size_t big_used;
 static unsigned huge_used, trim_used;
 static uint64_t seed_next;
+
+static const char *op_name(const op_t *o) {
+  return o->code == OP_STALE ? stale_names[o->variant] : op_names[o->code];
+}
 
 __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...) {
   const op_t *o = cur_op < nops ? &ops[cur_op] : NULL;
   if (o)
     fprintf(stderr, "fuzz_ops: op #%u %s (thread %u, slot %u, size %zu, align %zu): ", cur_op,
-            op_names[o->code], o->thread, o->slot, o->size, o->align);
+            op_name(o), o->thread, o->slot, o->size, o->align);
   else
     fprintf(stderr, "fuzz_ops: end of input: ");
   va_list ap;
@@ -169,7 +186,7 @@ static size_t slot_mismatch(const slot_t *b, const unsigned char *p, size_t to) 
   return mismatch(p, h, to, b->seed);
 }
 
-static void corrupted(unsigned s, size_t off, const char *when) {
+__attribute__((noreturn)) static void corrupted(unsigned s, size_t off, const char *when) {
   const slot_t *b = &slots[s];
   fail("%s: slot %u block %p (size %zu, usable %zu, head %zu) corrupted at offset %zu: %#x, "
        "expected %#x",
@@ -256,6 +273,12 @@ static size_t budget(size_t n) {
 
 // ---- operations (run on a worker thread) ----------------------------------------------
 
+static void note_freed(unsigned char *p, size_t usable) {
+  freed[nfreed % NFREED].p = p;
+  freed[nfreed % NFREED].usable = usable;
+  nfreed++;
+}
+
 static void do_free(unsigned s, bool sized) {
   slot_t *b = &slots[s];
   if (b->p == NULL) {
@@ -266,6 +289,7 @@ static void do_free(unsigned s, bool sized) {
   verify(s, "before free");
   if (sized) smp_free_sized(b->p, b->size);
   else smp_free(b->p);
+  note_freed(b->p, b->usable);
   b->p = NULL;
 }
 
@@ -332,6 +356,7 @@ static void do_realloc(unsigned s, size_t d, unsigned mode) {
   int err = errno;
   if (b->p && size == 0) { // frees and returns NULL
     if (p != NULL) fail("realloc(%p, 0) returned %p, expected NULL", (void *)b->p, (void *)p);
+    note_freed(b->p, b->usable);
     b->p = NULL;
     return;
   }
@@ -347,6 +372,7 @@ static void do_realloc(unsigned s, size_t d, unsigned mode) {
     if (off != SIZE_MAX)
       fail("realloc(%p, %zu) from %zu = %p lost byte %zu: %#x, expected %#x", (void *)b->p,
            size, old, (void *)p, off, p[off], slot_byte(b, off));
+    if (p != b->p) note_freed(b->p, b->usable);
     // The saved head follows the block as far as realloc keeps bytes.
     b->p = p, b->size = size, b->usable = usable, b->align = 16;
     if (b->head_len > keep) b->head_len = keep;
@@ -403,6 +429,154 @@ static void check_all(const char *when) {
     }
 }
 
+// ---- stale ops: bytes the program never wrote, or that belong to freed blocks ---------
+// A valid program may copy into a live block bytes it never wrote (of a new block, or carried
+// along by realloc) and a buggy but common one bytes of a freed block; either way a free mark
+// or encoded link the allocator left in memory lands at the start of a live block, which the
+// allocator must not take for a free one. OP_STALE's variant is the source; the op copies a
+// slice of it over the destination slot's first bytes (a new block of the operand's size if
+// the slot is empty) and saves the bytes as the slot's head, so the model stays exact. The size
+// operand's low bits choose the slice: bits [1:0] its length (16, 24, 40 or 64 bytes: words 0
+// and 1 always), bits [5:2] times 16 << bits [9:6] its offset in the source (any multiple of
+// 16 << k below 256 << k: where a block of an earlier layout of the pages began), folded into
+// the source; bits 10 and up pick the freed block (stale_freed) or the source slot (stale_live).
+
+static int safe_pipe[2] = {-1, -1}; // where process_vm_readv is refused (seccomp)
+
+// Reads up to n bytes at addr, which may be freed, purged or unmapped, without faulting: the
+// kernel copies them and answers EFAULT where nothing is mapped. Returns the bytes read.
+static size_t read_safe(unsigned char *buf, const unsigned char *addr, size_t n) {
+  if (safe_pipe[0] < 0) {
+    struct iovec local = {buf, n}, remote = {(void *)addr, n};
+    ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    return r > 0 ? (size_t)r : 0;
+  }
+  ssize_t r = write(safe_pipe[1], addr, n); // n <= PIPE_BUF into an empty pipe: never blocks
+  if (r <= 0) return 0;
+  if (read(safe_pipe[0], buf, (size_t)r) != r) fail("read from the safe-read pipe failed");
+  return (size_t)r;
+}
+
+static void read_safe_init(void) {
+  unsigned char probe = 1, out = 0;
+  struct iovec local = {&out, 1}, remote = {&probe, 1};
+  if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1 && out == 1) return;
+  if (pipe(safe_pipe) != 0) {
+    fprintf(stderr, "fuzz_ops: neither process_vm_readv nor a pipe\n");
+    abort();
+  }
+}
+
+static size_t stale_len(size_t operand) {
+  static const unsigned char len[4] = {16, 24, 40, 64};
+  return len[operand & 3];
+}
+
+// Offset of an n-byte slice in a source of usable bytes (n <= usable), 16-aligned.
+static size_t stale_off(size_t operand, size_t usable, size_t n) {
+  size_t off = ((operand >> 2) & 15) << (4 + ((operand >> 6) & 15));
+  if (off + n > usable) off = off % (usable - n + 1) & ~(size_t)15;
+  return off;
+}
+
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+// The destination's head becomes buf[0, n) (n <= its usable size and HEAD_N).
+static void copy_in(unsigned s, const unsigned char *buf, size_t n) {
+  slot_t *b = &slots[s];
+  memcpy(b->p, buf, n);
+  memcpy(b->head, buf, n);
+  if (b->head_len < n) b->head_len = n;
+}
+
+// The destination slot, made live and checked; false if it stays empty (an absurd size).
+static bool stale_dest(unsigned s, size_t size) {
+  if (slots[s].p == NULL) do_malloc(s, size);
+  else verify_sparse(s, "before stale copy");
+  return slots[s].p != NULL;
+}
+
+// From a new block, never written: what the allocator and its earlier users left there.
+static void stale_fresh(unsigned s, size_t operand) {
+  if (!stale_dest(s, operand)) return;
+  size_t n = min_size(stale_len(operand), slots[s].usable), size = budget(operand);
+  errno = 0;
+  unsigned char *src = smp_malloc(size), buf[HEAD_N];
+  if (size >= ABSURD) {
+    check_fail(src, errno, ENOMEM, size, "malloc");
+    return;
+  }
+  size_t usable = check_new(NSLOTS, src, size, 16, "malloc"); // overlaps no slot
+  check_waste(src, size, usable, "malloc");
+  n = min_size(n, usable);
+  memcpy(buf, src + stale_off(operand, usable, n), n);
+  smp_free(src);
+  note_freed(src, usable);
+  copy_in(s, buf, n);
+}
+
+// From a block freed earlier in the input (bits 10 and up: 0 the last freed, 1 the one before),
+// which may since be live again, purged or unmapped.
+static void stale_freed(unsigned s, size_t operand) {
+  if (!stale_dest(s, operand) || nfreed == 0) return;
+  unsigned have = nfreed < NFREED ? nfreed : NFREED, k = (unsigned)((operand >> 10) % have);
+  unsigned char *src = freed[(nfreed - 1 - k) % NFREED].p, buf[HEAD_N];
+  size_t usable = freed[(nfreed - 1 - k) % NFREED].usable;
+  size_t n = min_size(min_size(stale_len(operand), slots[s].usable), usable);
+  n = read_safe(buf, src + stale_off(operand, usable, n), n);
+  copy_in(s, buf, n);
+}
+
+// A new block of the operand's size, never written, resized 1 to 4 times (operand bits [1:0]):
+// to a small size, back, to a tiny one, to half: realloc carries what the allocator left in
+// it, checked for its first bytes. Those are written back once (the same values), as a page
+// the allocator gave back lazily (purge:free) may read as zero any time until written. The
+// block then stays in the slot with them as its head.
+static void stale_chain(unsigned s, size_t operand) {
+  do_free(s, false);
+  size_t old = budget(operand);
+  errno = 0;
+  unsigned char *p = smp_malloc(old), head[HEAD_N];
+  if (old >= ABSURD) {
+    check_fail(p, errno, ENOMEM, old, "malloc");
+    return;
+  }
+  size_t usable = check_new(s, p, old, 16, "malloc");
+  check_waste(p, old, usable, "malloc");
+  size_t len = min_size(HEAD_N, old); // realloc keeps the requested bytes only
+  memcpy(head, p, len);
+  memcpy(p, head, len);
+  const size_t to[4] = {1 + old % 2048, old, 1 + old % 200, old / 2 + 1};
+  for (unsigned k = 0; k <= (operand & 3); k++) {
+    size_t size2 = budget(to[k]);
+    unsigned char *q = smp_realloc(p, size2);
+    size_t usable2 = check_new(s, q, size2, 16, "realloc");
+    len = min_size(len, size2);
+    for (size_t i = 0; i < len; i++)
+      if (q[i] != head[i])
+        fail("realloc(%p, %zu) from %zu = %p lost unwritten byte %zu: %#x, expected %#x",
+             (void *)p, size2, old, (void *)q, i, q[i], head[i]);
+    if (q != p) note_freed(p, usable);
+    p = q, old = size2, usable = usable2;
+  }
+  slots[s] = (slot_t){p, old, usable, 16, seed_next++ * 0xd1b54a32d192ed03ull + 3, len, {0}};
+  memcpy(slots[s].head, head, len);
+  fill(p, len, usable, slots[s].seed);
+}
+
+// From another live block's start (the source slot is s + 1 + bits 10 and up): word 0 and 1
+// of one block, pattern or a head copied in earlier, become the other's.
+static void stale_live(unsigned s, size_t operand) {
+  if (!stale_dest(s, operand)) return;
+  unsigned from = (unsigned)((s + 1 + (operand >> 10)) % NSLOTS);
+  if (slots[from].p == NULL) return;
+  unsigned char buf[HEAD_N];
+  size_t n = min_size(min_size(stale_len(operand), slots[s].usable), slots[from].usable);
+  verify_range(from, n, "stale copy source");
+  memcpy(buf, slots[from].p, n);
+  copy_in(s, buf, n);
+}
+
 static void run_op(const op_t *o) {
   unsigned s = o->slot;
   switch (o->code) {
@@ -410,8 +584,7 @@ static void run_op(const op_t *o) {
   case OP_MALLOC2: do_malloc(s, o->size); break;
   case OP_CALLOC: do_calloc(s, o->size, o->mode); break;
   case OP_REALLOC:
-  case OP_REALLOC2:
-  case OP_REALLOC3: do_realloc(s, o->size, o->variant); break;
+  case OP_REALLOC2: do_realloc(s, o->size, o->variant); break;
   case OP_REALLOC0: do_realloc(s, 0, 0); break;
   case OP_ALIGNED: do_aligned(s, o->size, o->align); break;
   case OP_FREE:
@@ -449,6 +622,14 @@ static void run_op(const op_t *o) {
       for (unsigned k = 0; k < NSLOTS; k++) do_free(k, k & 1);
       break;
     default: break; // MISC_RESPAWN is done by the dispatcher
+    }
+    break;
+  case OP_STALE:
+    switch (o->variant) {
+    case STALE_FRESH: stale_fresh(s, o->size); break;
+    case STALE_FREED: stale_freed(s, o->size); break;
+    case STALE_CHAIN: stale_chain(s, o->size); break;
+    default: stale_live(s, o->size); break;
     }
     break;
   }
@@ -516,7 +697,7 @@ static void decode(const uint8_t *data, size_t size) {
     case OP_MALLOC2:
     case OP_REALLOC:
     case OP_REALLOC2:
-    case OP_REALLOC3: o->size = decode_size(&r); break;
+    case OP_STALE: o->size = decode_size(&r); break;
     case OP_CALLOC:
     case OP_MALLOC_BURST:
       o->mode = (uint8_t)next8(&r);
@@ -552,7 +733,7 @@ static void run_traced(unsigned i) {
   run_op(o);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   fprintf(stderr, "op #%u %s.%u thread %u slot %u size %zu align %zu mode %u: %.1f us\n", i,
-          op_names[o->code], o->variant, o->thread, o->slot, o->size, o->align, o->mode,
+          op_name(o), o->variant, o->thread, o->slot, o->size, o->align, o->mode,
           (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3);
 }
 
@@ -584,6 +765,7 @@ static void worker_start(worker_t *w) {
 
 static void workers_init(void) {
   trace = getenv("FUZZ_OPS_TRACE") != NULL;
+  read_safe_init();
   for (unsigned t = 0; t < NTHREADS; t++) {
     sem_init(&workers[t].go, 0, 0);
     sem_init(&workers[t].done, 0, 0);
@@ -620,6 +802,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   huge_used = 0;
   trim_used = 0;
   seed_next = 1;
+  nfreed = 0;
   decode(data, size);
   // Runs of consecutive ops of one thread go to that worker in one hand-off.
   for (unsigned i = 0; i < nops;) {
