@@ -6,16 +6,21 @@ Usage: make_seeds.py [corpus dir]   (default: the corpus/ directory beside this 
 The encoding mirrors decode() in fuzz_ops.c: an op byte ([7:6] variant, [5:4] thread,
 [3:0] opcode), a slot byte, then operands; a size is a kind byte (tier in [2:0], variant in
 [7:3]) and two bytes little-endian. The seeds reach every op, every size tier and every edge
-value, with blocks allocated on one thread and freed or resized on another. The fuzzer's own
-finds (merged with -merge=1) sit beside them under libFuzzer's hash names.
+value, with blocks allocated on one thread and freed or resized on another. The stale_* seeds
+put free marks and links the allocator left in memory into live blocks (unwritten blocks, freed
+ones, realloc chains that never write, copies between live blocks) and free, resize or measure
+those blocks on other threads: valid programs, which an allocator that takes a mark in a live
+block for a double free aborts. The fuzzer's own finds (merged with -merge=1) sit beside them
+under libFuzzer's hash names.
 """
 import os
 import random
 import sys
 
 MALLOC, MALLOC2, CALLOC, REALLOC, REALLOC2, REALLOC0, ALIGNED, FREE, FREE2, FREE_SIZED, \
-    USABLE, REFILL, MALLOC_BURST, FREE_BURST, MISC, REALLOC3 = range(16)
+    USABLE, REFILL, MALLOC_BURST, FREE_BURST, MISC, STALE = range(16)
 TRIM, RESPAWN, CHECK_ALL, FREE_ALL = range(4)
+FRESH, FREED, CHAIN, LIVE = range(4)  # stale variants
 ABS, GROW, SHRINK, HALF = range(4)  # realloc variants
 
 # Size tiers (kind byte & 7).
@@ -85,6 +90,43 @@ def burst_free(slot, count, t=0, sized=0):
 
 def misc(kind, t=0):
     return op(MISC, 0, t, kind)
+
+
+def stale(kind, slot, sz, t=0):
+    return op(STALE, slot, t, kind, sz)
+
+
+STALE_LENS = {16: 0, 24: 1, 40: 2, 64: 3}
+
+
+def stale_bits(length=16, times=0, shift=0, pick=0):
+    """The low bits of a stale op's size operand: the slice is length bytes at
+    times * 16 << shift in the source (times and shift 0..15); pick chooses the freed block (0:
+    the last freed) or the source slot (slot + 1 + pick). For stale_chain, bits [1:0] are the
+    number of reallocs - 1."""
+    return STALE_LENS[length] | times << 2 | shift << 6 | pick << 10
+
+
+def small_with(bits):
+    """A small-tier size operand whose value is bits (<= 65535)."""
+    return size(SMALL, bits)
+
+
+def pages_with(low, at_least=65537, bits=10):
+    """A page-run size operand (65537 + 31 v, at least at_least) whose low bits are low."""
+    for v in range(65536):
+        n = 65537 + 31 * v
+        if n >= at_least and n % (1 << bits) == low:
+            return size(PAGES, v)
+    raise ValueError(low)
+
+
+def stale_setup(t0=0):
+    """48 blocks of 64 KiB in slots 0..47 (12 spans of 4), freed on two other threads: the spans
+    go back to the page heap with a free mark in word 1 at every 64 KiB from a span's start."""
+    return (burst_malloc(0, 24, size(SMALL, 65535), t0)
+            + burst_malloc(24, 24, size(SMALL, 65535), (t0 + 1) % 4)
+            + burst_free(0, 24, (t0 + 2) % 4) + burst_free(24, 24, (t0 + 3) % 4, 1))
 
 
 def seeds():
@@ -232,10 +274,76 @@ def seeds():
         b += burst_malloc(0, 32, size(SMALL, 2048), 0) + burst_malloc(32, 32, size(SMALL, 2048), 1)
         b += burst_free(0, 32, 2) + burst_free(32, 32, 3, 1) + misc(TRIM, r)
     s["span_empty"] = b
+    s.update(stale_seeds())
     # Pseudo-random programs (fixed seeds), for the fuzzer to start from.
     rng = random.Random(20240601)
     for i in range(6):
         s["random_%d" % i] = bytes(rng.randrange(256) for _ in range(64 + 160 * i))
+    return s
+
+
+def stale_seeds():
+    s = {}
+    # Copies that cannot forge a mark (word 1 of a new small block is clear; a freed huge block
+    # is unmapped; a freed page run keeps its pattern): the model of heads through realloc,
+    # refill, trim and the whole-heap check.
+    b = malloc(1, size(TINY, 100), 0) + malloc(2, size(SMALL, 5000), 1)
+    b += malloc(3, size(HUGE, 10), 2) + malloc(4, any_size(65537 + 31 * 900), 3)
+    b += stale(FRESH, 1, small_with(stale_bits(64)), 1)          # new 64-byte block, offset 0
+    b += stale(FRESH, 2, small_with(stale_bits(40, 1, 4)), 2)    # new block, offset 256
+    b += free(3, 3) + stale(FREED, 5, small_with(stale_bits(64)), 0)  # unmapped: reads nothing
+    b += free(4, 0) + stale(FREED, 6, small_with(stale_bits(24)), 1)  # a freed page run
+    b += stale(LIVE, 7, small_with(stale_bits(64, pick=57)), 2)  # slot 7 <- slot 1
+    b += stale(LIVE, 1, small_with(stale_bits(40, pick=0)), 3)   # slot 1 <- slot 2
+    b += realloc(1, size(SMALL, 30), 0, SHRINK) + realloc(2, size(SMALL, 20000), 1, GROW)
+    b += realloc(7, size(PAGES, 500), 2) + realloc(7, size(TINY, 20), 3)
+    b += op(USABLE, 1, 2) + op(USABLE, 7, 0) + misc(TRIM, 1) + op(REFILL, 2, 3)
+    b += stale(CHAIN, 8, small_with(3000 | 3), 0) + realloc(8, size(K1, 900), 2, HALF)
+    b += stale(CHAIN, 9, size(HUGE, 100), 1) + stale(CHAIN, 10, size(TINY, 1), 2)
+    b += misc(CHECK_ALL, 3) + free_sized(8, 1) + op(FREE2, 9, 3) + misc(RESPAWN, 0)
+    s["stale_model"] = b
+    # A freed small block's link and mark, read through the kernel, into the head of a block
+    # allocated on thread 0; freed much later on thread 3.
+    b = malloc(1, size(TINY, 100), 0) + malloc(2, size(TINY, 48), 0)
+    b += malloc(3, size(SMALL, 3000), 0) + free(1, 1)
+    b += stale(FREED, 2, small_with(stale_bits(16)), 2)          # slot 1's old block, offset 0
+    b += burst_malloc(10, 8, size(K1, 500), 1) + burst_free(10, 8, 2)
+    b += op(USABLE, 3, 0) + free(2, 3)
+    s["stale_freed"] = b
+    # The same mark, copied on from live block to live block; the last copy is resized on
+    # another thread.
+    b = malloc(20, size(TINY, 48), 0) + malloc(21, size(SMALL, 3000), 1)
+    b += malloc(22, size(K1, 700), 2) + malloc(0, size(TINY, 100), 3) + free(0, 0)
+    b += stale(FREED, 20, small_with(stale_bits(64)), 1)         # slot 20 <- freed block
+    b += stale(LIVE, 21, small_with(stale_bits(24, pick=62)), 2) # slot 21 <- slot 20
+    b += stale(LIVE, 22, small_with(stale_bits(64, pick=62)), 3) # slot 22 <- slot 21
+    b += realloc(22, size(K1, 400), 0, GROW) + realloc(21, size(SMALL, 9000), 1)
+    b += op(USABLE, 20, 2) + free_sized(20, 3) + misc(FREE_ALL, 0)
+    s["stale_live"] = b
+    # New page runs over pages that held freed 64 KiB blocks, never written: slices at every
+    # 8 KiB from 0 to 56 KiB and at 64, 128 and 192 KiB (one is a former block's start wherever
+    # the run begins), copied into small blocks allocated before, which other threads free
+    # (every other one measured first).
+    offsets = [(t, 9) for t in range(8)] + [(t, 12) for t in (1, 2, 3)]
+    b = burst_malloc(48, len(offsets), size(TINY, 80), 1) + stale_setup(0)
+    for i, (times, shift) in enumerate(offsets):
+        b += stale(FRESH, 48 + i, pages_with(stale_bits(16, times, shift), 250000), 2 + i % 2)
+    for i in range(len(offsets)):
+        b += (op(USABLE, 48 + i, i % 4) if i % 2 else b"") + free(48 + i, (i + 1) % 4)
+    s["stale_fresh"] = b
+    # The reproducer: a never-written page run over the same pages, realloc'ed to 1 + n % 2048
+    # bytes (one realloc) keeps the stale words; the small block is freed on another thread.
+    b = stale_setup(1) + stale(CHAIN, 50, pages_with(0, 100000, 2), 2) + free(50, 3)
+    s["stale_chain"] = b
+    # Longer chains (4 reallocs: small, back to the page run, tiny, half) on the same pages,
+    # then more copies, a respawn and a trim between copy and free.
+    b = stale_setup(2) + stale(CHAIN, 50, pages_with(3, 200000, 2), 3)
+    b += stale(CHAIN, 51, pages_with(1, 80000, 2), 0)
+    b += stale(CHAIN, 52, pages_with(2, 150000, 2), 1)
+    b += stale(LIVE, 53, small_with(stale_bits(64, pick=60)), 2) + misc(RESPAWN, 3)
+    b += misc(TRIM, 0) + realloc(50, size(TINY, 10), 1, HALF) + free(51, 2) + free_sized(52, 3)
+    b += free(53, 0)
+    s["stale_chain_long"] = b
     return s
 
 
