@@ -94,7 +94,7 @@ static slot_t slots[NSLOTS];
 static op_t ops[MAX_OPS];
 static unsigned nops, cur_op;
 static struct {
-  unsigned char *p;
+  uintptr_t addr; // an address, never dereferenced: read only through read_safe()
   size_t usable;
 } freed[NFREED];        // the last NFREED blocks freed, a ring: freed[(nfreed - 1) % NFREED] last
 static unsigned nfreed; // blocks freed in this input
@@ -273,8 +273,8 @@ static size_t budget(size_t n) {
 
 // ---- operations (run on a worker thread) ----------------------------------------------
 
-static void note_freed(unsigned char *p, size_t usable) {
-  freed[nfreed % NFREED].p = p;
+static void note_freed(const void *p, size_t usable) {
+  freed[nfreed % NFREED].addr = (uintptr_t)p;
   freed[nfreed % NFREED].usable = usable;
   nfreed++;
 }
@@ -445,13 +445,13 @@ static int safe_pipe[2] = {-1, -1}; // where process_vm_readv is refused (seccom
 
 // Reads up to n bytes at addr, which may be freed, purged or unmapped, without faulting: the
 // kernel copies them and answers EFAULT where nothing is mapped. Returns the bytes read.
-static size_t read_safe(unsigned char *buf, const unsigned char *addr, size_t n) {
+static size_t read_safe(unsigned char *buf, uintptr_t addr, size_t n) {
   if (safe_pipe[0] < 0) {
     struct iovec local = {buf, n}, remote = {(void *)addr, n};
     ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
     return r > 0 ? (size_t)r : 0;
   }
-  ssize_t r = write(safe_pipe[1], addr, n); // n <= PIPE_BUF into an empty pipe: never blocks
+  ssize_t r = write(safe_pipe[1], (const void *)addr, n); // n <= PIPE_BUF, empty pipe: no wait
   if (r <= 0) return 0;
   if (read(safe_pipe[0], buf, (size_t)r) != r) fail("read from the safe-read pipe failed");
   return (size_t)r;
@@ -520,9 +520,10 @@ static void stale_fresh(unsigned s, size_t operand) {
 static void stale_freed(unsigned s, size_t operand) {
   if (!stale_dest(s, operand) || nfreed == 0) return;
   unsigned have = nfreed < NFREED ? nfreed : NFREED, k = (unsigned)((operand >> 10) % have);
-  unsigned char *src = freed[(nfreed - 1 - k) % NFREED].p, buf[HEAD_N];
+  uintptr_t src = freed[(nfreed - 1 - k) % NFREED].addr;
   size_t usable = freed[(nfreed - 1 - k) % NFREED].usable;
   size_t n = min_size(min_size(stale_len(operand), slots[s].usable), usable);
+  unsigned char buf[HEAD_N];
   n = read_safe(buf, src + stale_off(operand, usable, n), n);
   copy_in(s, buf, n);
 }
