@@ -95,12 +95,15 @@ void smp_lock_release(smp_lock_t *lock);
 
 
 // A wake-up for one sleeper (the background thread): signal sets it and wakes the sleeper if it
-// was clear; wait sleeps up to ms unless it is set, and clears it. A futex on Linux: a signal
-// costs one atomic exchange, and a system call only when it sets the word.
+// was clear; wait sleeps up to ms unless it is set. A futex on Linux: a signal costs one atomic
+// exchange, and a system call only when it sets the word. wait consumes the signal with the same
+// kind of exchange (acquire), so it returns true exactly when it consumed one, and then sees
+// what the signaller wrote before signalling; a signal it did not consume stays set for the next
+// wait (none is cleared unseen).
 typedef struct smp_event {
   _Atomic uint32_t word;
 } smp_event_t;
 void smp_event_signal(smp_event_t *e);
-void smp_event_wait(smp_event_t *e, unsigned ms);
+bool smp_event_wait(smp_event_t *e, unsigned ms);
 
 #endif

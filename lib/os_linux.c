@@ -7,8 +7,8 @@
 // fault_inject whether to fail; map_aligned counts as one map however many mmaps it makes.
 // Without the switch the check is the constant false and no code is generated for it.
 // Shared state and its orders: the fault plan's counters (relaxed, statistics); smp_event_t's
-// word (exchange with release on signal, acquire on wait: what the signaller wrote before is
-// seen by the woken sleeper; the page heap passes its data under its lock anyway); a fork
+// word (exchange with release on signal, exchange with acquire on wait, before and after the
+// sleep: a wait that consumed a signal sees what the signaller wrote before it); a fork
 // child's forked_alone/forked_by (forked_by is written before the child has a second thread and
 // published to it by pthread_create; forked_alone is a relaxed flag no data depends on).
 #ifndef _GNU_SOURCE
@@ -340,16 +340,17 @@ void smp_event_signal(smp_event_t *e) {
   }
 }
 
-void smp_event_wait(smp_event_t *e, unsigned ms) {
-  if (atomic_exchange_explicit(&e->word, 0, memory_order_acquire) == 0) {
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-    int saved = errno;
-    // Sleeps unless the word became 1 meanwhile; wakes on a signal, the timeout, or a signal
-    // handler (the background thread blocks them all): each ends the wait early at worst.
-    syscall(SYS_futex, &e->word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
-    errno = saved;
-    atomic_store_explicit(&e->word, 0, memory_order_relaxed);
-  }
+bool smp_event_wait(smp_event_t *e, unsigned ms) {
+  if (atomic_exchange_explicit(&e->word, 0, memory_order_acquire) != 0) return true;
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+  int saved = errno;
+  // Sleeps unless the word became 1 meanwhile; wakes on a signal, the timeout, or a signal
+  // handler (the background thread blocks them all): each ends the wait early at worst.
+  syscall(SYS_futex, &e->word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+  errno = saved;
+  // Whatever ended the sleep, a signal that came before this point is consumed here, with
+  // acquire; one that comes after stays set.
+  return atomic_exchange_explicit(&e->word, 0, memory_order_acquire) != 0;
 }
 
 void smp_lock_init(smp_lock_t *lock) { pthread_mutex_init(&lock->mutex, NULL); }
