@@ -198,11 +198,14 @@ static void grow_locked(cache_meta_t *m, int index, unsigned cls) {
 
 static size_t drain_indexes_locked(unsigned *list, unsigned n);
 
+// Idle scans, and when the background thread last made one (0: never): while its passes come,
+// application threads leave the scan and its membarrier to it.
+static _Atomic uint64_t pass_scan_ms, scans_background, scans_slow;
+
 // Drain caches that hold blocks and whose hit count did not move since the last scan: no running
 // thread uses them (with mm_cid, indexes above the current concurrency go quiet). An empty cache
-// is skipped, so a drained one costs no further fence. Runs every 4096 misses of a cache, and
-// from the background thread.
-void smp_cpucache_drain_idle(void) {
+// is skipped, so a drained one costs no further fence.
+static void drain_idle_scan(void) {
   unsigned idle[64], n = 0;
   for (unsigned i = 0; i < cache_count && n < SMP_ARRAY_LEN(idle); i++) {
     cache_meta_t *m = &metas[i];
@@ -229,9 +232,25 @@ void smp_cpucache_drain_idle(void) {
   for (unsigned k = 0; k < n; k++) smp_lock_release(&locks[idle[k]]);
 }
 
+void smp_cpucache_drain_idle(void) {
+  smp_store_relaxed(&pass_scan_ms, smp_os_now_ms());
+  smp_fetch_add_relaxed(&scans_background, 1);
+  drain_idle_scan();
+}
+
+// A slow path's turn (every 4096 misses of a cache): scan only if no pass did lately.
+static void drain_idle_if_no_pass(void) {
+  uint64_t last = smp_load_relaxed(&pass_scan_ms);
+  if (last != 0 && smp_os_now_ms() - last < SMP_CPUCACHE_PASS_STALE_MS) return;
+  smp_fetch_add_relaxed(&scans_slow, 1);
+  drain_idle_scan();
+}
+
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and
-// class cls grown if it can be. Returns -1 if this thread cannot use the per-CPU caches.
-static int prepare(unsigned cls) {
+// class cls grown if it can be; *cap is then its capacity. Returns -1 (and *cap 0) if this
+// thread cannot use the per-CPU caches.
+static int prepare(unsigned cls, unsigned *cap) {
+  *cap = 0;
   int index = current_index();
   if (index < 0) {
     if (!smp_rseq_register_thread()) return -1;
@@ -240,7 +259,7 @@ static int prepare(unsigned cls) {
   if (index < 0 || (unsigned)index >= cache_count) return -1;
   cache_meta_t *m = &metas[index];
   uint64_t misses = smp_fetch_add_relaxed(&m->misses, 1);
-  if ((misses & 4095) == 4095) smp_cpucache_drain_idle();
+  if ((misses & 4095) == 4095) drain_idle_if_no_pass();
   smp_lock_acquire(&locks[index]);
   if (!m->used) {
     // No memory for the region: calls go to the central lists directly, and the commit is
@@ -252,14 +271,19 @@ static int prepare(unsigned cls) {
     }
   }
   grow_locked(m, index, cls);
+  *cap = m->cap[cls];
   smp_lock_release(&locks[index]);
   return index;
 }
 
 void *smp_cpucache_alloc_slow(unsigned cls) {
-  int index = prepare(cls);
+  unsigned cap;
+  int index = prepare(cls, &cap);
+  // The block asked for, and a batch for the cache, no more than its capacity (an alloc misses
+  // on an empty class): a class that could not grow takes one block, not a batch to give back.
+  unsigned want = 1 + (cap < batch(cls) - 1 ? cap : batch(cls) - 1);
   void *blocks[64];
-  unsigned n = smp_central_refill(cls, blocks, index < 0 ? 1 : batch(cls));
+  unsigned n = smp_central_refill(cls, blocks, want);
   if (n == 0) return NULL;
   smp_fetch_add_relaxed(took_of(index, cls), n);
   void *p = blocks[--n];
@@ -270,7 +294,8 @@ void *smp_cpucache_alloc_slow(unsigned cls) {
 }
 
 void smp_cpucache_free_slow(void *p, unsigned cls) {
-  int index = prepare(cls);
+  unsigned cap;
+  int index = prepare(cls, &cap);
   if (index >= 0) {
     if (smp_cpucache_free_fast(p, cls)) return; // it grew
     void *out[64];
@@ -368,6 +393,8 @@ size_t smp_cpucache_drain_all(void) {
 
 void smp_cpucache_stats(smp_cpucache_stats_t *out) {
   memset(out, 0, sizeof *out);
+  out->scans_background = smp_load_relaxed(&scans_background);
+  out->scans_slow = smp_load_relaxed(&scans_slow);
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     out->took[c] = smp_load_relaxed(&direct_took[c]);
     out->gave[c] = smp_load_relaxed(&direct_gave[c]);

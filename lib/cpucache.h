@@ -53,8 +53,11 @@ void smp_cpucache_free_slow(void *p, unsigned cls);
 bool smp_cpucache_holds(unsigned cls, const void *p);
 // Drain every cache to the central lists; returns blocks drained.
 size_t smp_cpucache_drain_all(void);
-// Drain the caches that no thread used since the previous call (see cpucache.c).
+// The background thread's pass: drain the caches that no thread used since the previous scan
+// (see cpucache.c). While passes come, the slow paths leave the scan (and its membarrier) to
+// them; after SMP_CPUCACHE_PASS_STALE_MS without one, a slow path scans every 4096 misses.
 void smp_cpucache_drain_idle(void);
+#define SMP_CPUCACHE_PASS_STALE_MS 2000
 // A name for statistics: "percpu (rseq, mm_cid)" or "percpu (rseq, cpu_id)".
 const char *smp_cpucache_name(void);
 // Caches reserved: one per possible CPU (offline ones included; a thread never gets their index).
@@ -62,6 +65,8 @@ unsigned smp_cpucache_count(void);
 
 typedef struct smp_cpucache_stats {
   uint64_t capacity_bytes;         // sum of the budgets in use
+  uint64_t scans_background;       // idle scans by the background thread's passes
+  uint64_t scans_slow;             // idle scans by slow paths (no pass for a while)
   uint64_t took[SMP_CLASS_COUNT];  // blocks from the central lists
   uint64_t gave[SMP_CLASS_COUNT];  // blocks to the central lists
   uint64_t cached[SMP_CLASS_COUNT];

@@ -39,6 +39,10 @@ bool smp_os_multithreaded(void);
 void smp_os_forked(void);
 // Milliseconds of a monotonic clock with a resolution of a few ms: cheap enough for slow paths.
 uint64_t smp_os_now_ms(void);
+// Tests: smp_os_now_ms returns now_ms() from now on (NULL: the real clock again), so a test of
+// decay, idleness or staleness steps time itself instead of sleeping through a window. Only
+// slow paths read the clock; the cost when unset is one load and a predicted branch.
+void smp_os_clock_set(uint64_t (*now_ms)(void));
 // Address space that reads as zero and cannot be written: not charged against the commit limit
 // (vm.overcommit_memory=2). smp_os_commit makes a part of it writable (and charged); false if
 // the kernel refuses (commit limit reached).

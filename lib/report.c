@@ -173,6 +173,11 @@ void smp_report_print(int fd) {
   smp_text_u64(&t, ds.confirmed, 0);
   smp_text_str(&t, " of them found free\n");
   if (smp_frontend_is_percpu()) {
+    smp_text_str(&t, "  idle scans:     ");
+    smp_text_u64(&t, cs.scans_background, 0);
+    smp_text_str(&t, " by the background thread, ");
+    smp_text_u64(&t, cs.scans_slow, 0);
+    smp_text_str(&t, " by slow paths\n");
     smp_text_str(&t, "  cache        hits      misses    restarts      cached\n");
     uint64_t v[4];
     for (unsigned i = 0; smp_cpucache_cache_stats(i, v); i++) {

@@ -12,6 +12,7 @@
 #include "cpucache.h"
 #include "frontend.h"
 #include "init.h"
+#include "os.h"
 #include "options.h"
 #include "rseq.h"
 #include "sizeclass.h"
@@ -193,4 +194,54 @@ Test(cpucache, holds_finds_cached_blocks_and_restores_the_cache) {
   cr_assert_eq(smp_cpucache_alloc_fast(cls), a, "cache 0 hits again: its limits are back");
   cr_assert(smp_cpucache_free_fast(a, cls), "and takes blocks");
   release(live, cls);
+}
+
+// A class whose batch is more than it can hold (64 KiB blocks: at most 4 per cache, while
+// cache_size:1g makes every batch 32) refills only what fits plus the block asked for, instead
+// of a batch it gives straight back. Run with SMPALLOC_OPTIONS=cache_size:1g
+// (unit_cpucache_bigbatch); skipped where the batch fits.
+Test(cpucache, a_miss_refills_no_more_than_the_class_holds) {
+  unsigned cls = SMP_CLASS_COUNT - 1;
+  if (smp_class_info[cls].batch <= 5) cr_skip_test("needs SMPALLOC_OPTIONS=cache_size:1g");
+  smp_cpucache_stats_t st0, st1;
+  smp_cpucache_stats(&st0);
+  enum { N = 40 };
+  void *p[N];
+  for (int i = 0; i < N; i++) p[i] = alloc(cls);
+  smp_cpucache_stats(&st1);
+  cr_assert_eq(st1.gave[cls] - st0.gave[cls], 0, "no block given straight back (%lu were)",
+               (unsigned long)(st1.gave[cls] - st0.gave[cls]));
+  cr_assert_leq(st1.took[cls] - st0.took[cls], N + 4, "no more taken than used and cached");
+  for (int i = 0; i < N; i++) release(p[i], cls);
+}
+
+// The idle scan (freeze, membarrier, drain) runs on application threads every 4096 misses only
+// while no background pass came for SMP_CPUCACHE_PASS_STALE_MS. The clock is the test's.
+static uint64_t fake_ms = 1000000;
+static uint64_t fake_now(void) { return fake_ms; }
+
+static void miss_many(unsigned n) {
+  unsigned cls = 20;
+  for (unsigned i = 0; i < n; i++) smp_cpucache_free_slow(smp_cpucache_alloc_slow(cls), cls);
+}
+
+Test(cpucache, slow_paths_leave_the_idle_scan_to_background_passes) {
+  smp_os_clock_set(fake_now);
+  smp_cpucache_stats_t st0, st1;
+  smp_cpucache_stats(&st0);
+  miss_many(8192);
+  smp_cpucache_stats(&st1);
+  cr_assert_geq(st1.scans_slow, st0.scans_slow + 2, "no pass ever: the slow paths scan");
+  smp_cpucache_drain_idle(); // a background pass
+  smp_cpucache_stats(&st0);
+  cr_assert_eq(st0.scans_background, st1.scans_background + 1);
+  fake_ms += SMP_CPUCACHE_PASS_STALE_MS - 1;
+  miss_many(8192);
+  smp_cpucache_stats(&st1);
+  cr_assert_eq(st1.scans_slow, st0.scans_slow, "a recent pass: the slow paths leave it to them");
+  fake_ms += 1; // the pass is now stale: the background thread stopped passing
+  miss_many(8192);
+  smp_cpucache_stats(&st0);
+  cr_assert_geq(st0.scans_slow, st1.scans_slow + 2, "no pass for a while: the slow paths scan");
+  smp_os_clock_set(NULL);
 }
