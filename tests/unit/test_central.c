@@ -7,12 +7,16 @@
 #include <stdlib.h>
 
 #include "central.h"
+#include "options.h"
 #include "pageheap.h"
 #include "remote.h"
 #include "span.h"
 
+// Options as a process gets them from SMPALLOC_OPTIONS: the defaults in unit_central, every
+// option zero in unit_central_zero.
 static void setup(void) {
-  smp_sizeclass_init(1 << 20);
+  smp_options_parse(getenv("SMPALLOC_OPTIONS"));
+  smp_sizeclass_init(smp_options.cache_size);
   smp_span_init_keys(99);
 }
 TestSuite(central, .init = setup);

@@ -1,11 +1,26 @@
 // Unit tests of lib/pageheap and lib/pagemap: allocation, alignment, coalescing, grow/shrink,
-// trim, ownership bits and the checked span lookup, with a full invariant walk of the chunk.
+// trim, ownership bits and the checked span lookup, with a full invariant walk of the chunk;
+// decay, the dirty bound, idleness and the background passes on the test's own clock (time
+// steps when a test says so: no window of real time to miss on a loaded machine).
+// Options start as a process gets them from SMPALLOC_OPTIONS (the defaults, in unit_pageheap;
+// every option zero in unit_pageheap_zero); tests set the ones they are about.
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "options.h"
+#include "os.h"
 #include "pageheap.h"
+
+static uint64_t now_ms = 1000000; // the test's clock: only advance() moves it
+static uint64_t test_clock(void) { return now_ms; }
+static void advance(uint64_t ms) { now_ms += ms; }
+
+static void setup(void) {
+  smp_options_parse(getenv("SMPALLOC_OPTIONS"));
+  smp_os_clock_set(test_clock);
+}
+TestSuite(pageheap, .init = setup);
 
 #define USABLE (SMP_CHUNK_PAGES - SMP_CHUNK_HEADER_PAGES)
 
@@ -169,7 +184,7 @@ Test(pageheap, decay_purges_only_spans_that_came_of_age) {
   smp_pageheap_decay(); // too young
   smp_pageheap_stats(&st2);
   cr_assert_eq(st2.purged_bytes, st1.purged_bytes, "nothing is purged before decay_ms");
-  usleep(300 * 1000);
+  advance(300);
   uint64_t due = smp_pageheap_decay();
   smp_pageheap_stats(&st2);
   cr_assert_gt(st2.purged_bytes, st1.purged_bytes, "the span was purged once of age");
@@ -182,7 +197,7 @@ Test(pageheap, decay_purges_only_spans_that_came_of_age) {
   check_chunk(c);
   smp_pageheap_free(again);
   smp_pageheap_free(keep);
-  usleep(300 * 1000);
+  advance(300);
   smp_pageheap_stats(&st1);
   smp_pageheap_decay();
   smp_pageheap_stats(&st2);
@@ -209,9 +224,9 @@ Test(pageheap, decay_list_keeps_its_oldest_span_first) {
   smp_pageheap_free(old);
   uint64_t due_old = smp_pageheap_decay();
   cr_assert_neq(due_old, UINT64_MAX, "the freed span is on the decay list");
-  usleep(20 * 1000); // distinct stamps on the coarse clock
+  advance(20); // distinct stamps
   smp_pageheap_free(mid);
-  usleep(20 * 1000);
+  advance(20);
   for (int i = 0; i < 10; i++) smp_pageheap_free(small[i]);
   smp_span_t *x = smp_pageheap_alloc(40, 1, &z); // best fit: cut from mid, the rest re-filed
   cr_assert_eq(smp_span_start(x), mid_start, "the 40 pages come from the 64-page span");
@@ -234,7 +249,7 @@ Test(pageheap, lazy_purge_is_clean_but_not_zeroed) {
   smp_pageheap_stats_t st0, st1;
   smp_pageheap_free(a); // merges with the zeroed rest of the chunk: dirty as a whole
   smp_pageheap_stats(&st0);
-  usleep(60 * 1000);
+  advance(60);
   smp_pageheap_decay();
   smp_pageheap_stats(&st1);
   cr_assert_gt(st1.purged_bytes, st0.purged_bytes, "the span was given back");
@@ -337,7 +352,7 @@ Test(pageheap, dirty_bound_allowance_fades) {
   size_t learned = burst();
   cr_assert_lt(learned, first / 8, "the bound learned (%zu KiB, first %zu KiB)", learned >> 10,
                first >> 10);
-  usleep(800 * 1000); // 16 quarters of decay_ms
+  advance(800); // 16 quarters of decay_ms
   smp_pageheap_decay();
   size_t faded = burst();
   cr_assert_gt(faded, first / 8 * 7, "after the pause the burst went back (%zu KiB, first %zu KiB)",
@@ -399,10 +414,10 @@ Test(pageheap, background_pass_gives_back_an_idle_heap) {
   cr_assert_geq(st1.free_dirty, 32 * SMP_PAGE_SIZE);
   calls = smp_pageheap_calls();
   cr_assert_not(smp_pageheap_idle_since(calls), "no call since the last pass, but not for a period");
-  usleep(20 * 1000);
+  advance(20);
   calls = smp_pageheap_calls();
   cr_assert_not(smp_pageheap_idle_since(calls), "20 ms without a call is a pause, not idleness");
-  usleep(300 * 1000);
+  advance(300);
   calls = smp_pageheap_calls();
   cr_assert(smp_pageheap_idle_since(calls), "no call for half a period since the last pass: idle");
   smp_pageheap_background_pass(true);
@@ -422,8 +437,7 @@ Test(pageheap, slow_paths_defer_to_background_passes) {
   bool z;
   smp_pageheap_stats_t st0, st;
   for (int round = 0; round < 2; round++) {
-    // Round 0: passes every second (the slow paths wait 2 s for one, ample on a loaded
-    // machine); round 1: every 10 ms, and none for 50 ms.
+    // Round 0: passes every second, one just now; round 1: every 10 ms, and none for 50 ms.
     smp_options.decay_ms = round == 0 ? 60000 : 40;
     for (int i = 0; i < N; i++) {
       s[i] = smp_pageheap_alloc(PAGES, 1, &z);
@@ -431,7 +445,7 @@ Test(pageheap, slow_paths_defer_to_background_passes) {
       memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
     }
     if (round == 0) smp_pageheap_background_pass(false);
-    else usleep(50 * 1000);
+    else advance(50);
     smp_pageheap_stats(&st0);
     for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
     smp_pageheap_stats(&st);
@@ -472,9 +486,9 @@ static void stranded_pages(bool passes) {
     live[i] = smp_pageheap_alloc(1, 1, &z);
     memset(smp_span_start(hole[i]), 0x5a, SMP_PAGE_SIZE);
   }
-  usleep(20 * 1000); // stamps apart on the coarse clock
+  advance(20); // stamps apart
   for (int i = 0; i < N; i++) smp_pageheap_free(hole[i]);
-  usleep(20 * 1000);
+  advance(20);
   smp_pageheap_stats_t st0, st1, st2;
   smp_pageheap_stats(&st0);
   cr_assert_geq(st0.free_dirty, N * SMP_PAGE_SIZE);
@@ -486,7 +500,7 @@ static void stranded_pages(bool passes) {
   cr_assert_gt(st1.chunks, st0.chunks, "the heap grew");
   cr_assert_eq(st1.purged_bytes, st0.purged_bytes,
                "the holes were freed after the last growth: not yet stranded");
-  usleep(20 * 1000);
+  advance(20);
   big[2] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z);
   big[3] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z);
   smp_pageheap_stats(&st2);

@@ -4,14 +4,19 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "options.h"
 #include "pageheap.h"
 #include "remote.h"
 #include "span.h"
 
+// Options as a process gets them from SMPALLOC_OPTIONS: the defaults in unit_remote, every
+// option zero in unit_remote_zero.
 static void setup(void) {
-  smp_sizeclass_init(1 << 20);
+  smp_options_parse(getenv("SMPALLOC_OPTIONS"));
+  smp_sizeclass_init(smp_options.cache_size);
   smp_span_init_keys(12345);
 }
 TestSuite(remote, .init = setup);

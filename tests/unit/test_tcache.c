@@ -108,12 +108,25 @@ Test(tcache, dead_thread_goes_straight_to_central) {
   cr_assert_eq(class_stats(4).held, 0);
 }
 
+// Debug mode: a cache created then keeps nothing, so every free reaches its span at once. Read
+// while the thread still lives (its exit flushes any cache, so a check after it proves nothing).
+static void *churn_and_count(void *arg) {
+  cycle(6, 40);
+  uint64_t *out = arg;
+  out[0] = smp_load_relaxed(&smp_tcache_self->bins[6].count);
+  out[1] = class_stats(6).cached;
+  return NULL;
+}
+
 Test(tcache, debug_mode_caches_nothing) {
   smp_options.debug = true; // caches created from now on have capacity 0
+  uint64_t kept[2] = {UINT64_MAX, UINT64_MAX}; // its bin's count, and the statistics' figure
   pthread_t t;
-  pthread_create(&t, NULL, churn, (void *)(uintptr_t)6);
+  pthread_create(&t, NULL, churn_and_count, kept);
   pthread_join(t, NULL);
   smp_options.debug = false;
+  cr_assert_eq(kept[0], 0, "the thread's cache kept %llu blocks", (unsigned long long)kept[0]);
+  cr_assert_eq(kept[1], 0, "the statistics count %llu cached", (unsigned long long)kept[1]);
   cr_assert_eq(class_stats(6).held, 0);
 }
 
