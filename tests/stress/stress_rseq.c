@@ -2,10 +2,12 @@
 // twice. Workers (default 4 per CPU, more threads than CPUs) churn small blocks through a
 // working set and hand some to a neighbour (remote frees); meanwhile a mover thread keeps
 // moving workers between CPUs with sched_setaffinity, and a signaller sends a storm of
-// signals to them. Every block carries a pattern derived from its pointer, size and owner tag,
-// checked before free, so a block given to two owners is caught; every worker counts its
-// allocations and frees, and at the end allocations == frees and the bytes in use are back to
-// the start. In per-CPU mode the report must show restarts (that the test did its job).
+// signals to them. Checks: every block handed out goes into a registry of live blocks, and one
+// that is already there (handed out again while live: a sequence that committed twice, or a
+// slot read after its commit) fails the run at once; every block carries a pattern derived from
+// its pointer, size and owner tag, checked before free, so a block two owners write is caught
+// too; at the end the registry is empty and the allocator's own bytes in use are back to the
+// start (none lost). In per-CPU mode the report must show restarts (that the test did its job).
 // A trimmer thread calls malloc_trim(0) all along, so caches are drained (freeze, membarrier
 // fence, flush, unfreeze) while their CPUs use them. -m nofence also installs a seccomp filter
 // that makes membarrier fail after start-up: a drain must then give up, not guess.
@@ -37,6 +39,55 @@ static _Atomic uint64_t signals_taken;
 
 static stress_budget_t budget;
 
+// ---- the registry of live blocks: 256 shards, each a lock and a short array --------------
+
+#define LIVE_SHARDS 256
+#define LIVE_PER_SHARD 512 // about 2,600 blocks live at once over 256 shards: ~10 each
+
+typedef struct live_shard {
+  pthread_mutex_t lock;
+  unsigned count;
+  void *p[LIVE_PER_SHARD];
+} live_shard_t;
+static live_shard_t live[LIVE_SHARDS];
+
+static live_shard_t *shard_of(const void *p) {
+  return &live[stress_mix64((uint64_t)(uintptr_t)p) % LIVE_SHARDS];
+}
+
+// A block just handed out: it must not be live already.
+static void live_add(const char *where, void *p) {
+  live_shard_t *s = shard_of(p);
+  pthread_mutex_lock(&s->lock);
+  for (unsigned i = 0; i < s->count; i++)
+    if (s->p[i] == p) stress_fail("%s: block %p handed out while it is still live", where, p);
+  if (s->count == LIVE_PER_SHARD) stress_fail("live registry shard full");
+  s->p[s->count++] = p;
+  pthread_mutex_unlock(&s->lock);
+}
+
+// A block about to be freed: it must be live (else the test lost track of it).
+static void live_remove(const char *where, void *p) {
+  live_shard_t *s = shard_of(p);
+  pthread_mutex_lock(&s->lock);
+  unsigned i = 0;
+  while (i < s->count && s->p[i] != p) i++;
+  if (i == s->count) stress_fail("%s: block %p freed but not live", where, p);
+  s->p[i] = s->p[--s->count];
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void *live_malloc(const char *where, size_t size, uint64_t tag) {
+  void *p = stress_malloc(where, size, tag);
+  live_add(where, p);
+  return p;
+}
+
+static void live_free(const char *where, void *p, size_t size, uint64_t tag) {
+  live_remove(where, p);
+  stress_free(where, p, size, tag);
+}
+
 static void on_signal(int sig) {
   (void)sig;
   atomic_fetch_add_explicit(&signals_taken, 1, memory_order_relaxed);
@@ -56,28 +107,28 @@ static void *work(void *arg) {
       if (stress_rng_chance(&rng, 1, 4)) { // hand it on: the neighbour frees it
         stress_item_t it = {slot[k], size[k], tag};
         if (stress_queue_push(&w->next->inbox, &it, 1, true) == 0) {
-          stress_free("rseq: local", slot[k], size[k], tag);
+          live_free("rseq: local", slot[k], size[k], tag);
           w->frees++;
         }
       } else {
-        stress_free("rseq: local", slot[k], size[k], tag);
+        live_free("rseq: local", slot[k], size[k], tag);
         w->frees++;
       }
     }
     // Mostly four small classes, so blocks are reused (and drained) often; sometimes any size.
     size[k] = stress_rng_chance(&rng, 7, 8) ? 32 + 16 * (size_t)stress_rng_below(&rng, 4)
                                              : (size_t)stress_rng_log(&rng, 1, 2048);
-    slot[k] = stress_malloc("rseq: new", size[k], tag);
+    slot[k] = live_malloc("rseq: new", size[k], tag);
     w->allocs++;
     stress_item_t in[8];
     size_t n = stress_queue_pop(&w->inbox, in, 8, true);
     for (size_t j = 0; j < n; j++) {
-      stress_free("rseq: handed over", in[j].p, in[j].size, in[j].tag);
+      live_free("rseq: handed over", in[j].p, in[j].size, in[j].tag);
       w->frees++;
     }
   }
   for (unsigned k = 0; k < SLOTS; k++)
-    if (slot[k]) stress_free("rseq: at exit", slot[k], size[k], tag), w->frees++;
+    if (slot[k]) live_free("rseq: at exit", slot[k], size[k], tag), w->frees++;
   return NULL;
 }
 
@@ -159,6 +210,7 @@ int main(int argc, char **argv) {
   stress_heap_t before, after;
   stress_heap_read(&before);
 
+  for (unsigned i = 0; i < LIVE_SHARDS; i++) pthread_mutex_init(&live[i].lock, NULL);
   workers = calloc(args.threads, sizeof *workers);
   for (unsigned i = 0; i < args.threads; i++) {
     workers[i].id = i;
@@ -184,7 +236,7 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < args.threads; i++) { // whatever is still in an inbox is freed now
     stress_item_t it;
     while (stress_queue_pop(&workers[i].inbox, &it, 1, true) == 1) {
-      stress_free("rseq: left in inbox", it.p, it.size, it.tag);
+      live_free("rseq: left in inbox", it.p, it.size, it.tag);
       frees++;
     }
     allocs += workers[i].allocs;
@@ -192,9 +244,8 @@ int main(int argc, char **argv) {
   }
   for (unsigned i = 0; i < args.threads; i++) stress_queue_destroy(&workers[i].inbox);
   free(workers);
-  if (allocs != frees)
-    stress_fail("%llu blocks allocated but %llu freed", (unsigned long long)allocs,
-                (unsigned long long)frees);
+  for (unsigned i = 0; i < LIVE_SHARDS; i++)
+    if (live[i].count) stress_fail("%u blocks never freed (the test lost them)", live[i].count);
   stress_heap_read(&after);
   if (args.verbose) {
     stress_heap_print("before", &before);
