@@ -47,7 +47,7 @@ static uint64_t bound_purged_ms;      // when the bound last gave pages back (0:
 // The background thread's passes (smp_pageheap_background_pass): page-heap calls so far
 // (allocations, frees, grows and shrinks), their number when the last pass ended, and when it
 // ended (0: no pass yet).
-static uint64_t heap_calls, pass_calls, pass_end_ms;
+static uint64_t heap_calls, pass_calls, pass_end_ms, passes;
 static size_t stranded_pending;  // stranded pages the next pass gives back (stranded_purge_locked)
 static smp_event_t pass_wanted;  // signalled when a pass should not wait for its period
 
@@ -576,6 +576,7 @@ uint64_t smp_pageheap_background_pass(bool idle) {
   smp_lock_acquire(&smp_pageheap_lock);
   pass_calls = heap_calls;
   pass_end_ms = smp_os_now_ms();
+  passes++;
   slow_purge_left = SLOW_PURGE_PAGES;
   smp_lock_release(&smp_pageheap_lock);
   return due;
@@ -603,5 +604,6 @@ void smp_pageheap_stats(smp_pageheap_stats_t *out) {
   out->purge_calls = purge_calls;
   out->chunks_unmapped = chunks_unmapped;
   out->stranded_pending = stranded_pending * SMP_PAGE_SIZE;
+  out->passes = passes;
   smp_lock_release(&smp_pageheap_lock);
 }

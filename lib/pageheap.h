@@ -74,6 +74,7 @@ typedef struct smp_pageheap_stats {
   uint64_t purge_calls;     // madvise calls that did so
   uint64_t chunks_unmapped; // chunks unmapped so far
   size_t stranded_pending;  // stranded bytes signalled for the next background pass to give back
+  uint64_t passes;          // background passes made so far
 } smp_pageheap_stats_t;
 void smp_pageheap_stats(smp_pageheap_stats_t *out);
 

@@ -158,8 +158,14 @@ void smp_report_print(int fd) {
   } else {
     smp_text_str(&t, "off (trim only)");
   }
-  smp_text_str(&t, smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING
-                       ? ", background thread running\n" : "\n");
+  if (smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING) {
+    smp_pageheap_stats_t ps;
+    smp_pageheap_stats(&ps);
+    smp_text_str(&t, ", background thread running (");
+    smp_text_u64(&t, ps.passes, 0);
+    smp_text_str(&t, " passes)");
+  }
+  smp_text_str(&t, "\n");
   smp_text_str(&t, "  threads:        ");
   smp_text_u64(&t, ts.live, 0);
   smp_text_str(&t, " with a cache, ");
