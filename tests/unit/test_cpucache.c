@@ -3,6 +3,8 @@
 // can play "CPU 0", then "CPU 1", then an unregistered thread (-1). The critical sections stay
 // real rseq sequences (descriptor in the real area), so they run as in production.
 // Single-threaded on purpose: two threads sharing a fake index would not be serialised.
+#include "test_frontend.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,8 +146,8 @@ Test(cpucache, blocks_are_accounted_for) {
 Test(frontend, percpu_runs_where_glibc_registered_rseq) {
   smp_init_ensure();
   const char *opt = getenv("SMPALLOC_OPTIONS");
-  if (opt && (strstr(opt, "frontend:thread") || strstr(opt, "debug")))
-    cr_skip_test("per-thread front end forced by SMPALLOC_OPTIONS=%s", opt);
+  if (test_frontend_wanted(opt) == TEST_FRONTEND_THREAD)
+    cr_skip_test("per-thread front end forced by SMPALLOC_OPTIONS=%s", opt ? opt : "");
   if (__rseq_size == 0) cr_skip_test("glibc registered no rseq area here");
   cr_assert(smp_frontend_is_percpu(), "front end: %s", smp_frontend_name());
   cr_assert(strncmp(smp_frontend_name(), "percpu (rseq, ", 14) == 0, "%s", smp_frontend_name());
