@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_frontend.h"
+
 #define STRESS_DENSE_MAX ((size_t)64 * 1024) // blocks up to this are patterned whole
 #define STRESS_EDGE ((size_t)4096)           // sampled blocks: dense head and tail
 #define STRESS_STRIDE ((size_t)4096)         // sampled blocks: one probe per stride
@@ -185,6 +187,7 @@ static inline void stress_args_parse(stress_args_t *a, const char *name, const c
 // The program must run on smpalloc: malloc has to resolve to libsmpalloc, not libc.
 // In a sanitizer build (tests/test_names.h) the program calls smp_test_malloc... by name, and
 // the sanitizer's runtime owns malloc, so there is nothing to check.
+// And on the front end SMPALLOC_OPTIONS asks for (tests/test_frontend.h), printed on stderr.
 static inline void stress_require_smpalloc(void) {
 #ifndef SMP_TESTING_TEST_NAMES
   void *sym = dlsym(RTLD_DEFAULT, "malloc");
@@ -194,6 +197,7 @@ static inline void stress_require_smpalloc(void) {
     stress_fail("malloc does not come from libsmpalloc (resolved in %s)",
                 sym && dladdr(sym, &info) && info.dli_fname ? info.dli_fname : "?");
 #endif
+  if (!test_frontend_check(stress_name, stderr)) _exit(1);
 }
 
 // ---- the pattern ------------------------------------------------------------------------

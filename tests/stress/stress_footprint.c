@@ -145,10 +145,10 @@ static void mode_trim(void) {
 }
 
 static void mode_decay(void) {
-  const char *opt = getenv("SMPALLOC_OPTIONS");
-  const char *d = opt ? strstr(opt, "decay_ms:") : NULL;
-  double decay = d ? strtod(d + 9, NULL) / 1000 : 1.0;
-  bool want_thread = !(opt && strstr(opt, "background:0"));
+  const char *opt = getenv("SMPALLOC_OPTIONS"); // the test's items come after the environment's
+  char d[32], bg[32];
+  double decay = test_option_last(opt, "decay_ms", d, sizeof d) ? strtod(d, NULL) / 1000 : 1.0;
+  bool want_thread = !(test_option_last(opt, "background", bg, sizeof bg) && strcmp(bg, "0") == 0);
   size_t peak = allocate_and_free_gib();
   // The thread starts on a slow path (auto: once the process has a second thread): by now.
   if (stats_now().background != want_thread)

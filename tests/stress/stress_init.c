@@ -5,7 +5,8 @@
 // options, the class table and the block keys it wrote. ThreadSanitizer reports those reads if
 // the publication is weakened; without it, a loser that ran ahead would hand out blocks from an
 // uninitialised heap, which the content checks below catch. Each run is one start-up, so the
-// test repeats itself in fresh processes (-k runs, default 20, by re-executing itself).
+// test repeats itself in fresh processes (-k runs, default 20, by re-executing itself). Each
+// run also checks that the winner chose the front end SMPALLOC_OPTIONS asks for.
 #include "stress_common.h"
 
 #include <smpalloc.h>
@@ -42,6 +43,13 @@ static void one_start(void) {
   pthread_barrier_init(&barrier, NULL, args.threads);
   for (uintptr_t i = 0; i < args.threads; i++) stress_thread_start(&t[i], first_calls, (void *)i);
   for (unsigned i = 0; i < args.threads; i++) stress_thread_join(t[i]);
+  // The winner chose the front end from the options: the one they ask for (the parent prints
+  // its own check; a child only fails).
+  const char *opt = getenv("SMPALLOC_OPTIONS");
+  smp_stats_t s = {.version = SMP_STATS_VERSION, .size = sizeof s};
+  if (smp_stats_get(&s) != 0 || !test_frontend_agrees(opt, s.percpu))
+    stress_fail("start-up chose the %s front end, not the one SMPALLOC_OPTIONS=%s asks for",
+                s.percpu ? "per-CPU" : "per-thread", opt ? opt : "");
 }
 
 int main(int argc, char **argv) {
@@ -52,6 +60,7 @@ int main(int argc, char **argv) {
     one_start();
     return 0;
   }
+  if (!test_frontend_check(stress_name, stderr)) return 1; // this process's own start-up
   double started = stress_now();
   char threads[16];
   snprintf(threads, sizeof threads, "%u", args.threads);
