@@ -6,7 +6,10 @@
 // Then the process forks and the child does the same (one thread, then a second of its own):
 // glibc leaves __libc_single_threaded false in a fork child, but under auto the child must not
 // get a thread before it has a second one of its own (it may be about to unshare or exec).
-// Prints what it saw and exits 0, or 1 with the first difference.
+// Prints what it saw and exits 0, or 1 with the first difference; first, the front end it runs
+// on, which must be the one SMPALLOC_OPTIONS asks for (tests/test_frontend.h).
+#include "test_frontend.h"
+
 #include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,6 +57,7 @@ static int check(const char *who, const char *mode, int want_single, int want_mu
 
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "auto";
+  if (!test_frontend_check("background_main", stderr)) return 1; // allocates nothing
   int want_single = strcmp(mode, "1") == 0, want_multi = strcmp(mode, "0") != 0;
   int rc = check("process", mode, want_single, want_multi);
   if (rc != 0) return rc;

@@ -3,8 +3,11 @@
 // so the line survives the abort); the test then expects the library to print
 // "smpalloc: <function>: <what> 0x<hex>" on stderr and die by SIGABRT.
 // If the library lets the misuse pass, the helper prints "survived" and exits 0, which the
-// test reports as a failure.
+// test reports as a failure. First it prints on stdout the front end it runs on, and exits 94
+// if that is not the one SMPALLOC_OPTIONS asks for (tests/test_frontend.h).
 #define _GNU_SOURCE
+#include "test_frontend.h"
+
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -86,6 +89,7 @@ static void *free_and_wait(void *arg) {
 }
 
 int main(int argc, char **argv) {
+  if (!test_frontend_check("api_misuse_helper", stdout)) return 94;
   if (argc != 2) {
     fprintf(stderr, "usage: %s scenario\n", argv[0]);
     return 64;

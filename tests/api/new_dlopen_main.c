@@ -1,6 +1,8 @@
 // A C program (no libstdc++) linked with smpalloc that dlopens a C++ plugin with RTLD_LOCAL
 // and runs its operator new checks (new_dlopen_plugin.cc). Exit 0 when they pass.
 // Usage: new_dlopen_main <path/to/plugin.so>
+#include "test_frontend.h"
+
 #include <dlfcn.h>
 #include <stdio.h>
 
@@ -11,6 +13,7 @@ int main(int argc, char **argv) {
   // A call into the library, so the linker keeps it even with --as-needed: malloc and operator
   // new are then smpalloc's for the whole process, the plugin included.
   printf("new_dlopen_main: smpalloc %s\n", smp_version());
+  if (!test_frontend_check("new_dlopen_main", stdout)) return 1;
   void *plugin = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
   if (!plugin) {
     fprintf(stderr, "new_dlopen_main: %s\n", dlerror());

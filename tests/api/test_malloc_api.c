@@ -2,8 +2,11 @@
 // linked against it, so malloc here IS smpalloc; the first test proves it). Where the standards
 // leave a behaviour open, the expected result is glibc's, as noted at each such test.
 // Criterion runs every test in its own process, so tests may lower rlimits, fork, or leave the
-// heap in any state.
+// heap in any state. The front end is the one SMPALLOC_OPTIONS asks for (tests/test_frontend.h),
+// here and in the options helper, whose options come after the environment's.
 #define _GNU_SOURCE
+#include "test_frontend.h"
+
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -74,6 +77,10 @@ Test(identity, malloc_is_smpalloc) {
 
   struct mallinfo2 m = mallinfo2();
   cr_assert_gt(m.arena + m.hblkhd, 0, "mallinfo2 reports no mapped memory");
+}
+
+Test(identity, frontend_is_the_one_asked_for) {
+  cr_assert(test_frontend_check("test_malloc_api", stderr), "see the FAIL line above");
 }
 
 Test(identity, version) {
@@ -930,17 +937,24 @@ Test(process, thread_exit_returns_cached_blocks, .timeout = 30) {
 
 // ---- SMPALLOC_OPTIONS -----------------------------------------------------------------------
 
+// The helper runs with SMPALLOC_OPTIONS alone in its environment: the environment's value,
+// then options (NULL: none of its own), as ctest composes them.
 static void run_with_options(const char *options, run_result_t *r) {
-  char env[256];
-  snprintf(env, sizeof env, "SMPALLOC_OPTIONS=%s", options);
+  const char *outer = getenv("SMPALLOC_OPTIONS");
+  char env[512];
+  snprintf(env, sizeof env, "SMPALLOC_OPTIONS=%s%s%s", outer ? outer : "",
+           outer && options ? "," : "", options ? options : "");
   char *envp[] = {env, NULL};
   char *argv[] = {(char *)OPTIONS_HELPER, NULL};
-  cr_assert(run_program(OPTIONS_HELPER, argv, options ? envp : (char *[]){NULL}, r),
+  cr_assert(run_program(OPTIONS_HELPER, argv, options || outer ? envp : (char *[]){NULL}, r),
             "cannot start %s", OPTIONS_HELPER);
-  cr_log_info("SMPALLOC_OPTIONS=%s: stdout [%s] stderr [%s]", options, r->out, r->err);
+  cr_log_info("%s: stdout [%s] stderr [%s]", env, r->out, r->err);
   cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0,
-            "SMPALLOC_OPTIONS=%s: helper status 0x%x, stderr [%s]", options, r->status, r->err);
-  cr_assert_str_eq(r->out, "ok\n");
+            "%s: helper status 0x%x, stdout [%s] stderr [%s]", env, r->status, r->out, r->err);
+  // "api_options_helper: front end ..." (the front end check), then "ok".
+  cr_assert(strncmp(r->out, "api_options_helper: front end ", 30) == 0, "stdout [%s]", r->out);
+  cr_assert_eq(count_lines(r->out, NULL), 2, "stdout [%s]", r->out);
+  cr_assert(r->out_len >= 4 && strcmp(r->out + r->out_len - 4, "\nok\n") == 0, "stdout [%s]", r->out);
 }
 
 static run_result_t opt_run; // large; off the stack

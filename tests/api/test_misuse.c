@@ -4,7 +4,11 @@
 // Each test runs misuse_helper (linked against libsmpalloc) with one scenario, captures its
 // stdout (where it prints the pointer it is about to misuse) and stderr, and checks the signal,
 // the prefix, the function name and that the reported address is the misused pointer.
+// The helper inherits the environment's SMPALLOC_OPTIONS; it and this program check that they
+// run on the front end those ask for (tests/test_frontend.h).
 #define _GNU_SOURCE
+#include "test_frontend.h"
+
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -23,6 +27,8 @@ static void expect_abort(const char *scenario, const char *function) {
   char *argv[] = {(char *)MISUSE_HELPER, (char *)scenario, NULL};
   cr_assert(run_program(MISUSE_HELPER, argv, NULL, &r), "cannot start %s", MISUSE_HELPER);
   cr_log_info("%s: stdout=[%s] stderr=[%s]", scenario, r.out, r.err);
+  cr_assert(strstr(r.out, ": front end ") != NULL && strstr(r.out, "FAIL") == NULL,
+            "%s: the helper's front end check: [%s]", scenario, r.out);
   cr_assert(strstr(r.out, "survived") == NULL,
             "%s: the library accepted the misuse and returned (stderr: %s)", scenario, r.err);
   cr_assert(WIFSIGNALED(r.status), "%s: helper was not killed by a signal (status 0x%x)",
@@ -84,6 +90,10 @@ Test(misuse, free_pointer_one) { expect_abort("free_one", "free"); }
 Test(misuse, free_pointer_one_after_huge_free) { expect_abort("free_one_after_huge", "free"); }
 // smpalloc.h: "A size that cannot belong to the block is reported and aborts."
 Test(misuse, free_sized_mismatch) { expect_abort("free_sized_mismatch", "free_sized"); }
+
+Test(misuse, frontend_is_the_one_asked_for) {
+  cr_assert(test_frontend_check("test_misuse", stderr), "see the FAIL line above");
+}
 
 // The helper itself works: an unknown scenario is refused with status 64, not a crash.
 Test(misuse, helper_sanity) {

@@ -1,7 +1,10 @@
 // Conformance of the C++ allocation operators of libsmpalloc.so: every form of new/delete is
 // served from the smpalloc heap (smp_usable_size, which aborts on foreign pointers, accepts
 // the blocks), alignment is honoured, failure throws std::bad_alloc after the new handler had
-// its say, and the nothrow forms return nullptr.
+// its say, and the nothrow forms return nullptr. The front end is the one SMPALLOC_OPTIONS asks
+// for (tests/test_frontend.h).
+#include "test_frontend.h"
+
 #include <criterion/criterion.h>
 
 #include <cstdint>
@@ -36,6 +39,10 @@ void counting_handler() {
 }
 
 } // namespace
+
+Test(new_delete, frontend_is_the_one_asked_for) {
+  cr_assert(test_frontend_check("test_new", stderr), "see the FAIL line above");
+}
 
 Test(new_delete, plain_and_array) {
   int *i = opaque(new int(42));
