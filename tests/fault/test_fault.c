@@ -6,7 +6,10 @@
 // block freed, smp_trim leaves no chunk, span or huge mapping behind.
 // Runs twice (tests/fault/CMakeLists.txt): with the default front end (per-CPU caches when
 // rseq works) and with per-thread caches forced; scenarios about one front end skip on the
-// other. Counts of calls, faults and NULLs are printed to stderr (ctest -V shows them).
+// other. Counts of calls, faults and NULLs are printed to stderr (ctest -V shows them). The
+// front end is the one SMPALLOC_OPTIONS asks for (tests/test_frontend.h).
+#include "test_frontend.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <linux/filter.h>
@@ -611,6 +614,10 @@ Test(fault, thread_without_cache_memory_still_allocates) {
   cr_assert_geq(c.faults[SMP_OS_FAULT_MAP], T - 1, "the threads ran without a cache");
   verify_live("after cache-less threads");
   assert_recovered("after cache-less threads");
+}
+
+Test(fault, frontend_is_the_one_asked_for) {
+  cr_assert(test_frontend_check("test_fault", stderr), "see the FAIL line above");
 }
 
 // ---- the per-CPU caches' start-up when the OS refuses their regions ----

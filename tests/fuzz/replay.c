@@ -2,9 +2,10 @@
 // found (sorted, not recursively) in a directory named there, so the committed corpus runs as a
 // regression test with any compiler. Arguments starting with '-' are ignored (libFuzzer flags).
 // Exit status 0 if every input ran; an input that finds a bug aborts inside the fuzz target.
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+// First it prints the front end it runs on, and exits 1 if that is not the one SMPALLOC_OPTIONS
+// asks for (tests/test_frontend.h).
+#include "test_frontend.h"
+
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,6 +78,7 @@ static int run_path(const char *path) {
 }
 
 int main(int argc, char **argv) {
+  if (!test_frontend_check("replay", stderr)) return 1;
   int errors = 0;
   for (int i = 1; i < argc; i++)
     if (argv[i][0] != '-') errors += run_path(argv[i]);
