@@ -2,7 +2,7 @@
 # LD_PRELOAD tests for smpalloc: run real Debian programs with and without the allocator
 # preloaded and require identical results.
 #
-#   run_preload.sh <path/to/libsmpalloc.so> <scenario>
+#   run_preload.sh <path/to/libsmpalloc.so> <scenario> [<path/to/frontend_wanted>]
 #   scenarios: python3 sqlite3 sort gcc multithreaded cxx
 #
 # Every step of a scenario runs its command twice, in <tmp>/plain (no preload) and in
@@ -16,17 +16,21 @@
 #     malloc and free to the library (checked with the dynamic loader's LD_DEBUG=bindings log,
 #     written to files, one per process), and, unless the program closes its own stderr before
 #     exit (coreutils, xz), the preloaded run must print the "smpalloc <version> statistics"
-#     report requested with SMPALLOC_OPTIONS=stats:1.
-# Set SMP_PRELOAD_KEEP=1 to keep the temporary directory for inspection, and
-# SMP_PRELOAD_EXTRA_OPTIONS to add SMPALLOC_OPTIONS to the preloaded runs (e.g. debug:1).
+#     report requested with SMPALLOC_OPTIONS=stats:1,
+#   - with frontend_wanted given (the tests give it), a report names a front end other than
+#     the one the preloaded runs' SMPALLOC_OPTIONS asks for (tests/test_frontend.h).
+# The preloaded runs' SMPALLOC_OPTIONS are the inherited ones, then stats:1, then
+# SMP_PRELOAD_EXTRA_OPTIONS if set (e.g. debug:1): ci/test.sh's frontend:thread holds.
+# Set SMP_PRELOAD_KEEP=1 to keep the temporary directory for inspection.
 # The script installs nothing; python3, sqlite3, gcc, g++, xz, sort, awk must be present.
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 <path/to/libsmpalloc.so> <python3|sqlite3|sort|gcc|multithreaded|cxx>" >&2
+  echo "usage: $0 <path/to/libsmpalloc.so> <python3|sqlite3|sort|gcc|multithreaded|cxx>" \
+    "[<path/to/frontend_wanted>]" >&2
   exit 2
 }
-[[ $# -eq 2 ]] || usage
+[[ $# -eq 2 || $# -eq 3 ]] || usage
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LIB=$(realpath -s -- "$1") || { echo "FAIL: cannot resolve library path '$1'" >&2; exit 1; }
@@ -45,6 +49,14 @@ else
 fi
 mkdir -p "$WORK/in" "$WORK/plain" "$WORK/preload" "$WORK/tmp" "$WORK/lddebug"
 
+# Options for the preloaded runs: the inherited ones come first, so they hold unless a later
+# item overrides them (lib/options.c), then the statistics report, then the extra ones.
+OPTIONS="${SMPALLOC_OPTIONS:+$SMPALLOC_OPTIONS,}stats:1${SMP_PRELOAD_EXTRA_OPTIONS:+,$SMP_PRELOAD_EXTRA_OPTIONS}"
+WANTED=""
+if [[ $# -eq 3 ]]; then
+  WANTED=$(SMPALLOC_OPTIONS=$OPTIONS "$3") || { echo "FAIL: cannot run '$3'" >&2; exit 1; }
+fi
+
 # A predictable environment, identical for both runs: no inherited preload or allocator
 # options, C locale, UTC, temporary files (sort's spill files, gcc's .s files) inside WORK.
 unset LD_PRELOAD SMPALLOC_OPTIONS LD_DEBUG LD_DEBUG_OUTPUT LD_LIBRARY_PATH MALLOC_CHECK_ \
@@ -54,8 +66,6 @@ unset LD_PRELOAD SMPALLOC_OPTIONS LD_DEBUG LD_DEBUG_OUTPUT LD_LIBRARY_PATH MALLO
 export LC_ALL=C TZ=UTC TMPDIR="$WORK/tmp" PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1
 
 STATS_RE='^smpalloc [0-9][0-9.]* statistics$'
-# Options for the preloaded runs; SMP_PRELOAD_EXTRA_OPTIONS (e.g. debug:1) is appended.
-OPTIONS="stats:1${SMP_PRELOAD_EXTRA_OPTIONS:+,$SMP_PRELOAD_EXTRA_OPTIONS}"
 FAILURES=0
 
 log() { printf '[%s] %s\n' "$SCENARIO" "$*"; }
@@ -195,6 +205,18 @@ step() {
     if ! grep -q -E "$STATS_RE" "$WORK/preload/$name.err"; then
       fail "$what: SMPALLOC_OPTIONS=$OPTIONS printed no 'smpalloc <version> statistics' report at exit"
     fi
+  fi
+  # The front end of each process that printed a report ("  frontend:       <name>").
+  if [[ -n $WANTED ]] && grep -q -E "$STATS_RE" "$WORK/preload/$name.err"; then
+    local fe seen
+    seen=$(sed -n 's/^  frontend: *//p' "$WORK/preload/$name.err" | sort | uniq -c |
+      awk '{ n = $1; sub(/^ *[0-9]+ /, ""); printf "%s%s (%d process%s)", sep, $0, n, (n > 1 ? "es" : ""); sep = "; " }')
+    log "step $name: front end $seen, wanted $WANTED"
+    while IFS= read -r fe; do
+      if [[ $WANTED != either && $fe != "$WANTED "* ]]; then
+        fail "$what: a preloaded process ran the front end '$fe'; SMPALLOC_OPTIONS=$OPTIONS asks for $WANTED"
+      fi
+    done < <(sed -n 's/^  frontend: *//p' "$WORK/preload/$name.err")
   fi
   if ((FAILURES == before)); then log "step $name: outputs identical"; fi
   return 0
@@ -393,7 +415,7 @@ scenario_cxx() {
 }
 
 T_START=$(now)
-log "library: $LIB (SMPALLOC_OPTIONS=$OPTIONS in the preloaded runs)"
+log "library: $LIB (SMPALLOC_OPTIONS=$OPTIONS in the preloaded runs, front end wanted: ${WANTED:-not checked})"
 "scenario_$SCENARIO"
 log "total $(elapsed "$T_START" "$(now)")s"
 if ((FAILURES)); then
