@@ -1,0 +1,50 @@
+# cmake -DCTEST=<ctest> -DBUILD=<build dir> -P options_compose.cmake
+# Fails if a test of the build sets SMPALLOC_OPTIONS other than by appending its items to the
+# environment's value (ENVIRONMENT_MODIFICATION "SMPALLOC_OPTIONS=string_append:,<items>"). A
+# test that replaces it (ENVIRONMENT SMPALLOC_OPTIONS=..., or set:, reset:, unset:) runs
+# ci/test.sh's second pass on the first pass's front end while seeing options that agree with
+# it, which its own front end check (tests/test_frontend.h) cannot notice.
+execute_process(COMMAND ${CTEST} --test-dir ${BUILD} --show-only=json-v1
+  OUTPUT_VARIABLE json RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "options_compose: ctest --show-only=json-v1 exited with ${rc}")
+endif()
+string(JSON ntests LENGTH "${json}" tests)
+set(replacing "")
+set(appending 0)
+if(ntests GREATER 0)
+  math(EXPR last_test "${ntests} - 1")
+  foreach(i RANGE ${last_test})
+    string(JSON name GET "${json}" tests ${i} name)
+    string(JSON nprops ERROR_VARIABLE no_props LENGTH "${json}" tests ${i} properties)
+    if(no_props OR nprops EQUAL 0)
+      continue()
+    endif()
+    math(EXPR last_prop "${nprops} - 1")
+    foreach(j RANGE ${last_prop})
+      string(JSON prop GET "${json}" tests ${i} properties ${j} name)
+      if(NOT prop MATCHES "^ENVIRONMENT(_MODIFICATION)?$")
+        continue()
+      endif()
+      string(JSON nvalues LENGTH "${json}" tests ${i} properties ${j} value)
+      math(EXPR last_value "${nvalues} - 1")
+      foreach(k RANGE ${last_value})
+        string(JSON value GET "${json}" tests ${i} properties ${j} value ${k})
+        if(NOT value MATCHES "^SMPALLOC_OPTIONS=")
+          continue()
+        elseif(prop STREQUAL "ENVIRONMENT_MODIFICATION" AND
+               value MATCHES "^SMPALLOC_OPTIONS=string_append:,")
+          math(EXPR appending "${appending} + 1")
+        else()
+          list(APPEND replacing "${name}: ${prop} ${value}")
+        endif()
+      endforeach()
+    endforeach()
+  endforeach()
+endif()
+if(replacing)
+  list(JOIN replacing "\n  " lines)
+  message(FATAL_ERROR "options_compose: these tests replace the environment's SMPALLOC_OPTIONS; "
+    "append instead (ENVIRONMENT_MODIFICATION \"SMPALLOC_OPTIONS=string_append:,<items>\"):\n  ${lines}")
+endif()
+message(STATUS "options_compose: ${ntests} tests, ${appending} append to SMPALLOC_OPTIONS, none replaces it")
