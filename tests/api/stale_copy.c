@@ -16,6 +16,7 @@
 // Every block is freed in one of the ways a program frees (free, free_sized, realloc to a new
 // size, malloc_usable_size first). At the end, bytes in use are back where they started.
 // Prints "stale_copy MODE: ok, N threads, M mark checks" and exits 0; a false report aborts.
+// It first prints and checks the front end it runs on (tests/test_frontend.h).
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <pthread.h>
@@ -26,6 +27,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "test_frontend.h"
 
 void free_sized(void *ptr, size_t size); // C23; glibc 2.36 does not declare it
 
@@ -209,6 +212,7 @@ int main(int argc, char **argv) {
             MAX_THREADS);
     return 2;
   }
+  if (!test_frontend_check("stale_copy", stderr)) return 1;
   size_t before = mallinfo2().uordblks;
   unsigned long long checks_before = mark_checks();
   pthread_barrier_init(&barrier, NULL, nthreads);

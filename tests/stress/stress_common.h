@@ -190,11 +190,14 @@ static inline void stress_args_parse(stress_args_t *a, const char *name, const c
 // And on the front end SMPALLOC_OPTIONS asks for (tests/test_frontend.h), printed on stderr.
 static inline void stress_require_smpalloc(void) {
 #ifndef SMP_TESTING_TEST_NAMES
+  // The object that defines the malloc every caller binds to (libc's own calls included) must
+  // be the one that holds smpalloc: libsmpalloc.so, or the program itself when it links
+  // libsmpalloc.a.
   void *sym = dlsym(RTLD_DEFAULT, "malloc");
-  Dl_info info;
-  if (sym == NULL || dladdr(sym, &info) == 0 || info.dli_fname == NULL ||
-      strstr(info.dli_fname, "smpalloc") == NULL)
-    stress_fail("malloc does not come from libsmpalloc (resolved in %s)",
+  Dl_info info, ours;
+  if (sym == NULL || dladdr(sym, &info) == 0 || dladdr((void *)&smp_version, &ours) == 0 ||
+      info.dli_fbase != ours.dli_fbase)
+    stress_fail("malloc does not come from smpalloc (resolved in %s)",
                 sym && dladdr(sym, &info) && info.dli_fname ? info.dli_fname : "?");
 #endif
   if (!test_frontend_check(stress_name, stderr)) _exit(1);

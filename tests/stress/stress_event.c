@@ -8,7 +8,8 @@
 //   - no signal is lost: every signal ends a wait that reports it, well before the 10 s
 //     timeout each wait allows (a lost one would leave the sleeper asleep the full timeout);
 //   - a wait with no signal pending returns false (after its short timeout).
-// Links the internal static build (smp_event_* are not exported). -n rounds (default 20000).
+// Links the internal static build (smp_event_* are not exported) and allocates nothing through
+// it, so it has no front end to check (tests/test_frontend.h). -n rounds (default 20000).
 #include "stress_common.h"
 
 #include "os.h"

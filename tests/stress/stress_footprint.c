@@ -2,11 +2,16 @@
 //   trim    4 threads allocate 1 GiB in small blocks (16..1024 B, every byte written) and free
 //           it all, each thread freeing blocks another thread allocated; then malloc_trim(0)
 //           must return 1 and the process's resident memory fall below 5% of its peak.
-//   decay   the same without trim, run with SMPALLOC_OPTIONS=decay_ms:D: resident memory must
-//           fall below 10% of the peak within 2*D of the last free, while the process sleeps.
-//           The background thread must be running once the threads have started (background:1
-//           or auto), unless the options say background:0 (then the frees' own dirty bound is
-//           all that can give pages back).
+//   decay   the same without trim, run with SMPALLOC_OPTIONS=decay_ms:D, on the library's clock
+//           set by the test (stress_footprint_clock, which links libsmpalloc.a so it can set
+//           it): time stands still while the threads work and free, then the test moves it
+//           D + 1 s on, and resident memory must fall below 10% of the peak while the process
+//           sleeps (within 60 s of real time: the next background pass). While time stands
+//           still, three passes of the background thread must leave the pages alone unless a
+//           dirty bound is on (no page comes of age, and the heap is never idle). The
+//           background thread must be running once the threads have started (background:1 or
+//           auto), unless the options say background:0 (then the frees' own dirty bound is all
+//           that can give pages back).
 //   maps    a churn of random sizes (16 B..1 MiB, frees at random) with a short decay, so spans
 //           are purged and reused all the time: the lines of /proc/self/maps must stay within
 //           a small bound of the count before the churn (purging never splits mappings).
@@ -22,6 +27,27 @@
 #include <sys/wait.h>
 
 #include <smpalloc.h>
+
+#if FOOTPRINT_TEST_CLOCK
+// libsmpalloc.a is linked in: its internal clock hook and page-heap statistics are reachable.
+#include "options.h"
+#include "os.h"
+#include "pageheap.h"
+
+// The library's clock: it runs on from the real one until the test freezes it, then moves
+// only when the test moves it.
+static _Atomic uint64_t clock_ms;
+static uint64_t test_clock(void) { return atomic_load_explicit(&clock_ms, memory_order_relaxed); }
+static void clock_take_over(void) {
+  atomic_store(&clock_ms, smp_os_now_ms()); // from the present, so no stamp lies in the future
+  smp_os_clock_set(test_clock);
+}
+static uint64_t passes(void) {
+  smp_pageheap_stats_t st;
+  smp_pageheap_stats(&st);
+  return st.passes;
+}
+#endif
 
 static stress_args_t args = {.threads = 4, .seconds = 30, .seed = 1, .mode = "trim", .extra = 0};
 
@@ -145,32 +171,47 @@ static void mode_trim(void) {
 }
 
 static void mode_decay(void) {
-  const char *opt = getenv("SMPALLOC_OPTIONS"); // the test's items come after the environment's
-  char d[32], bg[32];
-  double decay = test_option_last(opt, "decay_ms", d, sizeof d) ? strtod(d, NULL) / 1000 : 1.0;
-  bool want_thread = !(test_option_last(opt, "background", bg, sizeof bg) && strcmp(bg, "0") == 0);
-  size_t peak = allocate_and_free_gib();
+#if FOOTPRINT_TEST_CLOCK
+  const char *opt = getenv("SMPALLOC_OPTIONS");
+  bool want_thread = smp_options.background != SMP_BACKGROUND_OFF;
+  bool bound = smp_options.dirty_pct != 0 && smp_options.decay_ms != 0;
+  size_t peak = allocate_and_free_gib(); // on a clock that stands still
   // The thread starts on a slow path (auto: once the process has a second thread): by now.
   if (stats_now().background != want_thread)
     stress_fail("background thread %s, but the options (%s) say it should %s",
                 want_thread ? "not running" : "running", opt ? opt : "none",
                 want_thread ? "be" : "not be");
-  double freed = stress_now();
+  size_t still = vm_rss();
+  if (want_thread) {
+    uint64_t p0 = passes();
+    double t0 = stress_now();
+    while (passes() < p0 + 3 && stress_now() - t0 < 60) usleep(10 * 1000);
+    if (passes() < p0 + 3) stress_fail("the background thread made no 3 passes in 60 s");
+    still = vm_rss();
+    if (!bound && still * 2 < peak)
+      stress_fail("resident %zu MiB of a %zu MiB peak: pages went back before decay_ms had "
+                  "passed on the library's clock", still / MIB, peak / MIB);
+  }
+  atomic_fetch_add(&clock_ms, smp_options.decay_ms + 1000); // decay_ms and a longest period
+  double moved = stress_now();
   size_t rss = vm_rss();
-  while (rss * 10 >= peak && stress_now() - freed < 2 * decay) {
+  while (rss * 10 >= peak && stress_now() - moved < 60) {
     usleep(20 * 1000);
     rss = vm_rss();
   }
-  double took = stress_now() - freed;
+  double took = stress_now() - moved;
   smp_stats_t s = stats_now();
-  printf("decay: peak %zu MiB, %zu MiB (%.2f%%) after %.2f s (decay %.2f s); purged %llu MiB in "
-         "%llu calls, %llu chunks unmapped\n",
-         peak / MIB, rss / MIB, 100.0 * (double)rss / (double)peak, took, decay,
-         (unsigned long long)s.purged / MIB, (unsigned long long)s.purges,
-         (unsigned long long)s.chunks_unmapped);
+  printf("decay: peak %zu MiB; %zu MiB while the clock stood still; %zu MiB (%.2f%%) %.2f s after "
+         "it moved %zu ms on; purged %llu MiB in %llu calls, %llu chunks unmapped\n",
+         peak / MIB, still / MIB, rss / MIB, 100.0 * (double)rss / (double)peak, took,
+         smp_options.decay_ms + 1000, (unsigned long long)s.purged / MIB,
+         (unsigned long long)s.purges, (unsigned long long)s.chunks_unmapped);
   if (rss * 10 >= peak)
-    stress_fail("resident %zu MiB is not below 10%% of the peak %zu MiB after 2x decay",
+    stress_fail("resident %zu MiB is not below 10%% of the peak %zu MiB after decay_ms",
                 rss / MIB, peak / MIB);
+#else
+  stress_fail("-m decay runs in stress_footprint_clock, which sets the library's clock");
+#endif
 }
 
 // ---- maps: churn with a short decay -------------------------------------------------------
@@ -327,6 +368,9 @@ int main(int argc, char **argv) {
                     "  -m trim|decay|maps|threads|fork  (see the file header)\n"
                     "  -t threads (trim, decay)  -k threads to start (threads mode)",
                     argc, argv);
+#if FOOTPRINT_TEST_CLOCK
+  clock_take_over();
+#endif
   stress_require_smpalloc();
   double started = stress_now();
   if (strcmp(args.mode, "trim") == 0)
