@@ -112,9 +112,16 @@ static smp_span_t *block_span(void *p) {
 
 // A block's word 1 while a flush holds it: its free mark with bit 1 flipped (never a mark of any
 // block, marks being odd addresses XOR one key). Only a flush writes it, and the same flush puts
-// the mark back before it publishes the block, so a block that shows it is in a flush already:
-// the same block twice in one batch (or in two at once), a double free.
+// the mark back before it publishes the block. A block that shows it is suspected of being in
+// this batch already; a report needs it found there (bytes a block never handed out carries
+// from an earlier life could equal the tag, so the tag alone proves nothing).
 static uintptr_t flush_tag(const void *p) { return smp_block_mark_of(p) ^ 2; }
+
+static bool in_batch(void *const *blocks, unsigned n, const void *p) {
+  for (unsigned i = 0; i < n; i++)
+    if (blocks[i] == p) return true;
+  return false;
+}
 
 void smp_central_flush(void *const *blocks, unsigned n) {
   // Pass 1: every block is validated and tagged before any is published, so a duplicate is
@@ -122,7 +129,8 @@ void smp_central_flush(void *const *blocks, unsigned n) {
   for (unsigned i = 0; i < n; i++) {
     uintptr_t *w = blocks[i];
     block_span(w);
-    if (SMP_UNLIKELY(w[1] == flush_tag(w))) smp_debug_fatal("free", "double free", w);
+    if (SMP_UNLIKELY(w[1] == flush_tag(w)) && in_batch(blocks, i, w))
+      smp_debug_fatal("free", "double free", w);
     w[1] = flush_tag(w);
   }
   // Pass 2: groups of blocks of one span, each pushed with one CAS; each block gets its mark

@@ -134,6 +134,16 @@ Test(central, a_duplicate_in_another_group_of_the_batch_aborts, .signal = SIGABR
   smp_central_flush(batch, 11);
 }
 
+// A block whose word 1 happens to hold the flush's tag (bytes from an earlier life of a block
+// never handed out since) is not a duplicate unless it is in the batch twice: no report.
+Test(central, a_block_that_only_looks_tagged_is_not_reported) {
+  void *b[4];
+  cr_assert_eq(smp_central_refill(30, b, 4), 4);
+  ((uintptr_t *)b[2])[1] = smp_block_mark_of(b[2]) ^ 2; // the tag, as stale bytes
+  smp_central_flush(b, 4);
+  cr_assert(smp_block_is_marked(b[2]), "flushed, with its mark");
+}
+
 // A flush gives every block its free mark back before publishing it, so a later double free of
 // a block on a span list is suspected (and confirmed there).
 Test(central, flushed_blocks_hold_their_marks) {
