@@ -196,7 +196,7 @@ static void grow_locked(cache_meta_t *m, int index, unsigned cls) {
   }
 }
 
-static size_t drain_indexes_locked(unsigned *list, unsigned n);
+static size_t drain_indexes_locked(const unsigned *list, unsigned n);
 
 // Idle scans, and when the background thread last made one (0: never): while its passes come,
 // application threads leave the scan and its membarrier to it.
@@ -247,10 +247,10 @@ static void drain_idle_if_no_pass(void) {
 }
 
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and
-// class cls grown if it can be; *cap is then its capacity. Returns -1 (and *cap 0) if this
-// thread cannot use the per-CPU caches.
+// class cls grown if it can be; its capacity then goes to *cap (if cap is not NULL). Returns -1
+// (capacity 0) if this thread cannot use the per-CPU caches.
 static int prepare(unsigned cls, unsigned *cap) {
-  *cap = 0;
+  if (cap) *cap = 0;
   int index = current_index();
   if (index < 0) {
     if (!smp_rseq_register_thread()) return -1;
@@ -271,7 +271,7 @@ static int prepare(unsigned cls, unsigned *cap) {
     }
   }
   grow_locked(m, index, cls);
-  *cap = m->cap[cls];
+  if (cap) *cap = m->cap[cls];
   smp_lock_release(&locks[index]);
   return index;
 }
@@ -294,8 +294,7 @@ void *smp_cpucache_alloc_slow(unsigned cls) {
 }
 
 void smp_cpucache_free_slow(void *p, unsigned cls) {
-  unsigned cap;
-  int index = prepare(cls, &cap);
+  int index = prepare(cls, NULL);
   if (index >= 0) {
     if (smp_cpucache_free_fast(p, cls)) return; // it grew
     void *out[64];
@@ -307,19 +306,29 @@ void smp_cpucache_free_slow(void *p, unsigned cls) {
 }
 
 // Drain the listed regions (their locks held): freeze all, one fence, flush, unfreeze.
-static size_t drain_indexes_locked(unsigned *list, unsigned n) {
+// Freeze classes [lo, hi) of the listed regions (their locks held): every operation on them
+// misses from now on; a membarrier fence then makes sure none that saw them open is running.
+static void freeze_locked(const unsigned *list, unsigned n, unsigned lo, unsigned hi) {
   for (unsigned k = 0; k < n; k++)
-    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
-      smp_store_relaxed(&hdr_of(list[k], c)->limits, FROZEN);
+    for (unsigned c = lo; c < hi; c++) smp_store_relaxed(&hdr_of(list[k], c)->limits, FROZEN);
+}
+
+// Put back the exact limits a freeze of classes [lo, hi) replaced (only the region lock changes
+// them), leaving current alone; release: reads of the slots made while frozen come first.
+static void reopen_limits_locked(const unsigned *list, unsigned n, unsigned lo, unsigned hi) {
+  for (unsigned k = 0; k < n; k++)
+    for (unsigned c = lo; c < hi; c++)
+      smp_store_release(&hdr_of(list[k], c)->limits,
+                        limits(first[c] + metas[list[k]].cap[c], first[c]));
+}
+
+static size_t drain_indexes_locked(const unsigned *list, unsigned n) {
+  freeze_locked(list, n, 1, SMP_CLASS_COUNT);
   // After the fence no critical section that saw an unfrozen header is still running. If the
   // fence fails (a seccomp filter installed after start-up, ENOMEM), nothing is known about
-  // sequences in flight: put the limits back (only the region lock changes them) and leave
-  // current and the slots alone.
+  // sequences in flight: put the limits back and leave current and the slots alone.
   if (!smp_rseq_fence()) {
-    for (unsigned k = 0; k < n; k++)
-      for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
-        smp_store_relaxed(&hdr_of(list[k], c)->limits,
-                          limits(first[c] + metas[list[k]].cap[c], first[c]));
+    reopen_limits_locked(list, n, 1, SMP_CLASS_COUNT);
     return 0;
   }
   size_t drained = 0;
@@ -343,52 +352,56 @@ static size_t drain_indexes_locked(unsigned *list, unsigned n) {
   return drained;
 }
 
-// Whether p is in class cls of the listed regions (their locks held): freeze the class, fence,
-// read, and put back the exact limits it had (only the region lock changes them).
-static bool holds_locked(const unsigned *list, unsigned n, unsigned cls, const void *p) {
-  for (unsigned k = 0; k < n; k++) smp_store_relaxed(&hdr_of(list[k], cls)->limits, FROZEN);
+// Calls fn(list, n, arg) for every used region, up to 256 at a time with their locks held (taken
+// in ascending index, the lock order), and sums what it returns; with stop, the batches end at
+// the first call that returns nonzero.
+static size_t each_used_batch(size_t (*fn)(const unsigned *, unsigned, const void *),
+                              const void *arg, bool stop) {
+  unsigned list[256], n = 0;
+  size_t sum = 0;
+  for (unsigned i = 0; i < cache_count && !(stop && sum); i++) {
+    smp_lock_acquire(&locks[i]);
+    if (metas[i].used) list[n++] = i;
+    else smp_lock_release(&locks[i]);
+    if (n == SMP_ARRAY_LEN(list) || (i + 1 == cache_count && n)) {
+      sum += fn(list, n, arg);
+      for (unsigned k = 0; k < n; k++) smp_lock_release(&locks[list[k]]);
+      n = 0;
+    }
+  }
+  return sum;
+}
+
+static size_t drain_batch(const unsigned *list, unsigned n, const void *arg) {
+  (void)arg;
+  return drain_indexes_locked(list, n);
+}
+
+size_t smp_cpucache_drain_all(void) { return each_used_batch(drain_batch, NULL, false); }
+
+typedef struct holds_query {
+  unsigned cls;
+  const void *p;
+} holds_query_t;
+
+// 1 if the block is in its class in one of the listed regions: the class frozen and fenced as a
+// drain does, the slots read, the limits put back.
+static size_t holds_batch(const unsigned *list, unsigned n, const void *arg) {
+  const holds_query_t *q = arg;
+  freeze_locked(list, n, q->cls, q->cls + 1);
   bool found = false;
   if (smp_rseq_fence()) // else sequences may be in flight: nothing can be known
     for (unsigned k = 0; k < n && !found; k++) {
-      unsigned cur = smp_load_relaxed(&hdr_of(list[k], cls)->current);
-      for (unsigned i = first[cls]; i < cur && !found; i++) found = *slot_of(list[k], i) == p;
+      unsigned cur = smp_load_relaxed(&hdr_of(list[k], q->cls)->current);
+      for (unsigned i = first[q->cls]; i < cur && !found; i++) found = *slot_of(list[k], i) == q->p;
     }
-  for (unsigned k = 0; k < n; k++)
-    smp_store_release(&hdr_of(list[k], cls)->limits,
-                      limits(first[cls] + metas[list[k]].cap[cls], first[cls]));
+  reopen_limits_locked(list, n, q->cls, q->cls + 1);
   return found;
 }
 
 bool smp_cpucache_holds(unsigned cls, const void *p) {
-  unsigned list[256], n = 0;
-  bool found = false;
-  for (unsigned i = 0; i < cache_count && !found; i++) {
-    smp_lock_acquire(&locks[i]);
-    if (metas[i].used) list[n++] = i;
-    else smp_lock_release(&locks[i]);
-    if (n == SMP_ARRAY_LEN(list) || (i + 1 == cache_count && n)) {
-      found = holds_locked(list, n, cls, p);
-      for (unsigned k = 0; k < n; k++) smp_lock_release(&locks[list[k]]);
-      n = 0;
-    }
-  }
-  return found;
-}
-
-size_t smp_cpucache_drain_all(void) {
-  unsigned list[256], n = 0;
-  size_t drained = 0;
-  for (unsigned i = 0; i < cache_count; i++) {
-    smp_lock_acquire(&locks[i]);
-    if (metas[i].used) list[n++] = i;
-    else smp_lock_release(&locks[i]);
-    if (n == SMP_ARRAY_LEN(list) || (i + 1 == cache_count && n)) {
-      drained += drain_indexes_locked(list, n);
-      for (unsigned k = 0; k < n; k++) smp_lock_release(&locks[list[k]]);
-      n = 0;
-    }
-  }
-  return drained;
+  holds_query_t q = {cls, p};
+  return each_used_batch(holds_batch, &q, true) != 0;
 }
 
 void smp_cpucache_stats(smp_cpucache_stats_t *out) {

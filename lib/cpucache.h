@@ -14,7 +14,8 @@
 // misses grows by a batch, taking capacity from other classes round-robin when over budget.
 // Drain (trim, idle caches): under the region lock, freeze every header ({end 0, begin 0xffff}:
 // all operations miss), fence with membarrier(PRIVATE_EXPEDITED_RSEQ) so no sequence that saw
-// the old header is still running, then read current, flush the slots, and unfreeze.
+// the old header is still running, then read current, flush the slots, and unfreeze (the
+// double-free search freezes one class, only reads, and puts its exact limits back).
 // Lock order: region locks in ascending index (drains hold several), then a central-list lock,
 // then the page-heap lock; never the reverse.
 #ifndef SMP_CPUCACHE_H

@@ -7,9 +7,12 @@
 // remote list) == capacity. Writers: any thread pushes a chain with one CAS (release), which
 // prepends it and subtracts its length from out; only the owner (holder of the class's central
 // lock) drains the list (CAS to an empty head, acquire) and adds to out when it hands blocks to
-// a cache. No ABA: a push never reads the old head's link, it only links its chain's tail to
-// whatever head it saw and CASes the whole word, so a head that left and came back is still a
-// correct successor; the drain takes the whole list and never pops one node.
+// a cache. The owner may also walk the list from a head it loaded with acquire (the double-free
+// search, smp_central_holds): pushers only prepend, so every node it reaches stays, with the
+// link its pusher wrote, until the owner itself drains. No ABA: a push never reads the old
+// head's link, it only links its chain's tail to whatever head it saw and CASes the whole word,
+// so a head that left and came back is still a correct successor; the drain takes the whole
+// list and never pops one node.
 // A pusher sets ATTN iff its push needs the owner's attention (it cleared DETACHED, or out
 // reached 0) and ATTN was clear; that pusher then calls the central attend under the lock, which
 // clears ATTN first and acts on the word it cleared. So at most one attend per span is pending,

@@ -18,14 +18,14 @@
 // Loads: the limits first, then current, each with a load of its own width. The writers keep
 // one invariant: outside a sequence on the header's own index, current is written only in the
 // same 64-bit store that replaces frozen limits (region init, unfreeze); every other writer
-// changes the limits alone (freeze, then a membarrier fence; the restore after a failed fence or
-// after a double-free scan, back to the exact limits before the freeze; set_end, in a sequence
-// on the same index). x86 keeps
-// loads in order and a 64-bit store is seen whole, so a sequence that sees the limits of a
-// whole-header store also sees its current, and one that sees older limits sees frozen ones
-// and misses. bench/fastpath.sh (a ctest) fails if malloc or free loses that order. (One
-// 8-byte load of the header right after the previous call's 16-bit commit cannot be forwarded
-// from the store buffer and waits for the store to retire: about 10 cycles per call.)
+// changes the limits alone (freeze, then a membarrier fence; the restore after a failed fence
+// or a double-free search, to the exact limits before the freeze; set_end, in a sequence on
+// the same index). x86 keeps loads in order and a 64-bit store is seen whole, so a sequence
+// that sees the limits of a whole-header store also sees its current, and one that sees older
+// limits sees frozen ones and misses. bench/fastpath.sh (a ctest) fails if malloc or free loses
+// that order. (One 8-byte load of the header right after the previous call's 16-bit commit
+// cannot be forwarded from the store buffer and waits for the store to retire: about 10 cycles
+// per call.)
 #ifndef SMP_RSEQ_X86_64_H
 #define SMP_RSEQ_X86_64_H
 
