@@ -68,6 +68,7 @@ static void totals_locked(smp_report_totals_t *out) {
   out->purges = ps.purge_calls;
   out->chunks = ps.chunks;
   out->chunks_unmapped = ps.chunks_unmapped;
+  out->passes = ps.passes;
   out->threads = ts.live;
 }
 
@@ -159,10 +160,8 @@ void smp_report_print(int fd) {
     smp_text_str(&t, "off (trim only)");
   }
   if (smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING) {
-    smp_pageheap_stats_t ps;
-    smp_pageheap_stats(&ps);
     smp_text_str(&t, ", background thread running (");
-    smp_text_u64(&t, ps.passes, 0);
+    smp_text_u64(&t, r.passes, 0);
     smp_text_str(&t, " passes)");
   }
   smp_text_str(&t, "\n");

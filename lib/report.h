@@ -14,7 +14,7 @@ typedef struct smp_report_totals {
   size_t huge_in_use, huge_count;    // dedicated mappings
   size_t mapped;                     // chunks + huge mappings
   size_t pageheap_free, pageheap_dirty, pageheap_dirty_bound;
-  uint64_t purged, purges, chunks, chunks_unmapped; // see smp_pageheap_stats_t
+  uint64_t purged, purges, chunks, chunks_unmapped, passes; // see smp_pageheap_stats_t
   uint64_t threads;                                  // threads with a cache
 } smp_report_totals_t;
 

@@ -118,23 +118,29 @@ static inline bool test_frontend_agrees(const char *options, bool percpu) {
   return want == TEST_FRONTEND_EITHER || (want == TEST_FRONTEND_PERCPU) == percpu;
 }
 
-// The front end's name as the statistics report gives it: smp_stats_print writes to fd 2,
-// pointed at a memory file for the call (no other thread may write to stderr meanwhile).
-static inline void test_frontend_name(char *buf, size_t cap, bool percpu) {
-  snprintf(buf, cap, "%s", percpu ? "percpu" : "thread"); // if the report cannot be read
-  char text[1024];
+// The text of smpalloc's statistics report (smp_stats_print, the same as malloc_stats), cut to
+// cap - 1 bytes and NUL-terminated: the report goes to fd 2, pointed at a memory file for the
+// call (no other thread may write to stderr meanwhile). False if it could not be captured.
+static inline bool test_report_text(char *text, size_t cap) {
   ssize_t n = -1;
-  int fd = memfd_create("test-frontend", 0), saved = dup(STDERR_FILENO);
+  int fd = memfd_create("test-report", 0), saved = dup(STDERR_FILENO);
   fflush(stderr);
   if (fd >= 0 && saved >= 0 && dup2(fd, STDERR_FILENO) >= 0) {
     smp_stats_print();
     dup2(saved, STDERR_FILENO);
-    n = pread(fd, text, sizeof text - 1, 0);
+    n = pread(fd, text, cap - 1, 0);
   }
   if (saved >= 0) close(saved);
   if (fd >= 0) close(fd);
-  if (n <= 0) return;
-  text[n] = 0;
+  text[n > 0 ? n : 0] = 0;
+  return n > 0;
+}
+
+// The front end's name as the statistics report gives it.
+static inline void test_frontend_name(char *buf, size_t cap, bool percpu) {
+  snprintf(buf, cap, "%s", percpu ? "percpu" : "thread"); // if the report cannot be read
+  char text[1024];
+  if (!test_report_text(text, sizeof text)) return;
   const char *fe = strstr(text, "frontend:");
   if (fe == NULL) return;
   fe += strlen("frontend:");

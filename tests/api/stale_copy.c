@@ -185,19 +185,12 @@ static void *run(void *arg) {
   return NULL;
 }
 
-// The figure malloc_stats prints after "mark checks:" (smpalloc's report), or exits.
+// The figure the statistics report prints after "mark checks:", or exits.
 static unsigned long long mark_checks(void) {
   static char text[64 * 1024];
-  int fd = memfd_create("stale-copy-stats", 0), saved = dup(STDERR_FILENO);
-  if (fd < 0 || saved < 0 || dup2(fd, STDERR_FILENO) < 0) die("cannot capture malloc_stats");
-  malloc_stats();
-  dup2(saved, STDERR_FILENO);
-  close(saved);
-  ssize_t n = pread(fd, text, sizeof text - 1, 0);
-  close(fd);
-  text[n > 0 ? n : 0] = 0;
+  if (!test_report_text(text, sizeof text)) die("cannot capture the statistics report");
   const char *at = strstr(text, "mark checks:");
-  if (at == NULL) die("malloc_stats prints no \"mark checks:\" (not smpalloc?)");
+  if (at == NULL) die("the statistics report has no \"mark checks:\"");
   return strtoull(at + strlen("mark checks:"), NULL, 10);
 }
 

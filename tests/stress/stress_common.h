@@ -517,18 +517,7 @@ static inline void stress_heap_read(stress_heap_t *h) {
   h->in_use = mi.uordblks;
   h->free_bytes = mi.fordblks;
   h->mapped = mi.arena + mi.hblkhd;
-  // malloc_stats writes to fd 2: point fd 2 at a memory file for the call.
-  int fd = memfd_create("stress-stats", 0);
-  if (fd < 0) stress_fail("memfd_create: %s", strerror(errno));
-  int saved = dup(STDERR_FILENO);
-  if (saved < 0 || dup2(fd, STDERR_FILENO) < 0) stress_fail("dup: %s", strerror(errno));
-  malloc_stats();
-  dup2(saved, STDERR_FILENO);
-  close(saved);
-  ssize_t n = pread(fd, text, sizeof text - 1, 0);
-  close(fd);
-  if (n <= 0) stress_fail("malloc_stats wrote nothing");
-  text[n] = 0;
+  if (!test_report_text(text, sizeof text)) stress_fail("cannot capture the statistics report");
   h->cached = stress_parse_bytes(stress_after(text, "cached:"));
   h->span_free = stress_parse_bytes(stress_after(text, "span free:"));
   h->live_caches = strtoull(stress_after(text, "threads:"), NULL, 10);
