@@ -58,7 +58,7 @@ SMP_INLINE void *smp_alloc_fast(size_t size) {
 
 SMP_INLINE void smp_free_fast(void *p) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
-    size_t cls = smp_pagemap_class(p);
+    size_t cls = smp_pagemap_class(p); // size_t: gcc zero-extends it once, not once per use
     // Class 0 (not a small block) fails the boundary test too: its magic is 0.
     if (SMP_LIKELY(smp_sizeclass_on_boundary(cls, smp_pagemap_span_offset(p)) &&
                    !smp_block_is_marked(p))) {
