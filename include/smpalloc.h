@@ -68,7 +68,7 @@ SMP_API int smp_trim(void);
 SMP_API void smp_stats_print(void);
 
 /** The version of struct smp_stats this header describes. */
-#define SMP_STATS_VERSION 1
+#define SMP_STATS_VERSION 2
 
 /** Heap statistics, filled by smp_stats_get. Versioned: the caller sets version and size; a
  *  library fills only the fields within the caller's size, so programs built against an older
@@ -94,6 +94,13 @@ typedef struct smp_stats {
   uint32_t background;     /**< 1 if the background thread runs */
   uint32_t cpus;           /**< CPUs the process may run on (its affinity mask) */
   uint32_t cache_slots;    /**< per-CPU caches reserved (one per possible CPU); 0 per-thread */
+  /* version 2 */
+  uint64_t limit;          /**< the heap's limit (0: none; a region heap: its usable bytes) */
+  uint64_t held;           /**< what the limit counts: pages held for blocks, huge mappings */
+  uint64_t failures;       /**< requests refused for lack of memory (limit, region, OS) */
+  uint64_t heaps;          /**< heaps alive, the default one included (smp_stats_get only) */
+  uint64_t reserve_size;   /**< the emergency reserve (smp_stats_get only) */
+  uint64_t reserve_in_use; /**< of which in blocks handed out (smp_stats_get only) */
 } smp_stats_t;
 
 /** Fill *stats with the heap's statistics as of now (take stats->version = SMP_STATS_VERSION
@@ -102,6 +109,139 @@ typedef struct smp_stats {
  *  for hot paths. Allocates nothing. Returns 0, or EINVAL (nothing filled) if stats is NULL,
  *  its version is 0 or its size does not cover in_use; fields beyond size are not written. */
 SMP_API int smp_stats_get(smp_stats_t *stats);
+
+/* ---- Heaps ------------------------------------------------------------------------------
+ *
+ * A heap is an allocator of its own: its own pages, size classes and limits, named in the
+ * statistics. Ordinary blocks (malloc, smp_malloc, operator new) come from the *default heap*.
+ * A block from any heap is freed by plain free/smp_free/delete (or resized by realloc) from any
+ * thread; the heap is found from the pointer. smp_heap_destroy frees every block of a heap at
+ * once. A heap can also live in memory the caller gives (smp_heap_create_in): shared memory,
+ * hugetlb pages, a pinned buffer.
+ *
+ * Allocation flags (combine with |) for smp_heap_malloc, smp_mallocx and their realloc forms:
+ *   SMP_ZERO      the block reads as zero.
+ *   SMP_ALIGN(a)  the block is aligned to a, a power of two (not a power of two: EINVAL).
+ *   SMP_NOWAIT    never blocks: no waiting for a lock, no system call. NULL with errno EAGAIN
+ *                 when the request would have to (a cache miss whose lock is busy, a heap that
+ *                 must grow from the OS, a huge block). The OOM handler is not called.
+ *   SMP_RESERVE   may draw on the emergency reserve (smp_reserve_set) when the heap cannot
+ *                 give the memory, as FreeBSD's M_USE_RESERVE.
+ *   SMP_NOFAIL    never returns NULL: the OOM handler is asked (until it declines), then the
+ *                 reserve is drawn on, then "smpalloc: <function>: out of memory" is printed and
+ *                 the process aborts (FreeBSD's M_WAITOK promise). SMP_NOWAIT | SMP_NOFAIL is
+ *                 EINVAL.
+ * Unknown flag bits are EINVAL. Functions returning int return 0 or an errno value. */
+
+/** A heap (opaque). */
+typedef struct smp_heap smp_heap_t;
+
+#define SMP_ZERO 0x1u
+#define SMP_NOWAIT 0x2u
+#define SMP_RESERVE 0x4u
+#define SMP_NOFAIL 0x8u
+/** Alignment a (a power of two, up to 2^62) as a flag: log2(a) in bits 8..13. */
+#define SMP_ALIGN(a)                                                                          \
+  ((((unsigned long long)(a) & ((unsigned long long)(a) - 1)) || (unsigned long long)(a) == 0 \
+        ? 0x80000000u                                                                         \
+        : (unsigned)__builtin_ctzll((unsigned long long)(a)) << 8))
+
+/** Flags of smp_heap_create_in. */
+#define SMP_REGION_META_OUTSIDE 0x1u /**< metadata in memory the allocator maps, not in the
+                                          region: every byte of the region is for blocks */
+#define SMP_REGION_PURGE 0x2u        /**< the allocator may madvise(MADV_DONTNEED) free pages
+                                          of the region (it never does otherwise) */
+/** The smallest region smp_heap_create_in accepts, in bytes. */
+#define SMP_REGION_MIN ((size_t)64 * 1024)
+
+/** Create a heap that takes memory from the OS, named name (copied; at most 31 bytes are
+ *  kept; NULL: "heap"), holding at most limit bytes for its blocks (0: no limit). The limit
+ *  counts the pages the heap holds for blocks (small spans, large runs, huge mappings), not
+ *  whole chunks, so a 1 MiB limit gives close to 1 MiB of blocks. Returns NULL with errno
+ *  ENOMEM when the OS has no memory for the heap's metadata. */
+SMP_API smp_heap_t *smp_heap_create(const char *name, size_t limit);
+
+/** Create a heap over len bytes at base, memory the caller owns (anonymous, a MAP_SHARED memfd,
+ *  hugetlb pages, a registered buffer). Its blocks come only from that memory: when it is full,
+ *  allocation fails with ENOMEM (after the OOM handler), never falling back to other memory.
+ *  The allocator never maps, unmaps or madvises the region unless flags has SMP_REGION_PURGE;
+ *  its metadata sits at the start of the region unless flags has SMP_REGION_META_OUTSIDE.
+ *  Any base and len: only the 8 KiB pages wholly inside are used. Returns NULL with errno
+ *  EINVAL for a NULL base, unknown flags, a region smaller than SMP_REGION_MIN or one that
+ *  overlaps another heap's region or the allocator's own memory in use, ENOMEM when the
+ *  region has no room left for blocks after its metadata. The region stays the caller's: after
+ *  smp_heap_destroy it may be unmapped or reused. */
+SMP_API smp_heap_t *smp_heap_create_in(const char *name, void *base, size_t len, unsigned flags);
+
+/** Allocate size bytes from heap h (NULL: the default heap) with flags (see above). NULL with
+ *  errno ENOMEM (heap over its limit, region full, OS exhausted), EAGAIN (SMP_NOWAIT) or
+ *  EINVAL (bad flags). */
+SMP_API SMP_MALLOC_LIKE void *smp_heap_malloc(smp_heap_t *h, size_t size, unsigned flags);
+
+/** smp_heap_malloc(h, count * size, flags | SMP_ZERO); ENOMEM if the product overflows. */
+SMP_API SMP_MALLOC_LIKE void *smp_heap_calloc(smp_heap_t *h, size_t count, size_t size,
+                                              unsigned flags);
+
+/** Resize p to size bytes in heap h (NULL: the default heap): p may be a block of any heap;
+ *  the result is a block of h (moved there if p is elsewhere), with the contents up to the
+ *  smaller size; SMP_ZERO zeroes bytes past the old usable size. p NULL: smp_heap_malloc. size
+ *  0: p is freed and NULL returned. On failure NULL with errno set, and p is untouched. */
+SMP_API void *smp_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags);
+
+/** Destroy heap h: every block of h is freed at once (O(spans), not O(blocks)) and its memory
+ *  goes back to the OS (for a region heap: to the caller). Later use of one of its blocks by
+ *  free, realloc or smp_usable_size is reported ("block of a destroyed heap") and aborts. The
+ *  caller must make sure no other thread uses h meanwhile (debug:1 reports one that does).
+ *  NULL is ignored; the default heap cannot be destroyed (reported, aborts). */
+SMP_API void smp_heap_destroy(smp_heap_t *h);
+
+/** Call fn(block, usable_size, arg) for every live block of h (NULL: the default heap),
+ *  while no other thread uses h. fn returns 0 to go on and anything else to stop; that value
+ *  is returned (0 once every block was visited), as nftw does. fn may read and write the
+ *  block but must not allocate from or free into h. Blocks freed but held in caches are not
+ *  visited. EINVAL if fn is NULL. */
+SMP_API int smp_heap_visit(smp_heap_t *h, int (*fn)(void *block, size_t usable, void *arg),
+                           void *arg);
+
+/** The heap that block p belongs to: the default heap for ordinary blocks; NULL for NULL or a
+ *  pointer that is not a block start of ours (never reported). */
+SMP_API smp_heap_t *smp_heap_of(const void *p);
+
+/** The default heap (what malloc and smp_malloc allocate from). */
+SMP_API smp_heap_t *smp_heap_default(void);
+
+/** The name h was created with ("default" for the default heap). */
+SMP_API const char *smp_heap_name(const smp_heap_t *h);
+
+/** Change h's limit (0: none). A limit below what h holds now refuses new memory until enough
+ *  is freed. EINVAL for the default heap and for region heaps (their region is the limit). */
+SMP_API int smp_heap_set_limit(smp_heap_t *h, size_t limit);
+
+/** Fill *out (version and size set by the caller, as smp_stats_get) with h's statistics:
+ *  in_use, cached, free, dirty, mapped, resident, purged of h alone, plus limit, held and
+ *  failures. NULL h: the default heap (without the process-wide fields, which smp_stats_get
+ *  gives). EINVAL as smp_stats_get. */
+SMP_API int smp_heap_stats_get(smp_heap_t *h, struct smp_stats *out);
+
+/** smp_heap_malloc(NULL, size, flags): the default heap with flags. With flags 0 it is malloc
+ *  (same hit path). */
+SMP_API SMP_MALLOC_LIKE void *smp_mallocx(size_t size, unsigned flags);
+
+/** smp_heap_realloc on p's own heap: p stays in the heap it came from. */
+SMP_API void *smp_reallocx(void *p, size_t size, unsigned flags);
+
+/** Set the emergency reserve to bytes (rounded up to 8 KiB pages; 0 releases it): memory taken
+ *  from the OS now, pre-faulted, drawn on only by SMP_RESERVE and SMP_NOFAIL requests when
+ *  their heap cannot give them memory. Returns 0, ENOMEM (the OS refused; the old reserve is
+ *  kept) or EBUSY (shrinking or releasing while blocks of the reserve are live). */
+SMP_API int smp_reserve_set(size_t bytes);
+
+/** Install an out-of-memory handler (NULL: none). When a request of any heap is about to fail
+ *  for lack of memory (not for SMP_NOWAIT), fn(size, heap, arg) is called; a non-zero return
+ *  retries the request (the handler freed something), zero lets it fail (or, with
+ *  SMP_NOFAIL, go on to the reserve). The handler may allocate and free; a request made
+ *  inside the handler that also fails does not call it again. */
+SMP_API void smp_set_oom_handler(int (*fn)(size_t size, smp_heap_t *h, void *arg), void *arg);
 
 /** The library version as "MAJOR.MINOR.PATCH". */
 SMP_API const char *smp_version(void);
