@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile the library for aarch64 with Debian's cross compiler (gcc-aarch64-linux-gnu) and link
 # it into a shared object. This machine cannot run arm64 code: the check is that the aarch64
-# rseq sequences (lib/rseq_aarch64.h) and the rest of lib/ keep compiling, with the same
+# rseq sequences (lib/platform/rseq_aarch64.h) and the rest of lib/ keep compiling, with the same
 # warnings-as-errors as the native build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +10,9 @@ command -v "$cc" >/dev/null || { echo "cross-aarch64: $cc not installed (ci/test
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 flags=(-std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -fPIC
-       -fvisibility=hidden -fno-semantic-interposition -D_GNU_SOURCE -Ilib -Iinclude)
-for f in lib/*.c; do
+       -fvisibility=hidden -fno-semantic-interposition -D_GNU_SOURCE -Iinclude)
+for layer in lib/*/; do flags+=(-I"$layer"); done
+for f in lib/*/*.c; do
   "$cc" "${flags[@]}" -c "$f" -o "$out/$(basename "$f" .c).o"
 done
 "$cc" -shared -o "$out/libsmpalloc.so" "$out"/*.o -lpthread

@@ -3,7 +3,7 @@
 // exact once the other threads are quiet.
 #include <string.h>
 
-#include "../include/smpalloc.h"
+#include "smpalloc.h"
 #include "background.h"
 #include "central.h"
 #include "cpucache.h"

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../include/smpalloc.h"
+#include "smpalloc.h"
 #include "alloc.h"
 #include "background.h"
 #include "debug.h"
