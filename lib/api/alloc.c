@@ -13,6 +13,7 @@
 #include "large.h"
 #include "pageheap.h"
 #include "central.h"
+#include "heap.h"
 #include "report.h"
 
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
@@ -30,7 +31,7 @@ SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
   smp_init_ensure();
   smp_background_ensure();
-  void *p = smp_large_alloc(size, align, zero);
+  void *p = smp_large_alloc(&SMP_HEAP_DEFAULT->pages, size, align, zero, false);
   if (p == NULL) errno = ENOMEM;
   return p;
 }
@@ -50,16 +51,66 @@ static unsigned small_class_checked(const void *p, const char *function) {
   return cls;
 }
 
+// Free p, in chunk c of a heap other than the default one: a small block goes to the calling
+// thread's cache of that heap, anything else to smp_large_free (which reports a bad pointer).
+static void other_heap_free(smp_chunk_t *c, void *p, const char *function) {
+  smp_span_t *s = smp_pagemap_span_checked(p);
+  if (s && s->state == SMP_SPAN_SMALL) {
+    unsigned cls = s->sizeclass;
+    if (!smp_span_is_block(s, p)) smp_debug_fatal(function, "invalid pointer", p);
+    if (smp_block_is_marked(p) && smp_doublefree_confirm(s, cls, p))
+      smp_debug_fatal(function, "double free", p);
+    smp_block_mark(p);
+    smp_hcache_set_t *set = &smp_heap_of_chunk(c)->caches;
+    if (!smp_hcache_free_fast(set, p, cls)) smp_hcache_free_slow(set, p, cls);
+    return;
+  }
+  smp_large_free(p, function);
+}
+
 SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
   if (p == NULL) return;
   smp_init_ensure();
-  if (in_small_span(p)) {
+  if (in_small_span(p)) { // the default heap's small blocks (no other heap sets page classes)
     unsigned cls = small_class_checked(p, function); // misaligned, interior or double free
     smp_block_mark(p);
     smp_frontend_free_slow(p, cls);
     return;
   }
+  smp_chunk_t *c = smp_pagemap_find(p);
+  if (c && !smp_heap_of_chunk(c)->is_default) {
+    other_heap_free(c, p, function);
+    return;
+  }
+  if (c == NULL && smp_heap_retired(p)) smp_debug_fatal(function, "block of a destroyed heap", p);
   smp_large_free(p, function);
+}
+
+smp_heap_t *smp_alloc_block_info(const void *p, const char *function, size_t *usable,
+                                 bool *small) {
+  if (in_small_span(p)) {
+    *small = true;
+    *usable = smp_class_info[small_class_checked(p, function)].size;
+    return SMP_HEAP_DEFAULT;
+  }
+  smp_chunk_t *c = smp_pagemap_find(p);
+  *small = false;
+  if (c && !smp_heap_of_chunk(c)->is_default) {
+    smp_span_t *s = smp_pagemap_span_checked(p);
+    if (s && s->state == SMP_SPAN_SMALL) {
+      if (!smp_span_is_block(s, p) ||
+          (smp_block_is_marked(p) && smp_doublefree_confirm(s, s->sizeclass, p)))
+        smp_debug_fatal(function, "invalid pointer", p);
+      *small = true;
+      *usable = smp_class_info[s->sizeclass].size;
+      return smp_heap_of_chunk(c);
+    }
+  }
+  if (c == NULL && smp_heap_retired(p)) smp_debug_fatal(function, "block of a destroyed heap", p);
+  *usable = smp_large_usable(p, function);
+  if (c) return smp_heap_of_chunk(c);
+  smp_pageheap_t *ph = smp_large_huge_heap(p);
+  return ph ? (smp_heap_t *)ph->owner : SMP_HEAP_DEFAULT;
 }
 
 void *smp_alloc_calloc(size_t count, size_t size) {
@@ -93,7 +144,10 @@ size_t smp_alloc_usable(const void *p, const char *function) {
   if (p == NULL) return 0;
   if (in_small_span(p))
     return smp_class_info[small_class_checked(p, function)].size;
-  return smp_large_usable(p, function);
+  size_t usable;
+  bool small;
+  smp_alloc_block_info(p, function, &usable, &small);
+  return usable;
 }
 
 // Move p to a new block of size bytes, copying keep bytes; p survives a failure.
@@ -111,6 +165,8 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
     smp_free_fast(p);
     return NULL;
   }
+  if (!in_small_span(p) && smp_alloc_heap_of(p) != SMP_HEAP_DEFAULT) // stays in its heap
+    return smp_alloc_heap_realloc(NULL, p, size, 0, function);
   size_t usable = smp_alloc_usable(p, function); // validates p
   if (in_small_span(p)) {
     // Keep the block if it fits and is not more than twice what is needed (or if a new
@@ -141,11 +197,17 @@ void smp_alloc_free_sized(void *p, size_t size, const char *function) {
   smp_free_fast(p);
 }
 
+static void trim_heap(smp_heap_t *h, void *arg) {
+  size_t *released = arg;
+  if (h->is_default) smp_frontend_flush(); else smp_hcache_flush_self(&h->caches);
+  *released += smp_central_trim(&h->central);
+  *released += smp_pageheap_trim(&h->pages);
+}
+
 int smp_alloc_trim(void) {
   smp_init_ensure();
-  smp_frontend_flush();
-  size_t released = smp_central_trim();
-  released += smp_pageheap_trim();
+  size_t released = 0;
+  smp_heap_each(trim_heap, &released);
   return released > 0;
 }
 

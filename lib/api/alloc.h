@@ -32,6 +32,16 @@ void *smp_alloc_aligned(size_t align, size_t size);
 size_t smp_alloc_usable(const void *p, const char *function);
 void smp_alloc_free_sized(void *p, size_t size, const char *function);
 int smp_alloc_trim(void);
+struct smp_heap;
+// Validate p (a live block of ours, else a report) and return its heap, its usable size and
+// whether it is a small block.
+struct smp_heap *smp_alloc_block_info(const void *p, const char *function, size_t *usable,
+                                      bool *small);
+// The heap of p, or NULL if p is not a block of ours (never reports; for smp_heap_of).
+struct smp_heap *smp_alloc_heap_of(const void *p);
+// smp_heap_realloc (h NULL: p's own heap); function names the caller in reports.
+void *smp_alloc_heap_realloc(struct smp_heap *h, void *p, size_t size, unsigned flags,
+                             const char *function);
 
 #ifdef __cplusplus
 }

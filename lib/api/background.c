@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "background.h"
+#include "heap.h"
 #include "central.h"
 #include "frontend.h"
 #include "pageheap.h"
@@ -16,11 +17,13 @@ static void *background_main(void *arg) {
   for (;;) {
     // The page heap's calls are counted before the caches drain: the spans a drain empties
     // are not the program's doing, and an idle heap gives their pages back in the same pass.
-    uint64_t calls = smp_pageheap_calls();
+    smp_pageheap_t *ph = &SMP_HEAP_DEFAULT->pages;
+    uint64_t calls = smp_pageheap_calls(ph);
     if (smp_frontend_is_percpu()) smp_cpucache_drain_idle();
-    bool idle = smp_pageheap_idle_since(calls);
-    if (idle) smp_central_trim(); // the wholly free spans the size classes keep in reserve
-    smp_pageheap_background_pass(idle);
+    bool idle = smp_pageheap_idle_since(ph, calls);
+    if (idle) smp_central_trim(smp_central_default); // the classes' wholly free reserve spans
+    smp_pageheap_background_pass(ph, idle);
+    smp_heap_pass_others();
     smp_pageheap_wait_pass();
   }
   return NULL;

@@ -3,6 +3,7 @@
 #include "central.h"
 #include "doublefree.h"
 #include "frontend.h"
+#include "heap.h"
 
 static _Atomic uint64_t suspicions, confirmed;
 
@@ -10,7 +11,9 @@ bool smp_doublefree_confirm(smp_span_t *s, unsigned cls, const void *p) {
   smp_fetch_add_relaxed(&suspicions, 1);
   // Caches first, then the span: a block flushed from a cache between the two is missed, never
   // found twice. The cache locks are all released before the class lock is taken (lock order).
-  bool found = smp_frontend_holds(cls, p) || smp_central_holds(s, cls, p);
+  smp_heap_t *h = smp_heap_of_chunk(smp_span_chunk(s));
+  bool cached = h->is_default ? smp_frontend_holds(cls, p) : smp_hcache_holds(&h->caches, cls, p);
+  bool found = cached || smp_central_holds(s, cls, p);
   if (found) smp_fetch_add_relaxed(&confirmed, 1);
   return found;
 }

@@ -10,6 +10,8 @@
 #include "central.h"
 #include "cpucache.h"
 #include "frontend.h"
+#include "hcache.h"
+#include "heap.h"
 #include "init.h"
 #include "large.h"
 #include "options.h"
@@ -28,17 +30,17 @@ static int report_fd = STDERR_FILENO;
 static void fork_prepare(void) {
   smp_report_lock();
   smp_cpucache_lock_all();
-  smp_central_lock_all();
-  smp_lock_acquire(&smp_pageheap_lock);
+  smp_heap_lock_all();
   smp_large_lock_all();
   smp_tcache_lock_all();
+  smp_hcache_lock_fork();
 }
 
 static void fork_parent(void) {
+  smp_hcache_unlock_fork();
   smp_tcache_unlock_all();
   smp_large_unlock_all();
-  smp_lock_release(&smp_pageheap_lock);
-  smp_central_unlock_all();
+  smp_heap_unlock_all();
   smp_cpucache_unlock_all();
   smp_report_unlock();
 }
@@ -68,6 +70,7 @@ void smp_init_slow(void) {
   smp_frontend_select();
   pthread_key_t key;
   if (pthread_key_create(&key, smp_tcache_thread_exit) == 0) smp_tcache_set_exit_key((unsigned)key);
+  if (pthread_key_create(&key, smp_hcache_thread_exit) == 0) smp_hcache_set_exit_key((unsigned)key);
   smp_store_release(&smp_init_state, 2);
   pthread_atfork(fork_prepare, fork_parent, fork_child); // may malloc: the heap is ready
   errno = saved_errno;

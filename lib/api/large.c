@@ -2,6 +2,7 @@
 // key 1 = deleted. It is grown (doubled and rehashed into a fresh mapping) when live plus
 // deleted entries would exceed half of it, so a probe always ends. All of it is guarded by
 // huge_lock; large (page-heap) blocks need no lock here beyond the page heap's.
+#include <errno.h>
 #include <string.h>
 
 #include "debug.h"
@@ -13,6 +14,7 @@ typedef struct huge_entry {
   uintptr_t addr; // 0 empty, 1 deleted, else the block (== start of its mapping)
   size_t size;    // mapped bytes from addr
   size_t align;   // alignment asked for (mremap may only move blocks needing <= OS page)
+  smp_pageheap_t *heap; // the page heap of the block's heap (its limit counts the block)
 } huge_entry_t;
 
 static smp_lock_t huge_lock = SMP_LOCK_INIT;
@@ -52,12 +54,12 @@ static bool grow_locked(void) {
   return true;
 }
 
-static bool insert_locked(uintptr_t addr, size_t size, size_t align) {
+static bool insert_locked(uintptr_t addr, size_t size, size_t align, smp_pageheap_t *heap) {
   if ((table_used + 1) * 2 > table_cap && !grow_locked()) return false;
   size_t i = slot_of(addr, table_cap);
   while (table[i].addr > 1) i = (i + 1) & (table_cap - 1);
   if (table[i].addr == 0) table_used++;
-  table[i] = (huge_entry_t){addr, size, align};
+  table[i] = (huge_entry_t){addr, size, align, heap};
   huge_count++;
   huge_bytes += size;
   return true;
@@ -69,30 +71,40 @@ static void remove_locked(huge_entry_t *e) {
   huge_bytes -= e->size;
 }
 
-static void *huge_alloc(size_t n, size_t align) {
+// Pages of a huge mapping of size bytes, as the heap's limit counts them.
+static ptrdiff_t limit_pages(size_t size) { return (ptrdiff_t)((size + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT); }
+
+static void *huge_alloc(smp_pageheap_t *ph, size_t n, size_t align) {
   size_t page = smp_os_page_size();
-  if (n > SIZE_MAX - page) return NULL;
+  if (n > SIZE_MAX - page - SMP_PAGE_SIZE) return NULL;
   size_t size = smp_align_up(n, page);
   if (align < page) align = page;
+  if (!smp_pageheap_charge(ph, limit_pages(size), false)) return NULL;
   void *p = smp_os_map_aligned(size, align);
-  if (p == NULL) return NULL;
-  smp_lock_acquire(&huge_lock);
-  bool ok = insert_locked((uintptr_t)p, size, align);
-  smp_lock_release(&huge_lock);
+  bool ok = p != NULL;
+  if (ok) {
+    smp_lock_acquire(&huge_lock);
+    ok = insert_locked((uintptr_t)p, size, align, ph);
+    smp_lock_release(&huge_lock);
+    if (!ok) smp_os_unmap(p, size);
+  }
   if (!ok) {
-    smp_os_unmap(p, size);
+    smp_pageheap_charge(ph, -limit_pages(size), false);
     return NULL;
   }
   return p; // fresh anonymous memory reads as zero
 }
 
-void *smp_large_alloc(size_t n, size_t align, bool zero) {
+void *smp_large_alloc(smp_pageheap_t *ph, size_t n, size_t align, bool zero, bool nowait) {
   if (n == 0) n = 1; // a unique block, as smp_malloc(0) gives (there is no 0-page span)
   size_t npages = (n + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT;
   size_t align_pages = align > SMP_PAGE_SIZE ? align >> SMP_PAGE_SHIFT : 1;
-  if (n > SMP_HUGE_THRESHOLD || npages + align_pages - 1 > USABLE_PAGES) return huge_alloc(n, align);
+  if (n > SMP_HUGE_THRESHOLD || npages + align_pages - 1 > USABLE_PAGES) {
+    if (nowait || ph->fixed) return NULL; // a mapping of its own: a system call; regions: none
+    return huge_alloc(ph, n, align);
+  }
   bool zeroed;
-  smp_span_t *s = smp_pageheap_alloc(npages, align_pages, &zeroed);
+  smp_span_t *s = smp_pageheap_alloc(ph, npages, align_pages, &zeroed, nowait);
   if (s == NULL) return NULL;
   char *p = smp_span_start(s);
   if (zero && !zeroed) memset(p, 0, n);
@@ -107,7 +119,7 @@ static smp_span_t *large_span(const void *p) {
 }
 
 void smp_large_free(void *p, const char *function) {
-  if (smp_pagemap_owns(p)) {
+  if (smp_pagemap_find(p)) {
     smp_span_t *s = large_span(p);
     if (s == NULL) smp_debug_fatal(function, "double free or invalid pointer", p);
     smp_pageheap_free(s);
@@ -116,14 +128,24 @@ void smp_large_free(void *p, const char *function) {
   smp_lock_acquire(&huge_lock);
   huge_entry_t *e = find_locked((uintptr_t)p);
   size_t size = e ? e->size : 0;
+  smp_pageheap_t *ph = e ? e->heap : NULL;
   if (e) remove_locked(e);
   smp_lock_release(&huge_lock);
   if (e == NULL) smp_debug_fatal(function, "invalid pointer", p);
   smp_os_unmap(p, size);
+  smp_pageheap_charge(ph, -limit_pages(size), false);
+}
+
+smp_pageheap_t *smp_large_huge_heap(const void *p) {
+  smp_lock_acquire(&huge_lock);
+  huge_entry_t *e = find_locked((uintptr_t)p);
+  smp_pageheap_t *ph = e ? e->heap : NULL;
+  smp_lock_release(&huge_lock);
+  return ph;
 }
 
 size_t smp_large_usable(const void *p, const char *function) {
-  if (smp_pagemap_owns(p)) {
+  if (smp_pagemap_find(p)) {
     smp_span_t *s = large_span(p);
     if (s == NULL) smp_debug_fatal(function, "invalid pointer", p);
     return smp_span_bytes(s);
@@ -137,7 +159,7 @@ size_t smp_large_usable(const void *p, const char *function) {
 }
 
 bool smp_large_resize(void *p, size_t n) {
-  if (smp_pagemap_owns(p)) {
+  if (smp_pagemap_find(p)) {
     smp_span_t *s = large_span(p);
     if (n > SIZE_MAX - SMP_PAGE_SIZE) return false;
     size_t npages = (n + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT;
@@ -151,6 +173,12 @@ bool smp_large_resize(void *p, size_t n) {
   size_t page = smp_os_page_size();
   if (n > SIZE_MAX - page) return false;
   size_t want = smp_align_up(n ? n : 1, page);
+  // The limit is charged before the table lock is taken (never both: fork takes them apart);
+  // the block's size cannot change meanwhile unless the program resizes it from two threads.
+  smp_pageheap_t *ph = smp_large_huge_heap(p);
+  size_t old = ph ? smp_large_usable(p, "realloc") : 0;
+  ptrdiff_t charge = ph ? limit_pages(want) - limit_pages(old) : 0;
+  if (ph == NULL || (charge > 0 && !smp_pageheap_charge(ph, charge, false))) return false;
   smp_lock_acquire(&huge_lock);
   huge_entry_t *e = find_locked((uintptr_t)p);
   bool ok = false;
@@ -165,14 +193,20 @@ bool smp_large_resize(void *p, size_t n) {
     ok = true;
   }
   smp_lock_release(&huge_lock);
+  if (ok && charge < 0) smp_pageheap_charge(ph, charge, false);  // the pages given back
+  if (!ok && charge > 0) smp_pageheap_charge(ph, -charge, false); // undo the charge
   return ok;
 }
 
 void *smp_large_remap(void *p, size_t n) {
-  if (smp_pagemap_owns(p)) return NULL;
+  if (smp_pagemap_find(p)) return NULL;
   size_t page = smp_os_page_size();
   if (n > SIZE_MAX - page) return NULL;
   size_t want = smp_align_up(n, page);
+  smp_pageheap_t *ph = smp_large_huge_heap(p); // charged first, as in smp_large_resize
+  size_t old = ph ? smp_large_usable(p, "realloc") : 0;
+  ptrdiff_t charge = ph ? limit_pages(want) - limit_pages(old) : 0;
+  if (ph == NULL || (charge > 0 && !smp_pageheap_charge(ph, charge, false))) return NULL;
   smp_lock_acquire(&huge_lock);
   huge_entry_t *e = find_locked((uintptr_t)p);
   void *q = NULL;
@@ -181,9 +215,11 @@ void *smp_large_remap(void *p, size_t n) {
   if (e && e->align <= page && (q = smp_os_remap(p, e->size, want, true)) != NULL) {
     size_t align = e->align;
     remove_locked(e);
-    insert_locked((uintptr_t)q, want, align); // cannot fail: room reserved above
+    insert_locked((uintptr_t)q, want, align, ph); // cannot fail: room reserved above
   }
   smp_lock_release(&huge_lock);
+  if (q && charge < 0) smp_pageheap_charge(ph, charge, false);
+  if (!q && charge > 0) smp_pageheap_charge(ph, -charge, false);
   return q;
 }
 
@@ -201,6 +237,52 @@ size_t smp_large_resident(void) {
     if (table[i].addr > 1) bytes += smp_os_resident((void *)table[i].addr, table[i].size);
   smp_lock_release(&huge_lock);
   return bytes;
+}
+
+size_t smp_large_resident_of(smp_pageheap_t *ph) {
+  size_t bytes = 0;
+  smp_lock_acquire(&huge_lock);
+  for (size_t i = 0; i < table_cap; i++)
+    if (table[i].addr > 1 && table[i].heap == ph)
+      bytes += smp_os_resident((void *)table[i].addr, table[i].size);
+  smp_lock_release(&huge_lock);
+  return bytes;
+}
+
+size_t smp_large_count_of(smp_pageheap_t *ph) {
+  size_t n = 0;
+  smp_lock_acquire(&huge_lock);
+  for (size_t i = 0; i < table_cap; i++) n += table[i].addr > 1 && table[i].heap == ph;
+  smp_lock_release(&huge_lock);
+  return n;
+}
+
+void smp_large_release_heap(smp_pageheap_t *ph) {
+  smp_lock_acquire(&huge_lock);
+  for (size_t i = 0; i < table_cap; i++)
+    if (table[i].addr > 1 && table[i].heap == ph) {
+      smp_os_unmap((void *)table[i].addr, table[i].size);
+      remove_locked(&table[i]);
+    }
+  smp_lock_release(&huge_lock);
+}
+
+int smp_large_visit_huge(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg) {
+  // A snapshot first: fn runs without the lock (it may allocate huge blocks elsewhere).
+  size_t n = smp_large_count_of(ph);
+  if (n == 0) return 0;
+  size_t bytes = smp_align_up(n * sizeof(huge_entry_t), smp_os_page_size());
+  huge_entry_t *snap = smp_os_map(bytes);
+  if (snap == NULL) return ENOMEM;
+  size_t k = 0;
+  smp_lock_acquire(&huge_lock);
+  for (size_t i = 0; i < table_cap && k < n; i++)
+    if (table[i].addr > 1 && table[i].heap == ph) snap[k++] = table[i];
+  smp_lock_release(&huge_lock);
+  int r = 0;
+  for (size_t i = 0; i < k && !r; i++) r = fn((void *)snap[i].addr, snap[i].size, arg);
+  smp_os_unmap(snap, bytes);
+  return r;
 }
 
 void smp_large_lock_all(void) { smp_lock_acquire(&huge_lock); }

@@ -8,9 +8,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-// A block of at least n bytes aligned to align (power of two), zero-filled if zero; NULL if
-// the OS has no memory (errno is left to the caller).
-void *smp_large_alloc(size_t n, size_t align, bool zero);
+#include "pageheap.h"
+
+// A block of heap ph of at least n bytes aligned to align (power of two), zero-filled if zero;
+// NULL if the OS has no memory, the heap is at its limit, a region heap has no run that long
+// (regions have no huge blocks) or, with nowait, the block would need a lock wait or a system
+// call (errno is left to the caller). Huge blocks count against their heap's limit.
+void *smp_large_alloc(smp_pageheap_t *ph, size_t n, size_t align, bool zero, bool nowait);
+// The page heap of the huge block at p, or NULL if p starts none.
+smp_pageheap_t *smp_large_huge_heap(const void *p);
+// Huge blocks of ph: resident bytes, count; unmap them all (heap destruction); call fn for each
+// (on a snapshot, without the lock; returns what fn returned to stop, or ENOMEM).
+size_t smp_large_resident_of(smp_pageheap_t *ph);
+size_t smp_large_count_of(smp_pageheap_t *ph);
+void smp_large_release_heap(smp_pageheap_t *ph);
+int smp_large_visit_huge(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg);
 // Free a block not in a small span; reports and aborts if p is not a live large/huge block.
 void smp_large_free(void *p, const char *function);
 // Usable size of a large/huge block; reports and aborts if p is not one.

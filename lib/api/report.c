@@ -10,6 +10,7 @@
 #include "debug.h"
 #include "doublefree.h"
 #include "frontend.h"
+#include "heap.h"
 #include "large.h"
 #include "options.h"
 #include "pageheap.h"
@@ -43,7 +44,7 @@ static void totals_locked(smp_report_totals_t *out) {
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     size_t size = smp_class_info[c].size;
     smp_central_class_stats_t ccs;
-    smp_central_stats(c, &ccs);
+    smp_central_stats(smp_central_default, c, &ccs);
     uint64_t held = held_of(c), cached = cached_of(c);
     uint64_t users = held > cached ? held - cached : 0;
     out->small_in_use += users * size;
@@ -53,14 +54,13 @@ static void totals_locked(smp_report_totals_t *out) {
     out->central_free += (cap > held ? cap - held : 0) * size;
   }
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(&ps);
-  smp_large_stats_t ls;
-  smp_large_stats(&ls);
+  smp_pageheap_stats(&SMP_HEAP_DEFAULT->pages, &ps);
   out->large_in_use = ps.large_bytes;
   out->large_count = ps.large_count;
-  out->huge_in_use = ls.huge_bytes;
-  out->huge_count = ls.huge_count;
-  out->mapped = ps.mapped + ls.huge_bytes;
+  out->huge_in_use = ps.huge_bytes;
+  out->huge_count = smp_large_count_of(&SMP_HEAP_DEFAULT->pages);
+  out->mapped = ps.mapped + ps.huge_bytes;
+  out->held = ps.large_bytes + ps.small_bytes + ps.huge_bytes;
   out->pageheap_free = ps.free_bytes;
   out->pageheap_dirty = ps.free_dirty;
   out->pageheap_dirty_bound = ps.dirty_bound;
@@ -82,7 +82,8 @@ void smp_report_stats(smp_stats_t *out) {
   s.free = r.central_free + r.pageheap_free;
   s.dirty = r.pageheap_dirty;
   s.mapped = r.mapped;
-  s.resident = smp_pageheap_resident() + smp_large_resident();
+  s.resident = smp_pageheap_resident(&SMP_HEAP_DEFAULT->pages) +
+               smp_large_resident_of(&SMP_HEAP_DEFAULT->pages);
   s.purged = r.purged;
   s.purges = r.purges;
   // Chunks, huge blocks, the per-CPU regions and their metadata, each thread cache.
@@ -93,6 +94,10 @@ void smp_report_stats(smp_stats_t *out) {
   s.background = smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING;
   s.cpus = smp_os_cpus_allowed();
   s.cache_slots = smp_frontend_is_percpu() ? smp_cpucache_count() : 0;
+  s.held = r.held;
+  s.failures = smp_load_relaxed(&SMP_HEAP_DEFAULT->failures);
+  s.heaps = smp_heap_count();
+  smp_heapapi_reserve_stats(&s.reserve_size, &s.reserve_in_use);
   memcpy(out, &s, filled);
 }
 
@@ -106,6 +111,25 @@ static void line(smp_text_t *t, const char *label, size_t bytes, const char *res
   smp_text_str(t, label);
   smp_text_bytes(t, bytes, 11);
   smp_text_str(t, rest);
+}
+
+// One line per heap other than the default one (whose figures are the report's above).
+static void print_heap(smp_heap_t *h, void *arg) {
+  smp_text_t *t = arg;
+  if (h->is_default) {
+    smp_text_str(t, "  heap                              in use        held       limit    failures\n");
+    return;
+  }
+  smp_stats_t s = {0};
+  smp_heap_stats_fill(h, &s);
+  smp_text_str(t, "  ");
+  smp_text_str(t, h->name);
+  for (size_t n = strlen(h->name); n < 30; n++) smp_text_str(t, " ");
+  smp_text_bytes(t, s.in_use, 12);
+  smp_text_bytes(t, s.held, 12);
+  if (s.limit) smp_text_bytes(t, s.limit, 12); else smp_text_str(t, "        none");
+  smp_text_u64(t, s.failures, 12);
+  smp_text_str(t, h->is_region ? "  region\n" : "\n");
 }
 
 void smp_report_print(int fd) {
@@ -198,7 +222,7 @@ void smp_report_print(int fd) {
   smp_text_str(&t, "  class    size  span-pages  spans   in-use blocks   cached blocks\n");
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     smp_central_class_stats_t ccs;
-    smp_central_stats(c, &ccs);
+    smp_central_stats(smp_central_default, c, &ccs);
     uint64_t held = held_of(c), cached = cached_of(c);
     if (ccs.spans == 0 && held == 0) continue;
     smp_text_u64(&t, c, 7);
@@ -209,6 +233,7 @@ void smp_report_print(int fd) {
     smp_text_u64(&t, cached, 16);
     smp_text_str(&t, "\n");
   }
+  smp_heap_each(print_heap, &t);
   smp_lock_release(&report_lock);
   smp_text_flush(&t);
 }

@@ -3,6 +3,7 @@
 #define SMP_REPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct smp_stats;
 
@@ -16,6 +17,7 @@ typedef struct smp_report_totals {
   size_t pageheap_free, pageheap_dirty, pageheap_dirty_bound;
   uint64_t purged, purges, chunks, chunks_unmapped, passes; // see smp_pageheap_stats_t
   uint64_t threads;                                  // threads with a cache
+  size_t held;                                       // pages held for blocks, huge mappings
 } smp_report_totals_t;
 
 void smp_report_totals(smp_report_totals_t *out);
@@ -25,5 +27,7 @@ void smp_report_print(int fd);
 // Fork support: the report lock comes before every other allocator lock.
 void smp_report_lock(void);
 void smp_report_unlock(void);
+// The emergency reserve's size and bytes in use (heapapi.c).
+void smp_heapapi_reserve_stats(uint64_t *size, uint64_t *in_use);
 
 #endif

@@ -5,15 +5,16 @@
 #include "remote.h"
 #include "span.h"
 
-typedef struct central_class {
-  smp_lock_t lock;
-  smp_span_t *partial; // lock: listed spans, doubly linked through next/prev
-  size_t spans;        // lock: spans of this class in use
-  size_t listed;       // lock: length of partial
-} SMP_CACHE_ALIGNED central_class_t;
+typedef smp_central_class_t central_class_t;
 
-static central_class_t central[SMP_CLASS_COUNT] = {
-    [0 ... SMP_CLASS_COUNT - 1] = {.lock = SMP_LOCK_INIT}};
+void smp_central_init(smp_central_t *c, struct smp_pageheap *pages) {
+  for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_init(&c->cls[cls].lock);
+  c->pages = pages;
+  pages->central = c;
+}
+
+// The central lists that own span s.
+static smp_central_t *central_of(const smp_span_t *s) { return smp_span_chunk(s)->heap->central; }
 
 static void list_locked(central_class_t *cc, smp_span_t *s) {
   s->prev = NULL;
@@ -32,9 +33,10 @@ static void unlist_locked(central_class_t *cc, smp_span_t *s) {
   cc->listed--;
 }
 
-static smp_span_t *new_span_locked(central_class_t *cc, unsigned cls) {
+static smp_span_t *new_span_locked(smp_central_t *c, central_class_t *cc, unsigned cls,
+                                   bool nowait) {
   bool zeroed;
-  smp_span_t *s = smp_pageheap_alloc(smp_class_info[cls].pages, 1, &zeroed);
+  smp_span_t *s = smp_pageheap_alloc(c->pages, smp_class_info[cls].pages, 1, &zeroed, nowait);
   if (s == NULL) return NULL;
   smp_span_carve_init(s, cls);
   smp_pageheap_set_class(s, cls);
@@ -51,13 +53,17 @@ static void release_locked(central_class_t *cc, smp_span_t *s) {
   smp_pageheap_free(s);
 }
 
-unsigned smp_central_refill(unsigned cls, void **out, unsigned want) {
-  central_class_t *cc = &central[cls];
+unsigned smp_central_refill(smp_central_t *c, unsigned cls, void **out, unsigned want, bool nowait) {
+  central_class_t *cc = &c->cls[cls];
   unsigned got = 0;
-  smp_lock_acquire(&cc->lock);
+  if (nowait) {
+    if (!smp_lock_try(&cc->lock)) return 0;
+  } else {
+    smp_lock_acquire(&cc->lock);
+  }
   while (got < want) {
     smp_span_t *s = cc->partial;
-    if (s == NULL && (s = new_span_locked(cc, cls)) == NULL) break;
+    if (s == NULL && (s = new_span_locked(c, cc, cls, nowait)) == NULL) break;
     unsigned n = smp_span_pop(s, out + got, want - got);
     if (got + n < want) {
       void *chain = smp_remote_drain(s);
@@ -75,7 +81,7 @@ unsigned smp_central_refill(unsigned cls, void **out, unsigned want) {
 
 // Called by the pusher that set ATTN (see remote.h). Decides on the word it cleared.
 static void attend(smp_span_t *s) {
-  central_class_t *cc = &central[s->sizeclass];
+  central_class_t *cc = &central_of(s)->cls[s->sizeclass];
   smp_lock_acquire(&cc->lock);
   uint64_t w = smp_remote_take_attn(s);
   if (smp_remote_out(w) == 0) {
@@ -104,7 +110,7 @@ static void group_push(flush_group_t *g) {
 
 // Validate p as a block being freed and return its span; reports and aborts otherwise.
 static smp_span_t *block_span(void *p) {
-  smp_span_t *s = smp_pagemap_owns(p) ? smp_pagemap_span_checked(p) : NULL;
+  smp_span_t *s = smp_pagemap_span_checked(p);
   if (SMP_UNLIKELY(s == NULL || s->state != SMP_SPAN_SMALL || !smp_span_is_block(s, p)))
     smp_debug_fatal("free", "invalid pointer", p);
   return s;
@@ -139,7 +145,7 @@ void smp_central_flush(void *const *blocks, unsigned n) {
   flush_group_t g[WAYS] = {{0}};
   for (unsigned i = 0; i < n; i++) {
     void *p = blocks[i];
-    smp_span_t *s = smp_pagemap_span(p);
+    smp_span_t *s = smp_pagemap_span_checked(p);
     smp_block_mark(p);
     unsigned w = (unsigned)(((uintptr_t)s >> 6) % WAYS);
     if (g[w].span != s) {
@@ -169,14 +175,15 @@ static bool list_has_locked(const smp_span_t *s, void *head, const void *p) {
 }
 
 bool smp_central_holds(smp_span_t *s, unsigned cls, const void *p) {
-  central_class_t *cc = &central[cls];
+  smp_central_t *c = central_of(s);
+  central_class_t *cc = &c->cls[cls];
   smp_lock_acquire(&cc->lock);
   // The descriptor is written under the page-heap lock; re-read it there. Once it says s is a
   // span of cls, it stays one while the class lock is held (only its holder releases s).
-  smp_lock_acquire(&smp_pageheap_lock);
+  smp_lock_acquire(&c->pages->lock);
   bool same = smp_pagemap_span_checked(p) == s && s->state == SMP_SPAN_SMALL &&
               s->sizeclass == cls && smp_span_is_block(s, p);
-  smp_lock_release(&smp_pageheap_lock);
+  smp_lock_release(&c->pages->lock);
   // The remote list only grows at its head while the class lock is held (only the lock holder
   // drains it), and its links were written before the push that published them (acquire).
   bool held = !same || (const char *)p >= s->carve || list_has_locked(s, s->free, p) ||
@@ -185,10 +192,10 @@ bool smp_central_holds(smp_span_t *s, unsigned cls, const void *p) {
   return held;
 }
 
-size_t smp_central_trim(void) {
+size_t smp_central_trim(smp_central_t *c) {
   size_t released = 0;
   for (unsigned cls = 1; cls < SMP_CLASS_COUNT; cls++) {
-    central_class_t *cc = &central[cls];
+    central_class_t *cc = &c->cls[cls];
     smp_lock_acquire(&cc->lock);
     for (smp_span_t *s = cc->partial, *next; s; s = next) {
       next = s->next;
@@ -202,17 +209,40 @@ size_t smp_central_trim(void) {
   return released;
 }
 
-void smp_central_stats(unsigned cls, smp_central_class_stats_t *out) {
-  central_class_t *cc = &central[cls];
+void smp_central_stats(smp_central_t *c, unsigned cls, smp_central_class_stats_t *out) {
+  central_class_t *cc = &c->cls[cls];
   smp_lock_acquire(&cc->lock);
   out->spans = cc->spans;
   out->listed = cc->listed;
   smp_lock_release(&cc->lock);
 }
 
-void smp_central_lock_all(void) {
-  for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_acquire(&central[cls].lock);
+void smp_central_lock_all(smp_central_t *c) {
+  for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_acquire(&c->cls[cls].lock);
 }
-void smp_central_unlock_all(void) {
-  for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_release(&central[cls].lock);
+void smp_central_unlock_all(smp_central_t *c) {
+  for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_release(&c->cls[cls].lock);
+}
+
+// Mark the blocks on the list from head; false at a link that leaves the span or a cycle.
+static bool mark_list(const smp_span_t *s, void *head, uint64_t *bits) {
+  size_t size = smp_class_info[s->sizeclass].size;
+  const char *start = smp_span_start(s);
+  void *b = head;
+  for (unsigned steps = 0; b != NULL; steps++) {
+    if (steps >= s->capacity || !smp_span_is_block(s, b)) return false;
+    size_t i = (size_t)((const char *)b - start) / size;
+    bits[i / 64] |= (uint64_t)1 << (i % 64);
+    b = smp_block_link(b);
+  }
+  return true;
+}
+
+bool smp_central_free_blocks_locked(const smp_span_t *s, uint64_t *bits) {
+  size_t size = smp_class_info[s->sizeclass].size;
+  const char *start = smp_span_start(s);
+  for (size_t i = (size_t)(s->carve - start) / size; i < s->capacity; i++)
+    bits[i / 64] |= (uint64_t)1 << (i % 64);
+  return mark_list(s, s->free, bits) &&
+         mark_list(s, smp_remote_head(smp_load_acquire(&s->remote)), bits);
 }

@@ -1,5 +1,5 @@
 // Layer: caches. The central lists: batches of blocks between the front-end caches and spans.
-// Per size class: one lock and the list of spans that may have free blocks (the partial list).
+// Per heap and size class: one lock and the list of spans that may have free blocks (the partial list).
 // The lock holder is the spans' owner (see remote.h): it pops local lists, drains remote lists,
 // lists and unlists spans, and releases empty spans to the page heap. Blocks come back without
 // the lock: a flush groups them by span and pushes each group with one CAS; only a push that
@@ -17,26 +17,53 @@
 
 #include "pagemap.h"
 
-// Take up to want blocks of class cls (at least 1 unless the OS is out of memory).
-unsigned smp_central_refill(unsigned cls, void **out, unsigned want);
-// Give n blocks back; any mix of spans and classes. Reports invalid pointers, and double frees:
-// a block twice in the batch, or more blocks of a span than it has out (remote.h).
+#include "os.h"
+
+typedef struct central_class {
+  smp_lock_t lock;
+  smp_span_t *partial; // lock: listed spans, doubly linked through next/prev
+  size_t spans;        // lock: spans of this class in use
+  size_t listed;       // lock: length of partial
+} SMP_CACHE_ALIGNED smp_central_class_t;
+
+// The central lists of one heap, over its page heap.
+typedef struct smp_central {
+  smp_central_class_t cls[SMP_CLASS_COUNT];
+  struct smp_pageheap *pages; // set at init
+} smp_central_t;
+
+// The default heap's central lists, which the default front ends (cpucache, tcache) feed on;
+// defined with the default heap (heap.c).
+extern SMP_HIDDEN smp_central_t *const smp_central_default;
+
+// Set up c (zeroed by the caller) over page heap pages, and name c in it.
+void smp_central_init(smp_central_t *c, struct smp_pageheap *pages);
+// Take up to want blocks of class cls (at least 1 unless out of memory, or with nowait, unless
+// a lock is busy or the page heap would have to grow: then 0, with no wait and no system call).
+unsigned smp_central_refill(smp_central_t *c, unsigned cls, void **out, unsigned want, bool nowait);
+// Give n blocks back, each to the central lists of its own heap; any mix of spans and classes.
+// Reports invalid pointers, and double frees: a block twice in the batch, or more blocks of a
+// span than it has out (remote.h).
 void smp_central_flush(void *const *blocks, unsigned n);
 // True if the block p of class cls, which the caller found in small span s, is certainly not a
 // live block: it lies on s's local or remote list, or past s's carve cursor (never handed out
 // since s was carved), or s is no longer the span of p (a live block pins its span). Takes the
 // class's lock (then the page heap's, to re-read s). A false answer proves nothing.
 bool smp_central_holds(smp_span_t *s, unsigned cls, const void *p);
+// Mark in free_bits (bit i: block i of s) the blocks of small span s that are free in it: on its
+// local or remote list or not yet carved. Caller holds every class lock of s's heap and no thread
+// uses the heap (smp_heap_visit). Returns false if a list is corrupted.
+bool smp_central_free_blocks_locked(const smp_span_t *s, uint64_t *free_bits);
 // Release reserve spans that are wholly free; returns the bytes given to the page heap.
-size_t smp_central_trim(void);
+size_t smp_central_trim(smp_central_t *c);
 
 typedef struct smp_central_class_stats {
   size_t spans;  // spans of this class
   size_t listed; // of which on the partial list
 } smp_central_class_stats_t;
-void smp_central_stats(unsigned cls, smp_central_class_stats_t *out);
+void smp_central_stats(smp_central_t *c, unsigned cls, smp_central_class_stats_t *out);
 
-void smp_central_lock_all(void);
-void smp_central_unlock_all(void);
+void smp_central_lock_all(smp_central_t *c);
+void smp_central_unlock_all(smp_central_t *c);
 
 #endif

@@ -283,13 +283,20 @@ void *smp_cpucache_alloc_slow(unsigned cls) {
   // on an empty class): a class that could not grow takes one block, not a batch to give back.
   unsigned want = 1 + (cap < batch(cls) - 1 ? cap : batch(cls) - 1);
   void *blocks[64];
-  unsigned n = smp_central_refill(cls, blocks, want);
+  unsigned n = smp_central_refill(smp_central_default, cls, blocks, want, false);
   if (n == 0) return NULL;
   smp_fetch_add_relaxed(took_of(index, cls), n);
   void *p = blocks[--n];
   unsigned k = n ? smp_rseq_push_batch(smp_cpucache_base, smp_cpucache_hdr(cls), blocks, n)
                  : 0;
   give(index, cls, blocks + k, n - k); // no room (or the cache moved under us): the rest
+  return p;
+}
+
+void *smp_cpucache_alloc_nowait(unsigned cls) {
+  void *p;
+  if (smp_central_refill(smp_central_default, cls, &p, 1, true) == 0) return NULL;
+  smp_fetch_add_relaxed(took_of(-1, cls), 1);
   return p;
 }
 

@@ -47,6 +47,10 @@ SMP_INLINE bool smp_cpucache_free_fast(void *p, unsigned cls) {
 bool smp_cpucache_init(const char **reason);
 void *smp_cpucache_alloc_slow(unsigned cls);
 void smp_cpucache_free_slow(void *p, unsigned cls);
+// One block straight from the central lists, without waiting for a lock or any system call
+// (SMP_NOWAIT after a miss: the slow path could take a region lock or fence); NULL if a lock is
+// busy or memory would have to be mapped.
+void *smp_cpucache_alloc_nowait(unsigned cls);
 // True if block p (of class cls) sits in some CPU's cache: then it is free. Takes every region
 // lock, freezes class cls in all used regions and fences (as a drain does) so no critical
 // section is in flight while the slots are read, then restores the limits. A false answer

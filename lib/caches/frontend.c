@@ -44,6 +44,10 @@ void *smp_frontend_alloc_slow(unsigned cls) {
   return smp_frontend_is_percpu() ? smp_cpucache_alloc_slow(cls) : smp_tcache_alloc_slow(cls);
 }
 
+void *smp_frontend_alloc_nowait(unsigned cls) {
+  return smp_frontend_is_percpu() ? smp_cpucache_alloc_nowait(cls) : smp_tcache_alloc_nowait(cls);
+}
+
 void smp_frontend_free_slow(void *p, unsigned cls) {
   if (smp_frontend_is_percpu())
     smp_cpucache_free_slow(p, cls);

@@ -23,6 +23,8 @@ SMP_INLINE bool smp_frontend_free_fast(void *p, unsigned cls) {
   return smp_tcache_free_fast(p, cls);
 }
 void *smp_frontend_alloc_slow(unsigned cls);
+// A block after a miss without waiting for a lock or making a system call (SMP_NOWAIT), or NULL.
+void *smp_frontend_alloc_nowait(unsigned cls);
 void smp_frontend_free_slow(void *p, unsigned cls);
 // Start-up: pick the front end from the option and what the machine allows.
 void smp_frontend_select(void);

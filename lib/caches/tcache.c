@@ -94,19 +94,26 @@ void *smp_tcache_alloc_slow(unsigned cls) {
   smp_tcache_t *tc = self_or_create();
   if (tc == NULL || tc->bins[cls].cap == 0) { // dead thread, debug mode, or no cache memory
     void *p;
-    if (smp_central_refill(cls, &p, 1) == 0) return NULL;
+    if (smp_central_refill(smp_central_default, cls, &p, 1, false) == 0) return NULL;
     smp_fetch_add_relaxed(&retired_took[cls], 1);
     return p;
   }
   smp_cache_bin_t *b = &tc->bins[cls];
   unsigned want = smp_class_info[cls].batch;
   void *got[64];
-  unsigned n = smp_central_refill(cls, got, want ? want : 1);
+  unsigned n = smp_central_refill(smp_central_default, cls, got, want ? want : 1, false);
   if (n == 0) return NULL;
   smp_counter_add(&tc->took[cls], n);
   for (unsigned i = 0; i + 1 < n; i++) smp_store_relaxed(&b->slots[i], got[i]);
   smp_store_release(&b->count, n - 1);
   return got[n - 1];
+}
+
+void *smp_tcache_alloc_nowait(unsigned cls) {
+  void *p;
+  if (smp_central_refill(smp_central_default, cls, &p, 1, true) == 0) return NULL;
+  smp_fetch_add_relaxed(&retired_took[cls], 1);
+  return p;
 }
 
 void smp_tcache_free_slow(void *p, unsigned cls) {
@@ -187,6 +194,17 @@ void smp_tcache_stats(smp_tcache_stats_t *out) {
     }
   out->live = live_count;
   out->exited = exited_count;
+  smp_lock_release(&registry_lock);
+}
+
+void smp_tcache_each_cached(void (*fn)(void *block, void *arg), void *arg) {
+  smp_lock_acquire(&registry_lock);
+  for (smp_tcache_t *tc = live; tc; tc = tc->next)
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+      smp_cache_bin_t *b = &tc->bins[c];
+      uint32_t n = smp_load_acquire(&b->count);
+      for (uint32_t i = 0; i < n; i++) fn(smp_load_relaxed(&b->slots[i]), arg);
+    }
   smp_lock_release(&registry_lock);
 }
 

@@ -68,6 +68,9 @@ SMP_INLINE bool smp_tcache_free_fast(void *p, unsigned cls) {
 // and keep p.
 void *smp_tcache_alloc_slow(unsigned cls);
 void smp_tcache_free_slow(void *p, unsigned cls);
+// One block straight from the central lists, without waiting for a lock or any system call
+// (SMP_NOWAIT after a miss); NULL if a lock is busy or memory would have to be mapped.
+void *smp_tcache_alloc_nowait(unsigned cls);
 
 // Thread-exit hook (pthread key destructor): flush and retire the calling thread's cache.
 void smp_tcache_thread_exit(void *cache);
@@ -87,6 +90,9 @@ typedef struct smp_tcache_stats {
   uint64_t live, exited; // threads with a cache; caches retired so far
 } smp_tcache_stats_t;
 void smp_tcache_stats(smp_tcache_stats_t *out);
+
+// Call fn for every block in the caches of live threads (registry lock held: fn must not take it).
+void smp_tcache_each_cached(void (*fn)(void *block, void *arg), void *arg);
 
 void smp_tcache_lock_all(void);
 void smp_tcache_unlock_all(void);

@@ -1,6 +1,6 @@
-// Layer: page heap. See pageheap.h. All state below is guarded by smp_pageheap_lock.
-// Free spans live in buckets[set][npages] (LIFO, doubly linked through next/prev); bit n of
-// nonempty[set] is set iff buckets[set][n] has a span. The set is DIRTY for a span whose pages
+// Layer: page heap. See pageheap.h. All state below is guarded by ph->lock.
+// Free spans live in ph->buckets[set][npages] (LIFO, doubly linked through next/prev); bit n of
+// ph->nonempty[set] is set iff ph->buckets[set][n] has a span. The set is DIRTY for a span whose pages
 // may be resident, CLEAN for one that is zeroed or given back; allocation takes the smallest
 // dirty span that fits before any clean one, so pages freed earlier are reused before pages
 // that would be faulted in (and a clean allocation means no dirty span fitted).
@@ -8,7 +8,7 @@
 //   - spans tile every chunk's pages after the header; no two free spans are adjacent;
 //   - a free span's first and last page_span entries name its first page, its pages' classes
 //     are 0, and it is in exactly the bucket of its length, in its set;
-//   - counters (free_pages, dirty_pages, ...) equal the sums over the spans they describe.
+//   - counters (ph->free_pages, ph->dirty_pages, ...) equal the sums over the spans they describe.
 // Decay: a free span whose pages may be resident (neither zeroed nor purged) is "dirty" and is
 // also on the decay list, stamped with the time it joined. The list runs roughly oldest first
 // (a re-filed remainder keeps its stamp and is placed by a bounded walk from the young end).
@@ -17,43 +17,25 @@
 // time and nothing is purged, so no page is faulted in twice. Dirty pages are also bounded:
 // beyond dirty_pct of the pages in use (default 100%; at least one chunk), a free purges the
 // oldest dirty spans down to 3/4 of the bound (at once, or within a budget per background pass
-// while a background thread passes: see upkeep_locked), so memory freed in a burst (the pages in
+// while a background thread ph->passes: see upkeep_locked), so memory freed in a burst (the pages in
 // use fall) goes back before an idle period that no allocator call would end. A steady churn
 // keeps its dirty pages under the pages in use; a lower bound would purge pages about to be
 // reused (mstress at 12%: 284k page faults against 8k unbounded). Clean pages allocated within
-// decay_ms of the bound's last purge raise it (bound_extra, see dirty_bound).
+// decay_ms of the bound's last purge raise it (ph->bound_extra, see dirty_bound).
 #include <string.h>
 
 #include "options.h"
 #include "pageheap.h"
 
-smp_lock_t smp_pageheap_lock = SMP_LOCK_INIT;
-
-#define BUCKETS (SMP_CHUNK_PAGES + 1)
+#define BUCKETS SMP_PAGEHEAP_BUCKETS
 enum { DIRTY_SET, CLEAN_SET, SETS };
-static smp_span_t *buckets[SETS][BUCKETS];
-static uint64_t nonempty[SETS][(BUCKETS + 63) / 64];
-static smp_chunk_t *chunks;
-static size_t chunk_count, free_pages, dirty_pages, large_pages, large_count, small_pages;
-static smp_span_t *dirty_oldest, *dirty_youngest; // the decay list
-static uint64_t decay_due_ms = UINT64_MAX; // when the oldest dirty span comes of age
-static uint64_t purged_bytes, purge_calls, chunks_unmapped;
 #define USABLE_PAGES (SMP_CHUNK_PAGES - SMP_CHUNK_HEADER_PAGES)
 
-static size_t bound_extra;            // pages the dirty bound allows beyond dirty_pct (see below)
-static uint64_t bound_extra_halve_ms; // when bound_extra halves next
-static uint64_t bound_purged_ms;      // when the bound last gave pages back (0: never)
-
-// The background thread's passes (smp_pageheap_background_pass): page-heap calls so far
-// (allocations, frees, grows and shrinks), their number when the last pass ended, and when it
-// ended (0: no pass yet).
-static uint64_t heap_calls, pass_calls, pass_end_ms, passes;
-static size_t stranded_pending;  // stranded pages the next pass gives back (stranded_purge_locked)
 static smp_event_t pass_wanted;  // signalled when a pass should not wait for its period
 
-static bool decay_maybe_locked(uint64_t now, unsigned max);
-static void upkeep_locked(uint64_t now);
-static void stranded_purge_locked(uint64_t now, size_t npages);
+static bool decay_maybe_locked(smp_pageheap_t *ph, uint64_t now, unsigned max);
+static void upkeep_locked(smp_pageheap_t *ph, uint64_t now);
+static void stranded_purge_locked(smp_pageheap_t *ph, uint64_t now, size_t npages);
 
 
 static void map_pages(smp_span_t *s, size_t from, size_t to) {
@@ -66,6 +48,7 @@ static smp_span_t *span_at(smp_chunk_t *c, size_t first, size_t npages) {
   smp_span_t *s = &c->spans[first];
   memset(s, 0, sizeof *s);
   s->npages = (uint16_t)npages;
+  s->page = (uint16_t)first;
   return s;
 }
 
@@ -73,30 +56,30 @@ static smp_span_t *span_at(smp_chunk_t *c, size_t first, size_t npages) {
 // spans (a remainder re-filed with its old stamp). If the walk ends early, s goes in behind a
 // younger span: it is purged late, by at most that span's lead. It is never filed ahead of an
 // older span, so the head stays the oldest and a young span can never hold older ones back.
-static void dirty_add(smp_span_t *s, uint64_t t) {
-  smp_span_t *after = dirty_youngest;
+static void dirty_add(smp_pageheap_t *ph, smp_span_t *s, uint64_t t) {
+  smp_span_t *after = ph->dirty_youngest;
   for (int walk = 0; after && after->freed_ms > t && walk < 8; walk++) after = after->dirty_prev;
   s->freed_ms = t;
   s->dirty = 1;
   s->dirty_prev = after;
-  s->dirty_next = after ? after->dirty_next : dirty_oldest;
-  if (s->dirty_next) s->dirty_next->dirty_prev = s; else dirty_youngest = s;
-  if (after) after->dirty_next = s; else dirty_oldest = s;
-  if (dirty_oldest == s) decay_due_ms = t + smp_options.decay_ms;
+  s->dirty_next = after ? after->dirty_next : ph->dirty_oldest;
+  if (s->dirty_next) s->dirty_next->dirty_prev = s; else ph->dirty_youngest = s;
+  if (after) after->dirty_next = s; else ph->dirty_oldest = s;
+  if (ph->dirty_oldest == s) ph->decay_due_ms = t + smp_options.decay_ms;
 }
 
-static void dirty_del(smp_span_t *s) {
-  if (s->dirty_prev) s->dirty_prev->dirty_next = s->dirty_next; else dirty_oldest = s->dirty_next;
-  if (s->dirty_next) s->dirty_next->dirty_prev = s->dirty_prev; else dirty_youngest = s->dirty_prev;
+static void dirty_del(smp_pageheap_t *ph, smp_span_t *s) {
+  if (s->dirty_prev) s->dirty_prev->dirty_next = s->dirty_next; else ph->dirty_oldest = s->dirty_next;
+  if (s->dirty_next) s->dirty_next->dirty_prev = s->dirty_prev; else ph->dirty_youngest = s->dirty_prev;
   s->dirty = 0;
   s->dirty_next = s->dirty_prev = NULL;
-  decay_due_ms = dirty_oldest ? dirty_oldest->freed_ms + smp_options.decay_ms : UINT64_MAX;
+  ph->decay_due_ms = ph->dirty_oldest ? ph->dirty_oldest->freed_ms + smp_options.decay_ms : UINT64_MAX;
 }
 
 static unsigned set_of(const smp_span_t *s) { return s->zeroed || s->purged ? CLEAN_SET : DIRTY_SET; }
 
 // File free span s in its bucket; a dirty one also on the decay list, stamped t.
-static void bucket_insert_at(smp_span_t *s, uint64_t t) {
+static void bucket_insert_at(smp_pageheap_t *ph, smp_span_t *s, uint64_t t) {
   size_t n = s->npages, first = smp_span_first_page(s);
   unsigned set = set_of(s);
   smp_chunk_t *c = smp_span_chunk(s);
@@ -104,124 +87,151 @@ static void bucket_insert_at(smp_span_t *s, uint64_t t) {
   c->page_span[first] = (uint16_t)first;
   c->page_span[first + n - 1] = (uint16_t)first;
   s->prev = NULL;
-  s->next = buckets[set][n];
+  s->next = ph->buckets[set][n];
   if (s->next) s->next->prev = s;
-  buckets[set][n] = s;
-  nonempty[set][n / 64] |= (uint64_t)1 << (n % 64);
+  ph->buckets[set][n] = s;
+  ph->nonempty[set][n / 64] |= (uint64_t)1 << (n % 64);
   c->free_pages += (uint32_t)n;
-  free_pages += n;
+  ph->free_pages += n;
   if (!s->zeroed && !s->purged) {
-    dirty_pages += n;
-    dirty_add(s, t);
+    ph->dirty_pages += n;
+    dirty_add(ph, s, t);
   }
 }
 
-static void bucket_insert(smp_span_t *s) { bucket_insert_at(s, smp_os_now_ms()); }
+static void bucket_insert(smp_pageheap_t *ph, smp_span_t *s) { bucket_insert_at(ph, s, smp_os_now_ms()); }
 
 // Take free span s out of its bucket (before its zeroed/purged flags change: they name the set).
-static void bucket_remove(smp_span_t *s) {
+static void bucket_remove(smp_pageheap_t *ph, smp_span_t *s) {
   size_t n = s->npages;
   unsigned set = set_of(s);
   if (s->prev)
     s->prev->next = s->next;
   else
-    buckets[set][n] = s->next;
+    ph->buckets[set][n] = s->next;
   if (s->next) s->next->prev = s->prev;
-  if (buckets[set][n] == NULL) nonempty[set][n / 64] &= ~((uint64_t)1 << (n % 64));
+  if (ph->buckets[set][n] == NULL) ph->nonempty[set][n / 64] &= ~((uint64_t)1 << (n % 64));
   smp_span_chunk(s)->free_pages -= (uint32_t)n;
-  free_pages -= n;
+  ph->free_pages -= n;
   if (s->dirty) {
-    dirty_pages -= n;
-    dirty_del(s);
+    ph->dirty_pages -= n;
+    dirty_del(ph, s);
   }
   s->next = s->prev = NULL;
 }
 
 // A span of at least n pages: the smallest dirty one, else the smallest clean one, else NULL.
-static smp_span_t *bucket_find(size_t n) {
+static smp_span_t *bucket_find(smp_pageheap_t *ph, size_t n) {
   for (unsigned set = DIRTY_SET; set < SETS; set++)
-    for (size_t w = n / 64; w < SMP_ARRAY_LEN(nonempty[set]); w++) {
-      uint64_t bits = nonempty[set][w];
+    for (size_t w = n / 64; w < SMP_ARRAY_LEN(ph->nonempty[set]); w++) {
+      uint64_t bits = ph->nonempty[set][w];
       if (w == n / 64) bits &= ~(uint64_t)0 << (n % 64);
-      if (bits) return buckets[set][w * 64 + (size_t)__builtin_ctzll(bits)];
+      if (bits) return ph->buckets[set][w * 64 + (size_t)__builtin_ctzll(bits)];
     }
   return NULL;
 }
 
-static bool chunk_add_locked(void) {
+// File chunk c (its header set up) with all its pages as one free span.
+static void chunk_link_locked(smp_pageheap_t *ph, smp_chunk_t *c, bool zeroed) {
+  c->heap = ph;
+  c->next = ph->chunks;
+  c->prev = NULL;
+  if (ph->chunks) ph->chunks->prev = c;
+  ph->chunks = c;
+  ph->chunk_count++;
+  ph->usable_pages += (size_t)(c->end - c->first);
+  smp_span_t *s = span_at(c, c->first, (size_t)(c->end - c->first));
+  s->zeroed = zeroed;
+  bucket_insert(ph, s);
+}
+
+static bool chunk_add_locked(smp_pageheap_t *ph) {
+  if (ph->fixed) return false;
   smp_chunk_t *c = smp_os_map_aligned(SMP_CHUNK_SIZE, SMP_CHUNK_SIZE);
   if (c == NULL) return false;
   // Chunks are aligned to 4 MiB, so transparent huge pages can back them where the system
   // enables them; thp:0 opts out (every chunk then carries the same flag, so the kernel can
-  // still merge neighbouring chunks into one mapping).
+  // still merge neighbouring ph->chunks into one mapping).
   if (!smp_options.thp) smp_os_no_hugepages(c, SMP_CHUNK_SIZE);
-  c->next = chunks;
-  if (chunks) chunks->prev = c;
-  chunks = c;
-  chunk_count++;
-  smp_pagemap_set_owned(c, true);
-  smp_span_t *s = span_at(c, SMP_CHUNK_HEADER_PAGES, USABLE_PAGES);
-  s->zeroed = 1;
-  bucket_insert(s);
+  c->base = (char *)c;
+  c->first = SMP_CHUNK_HEADER_PAGES;
+  c->end = SMP_CHUNK_PAGES;
+  chunk_link_locked(ph, c, true);
+  smp_pagemap_set_owned(c, true); // after the header is complete: the free path reads it
   return true;
 }
 
 // Cut the first n pages off free span s (already out of its bucket, freed at time t); the rest
 // goes back, keeping its state and its place in the decay order.
-static void split_head(smp_span_t *s, size_t n, uint64_t t) {
+static void split_head(smp_pageheap_t *ph, smp_span_t *s, size_t n, uint64_t t) {
   if (s->npages == n) return;
   smp_span_t *rest = span_at(smp_span_chunk(s), smp_span_first_page(s) + n, s->npages - n);
   rest->zeroed = s->zeroed;
   rest->purged = s->purged;
   s->npages = (uint16_t)n;
-  bucket_insert_at(rest, t);
+  bucket_insert_at(ph, rest, t);
 }
 
-static void mark_in_use(smp_span_t *s) {
+static void mark_in_use(smp_pageheap_t *ph, smp_span_t *s) {
   s->state = SMP_SPAN_LARGE;
   size_t first = smp_span_first_page(s);
   map_pages(s, first, first + s->npages);
-  large_pages += s->npages;
-  large_count++;
+  ph->large_pages += s->npages;
+  ph->large_count++;
 }
 
-smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed) {
+smp_span_t *smp_pageheap_alloc(smp_pageheap_t *ph, size_t npages, size_t align_pages,
+                               bool *zeroed, bool nowait) {
   size_t want = npages + align_pages - 1;
   if (npages == 0 || want > USABLE_PAGES) return NULL;
-  smp_lock_acquire(&smp_pageheap_lock);
-  smp_span_t *s = bucket_find(want);
+  if (nowait) {
+    if (!smp_lock_try(&ph->lock)) return NULL;
+  } else {
+    smp_lock_acquire(&ph->lock);
+  }
+  smp_span_t *s = NULL;
   bool grew = false;
-  if (s == NULL && (grew = chunk_add_locked())) s = bucket_find(want);
+  if (ph->limit_pages == 0 ||
+      ph->large_pages + ph->small_pages + ph->huge_pages + npages <= ph->limit_pages) {
+    s = bucket_find(ph, want);
+    if (s == NULL && !nowait && (grew = chunk_add_locked(ph))) s = bucket_find(ph, want);
+  }
   if (s == NULL) {
-    smp_lock_release(&smp_pageheap_lock);
+    smp_lock_release(&ph->lock);
     return NULL;
   }
   uint64_t now = smp_os_now_ms(), t = s->dirty ? s->freed_ms : now;
-  if (!s->dirty && bound_purged_ms && now - bound_purged_ms < smp_options.decay_ms) {
+  if (!s->dirty && ph->bound_purged_ms && now - ph->bound_purged_ms < smp_options.decay_ms) {
     // Clean pages (to be faulted in) soon after the bound gave pages back: it was too tight
     // for this program; allow that many more, up to the heap's size.
-    size_t cap = chunk_count * USABLE_PAGES;
-    bound_extra = bound_extra + npages < cap ? bound_extra + npages : cap;
-    bound_extra_halve_ms = now + smp_options.decay_ms / 4;
+    size_t cap = ph->usable_pages;
+    ph->bound_extra = ph->bound_extra + npages < cap ? ph->bound_extra + npages : cap;
+    ph->bound_extra_halve_ms = now + smp_options.decay_ms / 4;
   }
-  bucket_remove(s);
+  bucket_remove(ph, s);
   size_t first = smp_span_first_page(s);
-  size_t skip = (align_pages - first % align_pages) % align_pages;
+  // Aligned by address: a region chunk's pages are only 8 KiB-aligned.
+  size_t pn = ((uintptr_t)smp_span_chunk(s)->base >> SMP_PAGE_SHIFT) + first;
+  size_t skip = (align_pages - pn % align_pages) % align_pages;
   if (skip) { // give the unaligned head back and continue with the rest
-    split_head(s, skip, t);
+    split_head(ph, s, skip, t);
     smp_span_t *rest = &smp_span_chunk(s)->spans[first + skip];
-    bucket_remove(rest);
-    bucket_insert_at(s, t);
+    bucket_remove(ph, rest);
+    bucket_insert_at(ph, s, t);
     s = rest;
   }
-  split_head(s, npages, t);
+  split_head(ph, s, npages, t);
   bool z = s->zeroed;
   s->zeroed = 0;
   s->purged = 0;
-  mark_in_use(s);
-  if (grew) stranded_purge_locked(now, USABLE_PAGES);
-  upkeep_locked(now);
-  smp_lock_release(&smp_pageheap_lock);
+  mark_in_use(ph, s);
+  if (nowait) { // no madvise here: the upkeep waits for a call that may make system calls
+    ph->heap_calls++;
+  } else {
+    if (grew) stranded_purge_locked(ph, now, USABLE_PAGES);
+    upkeep_locked(ph, now);
+  }
+  smp_lock_release(&ph->lock);
   *zeroed = z;
   return s;
 }
@@ -234,23 +244,23 @@ static void merge_state(smp_span_t *a, const smp_span_t *b) {
   a->purged = clean && !a->zeroed;
 }
 
-static void chunk_release_locked(smp_chunk_t *c);
+static void chunk_release_locked(smp_pageheap_t *ph, smp_chunk_t *c);
 
 // Give back the oldest dirty span (there is one): unmap its chunk if the span is all of it,
 // else purge it. false if the kernel refused; the span then stays dirty, restamped now, so it
 // is tried again a decay later.
-static bool purge_span_locked(smp_span_t *s, bool lazy);
+static bool purge_span_locked(smp_pageheap_t *ph, smp_span_t *s, bool lazy);
 
-static bool purge_oldest_locked(uint64_t now) {
-  smp_span_t *s = dirty_oldest;
+static bool purge_oldest_locked(smp_pageheap_t *ph, uint64_t now) {
+  smp_span_t *s = ph->dirty_oldest;
   smp_chunk_t *c = smp_span_chunk(s);
-  if (c->free_pages == USABLE_PAGES) { // s is the whole chunk: give back the mapping
-    chunk_release_locked(c);
+  if (!ph->fixed && c->free_pages == USABLE_PAGES) { // s is the whole chunk: unmap it
+    chunk_release_locked(ph, c);
     return true;
   }
-  if (purge_span_locked(s, smp_options.purge == SMP_PURGE_FREE)) return true;
-  dirty_del(s);
-  dirty_add(s, now);
+  if (purge_span_locked(ph, s, smp_options.purge == SMP_PURGE_FREE)) return true;
+  dirty_del(ph, s);
+  dirty_add(ph, s, now);
   return false;
 }
 
@@ -258,138 +268,136 @@ static bool purge_oldest_locked(uint64_t now) {
 // (s is then purged, not zeroed), else MADV_DONTNEED (zeroed); re-filed in the clean set, off
 // the decay list, counted. Bytes already given back lazily are not counted again. false if the
 // kernel refused (s unchanged).
-static bool purge_span_locked(smp_span_t *s, bool lazy) {
+static bool purge_span_locked(smp_pageheap_t *ph, smp_span_t *s, bool lazy) {
   bool ok = lazy && smp_os_purge_lazy(smp_span_start(s), smp_span_bytes(s));
   if (!ok) lazy = false, ok = smp_os_purge(smp_span_start(s), smp_span_bytes(s));
   if (!ok) return false;
-  bucket_remove(s);
-  if (!s->purged) purged_bytes += smp_span_bytes(s);
-  purge_calls++;
+  bucket_remove(ph, s);
+  if (!s->purged) ph->purged_bytes += smp_span_bytes(s);
+  ph->purge_calls++;
   s->zeroed = !lazy;
   s->purged = lazy;
-  bucket_insert_at(s, 0);
+  bucket_insert_at(ph, s, 0);
   return true;
 }
 
 // Purge the dirty spans that came of age by now, oldest first, at most max of them.
-static void decay_locked(uint64_t now, unsigned max) {
-  while (dirty_oldest && now >= decay_due_ms && max-- > 0)
-    if (!purge_oldest_locked(now)) break;
+static void decay_locked(smp_pageheap_t *ph, uint64_t now, unsigned max) {
+  while (ph->dirty_oldest && now >= ph->decay_due_ms && max-- > 0)
+    if (!purge_oldest_locked(ph, now)) break;
 }
 
 // The most dirty pages kept: dirty_pct of the pages in use, at least one chunk's worth, plus
-// bound_extra. A program that frees a burst and allocates it again soon (a batch, a frame, a
+// ph->bound_extra. A program that frees a burst and allocates it again soon (a batch, a frame, a
 // request arena) would otherwise fault every page in again each time; clean pages (purged, or
-// a new chunk's) allocated within decay_ms of the bound's last purge grow bound_extra by as
+// a new chunk's) allocated within decay_ms of the bound's last purge grow ph->bound_extra by as
 // many, and it halves every quarter of decay_ms without such a miss (checked where decay
 // runs), so the allowance follows the program's recent habit and falls back once bursts stop.
-static size_t dirty_bound(void) {
-  size_t bound = (large_pages + small_pages) * smp_options.dirty_pct / 100;
-  size_t cap = chunk_count * USABLE_PAGES; // chunks may have been unmapped since it grew
-  return (bound > USABLE_PAGES ? bound : USABLE_PAGES) + (bound_extra < cap ? bound_extra : cap);
+static size_t dirty_bound(smp_pageheap_t *ph) {
+  size_t bound = (ph->large_pages + ph->small_pages) * smp_options.dirty_pct / 100;
+  size_t cap = ph->usable_pages; // chunks may have been unmapped since it grew
+  return (bound > USABLE_PAGES ? bound : USABLE_PAGES) + (ph->bound_extra < cap ? ph->bound_extra : cap);
 }
 
 // Purge the oldest dirty spans while there are more dirty pages than the bound, down to 3/4
 // of it: at most 64 spans, and pages up to max_pages (the span that reaches it is purged
 // whole). Returns the pages purged.
-static size_t bound_purge_locked(uint64_t now, size_t max_pages) {
+static size_t bound_purge_locked(smp_pageheap_t *ph, uint64_t now, size_t max_pages) {
   size_t purged = 0;
-  if (smp_options.dirty_pct == 0 || SMP_LIKELY(dirty_pages <= dirty_bound())) return 0;
-  size_t target = dirty_bound() / 4 * 3;
-  for (unsigned n = 64; dirty_oldest && dirty_pages > target && purged < max_pages && n > 0; n--) {
-    size_t pages = dirty_oldest->npages;
-    if (!purge_oldest_locked(now)) break;
-    bound_purged_ms = now;
+  if (!ph->may_purge || smp_options.dirty_pct == 0 || SMP_LIKELY(ph->dirty_pages <= dirty_bound(ph))) return 0;
+  size_t target = dirty_bound(ph) / 4 * 3;
+  for (unsigned n = 64; ph->dirty_oldest && ph->dirty_pages > target && purged < max_pages && n > 0; n--) {
+    size_t pages = ph->dirty_oldest->npages;
+    if (!purge_oldest_locked(ph, now)) break;
+    ph->bound_purged_ms = now;
     purged += pages;
   }
   return purged;
 }
 
-// Run decay if dirty spans are due (at most max of them), age bound_extra by the time that
+// Run decay if dirty spans are due (at most max of them), age ph->bound_extra by the time that
 // passed, and enforce the bound (64 spans at most per call: a free adds one span, so the bound
 // is restored within a few calls). The slow paths and the background thread both come here.
 // decay_ms 0: none of it; only trim gives pages back. Returns whether the bound wants more (it
 // stopped at its 64 spans).
-static bool decay_maybe_locked(uint64_t now, unsigned max) {
-  if (smp_options.decay_ms == 0) return false;
-  if (SMP_UNLIKELY(now >= decay_due_ms)) decay_locked(now, max);
-  if (SMP_UNLIKELY(bound_extra != 0 && now >= bound_extra_halve_ms)) {
+static bool decay_maybe_locked(smp_pageheap_t *ph, uint64_t now, unsigned max) {
+  if (smp_options.decay_ms == 0 || !ph->may_purge) return false;
+  if (SMP_UNLIKELY(now >= ph->decay_due_ms)) decay_locked(ph, now, max);
+  if (SMP_UNLIKELY(ph->bound_extra != 0 && now >= ph->bound_extra_halve_ms)) {
     uint64_t quarter = smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
-    uint64_t halvings = (now - bound_extra_halve_ms) / quarter + 1;
-    bound_extra = halvings >= 64 ? 0 : bound_extra >> halvings;
-    bound_extra_halve_ms = now + quarter;
+    uint64_t halvings = (now - ph->bound_extra_halve_ms) / quarter + 1;
+    ph->bound_extra = halvings >= 64 ? 0 : ph->bound_extra >> halvings;
+    ph->bound_extra_halve_ms = now + quarter;
   }
-  return bound_purge_locked(now, SIZE_MAX) != 0 && dirty_pages > dirty_bound() / 4 * 3;
+  return bound_purge_locked(ph, now, SIZE_MAX) != 0 && ph->dirty_pages > dirty_bound(ph) / 4 * 3;
 }
 
-// While a background thread passes, the program's threads still enforce the dirty bound, but
-// give back at most this many pages between two passes; the rest of a burst of frees is the
+// While a background thread ph->passes, the program's threads still enforce the dirty bound, but
+// give back at most this many pages between two ph->passes; the rest of a burst of frees is the
 // thread's (a 512 MiB burst costs about 35 ms of madvise on the project's machine). The frees
 // of a steady program are well inside it, so its memory goes back as it is freed, not a
 // period later.
 #define SLOW_PURGE_PAGES (SMP_PAGEHEAP_SLOW_PURGE >> SMP_PAGE_SHIFT)
-static size_t slow_purge_left; // pages the slow paths may still purge before the next pass
 
 // A slow path's share of the upkeep, after each allocation, free or shrink: decay and the
 // bound (a few spans at most). If the background thread passed within two periods, decay is
-// left to it and the bound is enforced only within slow_purge_left. A thread that stops passing
+// left to it and the bound is enforced only within ph->slow_purge_left. A thread that stops passing
 // (starved, or gone in a fork child) is stood in for by the slow paths two periods later.
-static void upkeep_locked(uint64_t now) {
-  heap_calls++;
-  if (pass_end_ms && now - pass_end_ms <= 2 * (uint64_t)smp_pageheap_pass_ms()) {
-    if (slow_purge_left && smp_options.decay_ms) {
-      size_t purged = bound_purge_locked(now, slow_purge_left);
-      slow_purge_left = purged < slow_purge_left ? slow_purge_left - purged : 0;
+static void upkeep_locked(smp_pageheap_t *ph, uint64_t now) {
+  ph->heap_calls++;
+  if (ph->pass_end_ms && now - ph->pass_end_ms <= 2 * (uint64_t)smp_pageheap_pass_ms()) {
+    if (ph->slow_purge_left && smp_options.decay_ms) {
+      size_t purged = bound_purge_locked(ph, now, ph->slow_purge_left);
+      ph->slow_purge_left = purged < ph->slow_purge_left ? ph->slow_purge_left - purged : 0;
     }
     return;
   }
-  decay_maybe_locked(now, 8);
+  decay_maybe_locked(ph, now, 8);
 }
 
 // Purge the oldest dirty spans freed before freed_before until npages pages went back (the
 // span that reaches it whole), at most 64 spans. Returns the pages purged.
-static size_t purge_oldest_pages_locked(uint64_t now, size_t npages, uint64_t freed_before) {
+static size_t purge_oldest_pages_locked(smp_pageheap_t *ph, uint64_t now, size_t npages, uint64_t freed_before) {
   size_t done = 0;
-  for (unsigned n = 64; dirty_oldest && dirty_oldest->freed_ms < freed_before && done < npages && n > 0; n--) {
-    size_t pages = dirty_oldest->npages;
-    if (!purge_oldest_locked(now)) break;
+  for (unsigned n = 64; ph->dirty_oldest && ph->dirty_oldest->freed_ms < freed_before && done < npages && n > 0; n--) {
+    size_t pages = ph->dirty_oldest->npages;
+    if (!purge_oldest_locked(ph, now)) break;
     done += pages;
   }
   return done;
 }
 
 // The heap maps a new chunk: dirty pages that were free already when it mapped the previous one
-// (stamped before grew_ms) did not fit any request of a whole chunk's growth (dirty spans are
+// (stamped before ph->grew_ms) did not fit any request of a whole chunk's growth (dirty spans are
 // taken first). They are stranded, like the single pages a sparse free leaves between live
 // small spans when the program now wants runs; up to a chunk's worth of them go back, so
 // resident memory does not grow past pages the heap could not use. With a background thread
 // passing, it does that at once (signalled), off the program's threads.
-static uint64_t grew_ms;          // when the heap last mapped a chunk (0: never)
-static uint64_t stranded_before;  // the stamp stranded_pending refers to
 
-static void stranded_purge_locked(uint64_t now, size_t npages) {
-  uint64_t before = grew_ms;
-  grew_ms = now;
-  if (before == 0 || smp_options.decay_ms == 0 || smp_options.dirty_pct == 0) return;
-  if (!dirty_oldest || dirty_oldest->freed_ms >= before) return;
-  if (pass_end_ms && now - pass_end_ms <= 2 * (uint64_t)smp_pageheap_pass_ms()) {
-    stranded_pending += npages;
-    stranded_before = before;
+static void stranded_purge_locked(smp_pageheap_t *ph, uint64_t now, size_t npages) {
+  uint64_t before = ph->grew_ms;
+  ph->grew_ms = now;
+  if (before == 0 || smp_options.decay_ms == 0 || smp_options.dirty_pct == 0 || !ph->may_purge)
+    return;
+  if (!ph->dirty_oldest || ph->dirty_oldest->freed_ms >= before) return;
+  if (ph->pass_end_ms && now - ph->pass_end_ms <= 2 * (uint64_t)smp_pageheap_pass_ms()) {
+    ph->stranded_pending += npages;
+    ph->stranded_before = before;
     smp_event_signal(&pass_wanted);
     return;
   }
-  purge_oldest_pages_locked(now, npages, before);
+  purge_oldest_pages_locked(ph, now, npages, before);
 }
 
 // Coalesce a span that left use (or a freshly cut tail) with its free neighbours and file it.
-static void free_locked(smp_span_t *s) {
+static void free_locked(smp_pageheap_t *ph, smp_span_t *s) {
   smp_chunk_t *c = smp_span_chunk(s);
   size_t first = smp_span_first_page(s);
   s->state = SMP_SPAN_FREE;
-  if (first > SMP_CHUNK_HEADER_PAGES) {
+  if (first > c->first) {
     smp_span_t *p = &c->spans[c->page_span[first - 1]];
     if (p->state == SMP_SPAN_FREE && smp_span_first_page(p) + p->npages == first) {
-      bucket_remove(p);
+      bucket_remove(ph, p);
       p->npages = (uint16_t)(p->npages + s->npages);
       merge_state(p, s);
       s->state = SMP_SPAN_NONE;
@@ -398,126 +406,157 @@ static void free_locked(smp_span_t *s) {
     }
   }
   size_t end = first + s->npages;
-  if (end < SMP_CHUNK_PAGES) {
+  if (end < c->end) {
     smp_span_t *n = &c->spans[end];
     if (n->state == SMP_SPAN_FREE) {
-      bucket_remove(n);
+      bucket_remove(ph, n);
       s->npages = (uint16_t)(s->npages + n->npages);
       merge_state(s, n);
       n->state = SMP_SPAN_NONE;
     }
   }
-  bucket_insert(s);
+  bucket_insert(ph, s);
 }
 
 void smp_pageheap_set_class(smp_span_t *s, unsigned cls) {
-  smp_lock_acquire(&smp_pageheap_lock);
+  smp_pageheap_t *ph = smp_span_chunk(s)->heap;
+  smp_lock_acquire(&ph->lock);
   smp_chunk_t *c = smp_span_chunk(s);
   size_t first = smp_span_first_page(s);
-  memset(&c->page_class[first], (int)cls, s->npages);
+  if (ph->class_pages) memset(&c->page_class[first], (int)cls, s->npages);
   if (cls) {
     s->state = SMP_SPAN_SMALL;
-    large_pages -= s->npages, large_count--, small_pages += s->npages;
+    ph->large_pages -= s->npages, ph->large_count--, ph->small_pages += s->npages;
   } else {
     s->state = SMP_SPAN_LARGE;
-    large_pages += s->npages, large_count++, small_pages -= s->npages;
+    ph->large_pages += s->npages, ph->large_count++, ph->small_pages -= s->npages;
   }
-  smp_lock_release(&smp_pageheap_lock);
+  smp_lock_release(&ph->lock);
 }
 
 void smp_pageheap_free(smp_span_t *s) {
-  smp_lock_acquire(&smp_pageheap_lock);
+  smp_pageheap_t *ph = smp_span_chunk(s)->heap;
+  smp_lock_acquire(&ph->lock);
   if (s->state == SMP_SPAN_SMALL) {
-    memset(&smp_span_chunk(s)->page_class[smp_span_first_page(s)], 0, s->npages);
-    small_pages -= s->npages;
+    if (ph->class_pages) memset(&smp_span_chunk(s)->page_class[smp_span_first_page(s)], 0, s->npages);
+    ph->small_pages -= s->npages;
   } else {
-    large_pages -= s->npages;
-    large_count--;
+    ph->large_pages -= s->npages;
+    ph->large_count--;
   }
   s->zeroed = 0;
   s->purged = 0;
   s->dirty = 0;
-  free_locked(s);
-  upkeep_locked(smp_os_now_ms());
-  smp_lock_release(&smp_pageheap_lock);
+  free_locked(ph, s);
+  upkeep_locked(ph, smp_os_now_ms());
+  smp_lock_release(&ph->lock);
 }
 
 bool smp_pageheap_grow(smp_span_t *s, size_t npages) {
+  smp_pageheap_t *ph = smp_span_chunk(s)->heap;
   size_t first = smp_span_first_page(s), end = first + s->npages;
   if (npages <= s->npages) return true;
-  if (first + npages > SMP_CHUNK_PAGES) return false;
   smp_chunk_t *c = smp_span_chunk(s);
-  smp_lock_acquire(&smp_pageheap_lock);
+  if (first + npages > c->end) return false;
+  smp_lock_acquire(&ph->lock);
   smp_span_t *n = &c->spans[end];
-  bool ok = n->state == SMP_SPAN_FREE && s->npages + n->npages >= npages;
+  bool ok = n->state == SMP_SPAN_FREE && s->npages + n->npages >= npages &&
+            (ph->limit_pages == 0 || ph->large_pages + ph->small_pages + ph->huge_pages +
+                                             (npages - s->npages) <= ph->limit_pages);
   if (ok) {
     uint64_t t = n->dirty ? n->freed_ms : smp_os_now_ms();
-    bucket_remove(n);
-    split_head(n, npages - s->npages, t);
+    bucket_remove(ph, n);
+    split_head(ph, n, npages - s->npages, t);
     n->state = SMP_SPAN_NONE;
-    large_pages += npages - s->npages;
+    ph->large_pages += npages - s->npages;
     s->npages = (uint16_t)npages;
     map_pages(s, end, first + npages);
   }
-  heap_calls++;
-  smp_lock_release(&smp_pageheap_lock);
+  ph->heap_calls++;
+  smp_lock_release(&ph->lock);
   return ok;
 }
 
+bool smp_pageheap_charge(smp_pageheap_t *ph, ptrdiff_t npages, bool nowait) {
+  if (nowait) {
+    if (!smp_lock_try(&ph->lock)) return false;
+  } else {
+    smp_lock_acquire(&ph->lock);
+  }
+  size_t held = ph->large_pages + ph->small_pages + ph->huge_pages;
+  bool ok = npages <= 0 || ph->limit_pages == 0 || held + (size_t)npages <= ph->limit_pages;
+  if (ok) ph->huge_pages += (size_t)npages;
+  smp_lock_release(&ph->lock);
+  return ok;
+}
+
+void smp_pageheap_set_limit(smp_pageheap_t *ph, size_t limit_pages) {
+  smp_lock_acquire(&ph->lock);
+  ph->limit_pages = limit_pages;
+  smp_lock_release(&ph->lock);
+}
+
 void smp_pageheap_shrink(smp_span_t *s, size_t npages) {
+  smp_pageheap_t *ph = smp_span_chunk(s)->heap;
   if (npages == 0 || npages >= s->npages) return;
-  smp_lock_acquire(&smp_pageheap_lock);
+  smp_lock_acquire(&ph->lock);
   size_t first = smp_span_first_page(s);
   smp_span_t *tail = span_at(smp_span_chunk(s), first + npages, s->npages - npages);
-  large_pages -= tail->npages;
+  ph->large_pages -= tail->npages;
   s->npages = (uint16_t)npages;
-  free_locked(tail);
-  upkeep_locked(smp_os_now_ms());
-  smp_lock_release(&smp_pageheap_lock);
+  free_locked(ph, tail);
+  upkeep_locked(ph, smp_os_now_ms());
+  smp_lock_release(&ph->lock);
 }
 
 // Unmap wholly free chunk c (its one free span is in a bucket).
-static void chunk_release_locked(smp_chunk_t *c) {
-  bucket_remove(&c->spans[SMP_CHUNK_HEADER_PAGES]);
-  if (c->prev) c->prev->next = c->next; else chunks = c->next;
+static void chunk_unlink_locked(smp_pageheap_t *ph, smp_chunk_t *c) {
+  if (c->prev) c->prev->next = c->next; else ph->chunks = c->next;
   if (c->next) c->next->prev = c->prev;
-  chunk_count--;
-  chunks_unmapped++;
+  ph->chunk_count--;
+  ph->usable_pages -= (size_t)(c->end - c->first);
+}
+
+static void chunk_release_locked(smp_pageheap_t *ph, smp_chunk_t *c) {
+  bucket_remove(ph, &c->spans[SMP_CHUNK_HEADER_PAGES]);
+  chunk_unlink_locked(ph, c);
+  ph->chunks_unmapped++;
   smp_pagemap_set_owned(c, false);
   smp_os_unmap(c, SMP_CHUNK_SIZE);
 }
 
-size_t smp_pageheap_trim(void) {
+size_t smp_pageheap_trim(smp_pageheap_t *ph) {
   size_t released = 0;
-  smp_lock_acquire(&smp_pageheap_lock);
-  for (smp_chunk_t *c = chunks, *next; c; c = next) {
+  if (!ph->may_purge) return 0;
+  smp_lock_acquire(&ph->lock);
+  for (smp_chunk_t *c = ph->chunks, *next; c && !ph->fixed; c = next) {
     next = c->next;
     if (c->free_pages != USABLE_PAGES) continue;
     bool dirty = c->spans[SMP_CHUNK_HEADER_PAGES].dirty;
-    chunk_release_locked(c);
+    chunk_release_locked(ph, c);
     released += dirty ? SMP_CHUNK_SIZE : SMP_CHUNK_HEADER_PAGES * SMP_PAGE_SIZE;
   }
   // Everything that may be resident, lazily given back (MADV_FREE) pages included. A purged
   // span is re-filed at the head of a clean bucket: behind the walk, which goes on from next.
   for (unsigned set = DIRTY_SET; set < SETS; set++)
     for (size_t n = 1; n < BUCKETS; n++)
-      for (smp_span_t *s = buckets[set][n], *next; s; s = next) {
+      for (smp_span_t *s = ph->buckets[set][n], *next; s; s = next) {
         next = s->next;
-        if (!s->zeroed && purge_span_locked(s, false)) released += smp_span_bytes(s);
+        if (!s->zeroed && purge_span_locked(ph, s, false)) released += smp_span_bytes(s);
       }
-  smp_lock_release(&smp_pageheap_lock);
+  smp_lock_release(&ph->lock);
   return released;
 }
 
-uint64_t smp_pageheap_decay(void) {
+uint64_t smp_pageheap_decay(smp_pageheap_t *ph) {
   // Everything that is due, and the bound, in batches of 64 spans with the lock released in
   // between, so other threads wait for one batch at most.
   for (;;) {
-    smp_lock_acquire(&smp_pageheap_lock);
+    smp_lock_acquire(&ph->lock);
     uint64_t now = smp_os_now_ms();
-    bool more = decay_maybe_locked(now, 64);
-    uint64_t due = decay_due_ms;
-    smp_lock_release(&smp_pageheap_lock);
+    bool more = decay_maybe_locked(ph, now, 64);
+    uint64_t due = ph->decay_due_ms;
+    smp_lock_release(&ph->lock);
     if ((due > now && !more) || smp_options.decay_ms == 0) return due;
   }
 }
@@ -527,83 +566,116 @@ unsigned smp_pageheap_pass_ms(void) {
   return period < 10 ? 10 : period > 1000 ? 1000 : (unsigned)period;
 }
 
-uint64_t smp_pageheap_calls(void) {
-  smp_lock_acquire(&smp_pageheap_lock);
-  uint64_t n = heap_calls;
-  smp_lock_release(&smp_pageheap_lock);
+uint64_t smp_pageheap_calls(smp_pageheap_t *ph) {
+  smp_lock_acquire(&ph->lock);
+  uint64_t n = ph->heap_calls;
+  smp_lock_release(&ph->lock);
   return n;
 }
 
-bool smp_pageheap_idle_since(uint64_t calls) {
-  smp_lock_acquire(&smp_pageheap_lock);
-  // A period without a call: passes signalled sooner (stranded pages) do not count a short
+bool smp_pageheap_idle_since(smp_pageheap_t *ph, uint64_t calls) {
+  smp_lock_acquire(&ph->lock);
+  // A period without a call: ph->passes signalled sooner (stranded pages) do not count a short
   // pause of a busy program as idleness. Half a period is the test, since the coarse clock
   // may read a tick short of the period the thread slept.
-  bool idle = pass_end_ms != 0 && calls == pass_calls && smp_options.decay_ms != 0 &&
-              smp_os_now_ms() - pass_end_ms >= smp_pageheap_pass_ms() / 2;
-  smp_lock_release(&smp_pageheap_lock);
+  bool idle = ph->pass_end_ms != 0 && calls == ph->pass_calls && smp_options.decay_ms != 0 &&
+              smp_os_now_ms() - ph->pass_end_ms >= smp_pageheap_pass_ms() / 2;
+  smp_lock_release(&ph->lock);
   return idle;
 }
 
 void smp_pageheap_wait_pass(void) { smp_event_wait(&pass_wanted, smp_pageheap_pass_ms()); }
 
-uint64_t smp_pageheap_background_pass(bool idle) {
+uint64_t smp_pageheap_background_pass(smp_pageheap_t *ph, bool idle) {
   for (bool more = true; more;) { // stranded pages first: the heap is growing past them
-    smp_lock_acquire(&smp_pageheap_lock);
-    size_t done = stranded_pending ? purge_oldest_pages_locked(smp_os_now_ms(), stranded_pending,
-                                                               stranded_before) : 0;
+    smp_lock_acquire(&ph->lock);
+    size_t done = ph->stranded_pending ? purge_oldest_pages_locked(ph, smp_os_now_ms(), ph->stranded_pending,
+                                                               ph->stranded_before) : 0;
     // none went back (no dirty span old enough is left, or the kernel refused): the rest is void
-    stranded_pending = done != 0 && done < stranded_pending ? stranded_pending - done : 0;
-    more = stranded_pending != 0 && done != 0;
-    smp_lock_release(&smp_pageheap_lock);
+    ph->stranded_pending = done != 0 && done < ph->stranded_pending ? ph->stranded_pending - done : 0;
+    more = ph->stranded_pending != 0 && done != 0;
+    smp_lock_release(&ph->lock);
   }
-  smp_lock_acquire(&smp_pageheap_lock);
-  size_t left = idle ? dirty_pages : 0; // what was dirty when the pass began, no more
-  smp_lock_release(&smp_pageheap_lock);
+  smp_lock_acquire(&ph->lock);
+  size_t left = idle ? ph->dirty_pages : 0; // what was dirty when the pass began, no more
+  smp_lock_release(&ph->lock);
   // Idle: the dirty spans, oldest first, in batches of 64 with the lock released in between.
   while (left) {
-    smp_lock_acquire(&smp_pageheap_lock);
+    smp_lock_acquire(&ph->lock);
     uint64_t now = smp_os_now_ms();
     for (unsigned n = 64; left && n > 0; n--) {
-      smp_span_t *s = dirty_oldest;
+      smp_span_t *s = ph->dirty_oldest;
       size_t pages = s ? s->npages : 0;
-      if (s == NULL || !purge_oldest_locked(now)) left = 0; // none left, or the kernel refused
+      if (s == NULL || !purge_oldest_locked(ph, now)) left = 0; // none left, or the kernel refused
       else left = left > pages ? left - pages : 0;
     }
-    smp_lock_release(&smp_pageheap_lock);
+    smp_lock_release(&ph->lock);
   }
-  uint64_t due = smp_pageheap_decay();
-  smp_lock_acquire(&smp_pageheap_lock);
-  pass_calls = heap_calls;
-  pass_end_ms = smp_os_now_ms();
-  passes++;
-  slow_purge_left = SLOW_PURGE_PAGES;
-  smp_lock_release(&smp_pageheap_lock);
+  uint64_t due = smp_pageheap_decay(ph);
+  smp_lock_acquire(&ph->lock);
+  ph->pass_calls = ph->heap_calls;
+  ph->pass_end_ms = smp_os_now_ms();
+  ph->passes++;
+  ph->slow_purge_left = SLOW_PURGE_PAGES;
+  smp_lock_release(&ph->lock);
   return due;
 }
 
-size_t smp_pageheap_resident(void) {
+size_t smp_pageheap_resident(smp_pageheap_t *ph) {
   size_t bytes = 0;
-  smp_lock_acquire(&smp_pageheap_lock);
-  for (smp_chunk_t *c = chunks; c; c = c->next) bytes += smp_os_resident(c, SMP_CHUNK_SIZE);
-  smp_lock_release(&smp_pageheap_lock);
+  smp_lock_acquire(&ph->lock);
+  for (smp_chunk_t *c = ph->chunks; c; c = c->next)
+    bytes += smp_os_resident(c->base, (size_t)c->end << SMP_PAGE_SHIFT);
+  smp_lock_release(&ph->lock);
   return bytes;
 }
 
-void smp_pageheap_stats(smp_pageheap_stats_t *out) {
-  smp_lock_acquire(&smp_pageheap_lock);
-  out->chunks = chunk_count;
-  out->mapped = chunk_count * SMP_CHUNK_SIZE;
-  out->free_bytes = free_pages * SMP_PAGE_SIZE;
-  out->free_dirty = dirty_pages * SMP_PAGE_SIZE;
-  out->dirty_bound = smp_options.dirty_pct && smp_options.decay_ms ? dirty_bound() * SMP_PAGE_SIZE : 0;
-  out->large_bytes = large_pages * SMP_PAGE_SIZE;
-  out->large_count = large_count;
-  out->small_bytes = small_pages * SMP_PAGE_SIZE;
-  out->purged_bytes = purged_bytes;
-  out->purge_calls = purge_calls;
-  out->chunks_unmapped = chunks_unmapped;
-  out->stranded_pending = stranded_pending * SMP_PAGE_SIZE;
-  out->passes = passes;
-  smp_lock_release(&smp_pageheap_lock);
+void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out) {
+  smp_lock_acquire(&ph->lock);
+  out->chunks = ph->chunk_count;
+  out->mapped = ph->fixed ? ph->usable_pages * SMP_PAGE_SIZE : ph->chunk_count * SMP_CHUNK_SIZE;
+  out->free_bytes = ph->free_pages * SMP_PAGE_SIZE;
+  out->free_dirty = ph->dirty_pages * SMP_PAGE_SIZE;
+  out->dirty_bound = ph->may_purge && smp_options.dirty_pct && smp_options.decay_ms
+                        ? dirty_bound(ph) * SMP_PAGE_SIZE : 0;
+  out->large_bytes = ph->large_pages * SMP_PAGE_SIZE;
+  out->large_count = ph->large_count;
+  out->small_bytes = ph->small_pages * SMP_PAGE_SIZE;
+  out->huge_bytes = ph->huge_pages * SMP_PAGE_SIZE;
+  out->limit = ph->limit_pages * SMP_PAGE_SIZE;
+  out->purged_bytes = ph->purged_bytes;
+  out->purge_calls = ph->purge_calls;
+  out->chunks_unmapped = ph->chunks_unmapped;
+  out->stranded_pending = ph->stranded_pending * SMP_PAGE_SIZE;
+  out->passes = ph->passes;
+  smp_lock_release(&ph->lock);
 }
+
+void smp_pageheap_init(smp_pageheap_t *ph, bool fixed, bool may_purge, bool class_pages) {
+  smp_lock_init(&ph->lock);
+  ph->decay_due_ms = UINT64_MAX;
+  ph->fixed = fixed;
+  ph->may_purge = may_purge;
+  ph->class_pages = class_pages;
+}
+
+void smp_pageheap_add_chunk(smp_pageheap_t *ph, smp_chunk_t *c) {
+  smp_lock_acquire(&ph->lock);
+  chunk_link_locked(ph, c, false);
+  smp_lock_release(&ph->lock);
+}
+
+void smp_pageheap_release_all(smp_pageheap_t *ph, void (*release)(smp_chunk_t *c, void *arg),
+                              void *arg) {
+  smp_lock_acquire(&ph->lock);
+  smp_chunk_t *c = ph->chunks;
+  ph->chunks = NULL;
+  smp_lock_release(&ph->lock);
+  for (smp_chunk_t *next; c; c = next) {
+    next = c->next;
+    release(c, arg);
+  }
+}
+
+void smp_pageheap_lock_fork(smp_pageheap_t *ph) { smp_lock_acquire(&ph->lock); }
+void smp_pageheap_unlock_fork(smp_pageheap_t *ph) { smp_lock_release(&ph->lock); }

@@ -5,6 +5,7 @@
 // they have been unused for decay_ms (wholly free chunks are then unmapped), beyond a bound on
 // dirty pages, when the heap grows past dirty pages it could not use, and all of them on
 // smp_pageheap_trim.
+// Every heap (smp_heap_t) has its own page heap, an instance of smp_pageheap_t; chunks name it.
 // Lock order: a central-list lock may be held when the page-heap lock is taken, never the
 // reverse. Every function here takes the lock itself unless its name ends in _locked.
 #ifndef SMP_PAGEHEAP_H
@@ -16,12 +17,53 @@
 #include "os.h"
 #include "pagemap.h"
 
-extern SMP_HIDDEN smp_lock_t smp_pageheap_lock;
+#define SMP_PAGEHEAP_BUCKETS (SMP_CHUNK_PAGES + 1)
+
+// One page heap: the pages of one smp_heap_t. All fields are guarded by lock unless marked.
+typedef struct smp_pageheap smp_pageheap_t;
+struct smp_pageheap {
+  smp_lock_t lock;
+  smp_span_t *buckets[2][SMP_PAGEHEAP_BUCKETS]; // free spans by length: [dirty, clean]
+  uint64_t nonempty[2][(SMP_PAGEHEAP_BUCKETS + 63) / 64];
+  smp_chunk_t *chunks;
+  size_t chunk_count, usable_pages; // chunks, and their pages after the headers
+  size_t free_pages, dirty_pages, large_pages, large_count, small_pages;
+  size_t huge_pages;                // huge mappings charged to this heap (limit)
+  smp_span_t *dirty_oldest, *dirty_youngest; // the decay list
+  uint64_t decay_due_ms;            // when the oldest dirty span comes of age
+  uint64_t purged_bytes, purge_calls, chunks_unmapped;
+  size_t bound_extra;               // pages the dirty bound allows beyond dirty_pct
+  uint64_t bound_extra_halve_ms;    // when bound_extra halves next
+  uint64_t bound_purged_ms;         // when the bound last gave pages back (0: never)
+  uint64_t heap_calls, pass_calls, pass_end_ms, passes; // background passes (see .c)
+  size_t stranded_pending;          // stranded pages the next pass gives back
+  uint64_t grew_ms, stranded_before;
+  size_t slow_purge_left;           // pages the slow paths may still purge before the next pass
+  // Set at creation (limit_pages also by smp_pageheap_set_limit, under the lock):
+  size_t limit_pages;               // pages held for blocks at most (0: no limit)
+  bool fixed;                       // a region: never maps or unmaps chunks
+  bool may_purge;                   // may give pages back with madvise
+  bool class_pages;                 // writes page_class: its small blocks are the front end's
+  struct smp_central *central;      // the size classes over these pages
+  void *owner;                      // the smp_heap_t
+};
+
+// Set up ph (zeroed by the caller) for a heap that grows from the OS (fixed false) or over
+// region chunks added with smp_pageheap_add_chunk (fixed true).
+void smp_pageheap_init(smp_pageheap_t *ph, bool fixed, bool may_purge, bool class_pages);
+// Region heaps: give ph the chunk c, whose pages [c->first, c->end) become one free span.
+void smp_pageheap_add_chunk(smp_pageheap_t *ph, smp_chunk_t *c);
+// Return every chunk (callback per chunk, page-heap lock not held) and leave ph empty: for
+// heap destruction, when nothing else uses ph.
+void smp_pageheap_release_all(smp_pageheap_t *ph, void (*release)(smp_chunk_t *c, void *arg),
+                              void *arg);
 
 // A span of npages pages whose start is aligned to align_pages pages (a power of two), in state
-// SMP_SPAN_LARGE with page_class 0, or NULL when the OS has no more memory. *zeroed says
-// whether all its bytes read as zero.
-smp_span_t *smp_pageheap_alloc(size_t npages, size_t align_pages, bool *zeroed);
+// SMP_SPAN_LARGE with page_class 0, or NULL when the OS has no more memory, the heap is at its
+// limit, or (nowait) the lock is busy or the heap would have to grow. *zeroed says whether all
+// its bytes read as zero. nowait: no system call, no lock wait.
+smp_span_t *smp_pageheap_alloc(smp_pageheap_t *ph, size_t npages, size_t align_pages,
+                               bool *zeroed, bool nowait);
 // Give a span back (any state); its pages become free and coalesce with free neighbours.
 void smp_pageheap_free(smp_span_t *span);
 // Turn a LARGE span into a SMALL one of class cls (sets the page classes), or back (cls 0).
@@ -30,36 +72,40 @@ void smp_pageheap_set_class(smp_span_t *span, unsigned cls);
 bool smp_pageheap_grow(smp_span_t *span, size_t npages);
 // Shrink a span in place to npages (>= 1), freeing its tail.
 void smp_pageheap_shrink(smp_span_t *span, size_t npages);
+// Charge (or with a negative count, uncharge) huge mappings of npages OS-independent pages to
+// the limit; false (nothing charged) if that would pass the limit, or (nowait) the lock is busy.
+bool smp_pageheap_charge(smp_pageheap_t *ph, ptrdiff_t npages, bool nowait);
+void smp_pageheap_set_limit(smp_pageheap_t *ph, size_t limit_pages);
 // Return the physical memory of every free span to the OS and unmap wholly free chunks.
 // Returns the number of bytes released.
-size_t smp_pageheap_trim(void);
+size_t smp_pageheap_trim(smp_pageheap_t *ph);
 // Give back the pages of free spans unused for longer than the decay time (option decay_ms),
 // oldest first, in batches with the lock released between them, and enforce the dirty bound
 // (dirty_pct); the page heap also does both itself on its slow paths (while background passes
 // come, only the bound, within SMP_PAGEHEAP_SLOW_PURGE per pass). Returns the time
 // (smp_os_now_ms) when the next dirty span comes of age, or UINT64_MAX.
-uint64_t smp_pageheap_decay(void);
+uint64_t smp_pageheap_decay(smp_pageheap_t *ph);
 // The background thread's period: a quarter of decay_ms, 10 ms to 1 s (1 s with decay off).
 unsigned smp_pageheap_pass_ms(void);
 // Page-heap calls so far (allocations, frees, grows, shrinks): a background pass reads them
 // when it begins, before it drains any cache (the spans a drain empties are not the program's).
-uint64_t smp_pageheap_calls(void);
+uint64_t smp_pageheap_calls(smp_pageheap_t *ph);
 // Whether the heap served no call between the end of the previous background pass, half a
 // period (smp_pageheap_pass_ms) ago at least, and the moment calls was read: an idle program
 // is not using its free pages (decay off: never idle).
-bool smp_pageheap_idle_since(uint64_t calls);
+bool smp_pageheap_idle_since(smp_pageheap_t *ph, uint64_t calls);
 // One background pass: if idle, every dirty page goes back at once; then what
 // smp_pageheap_decay does. While passes keep coming, the slow paths leave decay to them, and
 // enforce the dirty bound only up to SMP_PAGEHEAP_SLOW_PURGE bytes per pass (the rest of a
 // burst waits for the next pass). Returns what smp_pageheap_decay returns.
-uint64_t smp_pageheap_background_pass(bool idle);
-// The background thread's sleep between passes: a period, or less when the heap wants a pass
+uint64_t smp_pageheap_background_pass(smp_pageheap_t *ph, bool idle);
+// The background thread's sleep between passes: a period, or less when a heap wants a pass
 // now (it is growing past stranded dirty pages).
 void smp_pageheap_wait_pass(void);
 // Bytes the slow paths give back for the dirty bound between two background passes at most.
 #define SMP_PAGEHEAP_SLOW_PURGE ((size_t)128 << 20)
 // Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).
-size_t smp_pageheap_resident(void);
+size_t smp_pageheap_resident(smp_pageheap_t *ph);
 
 typedef struct smp_pageheap_stats {
   size_t chunks;      // chunks mapped
@@ -70,13 +116,18 @@ typedef struct smp_pageheap_stats {
   size_t large_bytes; // bytes in large spans
   size_t large_count; // large spans
   size_t small_bytes; // bytes in small spans
+  size_t huge_bytes;  // bytes of huge mappings charged to the heap
+  size_t limit;       // the limit in bytes (0: none)
   uint64_t purged_bytes;    // bytes given back to the OS so far (decay and trim)
   uint64_t purge_calls;     // madvise calls that did so
   uint64_t chunks_unmapped; // chunks unmapped so far
   size_t stranded_pending;  // stranded bytes signalled for the next background pass to give back
   uint64_t passes;          // background passes made so far
 } smp_pageheap_stats_t;
-void smp_pageheap_stats(smp_pageheap_stats_t *out);
+void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out);
 
+// Fork: take and release ph's lock around fork.
+void smp_pageheap_lock_fork(smp_pageheap_t *ph);
+void smp_pageheap_unlock_fork(smp_pageheap_t *ph);
 
 #endif

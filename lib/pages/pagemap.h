@@ -16,6 +16,7 @@
 #define SMP_PAGEMAP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "atomic.h"
@@ -58,21 +59,30 @@ struct smp_span {
   uint8_t zeroed;          // page-heap lock: a free span whose pages read as zero
   uint8_t purged;          // page-heap lock: a free span given back with MADV_FREE (not zeroed)
   uint8_t dirty;           // page-heap lock: a free span on the decay list
+  uint16_t page;           // set with the span: its first page, the index of this descriptor
 } SMP_CACHE_ALIGNED;
+
+struct smp_pageheap;
 
 struct smp_chunk {
   uint8_t page_class[SMP_CHUNK_PAGES];  // see file header
   uint16_t page_span[SMP_CHUNK_PAGES];  // see file header
   smp_chunk_t *next;                    // page-heap lock: all chunks, for trim and stats
   smp_chunk_t *prev;                    // page-heap lock
+  struct smp_pageheap *heap;            // set at creation: the page heap the chunk belongs to
+  char *base;                           // set at creation: address of page 0
   uint32_t free_pages;                  // page-heap lock
-  smp_span_t spans[SMP_CHUNK_PAGES] SMP_CACHE_ALIGNED;
+  uint16_t first;                       // set at creation: first page after the header
+  uint16_t end;                         // set at creation: pages in the chunk (from base)
+  smp_span_t spans[SMP_CHUNK_PAGES] SMP_CACHE_ALIGNED; // only [first, end) are ever used
 };
 
 _Static_assert(sizeof(smp_span_t) == 64, "a span descriptor is one cache line");
 
 // Pages at the start of every chunk taken by the header.
 #define SMP_CHUNK_HEADER_PAGES ((sizeof(smp_chunk_t) + SMP_PAGE_SIZE - 1) / SMP_PAGE_SIZE)
+// Bytes of the header of a chunk whose spans array needs end entries (region chunks).
+#define SMP_CHUNK_HEADER_BYTES(end) (offsetof(smp_chunk_t, spans) + (size_t)(end) * sizeof(smp_span_t))
 
 #define SMP_PAGEMAP_WORDS (((size_t)1 << (SMP_ADDRESS_BITS - SMP_CHUNK_SHIFT)) / 64)
 extern SMP_HIDDEN _Atomic uint64_t smp_pagemap_bits[SMP_PAGEMAP_WORDS];
@@ -110,19 +120,42 @@ SMP_INLINE smp_span_t *smp_pagemap_span(const void *p) {
   return &c->spans[c->page_span[smp_pagemap_page(p)]];
 }
 
+// A descriptor's chunk from its index (a chunk header need not sit at its pages: see regions).
 SMP_INLINE smp_chunk_t *smp_span_chunk(const smp_span_t *s) {
-  return (smp_chunk_t *)((uintptr_t)s & ~(SMP_CHUNK_SIZE - 1));
+  return (smp_chunk_t *)((uintptr_t)(s - s->page) - offsetof(smp_chunk_t, spans));
 }
-SMP_INLINE size_t smp_span_first_page(const smp_span_t *s) {
-  return (size_t)(s - smp_span_chunk(s)->spans);
-}
+SMP_INLINE size_t smp_span_first_page(const smp_span_t *s) { return s->page; }
 SMP_INLINE char *smp_span_start(const smp_span_t *s) {
-  return (char *)smp_span_chunk(s) + (smp_span_first_page(s) << SMP_PAGE_SHIFT);
+  return smp_span_chunk(s)->base + ((size_t)s->page << SMP_PAGE_SHIFT);
 }
 SMP_INLINE size_t smp_span_bytes(const smp_span_t *s) { return (size_t)s->npages << SMP_PAGE_SHIFT; }
 
-// The in-use span holding p, or NULL if p lies in a free span or the header (slow paths).
+// Region chunks. A heap over memory the caller gives (smp_heap_create_in) cuts it into chunks
+// of up to SMP_CHUNK_PAGES pages at any 8 KiB-aligned address, whose header lies at their
+// first page or outside the region. Their pages are not in the ownership bitmap (the free fast
+// path never reads their header); the region map names the chunk of each of their pages: a
+// two-level table indexed by page number, whose leaves are mapped when a region is registered
+// and never unmapped, written under the region lock and read without a lock (acquire).
+// Slow paths: the chunk of p, a region's first (a region may lie inside a block of an owned
+// chunk, which then holds no small blocks there), or NULL if p is in no chunk of ours.
+smp_chunk_t *smp_pagemap_find(const void *p);
+// Page index of p in chunk c.
+SMP_INLINE size_t smp_chunk_page(const smp_chunk_t *c, const void *p) {
+  return ((uintptr_t)p - (uintptr_t)c->base) >> SMP_PAGE_SHIFT;
+}
+// Name c as the chunk of its pages [c->first, c->end) (the header pages too when they lie in
+// the region: from 0). false if one of them is named already or the table cannot grow.
+bool smp_pagemap_region_add(smp_chunk_t *c, size_t from_page);
+void smp_pagemap_region_remove(smp_chunk_t *c, size_t from_page);
+// Whether any page in [base, base + len) is named by a region chunk.
+bool smp_pagemap_region_overlaps(const void *base, size_t len);
+
+// The in-use span holding p, or NULL if p lies in a free span, a header or no chunk of ours.
 smp_span_t *smp_pagemap_span_checked(const void *p);
 void smp_pagemap_set_owned(const smp_chunk_t *c, bool owned);
+// Chunks of destroyed heaps whose address range is still reserved (no access): a free into one
+// is certainly a block of a destroyed heap. Set and cleared by the heap layer.
+void smp_pagemap_set_retired(const void *chunk, bool retired);
+bool smp_pagemap_is_retired(const void *p);
 
 #endif

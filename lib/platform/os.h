@@ -19,6 +19,11 @@ void *smp_os_map(size_t size);
 // Like smp_os_map, but the result is aligned to align (a power of two >= the OS page).
 void *smp_os_map_aligned(size_t size, size_t align);
 void smp_os_unmap(void *addr, size_t size);
+// Like smp_os_map, with every page faulted in now (MAP_POPULATE): the emergency reserve.
+void *smp_os_map_populated(size_t size);
+// Replace [addr, addr+size) by an inaccessible reservation: its memory goes back to the OS, its
+// addresses stay ours (a destroyed heap's chunks). false if the kernel refused.
+bool smp_os_retire(void *addr, size_t size);
 // Give the physical pages of [addr, addr+size) back; the range stays mapped and reads as zero.
 // Only whole OS pages inside the range are released. Returns false if the kernel refused.
 bool smp_os_purge(void *addr, size_t size);
@@ -96,6 +101,8 @@ typedef struct smp_lock {
 void smp_lock_init(smp_lock_t *lock);
 void smp_lock_acquire(smp_lock_t *lock);
 void smp_lock_release(smp_lock_t *lock);
+// Take the lock if it is free, without waiting or any system call; false if it is held.
+bool smp_lock_try(smp_lock_t *lock);
 
 
 // A wake-up for one sleeper (the background thread): signal sets it and wakes the sleeper if it

@@ -128,6 +128,19 @@ void *smp_os_map(size_t size) {
   return map_raw(size);
 }
 
+void *smp_os_map_populated(size_t size) {
+  if (FAULT(SMP_OS_FAULT_MAP)) return NULL;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                 -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+bool smp_os_retire(void *addr, size_t size) {
+  void *p = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+                 -1, 0);
+  return p != MAP_FAILED;
+}
+
 void *smp_os_map_aligned(size_t size, size_t align) {
   if (FAULT(SMP_OS_FAULT_MAP)) return NULL;
   if (align <= smp_os_page_size()) return map_raw(size);
@@ -363,3 +376,4 @@ bool smp_event_wait(smp_event_t *e, unsigned ms) {
 void smp_lock_init(smp_lock_t *lock) { pthread_mutex_init(&lock->mutex, NULL); }
 void smp_lock_acquire(smp_lock_t *lock) { pthread_mutex_lock(&lock->mutex); }
 void smp_lock_release(smp_lock_t *lock) { pthread_mutex_unlock(&lock->mutex); }
+bool smp_lock_try(smp_lock_t *lock) { return pthread_mutex_trylock(&lock->mutex) == 0; }

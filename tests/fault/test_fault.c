@@ -34,6 +34,10 @@
 #include "pageheap.h"
 #include "sizeclass.h"
 #include "smpalloc.h"
+#include "central.h"
+#include "pageheap.h"
+// The default heap's page heap, which these tests drive.
+#define SMP_TEST_PH (smp_central_default->pages)
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -153,7 +157,7 @@ static uint64_t nulls_seen; // NULLs checked by EXPECT_ENOMEM in the current sce
 static void assert_heap_empty(const char *when) {
   smp_trim();
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(&ps);
+  smp_pageheap_stats(SMP_TEST_PH, &ps);
   smp_large_stats_t ls;
   smp_large_stats(&ls);
   cr_assert_eq(ps.large_count, 0, "%s: %zu large spans still in use", when, ps.large_count);
@@ -290,7 +294,7 @@ Test(fault, every_api_fails_with_enomem_when_the_os_refuses) {
   exhaust_heap();
   block_t *huge = &live[HUGE], *small = &live[SMALL], *mid = &live[MID], *page = &live[PAGE];
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(&ps);
+  smp_pageheap_stats(SMP_TEST_PH, &ps);
   cr_assert_eq(ps.free_bytes, 0, "the page heap is exhausted (%zu bytes left)", ps.free_bytes);
   fprintf(stderr, "fault: heap exhausted with %zu blocks in %zu chunks\n", nlive, ps.chunks);
   verify_live("after exhausting the heap");
@@ -474,7 +478,7 @@ Test(fault, failed_purges_keep_pages_dirty_and_calloc_zero) {
   for (int i = 0; i < BLOCKS; i++) smp_free(old[i]);
   smp_trim(); // flushes caches: now only purges are left for the next trim
   smp_pageheap_stats_t s0, s1;
-  smp_pageheap_stats(&s0);
+  smp_pageheap_stats(SMP_TEST_PH, &s0);
   cr_assert_eq(s0.chunks, 1);
   cr_assert_eq(s0.free_dirty, 0, "this trim purged (control: purging works)");
 
@@ -485,10 +489,10 @@ Test(fault, failed_purges_keep_pages_dirty_and_calloc_zero) {
   }
   for (int i = 0; i < BLOCKS; i++) smp_free(old[i]);
   plan(PURGE, 0, ALWAYS);
-  smp_pageheap_stats(&s0);
+  smp_pageheap_stats(SMP_TEST_PH, &s0);
   cr_assert_geq(s0.free_dirty, BLOCKS * n, "the freed runs are dirty");
   smp_trim();
-  smp_pageheap_stats(&s1);
+  smp_pageheap_stats(SMP_TEST_PH, &s1);
   smp_os_fault_counts_t c = counts();
   print_counts("trim, every purge fails", c, 0);
   cr_assert_gt(c.faults[SMP_OS_FAULT_PURGE], 0);
@@ -507,7 +511,7 @@ Test(fault, failed_purges_keep_pages_dirty_and_calloc_zero) {
     for (int j = 0; j < BLOCKS; j++) reused += z[i] < old[j] + n && old[j] < z[i] + n;
   }
   cr_assert_gt(reused, 0, "calloc reused the dirty pages (else this proves nothing)");
-  smp_pageheap_stats(&s1);
+  smp_pageheap_stats(SMP_TEST_PH, &s1);
   cr_assert_eq(s1.chunks, 1, "the free pages were all still usable: no new chunk");
   for (int i = 0; i < BLOCKS; i++) memset(z[i], 0x5a, n);
 
@@ -528,7 +532,7 @@ Test(fault, failed_purges_keep_pages_dirty_and_calloc_zero) {
 
   plan(0, 0, 0);
   smp_trim();
-  smp_pageheap_stats(&s1);
+  smp_pageheap_stats(SMP_TEST_PH, &s1);
   cr_assert_eq(s1.free_dirty, 0, "the purges the OS refused succeed once it recovers");
   cr_assert_eq(s1.chunks, 1);
   assert_recovered("after failed purges");

@@ -33,6 +33,10 @@
 #include "options.h"
 #include "os.h"
 #include "pageheap.h"
+#include "central.h"
+#include "pageheap.h"
+// The default heap's page heap, which these tests drive.
+#define SMP_TEST_PH (smp_central_default->pages)
 
 // The library's clock: it runs on from the real one until the test freezes it, then moves
 // only when the test moves it.
@@ -44,7 +48,7 @@ static void clock_take_over(void) {
 }
 static uint64_t passes(void) {
   smp_pageheap_stats_t st;
-  smp_pageheap_stats(&st);
+  smp_pageheap_stats(SMP_TEST_PH, &st);
   return st.passes;
 }
 #endif

@@ -11,6 +11,10 @@
 #include "pageheap.h"
 #include "remote.h"
 #include "span.h"
+#include "central.h"
+#include "pageheap.h"
+// The default heap's page heap, which these tests drive.
+#define SMP_TEST_PH (smp_central_default->pages)
 
 // Options as a process gets them from SMPALLOC_OPTIONS: the defaults in unit_central, every
 // option zero in unit_central_zero.
@@ -23,14 +27,14 @@ TestSuite(central, .init = setup);
 
 static smp_central_class_stats_t stats(unsigned cls) {
   smp_central_class_stats_t cs;
-  smp_central_stats(cls, &cs);
+  smp_central_stats(smp_central_default, cls, &cs);
   return cs;
 }
 
 Test(central, refill_gives_distinct_blocks_of_the_class) {
   unsigned cls = 9; // 144 bytes
   void *b[200];
-  cr_assert_eq(smp_central_refill(cls, b, 200), 200);
+  cr_assert_eq(smp_central_refill(smp_central_default, cls, b, 200, false), 200);
   for (int i = 0; i < 200; i++) {
     cr_assert_eq(smp_pagemap_class(b[i]), cls);
     cr_assert_eq((uintptr_t)b[i] % 16, 0);
@@ -43,16 +47,16 @@ Test(central, empty_spans_are_released_but_one_reserve_stays) {
   unsigned cls = 40; // 2048 bytes, 8 per 2-page span
   unsigned cap = smp_class_info[cls].capacity, n = cap * 5;
   void **b = malloc(n * sizeof *b);
-  cr_assert_eq(smp_central_refill(cls, b, n), n);
+  cr_assert_eq(smp_central_refill(smp_central_default, cls, b, n, false), n);
   cr_assert_eq(stats(cls).spans, 5);
   cr_assert_eq(stats(cls).listed, 0, "exhausted spans are detached");
   smp_central_flush(b, n);
   cr_assert_eq(stats(cls).spans, 1, "all but the reserve span went back to the page heap");
   cr_assert_eq(stats(cls).listed, 1);
-  cr_assert_gt(smp_central_trim(), 0);
+  cr_assert_gt(smp_central_trim(smp_central_default), 0);
   cr_assert_eq(stats(cls).spans, 0, "trim releases the reserve");
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(&ps);
+  smp_pageheap_stats(SMP_TEST_PH, &ps);
   cr_assert_eq(ps.small_bytes, 0);
   free(b);
 }
@@ -61,12 +65,12 @@ Test(central, detached_span_is_relisted_by_the_first_return) {
   unsigned cls = 80;
   unsigned cap = smp_class_info[cls].capacity;
   void *b[64];
-  cr_assert_eq(smp_central_refill(cls, b, cap), cap);
+  cr_assert_eq(smp_central_refill(smp_central_default, cls, b, cap, false), cap);
   cr_assert_eq(stats(cls).listed, 0);
   smp_central_flush(b, 1);
   cr_assert_eq(stats(cls).listed, 1);
   void *again;
-  cr_assert_eq(smp_central_refill(cls, &again, 1), 1);
+  cr_assert_eq(smp_central_refill(smp_central_default, cls, &again, 1, false), 1);
   cr_assert_eq(again, b[0], "the returned block is handed out again from the same span");
   cr_assert_eq(stats(cls).spans, 1);
   smp_central_flush(&again, 1);
@@ -88,7 +92,7 @@ Test(central, spans_emptied_by_other_threads_alone_are_released) {
   unsigned cls = 20; // 384 bytes
   unsigned n = smp_class_info[cls].capacity * 12;
   void **b = malloc(n * sizeof *b);
-  cr_assert_eq(smp_central_refill(cls, b, n), n);
+  cr_assert_eq(smp_central_refill(smp_central_default, cls, b, n, false), n);
   size_t spans = stats(cls).spans;
   cr_assert_geq(spans, 12);
   batch_t half[2] = {{b, n / 2}, {b + n / 2, n - n / 2}};
@@ -107,7 +111,7 @@ Test(central, freeing_a_foreign_pointer_aborts, .signal = SIGABRT) {
 
 Test(central, freeing_an_interior_pointer_aborts, .signal = SIGABRT) {
   void *b;
-  cr_assert_eq(smp_central_refill(5, &b, 1), 1); // 80-byte block
+  cr_assert_eq(smp_central_refill(smp_central_default, 5, &b, 1, false), 1); // 80-byte block
   void *inner = (char *)b + 16;
   smp_central_flush(&inner, 1);
 }
@@ -116,7 +120,7 @@ Test(central, freeing_an_interior_pointer_aborts, .signal = SIGABRT) {
 // itself must be seen (before the fix the chain was pushed with a cycle through b[0]).
 Test(central, freeing_a_block_twice_in_one_batch_aborts, .signal = SIGABRT) {
   void *b[2];
-  cr_assert_eq(smp_central_refill(80, b, 2), 2);
+  cr_assert_eq(smp_central_refill(smp_central_default, 80, b, 2, false), 2);
   b[1] = b[0];
   smp_central_flush(b, 2);
 }
@@ -127,7 +131,7 @@ Test(central, a_duplicate_in_another_group_of_the_batch_aborts, .signal = SIGABR
   unsigned cls = 80, cap = smp_class_info[cls].capacity; // 64 KiB blocks
   void *b[10 * 8];
   cr_assert_leq(cap, 8);
-  cr_assert_eq(smp_central_refill(cls, b, 10 * cap), 10 * cap);
+  cr_assert_eq(smp_central_refill(smp_central_default, cls, b, 10 * cap, false), 10 * cap);
   void *batch[11];
   for (unsigned k = 0; k < 10; k++) batch[k] = b[k * cap]; // one block of each of 10 spans
   batch[10] = batch[0];
@@ -138,7 +142,7 @@ Test(central, a_duplicate_in_another_group_of_the_batch_aborts, .signal = SIGABR
 // never handed out since) is not a duplicate unless it is in the batch twice: no report.
 Test(central, a_block_that_only_looks_tagged_is_not_reported) {
   void *b[4];
-  cr_assert_eq(smp_central_refill(30, b, 4), 4);
+  cr_assert_eq(smp_central_refill(smp_central_default, 30, b, 4, false), 4);
   ((uintptr_t *)b[2])[1] = smp_block_mark_of(b[2]) ^ 2; // the tag, as stale bytes
   smp_central_flush(b, 4);
   cr_assert(smp_block_is_marked(b[2]), "flushed, with its mark");
@@ -148,7 +152,7 @@ Test(central, a_block_that_only_looks_tagged_is_not_reported) {
 // a block on a span list is suspected (and confirmed there).
 Test(central, flushed_blocks_hold_their_marks) {
   void *b[40];
-  cr_assert_eq(smp_central_refill(12, b, 40), 40);
+  cr_assert_eq(smp_central_refill(smp_central_default, 12, b, 40, false), 40);
   for (unsigned i = 0; i < 40; i++) smp_block_unmark(b[i]); // as malloc leaves them
   smp_central_flush(b, 40);
   for (unsigned i = 0; i < 40; i++) cr_assert(smp_block_is_marked(b[i]), "block %u", i);
@@ -159,7 +163,7 @@ Test(central, flushed_blocks_hold_their_marks) {
 Test(central, holds_finds_free_blocks_and_never_a_live_one) {
   unsigned cls = 40; // 2048 bytes, 8 per span
   void *b[3];
-  cr_assert_eq(smp_central_refill(cls, b, 3), 3, "three carved, the rest not yet");
+  cr_assert_eq(smp_central_refill(smp_central_default, cls, b, 3, false), 3, "three carved, the rest not yet");
   smp_span_t *s = smp_pagemap_span(b[0]);
   for (unsigned i = 0; i < 3; i++) cr_assert_eq(smp_pagemap_span(b[i]), s);
   void *uncarved = (char *)b[2] + smp_class_info[cls].size; // never handed out
@@ -175,7 +179,7 @@ Test(central, holds_finds_free_blocks_and_never_a_live_one) {
   cr_assert(smp_central_holds(s, cls, b[1]), "on the local list");
   cr_assert_not(smp_central_holds(s, cls, b[2]));
   void *again;
-  cr_assert_eq(smp_central_refill(cls, &again, 1), 1);
+  cr_assert_eq(smp_central_refill(smp_central_default, cls, &again, 1, false), 1);
   cr_assert_eq(again, b[1], "the local list is served first");
   cr_assert_not(smp_central_holds(s, cls, b[1]), "handed out again: live");
   smp_central_flush(b, 3);

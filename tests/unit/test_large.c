@@ -8,12 +8,16 @@
 #include "init.h"
 #include "large.h"
 #include "pageheap.h"
+#include "central.h"
+#include "pageheap.h"
+// The default heap's page heap, which these tests drive.
+#define SMP_TEST_PH (smp_central_default->pages)
 
 static void setup(void) { smp_init_ensure(); }
 TestSuite(large, .init = setup);
 
 Test(large, page_run_blocks_are_whole_pages) {
-  void *p = smp_large_alloc(100000, 16, false);
+  void *p = smp_large_alloc(SMP_TEST_PH, 100000, 16, false, false);
   cr_assert_not_null(p);
   cr_assert(smp_pagemap_owns(p));
   size_t usable = smp_large_usable(p, "t");
@@ -24,7 +28,7 @@ Test(large, page_run_blocks_are_whole_pages) {
 
 Test(large, huge_blocks_are_dedicated_mappings) {
   size_t n = SMP_HUGE_THRESHOLD + 12345;
-  char *p = smp_large_alloc(n, 16, false);
+  char *p = smp_large_alloc(SMP_TEST_PH, n, 16, false, false);
   cr_assert_not_null(p);
   cr_assert_not(smp_pagemap_owns(p), "huge blocks live outside the chunks");
   size_t usable = smp_large_usable(p, "t");
@@ -44,7 +48,7 @@ Test(large, alignments_up_to_256_mib) {
   for (size_t align = 4096; align <= ((size_t)256 << 20); align *= 4) {
     size_t sizes[] = {1, 70000, SMP_HUGE_THRESHOLD + 1};
     for (int i = 0; i < 3; i++) {
-      char *p = smp_large_alloc(sizes[i], align, false);
+      char *p = smp_large_alloc(SMP_TEST_PH, sizes[i], align, false, false);
       cr_assert_not_null(p, "align %zu size %zu", align, sizes[i]);
       cr_assert_eq((uintptr_t)p % align, 0, "align %zu size %zu", align, sizes[i]);
       p[0] = 1;
@@ -55,16 +59,16 @@ Test(large, alignments_up_to_256_mib) {
 }
 
 Test(large, zeroed_on_request_even_after_reuse) {
-  char *p = smp_large_alloc(200000, 16, false);
+  char *p = smp_large_alloc(SMP_TEST_PH, 200000, 16, false, false);
   memset(p, 0xff, 200000);
   smp_large_free(p, "t");
-  char *q = smp_large_alloc(200000, 16, true);
+  char *q = smp_large_alloc(SMP_TEST_PH, 200000, 16, true, false);
   for (size_t i = 0; i < 200000; i++) cr_assert_eq(q[i], 0, "byte %zu", i);
   smp_large_free(q, "t");
 }
 
 Test(large, resize_in_place) {
-  char *p = smp_large_alloc(80000, 16, false);
+  char *p = smp_large_alloc(SMP_TEST_PH, 80000, 16, false, false);
   cr_assert(smp_large_resize(p, 300000), "the pages after a fresh run are free");
   cr_assert_geq(smp_large_usable(p, "t"), 300000);
   memset(p, 3, 300000);
@@ -73,7 +77,7 @@ Test(large, resize_in_place) {
   smp_large_free(p, "t");
 
   size_t n = SMP_HUGE_THRESHOLD * 2;
-  char *h = smp_large_alloc(n, 16, false);
+  char *h = smp_large_alloc(SMP_TEST_PH, n, 16, false, false);
   memset(h, 7, n);
   cr_assert(smp_large_resize(h, n / 2), "huge blocks shrink in place");
   cr_assert_eq(smp_large_usable(h, "t"), n / 2);
@@ -88,7 +92,7 @@ Test(large, many_huge_blocks_exercise_the_table) {
   enum { N = 700 };
   static char *p[N];
   for (int i = 0; i < N; i++) {
-    p[i] = smp_large_alloc(SMP_HUGE_THRESHOLD + (size_t)i * 4096, 16, false);
+    p[i] = smp_large_alloc(SMP_TEST_PH, SMP_HUGE_THRESHOLD + (size_t)i * 4096, 16, false, false);
     cr_assert_not_null(p[i]);
     p[i][0] = (char)i;
   }
@@ -104,19 +108,19 @@ Test(large, many_huge_blocks_exercise_the_table) {
 }
 
 Test(large, failure_returns_null) {
-  cr_assert_null(smp_large_alloc(SIZE_MAX, 16, false));
-  cr_assert_null(smp_large_alloc(SIZE_MAX - 4096, 16, false));
-  cr_assert_null(smp_large_alloc((size_t)1 << 62, 16, false));
+  cr_assert_null(smp_large_alloc(SMP_TEST_PH, SIZE_MAX, 16, false, false));
+  cr_assert_null(smp_large_alloc(SMP_TEST_PH, SIZE_MAX - 4096, 16, false, false));
+  cr_assert_null(smp_large_alloc(SMP_TEST_PH, (size_t)1 << 62, 16, false, false));
 }
 
 Test(large, double_free_of_a_page_run_aborts, .signal = SIGABRT) {
-  void *p = smp_large_alloc(100000, 16, false);
+  void *p = smp_large_alloc(SMP_TEST_PH, 100000, 16, false, false);
   smp_large_free(p, "t");
   smp_large_free(p, "t");
 }
 
 Test(large, interior_pointer_aborts, .signal = SIGABRT) {
-  char *p = smp_large_alloc(100000, 16, false);
+  char *p = smp_large_alloc(SMP_TEST_PH, 100000, 16, false, false);
   smp_large_free(p + SMP_PAGE_SIZE, "t");
 }
 

@@ -11,6 +11,10 @@
 #include "options.h"
 #include "os.h"
 #include "pageheap.h"
+#include "central.h"
+#include "pageheap.h"
+// The default heap's page heap, which these tests drive.
+#define SMP_TEST_PH (smp_central_default->pages)
 
 static uint64_t now_ms = 1000000; // the test's clock: only advance() moves it
 static uint64_t test_clock(void) { return now_ms; }
@@ -55,14 +59,14 @@ static void check_chunk(smp_chunk_t *c) {
 
 Test(pageheap, alloc_free_coalesces_back_to_one_free_span) {
   bool z;
-  smp_span_t *a = smp_pageheap_alloc(3, 1, &z);
+  smp_span_t *a = smp_pageheap_alloc(SMP_TEST_PH, 3, 1, &z, false);
   cr_assert_not_null(a);
   cr_assert(z, "fresh chunk memory reads as zero");
   smp_chunk_t *c = smp_span_chunk(a);
   cr_assert(smp_pagemap_owns(smp_span_start(a)));
   cr_assert_not(smp_pagemap_owns((char *)c - 1), "the byte below the chunk is not ours");
-  smp_span_t *b = smp_pageheap_alloc(5, 1, &z);
-  smp_span_t *d = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *b = smp_pageheap_alloc(SMP_TEST_PH, 5, 1, &z, false);
+  smp_span_t *d = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
   cr_assert_eq(smp_span_chunk(b), c);
   cr_assert_eq(smp_span_start(b), smp_span_start(a) + 3 * SMP_PAGE_SIZE, "first fit from the low end");
   memset(smp_span_start(b), 0xab, smp_span_bytes(b));
@@ -76,7 +80,7 @@ Test(pageheap, alloc_free_coalesces_back_to_one_free_span) {
   check_chunk(c);
   cr_assert_eq(c->free_pages, USABLE);
   // Dirty pages must not be reported as zeroed.
-  smp_span_t *e = smp_pageheap_alloc(8, 1, &z);
+  smp_span_t *e = smp_pageheap_alloc(SMP_TEST_PH, 8, 1, &z, false);
   cr_assert_not(z, "pages that held data are not zeroed");
   smp_pageheap_free(e);
 }
@@ -84,8 +88,8 @@ Test(pageheap, alloc_free_coalesces_back_to_one_free_span) {
 Test(pageheap, aligned_spans) {
   for (size_t align = 1; align <= 128; align *= 2) {
     bool z;
-    smp_span_t *filler = smp_pageheap_alloc(1, 1, &z); // shift the free run off alignment
-    smp_span_t *s = smp_pageheap_alloc(3, align, &z);
+    smp_span_t *filler = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false); // shift the free run off alignment
+    smp_span_t *s = smp_pageheap_alloc(SMP_TEST_PH, 3, align, &z, false);
     cr_assert_not_null(s);
     cr_assert_eq((uintptr_t)smp_span_start(s) % (align * SMP_PAGE_SIZE), 0, "align %zu pages", align);
     cr_assert_eq(s->npages, 3);
@@ -98,12 +102,12 @@ Test(pageheap, aligned_spans) {
 
 Test(pageheap, too_big_or_zero_requests_fail_cleanly) {
   bool z;
-  cr_assert_null(smp_pageheap_alloc(USABLE + 1, 1, &z));
-  cr_assert_null(smp_pageheap_alloc(0, 1, &z));
-  cr_assert_null(smp_pageheap_alloc(USABLE, 2, &z), "alignment slack counts");
-  smp_span_t *all = smp_pageheap_alloc(USABLE, 1, &z);
+  cr_assert_null(smp_pageheap_alloc(SMP_TEST_PH, USABLE + 1, 1, &z, false));
+  cr_assert_null(smp_pageheap_alloc(SMP_TEST_PH, 0, 1, &z, false));
+  cr_assert_null(smp_pageheap_alloc(SMP_TEST_PH, USABLE, 2, &z, false), "alignment slack counts");
+  smp_span_t *all = smp_pageheap_alloc(SMP_TEST_PH, USABLE, 1, &z, false);
   cr_assert_not_null(all, "a whole chunk's usable pages can be had");
-  smp_span_t *other = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *other = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
   cr_assert_neq(smp_span_chunk(other), smp_span_chunk(all), "a full chunk makes a new one");
   smp_pageheap_free(all);
   smp_pageheap_free(other);
@@ -111,12 +115,12 @@ Test(pageheap, too_big_or_zero_requests_fail_cleanly) {
 
 Test(pageheap, grow_and_shrink_in_place) {
   bool z;
-  smp_span_t *s = smp_pageheap_alloc(4, 1, &z);
+  smp_span_t *s = smp_pageheap_alloc(SMP_TEST_PH, 4, 1, &z, false);
   smp_chunk_t *c = smp_span_chunk(s);
   cr_assert(smp_pageheap_grow(s, 10));
   cr_assert_eq(s->npages, 10);
   check_chunk(c);
-  smp_span_t *blocker = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *blocker = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
   cr_assert_eq(smp_span_start(blocker), smp_span_start(s) + 10 * SMP_PAGE_SIZE);
   cr_assert_not(smp_pageheap_grow(s, 11), "an in-use neighbour stops growth");
   smp_pageheap_shrink(s, 2);
@@ -131,7 +135,7 @@ Test(pageheap, grow_and_shrink_in_place) {
 
 Test(pageheap, small_class_pages_and_trim) {
   bool z;
-  smp_span_t *s = smp_pageheap_alloc(2, 1, &z);
+  smp_span_t *s = smp_pageheap_alloc(SMP_TEST_PH, 2, 1, &z, false);
   smp_pageheap_set_class(s, 7);
   char *p = smp_span_start(s);
   cr_assert_eq(smp_pagemap_class(p), 7);
@@ -139,16 +143,16 @@ Test(pageheap, small_class_pages_and_trim) {
   cr_assert_eq(s->state, SMP_SPAN_SMALL);
   memset(p, 1, smp_span_bytes(s));
   smp_pageheap_stats_t st;
-  smp_pageheap_stats(&st);
+  smp_pageheap_stats(SMP_TEST_PH, &st);
   cr_assert_eq(st.small_bytes, 2 * SMP_PAGE_SIZE);
   smp_pageheap_free(s);
   cr_assert_eq(smp_pagemap_class(p), 0, "freed pages lose their class");
-  smp_pageheap_stats(&st);
+  smp_pageheap_stats(SMP_TEST_PH, &st);
   cr_assert_gt(st.free_dirty, 0);
   cr_assert_eq(st.chunks, 1);
-  size_t released = smp_pageheap_trim();
+  size_t released = smp_pageheap_trim(SMP_TEST_PH);
   cr_assert_gt(released, 0);
-  smp_pageheap_stats(&st);
+  smp_pageheap_stats(SMP_TEST_PH, &st);
   cr_assert_eq(st.free_dirty, 0);
   cr_assert_eq(st.chunks, 0, "a wholly free chunk is unmapped by trim");
   cr_assert_not(smp_pagemap_owns(p), "and its ownership bit cleared");
@@ -156,7 +160,7 @@ Test(pageheap, small_class_pages_and_trim) {
 
 Test(pageheap, checked_lookup_rejects_header_and_free_pages) {
   bool z;
-  smp_span_t *s = smp_pageheap_alloc(6, 1, &z);
+  smp_span_t *s = smp_pageheap_alloc(SMP_TEST_PH, 6, 1, &z, false);
   smp_chunk_t *c = smp_span_chunk(s);
   cr_assert_null(smp_pagemap_span_checked(c), "the chunk header is no span");
   cr_assert_eq(smp_pagemap_span_checked(smp_span_start(s) + 3 * SMP_PAGE_SIZE), s);
@@ -171,26 +175,26 @@ Test(pageheap, checked_lookup_rejects_header_and_free_pages) {
 Test(pageheap, decay_purges_only_spans_that_came_of_age) {
   smp_options.decay_ms = 200;
   bool z;
-  smp_span_t *keep = smp_pageheap_alloc(2, 1, &z); // keeps the chunk mapped
-  smp_span_t *a = smp_pageheap_alloc(16, 1, &z);
+  smp_span_t *keep = smp_pageheap_alloc(SMP_TEST_PH, 2, 1, &z, false); // keeps the chunk mapped
+  smp_span_t *a = smp_pageheap_alloc(SMP_TEST_PH, 16, 1, &z, false);
   cr_assert(keep && a);
   smp_chunk_t *c = smp_span_chunk(a);
   memset(smp_span_start(a), 0x5a, smp_span_bytes(a));
   smp_pageheap_stats_t st0, st1, st2;
-  smp_pageheap_stats(&st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0);
   smp_pageheap_free(a);
-  smp_pageheap_stats(&st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1);
   cr_assert_geq(st1.free_dirty, st0.free_dirty + 16 * SMP_PAGE_SIZE, "a freed span is dirty");
-  smp_pageheap_decay(); // too young
-  smp_pageheap_stats(&st2);
+  smp_pageheap_decay(SMP_TEST_PH); // too young
+  smp_pageheap_stats(SMP_TEST_PH, &st2);
   cr_assert_eq(st2.purged_bytes, st1.purged_bytes, "nothing is purged before decay_ms");
   advance(300);
-  uint64_t due = smp_pageheap_decay();
-  smp_pageheap_stats(&st2);
+  uint64_t due = smp_pageheap_decay(SMP_TEST_PH);
+  smp_pageheap_stats(SMP_TEST_PH, &st2);
   cr_assert_gt(st2.purged_bytes, st1.purged_bytes, "the span was purged once of age");
   cr_assert_lt(st2.free_dirty, st1.free_dirty);
   cr_assert_eq(due, UINT64_MAX, "nothing else is due");
-  smp_span_t *again = smp_pageheap_alloc(16, 1, &z);
+  smp_span_t *again = smp_pageheap_alloc(SMP_TEST_PH, 16, 1, &z, false);
   cr_assert(z, "a purged span reads as zero");
   for (size_t i = 0; i < smp_span_bytes(again); i += 512)
     cr_assert_eq(smp_span_start(again)[i], 0);
@@ -198,9 +202,9 @@ Test(pageheap, decay_purges_only_spans_that_came_of_age) {
   smp_pageheap_free(again);
   smp_pageheap_free(keep);
   advance(300);
-  smp_pageheap_stats(&st1);
-  smp_pageheap_decay();
-  smp_pageheap_stats(&st2);
+  smp_pageheap_stats(SMP_TEST_PH, &st1);
+  smp_pageheap_decay(SMP_TEST_PH);
+  smp_pageheap_stats(SMP_TEST_PH, &st2);
   cr_assert_gt(st2.chunks_unmapped, st1.chunks_unmapped, "a wholly free chunk is unmapped");
   cr_assert_lt(st2.chunks, st1.chunks);
 }
@@ -212,25 +216,25 @@ Test(pageheap, decay_purges_only_spans_that_came_of_age) {
 Test(pageheap, decay_list_keeps_its_oldest_span_first) {
   smp_options.decay_ms = 60000; // nothing comes of age during the test
   bool z;
-  smp_span_t *old = smp_pageheap_alloc(32, 1, &z), *sep[12], *small[10];
-  sep[0] = smp_pageheap_alloc(1, 1, &z);
-  smp_span_t *mid = smp_pageheap_alloc(64, 1, &z);
-  sep[1] = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *old = smp_pageheap_alloc(SMP_TEST_PH, 32, 1, &z, false), *sep[12], *small[10];
+  sep[0] = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
+  smp_span_t *mid = smp_pageheap_alloc(SMP_TEST_PH, 64, 1, &z, false);
+  sep[1] = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
   for (int i = 0; i < 10; i++) {
-    small[i] = smp_pageheap_alloc(2, 1, &z);
-    sep[2 + i] = smp_pageheap_alloc(1, 1, &z); // keeps the small spans apart when freed
+    small[i] = smp_pageheap_alloc(SMP_TEST_PH, 2, 1, &z, false);
+    sep[2 + i] = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false); // keeps the small spans apart when freed
   }
   char *mid_start = smp_span_start(mid);
   smp_pageheap_free(old);
-  uint64_t due_old = smp_pageheap_decay();
+  uint64_t due_old = smp_pageheap_decay(SMP_TEST_PH);
   cr_assert_neq(due_old, UINT64_MAX, "the freed span is on the decay list");
   advance(20); // distinct stamps
   smp_pageheap_free(mid);
   advance(20);
   for (int i = 0; i < 10; i++) smp_pageheap_free(small[i]);
-  smp_span_t *x = smp_pageheap_alloc(40, 1, &z); // best fit: cut from mid, the rest re-filed
+  smp_span_t *x = smp_pageheap_alloc(SMP_TEST_PH, 40, 1, &z, false); // best fit: cut from mid, the rest re-filed
   cr_assert_eq(smp_span_start(x), mid_start, "the 40 pages come from the 64-page span");
-  cr_assert_eq(smp_pageheap_decay(), due_old, "the oldest span is still first to come of age");
+  cr_assert_eq(smp_pageheap_decay(SMP_TEST_PH), due_old, "the oldest span is still first to come of age");
   smp_pageheap_free(x);
   for (int i = 0; i < 12; i++) smp_pageheap_free(sep[i]);
 }
@@ -242,19 +246,19 @@ Test(pageheap, lazy_purge_is_clean_but_not_zeroed) {
   smp_options.decay_ms = 20;
   smp_options.purge = SMP_PURGE_FREE;
   bool z;
-  smp_span_t *keep = smp_pageheap_alloc(2, 1, &z);
-  smp_span_t *a = smp_pageheap_alloc(16, 1, &z);
+  smp_span_t *keep = smp_pageheap_alloc(SMP_TEST_PH, 2, 1, &z, false);
+  smp_span_t *a = smp_pageheap_alloc(SMP_TEST_PH, 16, 1, &z, false);
   cr_assert(keep && a && z);
   memset(smp_span_start(a), 0x77, smp_span_bytes(a));
   smp_pageheap_stats_t st0, st1;
   smp_pageheap_free(a); // merges with the zeroed rest of the chunk: dirty as a whole
-  smp_pageheap_stats(&st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0);
   advance(60);
-  smp_pageheap_decay();
-  smp_pageheap_stats(&st1);
+  smp_pageheap_decay(SMP_TEST_PH);
+  smp_pageheap_stats(SMP_TEST_PH, &st1);
   cr_assert_gt(st1.purged_bytes, st0.purged_bytes, "the span was given back");
   cr_assert_lt(st1.free_dirty, st0.free_dirty, "a lazily purged span is not dirty");
-  smp_span_t *b = smp_pageheap_alloc(16, 1, &z);
+  smp_span_t *b = smp_pageheap_alloc(SMP_TEST_PH, 16, 1, &z, false);
   cr_assert_not(z, "MADV_FREE pages need not read as zero");
   smp_pageheap_free(b);
   smp_pageheap_free(keep);
@@ -268,16 +272,16 @@ static size_t free_many(size_t pct, smp_pageheap_stats_t *out) {
   smp_options.dirty_pct = pct;
   enum { N = 96, PAGES = 64 }; // 96 spans of 512 KiB: 12 chunks' worth
   bool z;
-  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z), *s[N];
+  smp_span_t *keep = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false), *s[N];
   for (int i = 0; i < N; i++) {
-    s[i] = smp_pageheap_alloc(PAGES, 1, &z);
+    s[i] = smp_pageheap_alloc(SMP_TEST_PH, PAGES, 1, &z, false);
     cr_assert_not_null(s[i]);
     memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
   }
   smp_pageheap_stats_t st0;
-  smp_pageheap_stats(&st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0);
   for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
-  smp_pageheap_stats(out);
+  smp_pageheap_stats(SMP_TEST_PH, out);
   smp_pageheap_free(keep);
   return (size_t)(out->purged_bytes - st0.purged_bytes) +
          (out->chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
@@ -311,14 +315,14 @@ static size_t burst(void) {
   smp_span_t *s[BURST_SPANS];
   bool z;
   for (int i = 0; i < BURST_SPANS; i++) {
-    s[i] = smp_pageheap_alloc(BURST_PAGES, 1, &z);
+    s[i] = smp_pageheap_alloc(SMP_TEST_PH, BURST_PAGES, 1, &z, false);
     cr_assert_not_null(s[i]);
     memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
   }
   smp_pageheap_stats_t st0, st1;
-  smp_pageheap_stats(&st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0);
   for (int i = 0; i < BURST_SPANS; i++) smp_pageheap_free(s[i]);
-  smp_pageheap_stats(&st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1);
   return (size_t)(st1.purged_bytes - st0.purged_bytes) +
          (st1.chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
 }
@@ -328,7 +332,7 @@ Test(pageheap, dirty_bound_grows_when_purged_pages_come_back) {
   smp_options.dirty_pct = 100;
   enum { N = BURST_SPANS, PAGES = BURST_PAGES };
   bool z;
-  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *keep = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
   size_t released[3];
   for (int round = 0; round < 3; round++) released[round] = burst();
   cr_assert_gt(released[0], (size_t)N * PAGES * SMP_PAGE_SIZE / 2, "the first burst went back");
@@ -346,14 +350,14 @@ Test(pageheap, dirty_bound_allowance_fades) {
   smp_options.decay_ms = 200;
   smp_options.dirty_pct = 100;
   bool z;
-  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *keep = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
   size_t first = burst();
   burst();
   size_t learned = burst();
   cr_assert_lt(learned, first / 8, "the bound learned (%zu KiB, first %zu KiB)", learned >> 10,
                first >> 10);
   advance(800); // 16 quarters of decay_ms
-  smp_pageheap_decay();
+  smp_pageheap_decay(SMP_TEST_PH);
   size_t faded = burst();
   cr_assert_gt(faded, first / 8 * 7, "after the pause the burst went back (%zu KiB, first %zu KiB)",
                faded >> 10, first >> 10);
@@ -366,24 +370,24 @@ Test(pageheap, dirty_span_before_clean_one) {
   smp_options.decay_ms = 60000;
   smp_options.dirty_pct = 0; // no bound: the freed span stays dirty
   bool z;
-  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z);
-  smp_span_t *clean = smp_pageheap_alloc(4, 1, &z), *sep = smp_pageheap_alloc(1, 1, &z);
-  smp_span_t *dirty = smp_pageheap_alloc(8, 1, &z), *sep2 = smp_pageheap_alloc(1, 1, &z);
+  smp_span_t *keep = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
+  smp_span_t *clean = smp_pageheap_alloc(SMP_TEST_PH, 4, 1, &z, false), *sep = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
+  smp_span_t *dirty = smp_pageheap_alloc(SMP_TEST_PH, 8, 1, &z, false), *sep2 = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
   cr_assert(keep && clean && sep && dirty && sep2);
   char *clean_start = smp_span_start(clean), *dirty_start = smp_span_start(dirty);
   memset(dirty_start, 0x5a, smp_span_bytes(dirty));
   smp_pageheap_free(clean);
-  cr_assert_eq(smp_pageheap_trim() > 0, true, "the 4-page span is given back: clean");
+  cr_assert_eq(smp_pageheap_trim(SMP_TEST_PH) > 0, true, "the 4-page span is given back: clean");
   smp_pageheap_free(dirty);
   smp_pageheap_stats_t st;
-  smp_pageheap_stats(&st);
+  smp_pageheap_stats(SMP_TEST_PH, &st);
   cr_assert_eq(st.free_dirty, 8 * SMP_PAGE_SIZE, "only the 8-page span is dirty");
-  smp_span_t *a = smp_pageheap_alloc(4, 1, &z);
+  smp_span_t *a = smp_pageheap_alloc(SMP_TEST_PH, 4, 1, &z, false);
   cr_assert_eq(smp_span_start(a), dirty_start, "4 pages cut from the dirty span, not the clean one");
   cr_assert_not(z, "dirty pages are not reported zeroed");
-  smp_span_t *b = smp_pageheap_alloc(4, 1, &z);
+  smp_span_t *b = smp_pageheap_alloc(SMP_TEST_PH, 4, 1, &z, false);
   cr_assert_eq(smp_span_start(b), dirty_start + 4 * SMP_PAGE_SIZE, "then the dirty rest");
-  smp_span_t *c = smp_pageheap_alloc(4, 1, &z);
+  smp_span_t *c = smp_pageheap_alloc(SMP_TEST_PH, 4, 1, &z, false);
   cr_assert_eq(smp_span_start(c), clean_start, "then the clean span of exactly the size");
   cr_assert(z, "it reads as zero");
   check_chunk(smp_span_chunk(keep));
@@ -398,30 +402,30 @@ Test(pageheap, background_pass_gives_back_an_idle_heap) {
   smp_options.decay_ms = 2000; // passes every 500 ms: idle after 250 ms without a call
   smp_options.dirty_pct = 0;
   bool z;
-  smp_span_t *keep = smp_pageheap_alloc(1, 1, &z), *a = smp_pageheap_alloc(32, 1, &z);
+  smp_span_t *keep = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false), *a = smp_pageheap_alloc(SMP_TEST_PH, 32, 1, &z, false);
   memset(smp_span_start(a), 0x5a, smp_span_bytes(a));
-  uint64_t calls = smp_pageheap_calls();
-  cr_assert_not(smp_pageheap_idle_since(calls), "no pass yet: not idle");
-  smp_pageheap_background_pass(false);
+  uint64_t calls = smp_pageheap_calls(SMP_TEST_PH);
+  cr_assert_not(smp_pageheap_idle_since(SMP_TEST_PH, calls), "no pass yet: not idle");
+  smp_pageheap_background_pass(SMP_TEST_PH, false);
   smp_pageheap_free(a); // a call after the pass
   smp_pageheap_stats_t st0, st1;
-  smp_pageheap_stats(&st0);
-  calls = smp_pageheap_calls();
-  cr_assert_not(smp_pageheap_idle_since(calls), "the heap freed a span since the pass");
-  smp_pageheap_background_pass(false);
-  smp_pageheap_stats(&st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st0);
+  calls = smp_pageheap_calls(SMP_TEST_PH);
+  cr_assert_not(smp_pageheap_idle_since(SMP_TEST_PH, calls), "the heap freed a span since the pass");
+  smp_pageheap_background_pass(SMP_TEST_PH, false);
+  smp_pageheap_stats(SMP_TEST_PH, &st1);
   cr_assert_eq(st1.purged_bytes, st0.purged_bytes, "young pages stay in a busy heap");
   cr_assert_geq(st1.free_dirty, 32 * SMP_PAGE_SIZE);
-  calls = smp_pageheap_calls();
-  cr_assert_not(smp_pageheap_idle_since(calls), "no call since the last pass, but not for a period");
+  calls = smp_pageheap_calls(SMP_TEST_PH);
+  cr_assert_not(smp_pageheap_idle_since(SMP_TEST_PH, calls), "no call since the last pass, but not for a period");
   advance(20);
-  calls = smp_pageheap_calls();
-  cr_assert_not(smp_pageheap_idle_since(calls), "20 ms without a call is a pause, not idleness");
+  calls = smp_pageheap_calls(SMP_TEST_PH);
+  cr_assert_not(smp_pageheap_idle_since(SMP_TEST_PH, calls), "20 ms without a call is a pause, not idleness");
   advance(300);
-  calls = smp_pageheap_calls();
-  cr_assert(smp_pageheap_idle_since(calls), "no call for half a period since the last pass: idle");
-  smp_pageheap_background_pass(true);
-  smp_pageheap_stats(&st1);
+  calls = smp_pageheap_calls(SMP_TEST_PH);
+  cr_assert(smp_pageheap_idle_since(SMP_TEST_PH, calls), "no call for half a period since the last pass: idle");
+  smp_pageheap_background_pass(SMP_TEST_PH, true);
+  smp_pageheap_stats(SMP_TEST_PH, &st1);
   cr_assert_eq(st1.free_dirty, 0, "an idle heap keeps no dirty page (%zu KiB)", st1.free_dirty >> 10);
   cr_assert_geq(st1.purged_bytes, st0.purged_bytes + 32 * SMP_PAGE_SIZE);
   smp_pageheap_free(keep);
@@ -440,15 +444,15 @@ Test(pageheap, slow_paths_defer_to_background_passes) {
     // Round 0: passes every second, one just now; round 1: every 10 ms, and none for 50 ms.
     smp_options.decay_ms = round == 0 ? 60000 : 40;
     for (int i = 0; i < N; i++) {
-      s[i] = smp_pageheap_alloc(PAGES, 1, &z);
+      s[i] = smp_pageheap_alloc(SMP_TEST_PH, PAGES, 1, &z, false);
       cr_assert_not_null(s[i]);
       memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
     }
-    if (round == 0) smp_pageheap_background_pass(false);
+    if (round == 0) smp_pageheap_background_pass(SMP_TEST_PH, false);
     else advance(50);
-    smp_pageheap_stats(&st0);
+    smp_pageheap_stats(SMP_TEST_PH, &st0);
     for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
-    smp_pageheap_stats(&st);
+    smp_pageheap_stats(SMP_TEST_PH, &st);
     size_t purged = (size_t)(st.purged_bytes - st0.purged_bytes) +
                     (st.chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
     if (round == 0) {
@@ -458,8 +462,8 @@ Test(pageheap, slow_paths_defer_to_background_passes) {
                     "and no more (%zu KiB)", purged >> 10);
       cr_assert_gt(st.free_dirty, st.dirty_bound, "so the bound is exceeded (dirty %zu KiB)",
                    st.free_dirty >> 10);
-      smp_pageheap_background_pass(false);
-      smp_pageheap_stats(&st);
+      smp_pageheap_background_pass(SMP_TEST_PH, false);
+      smp_pageheap_stats(SMP_TEST_PH, &st);
       cr_assert_leq(st.free_dirty, st.dirty_bound, "the pass enforced the bound (dirty %zu KiB)",
                     st.free_dirty >> 10);
     } else {
@@ -477,44 +481,44 @@ Test(pageheap, slow_paths_defer_to_background_passes) {
 static void stranded_pages(bool passes) {
   smp_options.decay_ms = 60000;
   smp_options.dirty_pct = 1000; // a bound that never acts
-  if (passes) smp_pageheap_background_pass(false); // the next passes are due in 15 s
+  if (passes) smp_pageheap_background_pass(SMP_TEST_PH, false); // the next passes are due in 15 s
   enum { N = 64 };
   bool z;
   smp_span_t *hole[N], *live[N];
   for (int i = 0; i < N; i++) {
-    hole[i] = smp_pageheap_alloc(1, 1, &z);
-    live[i] = smp_pageheap_alloc(1, 1, &z);
+    hole[i] = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
+    live[i] = smp_pageheap_alloc(SMP_TEST_PH, 1, 1, &z, false);
     memset(smp_span_start(hole[i]), 0x5a, SMP_PAGE_SIZE);
   }
   advance(20); // stamps apart
   for (int i = 0; i < N; i++) smp_pageheap_free(hole[i]);
   advance(20);
   smp_pageheap_stats_t st0, st1, st2;
-  smp_pageheap_stats(&st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0);
   cr_assert_geq(st0.free_dirty, N * SMP_PAGE_SIZE);
   // Runs of half a chunk: no hole fits them, so every other one maps a chunk.
   smp_span_t *big[4], *young = NULL, *guard = NULL;
-  big[0] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z); // the first chunk has no such run left
-  big[1] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z);
-  smp_pageheap_stats(&st1);
+  big[0] = smp_pageheap_alloc(SMP_TEST_PH, USABLE / 2 + 1, 1, &z, false); // the first chunk has no such run left
+  big[1] = smp_pageheap_alloc(SMP_TEST_PH, USABLE / 2 + 1, 1, &z, false);
+  smp_pageheap_stats(SMP_TEST_PH, &st1);
   cr_assert_gt(st1.chunks, st0.chunks, "the heap grew");
   cr_assert_eq(st1.purged_bytes, st0.purged_bytes,
                "the holes were freed after the last growth: not yet stranded");
   advance(20);
-  big[2] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z);
-  big[3] = smp_pageheap_alloc(USABLE / 2 + 1, 1, &z);
-  smp_pageheap_stats(&st2);
+  big[2] = smp_pageheap_alloc(SMP_TEST_PH, USABLE / 2 + 1, 1, &z, false);
+  big[3] = smp_pageheap_alloc(SMP_TEST_PH, USABLE / 2 + 1, 1, &z, false);
+  smp_pageheap_stats(SMP_TEST_PH, &st2);
   cr_assert_gt(st2.chunks, st1.chunks, "the heap grew again");
   if (passes) {
     cr_assert_eq(st2.purged_bytes, st1.purged_bytes, "a background thread passes: left to it");
     // A young dirty span (freed after the growth: not stranded) stays behind the holes; with
     // the holes gone, the rest of the pending count must not wait for it.
-    young = smp_pageheap_alloc(2, 1, &z);
-    guard = smp_pageheap_alloc(2, 1, &z);
+    young = smp_pageheap_alloc(SMP_TEST_PH, 2, 1, &z, false);
+    guard = smp_pageheap_alloc(SMP_TEST_PH, 2, 1, &z, false);
     smp_pageheap_free(young);
     smp_pageheap_wait_pass(); // signalled: returns at once, not in 15 s
-    smp_pageheap_background_pass(false);
-    smp_pageheap_stats(&st2);
+    smp_pageheap_background_pass(SMP_TEST_PH, false);
+    smp_pageheap_stats(SMP_TEST_PH, &st2);
     cr_assert_eq(st2.stranded_pending, 0, "no stranded page is left: nothing is pending (%zu KiB)",
                  st2.stranded_pending >> 10);
   }

@@ -11,6 +11,10 @@
 #include "pageheap.h"
 #include "remote.h"
 #include "span.h"
+#include "central.h"
+#include "pageheap.h"
+// The default heap's page heap, which these tests drive.
+#define SMP_TEST_PH (smp_central_default->pages)
 
 // Options as a process gets them from SMPALLOC_OPTIONS: the defaults in unit_remote, every
 // option zero in unit_remote_zero.
@@ -23,7 +27,7 @@ TestSuite(remote, .init = setup);
 
 static smp_span_t *make_span(unsigned cls) {
   bool z;
-  smp_span_t *s = smp_pageheap_alloc(smp_class_info[cls].pages, 1, &z);
+  smp_span_t *s = smp_pageheap_alloc(SMP_TEST_PH, smp_class_info[cls].pages, 1, &z, false);
   cr_assert_not_null(s);
   smp_span_carve_init(s, cls);
   smp_pageheap_set_class(s, cls);

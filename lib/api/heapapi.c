@@ -1,0 +1,335 @@
+// Layer: api. The heap API of smpalloc.h ("Heaps"): allocation with flags in any heap, the
+// out-of-memory handler and the emergency reserve. A request runs in rounds: the heap (its
+// cache, its central lists, its page heap), then, for lack of memory, the OOM handler (which may
+// ask for another round), then for SMP_RESERVE/SMP_NOFAIL the reserve, then failure or, for
+// SMP_NOFAIL, a report. SMP_NOWAIT requests take only what needs no lock wait and no system
+// call (trylocks, no chunk growth, no huge mapping, no upkeep purge, no background start) and
+// never call the handler. The reserve is a region heap over pre-faulted memory.
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smpalloc.h"
+#include "alloc.h"
+#include "background.h"
+#include "debug.h"
+#include "heap.h"
+#include "init.h"
+#include "large.h"
+#include "report.h"
+
+#define ALIGN_SHIFT 8
+#define KNOWN_FLAGS (SMP_ZERO | SMP_NOWAIT | SMP_RESERVE | SMP_NOFAIL | (63u << ALIGN_SHIFT))
+
+static int (*_Atomic oom_fn)(size_t, smp_heap_t *, void *); // release store, acquire load
+static void *_Atomic oom_arg;
+static __thread bool in_oom_handler SMP_TLS_IE;
+
+static smp_lock_t reserve_lock = SMP_LOCK_INIT;
+static smp_heap_t *_Atomic reserve; // reserve_lock (written); read acquire
+static void *reserve_mem;           // reserve_lock
+static size_t reserve_len;          // reserve_lock
+
+static bool flags_valid(unsigned flags) {
+  return (flags & ~KNOWN_FLAGS) == 0 && (flags & (SMP_NOWAIT | SMP_NOFAIL)) != (SMP_NOWAIT | SMP_NOFAIL);
+}
+static size_t align_of(unsigned flags) {
+  unsigned lg = (flags >> ALIGN_SHIFT) & 63;
+  return lg > 4 ? (size_t)1 << lg : SMP_MIN_ALIGN;
+}
+
+static void check_live(const smp_heap_t *h, const char *function) {
+  if (SMP_UNLIKELY(smp_load_acquire(&h->state) != SMP_HEAP_LIVE))
+    smp_debug_fatal(function, "heap destroyed or invalid", h);
+}
+
+// A block of class cls from heap h (NULL: out of memory or, with nowait, it would wait).
+static void *class_alloc(smp_heap_t *h, unsigned cls, bool nowait) {
+  if (h->is_default) {
+    void *p = smp_frontend_alloc_fast(cls);
+    if (p) return p;
+    if (nowait) return smp_frontend_alloc_nowait(cls);
+    smp_background_ensure();
+    return smp_frontend_alloc_slow(cls);
+  }
+  void *p = smp_hcache_alloc_fast(&h->caches, cls);
+  return p ? p : smp_hcache_alloc_slow(&h->caches, cls, nowait);
+}
+
+// One round: size bytes aligned to align from h, or NULL.
+static void *alloc_once(smp_heap_t *h, size_t size, size_t align, bool zero, bool nowait) {
+  if (size <= SMP_SMALL_MAX && align <= SMP_PAGE_SIZE) {
+    // A class whose size is a multiple of align (see smp_alloc_aligned).
+    unsigned cls = smp_sizeclass_of(size < align ? align : size);
+    while (cls < SMP_CLASS_COUNT && smp_class_info[cls].size % align) cls++;
+    if (cls < SMP_CLASS_COUNT) {
+      void *p = class_alloc(h, cls, nowait);
+      if (p == NULL) return NULL;
+      smp_block_unmark(p);
+      if (zero) memset(p, 0, size);
+      return p;
+    }
+  }
+  return smp_large_alloc(&h->pages, size, align, zero, nowait);
+}
+
+static bool oom_retry(size_t size, smp_heap_t *h) {
+  int (*fn)(size_t, smp_heap_t *, void *) = smp_load_acquire(&oom_fn);
+  if (fn == NULL || in_oom_handler) return false;
+  in_oom_handler = true; // a request inside the handler that fails does not call it again
+  int again = fn(size, h, smp_load_relaxed(&oom_arg));
+  in_oom_handler = false;
+  return again != 0;
+}
+
+static void *reserve_alloc(size_t size, size_t align, bool zero, bool nowait) {
+  smp_heap_t *r = smp_load_acquire(&reserve);
+  return r ? alloc_once(r, size, align, zero, nowait) : NULL;
+}
+
+SMP_NORETURN static void out_of_memory(const char *function, size_t size, const smp_heap_t *h) {
+  smp_text_t t;
+  smp_text_init(&t, 2);
+  smp_text_str(&t, "smpalloc: ");
+  smp_text_str(&t, function);
+  smp_text_str(&t, ": out of memory: ");
+  smp_text_u64(&t, size, 0);
+  smp_text_str(&t, " bytes from heap \"");
+  smp_text_str(&t, h->name);
+  smp_text_str(&t, "\" with SMP_NOFAIL (the handler and the reserve could not help)\n");
+  smp_text_flush(&t);
+  abort();
+}
+
+static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *function) {
+  if (!flags_valid(flags)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  smp_init_ensure();
+  check_live(h, function);
+  size_t align = align_of(flags);
+  bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
+  void *p;
+  while ((p = alloc_once(h, size, align, zero, nowait)) == NULL) {
+    if (nowait) break;
+    smp_fetch_add_relaxed(&h->failures, 1);
+    if (!oom_retry(size, h)) break;
+  }
+  if (p == NULL && (flags & (SMP_RESERVE | SMP_NOFAIL))) p = reserve_alloc(size, align, zero, nowait);
+  if (p == NULL && (flags & SMP_NOFAIL)) out_of_memory(function, size, h);
+  if (p == NULL) errno = nowait ? EAGAIN : ENOMEM;
+  return p;
+}
+
+SMP_EXPORT void *smp_heap_malloc(smp_heap_t *h, size_t size, unsigned flags) {
+  if (h == NULL || h == SMP_HEAP_DEFAULT) {
+    if (SMP_LIKELY(flags == 0)) return smp_alloc_fast(size);
+    return heap_alloc(SMP_HEAP_DEFAULT, size, flags, "smp_heap_malloc");
+  }
+  if (SMP_LIKELY(flags == 0 && size <= 1024)) {
+    void *p = smp_hcache_alloc_fast(&h->caches, smp_class_table[(size + 15) >> 4]);
+    if (SMP_LIKELY(p != NULL)) {
+      smp_block_unmark(p);
+      return p;
+    }
+  }
+  return heap_alloc(h, size, flags, "smp_heap_malloc");
+}
+
+SMP_EXPORT void *smp_heap_calloc(smp_heap_t *h, size_t count, size_t size, unsigned flags) {
+  size_t n;
+  if (__builtin_mul_overflow(count, size, &n)) {
+    if (flags & SMP_NOFAIL) out_of_memory("smp_heap_calloc", SIZE_MAX, h ? h : SMP_HEAP_DEFAULT);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return heap_alloc(h ? h : SMP_HEAP_DEFAULT, n, flags | SMP_ZERO, "smp_heap_calloc");
+}
+
+SMP_EXPORT void *smp_mallocx(size_t size, unsigned flags) {
+  if (SMP_LIKELY(flags == 0)) return smp_alloc_fast(size);
+  return heap_alloc(SMP_HEAP_DEFAULT, size, flags, "smp_mallocx");
+}
+
+smp_heap_t *smp_alloc_heap_of(const void *p) {
+  if (p == NULL) return NULL;
+  smp_chunk_t *c = smp_pagemap_find(p);
+  if (c) {
+    smp_span_t *s = smp_pagemap_span_checked(p);
+    if (s == NULL) return NULL;
+    bool start = s->state == SMP_SPAN_SMALL ? smp_span_is_block(s, p) : smp_span_start(s) == p;
+    return start ? smp_heap_of_chunk(c) : NULL;
+  }
+  smp_pageheap_t *ph = smp_large_huge_heap(p);
+  return ph ? (smp_heap_t *)ph->owner : NULL;
+}
+
+void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags,
+                             const char *function) {
+  if (!flags_valid(flags)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (p == NULL) return heap_alloc(h ? h : SMP_HEAP_DEFAULT, size, flags, function);
+  smp_init_ensure();
+  size_t usable;
+  bool small;
+  smp_heap_t *from = smp_alloc_block_info(p, function, &usable, &small); // validates p
+  if (size == 0) {
+    smp_free_fast(p);
+    return NULL;
+  }
+  smp_heap_t *to = h ? h : from;
+  check_live(to, function);
+  size_t align = align_of(flags);
+  bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
+  if (from == to && ((uintptr_t)p & (align - 1)) == 0) {
+    if (small) {
+      // Keep the block if it fits and is not more than twice what is needed (or if a new
+      // block would be of the same class anyway), as realloc does.
+      if (size <= usable && (size >= usable / 2 || size > SMP_SMALL_MAX ||
+                             smp_class_info[smp_sizeclass_of(size)].size == usable))
+        return p;
+    } else if (!nowait && !(size <= SMP_SMALL_MAX && size < usable / 2)) {
+      if (smp_large_resize(p, size)) {
+        if (zero && size > usable) memset((char *)p + usable, 0, size - usable);
+        return p;
+      }
+      void *q = align <= smp_os_page_size() ? smp_large_remap(p, size) : NULL; // huge: mremap
+      if (q) {
+        if (zero && size > usable) memset((char *)q + usable, 0, size - usable);
+        return q;
+      }
+    }
+  }
+  void *q = heap_alloc(to, size, flags & ~SMP_ZERO, function);
+  if (q == NULL) return NULL;
+  memcpy(q, p, usable < size ? usable : size);
+  if (zero && size > usable) memset((char *)q + usable, 0, size - usable);
+  smp_free_fast(p);
+  return q;
+}
+
+SMP_EXPORT void *smp_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags) {
+  return smp_alloc_heap_realloc(h ? h : SMP_HEAP_DEFAULT, p, size, flags, "smp_heap_realloc");
+}
+
+SMP_EXPORT void *smp_reallocx(void *p, size_t size, unsigned flags) {
+  return smp_alloc_heap_realloc(NULL, p, size, flags, "smp_reallocx");
+}
+
+SMP_EXPORT smp_heap_t *smp_heap_create(const char *name, size_t limit) {
+  smp_init_ensure();
+  return smp_heap_new(name, limit);
+}
+
+SMP_EXPORT smp_heap_t *smp_heap_create_in(const char *name, void *base, size_t len, unsigned flags) {
+  smp_init_ensure();
+  int err;
+  smp_heap_t *h = smp_heap_new_region(name, base, len, flags, &err);
+  if (h == NULL) errno = err;
+  return h;
+}
+
+SMP_EXPORT void smp_heap_destroy(smp_heap_t *h) {
+  if (h == NULL) return;
+  if (h == SMP_HEAP_DEFAULT || smp_load_relaxed(&reserve) == h)
+    smp_debug_fatal("smp_heap_destroy", "the default heap and the reserve cannot be destroyed", h);
+  check_live(h, "smp_heap_destroy");
+  smp_heap_delete(h);
+}
+
+SMP_EXPORT int smp_heap_visit(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg) {
+  if (fn == NULL) return EINVAL;
+  smp_init_ensure();
+  h = h ? h : SMP_HEAP_DEFAULT;
+  check_live(h, "smp_heap_visit");
+  return smp_heap_visit_blocks(h, fn, arg);
+}
+
+SMP_EXPORT smp_heap_t *smp_heap_of(const void *p) {
+  smp_init_ensure();
+  return smp_alloc_heap_of(p);
+}
+
+SMP_EXPORT smp_heap_t *smp_heap_default(void) { return SMP_HEAP_DEFAULT; }
+
+SMP_EXPORT const char *smp_heap_name(const smp_heap_t *h) { return (h ? h : SMP_HEAP_DEFAULT)->name; }
+
+SMP_EXPORT int smp_heap_set_limit(smp_heap_t *h, size_t limit) {
+  if (h == NULL || h == SMP_HEAP_DEFAULT || h->is_region) return EINVAL;
+  check_live(h, "smp_heap_set_limit");
+  smp_pageheap_set_limit(&h->pages, limit ? (limit + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT : 0);
+  return 0;
+}
+
+// The version 1 fields must be asked for at least (as smp_stats_get).
+static bool stats_request_valid(const smp_stats_t *s) {
+  return s != NULL && s->version != 0 && s->size >= offsetof(smp_stats_t, in_use) + sizeof s->in_use;
+}
+
+SMP_EXPORT int smp_heap_stats_get(smp_heap_t *h, smp_stats_t *out) {
+  if (!stats_request_valid(out)) return EINVAL;
+  smp_init_ensure();
+  if (h == NULL || h == SMP_HEAP_DEFAULT) return smp_stats_get(out);
+  check_live(h, "smp_heap_stats_get");
+  uint32_t filled = out->size < sizeof(smp_stats_t) ? out->size : (uint32_t)sizeof(smp_stats_t);
+  smp_stats_t s = {.version = SMP_STATS_VERSION, .size = filled};
+  smp_heap_stats_fill(h, &s);
+  s.percpu = 0;
+  s.cpus = smp_os_cpus_allowed();
+  memcpy(out, &s, filled);
+  return 0;
+}
+
+void smp_heapapi_reserve_stats(uint64_t *size, uint64_t *in_use) {
+  smp_lock_acquire(&reserve_lock);
+  smp_heap_t *r = smp_load_relaxed(&reserve);
+  *size = r ? reserve_len : 0;
+  *in_use = 0;
+  if (r) {
+    smp_stats_t s = {0};
+    smp_heap_stats_fill(r, &s);
+    *in_use = s.in_use;
+  }
+  smp_lock_release(&reserve_lock);
+}
+
+SMP_EXPORT int smp_reserve_set(size_t bytes) {
+  smp_init_ensure();
+  if (bytes > ((size_t)1 << SMP_ADDRESS_BITS)) return ENOMEM;
+  bytes = smp_align_up(bytes < SMP_REGION_MIN && bytes ? SMP_REGION_MIN : bytes, SMP_PAGE_SIZE);
+  smp_lock_acquire(&reserve_lock);
+  smp_heap_t *old = smp_load_relaxed(&reserve);
+  int err = 0;
+  if (old) {
+    smp_stats_t s = {0};
+    smp_heap_stats_fill(old, &s);
+    if (s.in_use) err = EBUSY;
+  }
+  void *mem = NULL;
+  smp_heap_t *r = NULL;
+  if (err == 0 && bytes) {
+    mem = smp_os_map_populated(bytes);
+    if (mem == NULL) err = ENOMEM;
+    else if ((r = smp_heap_new_region("reserve", mem, bytes, SMP_REGION_META_OUTSIDE, &err)) == NULL)
+      smp_os_unmap(mem, bytes);
+  }
+  if (err == 0) {
+    smp_store_release(&reserve, r);
+    if (old) {
+      smp_heap_delete(old);
+      smp_os_unmap(reserve_mem, reserve_len);
+    }
+    reserve_mem = mem;
+    reserve_len = r ? bytes : 0;
+  }
+  smp_lock_release(&reserve_lock);
+  return err;
+}
+
+SMP_EXPORT void smp_set_oom_handler(int (*fn)(size_t, smp_heap_t *, void *), void *arg) {
+  smp_store_relaxed(&oom_arg, arg);
+  smp_store_release(&oom_fn, fn);
+}

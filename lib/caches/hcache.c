@@ -1,0 +1,212 @@
+// Layer: caches. See hcache.h. Retired caches (their thread exited, or their heap was destroyed
+// and the thread reclaimed them) wait on a spare list for reuse; their memory is never unmapped.
+#include <pthread.h>
+#include <string.h>
+
+#include "hcache.h"
+#include "os.h"
+#include "sizeclass.h"
+
+__thread smp_hcache_t *smp_hcache_ways[SMP_HCACHE_WAYS] SMP_TLS_IE;
+
+static smp_lock_t spare_lock = SMP_LOCK_INIT;
+static smp_hcache_t *spare; // spare_lock: linked through next
+static pthread_key_t exit_key;
+static bool have_exit_key;
+static __thread bool exit_key_set SMP_TLS_IE;
+static __thread bool exited SMP_TLS_IE; // thread exit flushed the caches: later frees go direct
+
+void smp_hcache_set_exit_key(unsigned key) {
+  exit_key = (pthread_key_t)key;
+  have_exit_key = true;
+}
+
+void smp_hcache_init_set(smp_hcache_set_t *set, smp_central_t *central) {
+  smp_lock_init(&set->lock);
+  set->central = central;
+}
+
+static unsigned refill_batch(unsigned cls) {
+  unsigned b = smp_class_info[cls].batch;
+  return b == 0 ? 1 : b > SMP_HCACHE_CAP / 2 ? SMP_HCACHE_CAP / 2 : b;
+}
+
+// Give the blocks in slots [from, to) of class cls back; count already stored as from.
+static void flush_range(smp_hcache_set_t *set, smp_hcache_t *hc, unsigned cls, uint32_t from,
+                        uint32_t to) {
+  void *out[SMP_HCACHE_CAP];
+  for (uint32_t i = from; i < to; i++) out[i - from] = smp_load_relaxed(&hc->slots[cls][i]);
+  smp_fetch_add_relaxed(&set->gave[cls], to - from);
+  smp_central_flush(out, to - from);
+}
+
+static void flush_all_locked(smp_hcache_set_t *set, smp_hcache_t *hc) {
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    uint32_t n = smp_load_relaxed(&hc->count[c]);
+    if (n == 0) continue;
+    smp_store_release(&hc->count[c], 0);
+    flush_range(set, hc, c, 0, n);
+  }
+}
+
+static void unlink_locked(smp_hcache_set_t *set, smp_hcache_t *hc) {
+  if (hc->prev) hc->prev->next = hc->next; else set->list = hc->next;
+  if (hc->next) hc->next->prev = hc->prev;
+  hc->next = hc->prev = NULL;
+}
+
+static void retire(smp_hcache_t *hc) {
+  smp_lock_acquire(&spare_lock);
+  hc->next = spare;
+  spare = hc;
+  smp_lock_release(&spare_lock);
+}
+
+// Flush and unlink hc unless its heap detached it first; then it is the caller's to retire.
+static void release_way(smp_hcache_t *hc) {
+  smp_hcache_set_t *set = smp_load_relaxed(&hc->set);
+  if (set != NULL) {
+    smp_lock_acquire(&set->lock);
+    if (smp_load_relaxed(&hc->set) == set) { // not detached meanwhile
+      flush_all_locked(set, hc);
+      unlink_locked(set, hc);
+      smp_store_relaxed(&hc->set, NULL);
+    }
+    smp_lock_release(&set->lock);
+  }
+  retire(hc);
+}
+
+// A way for a new cache: an empty one, a detached one (reclaimed), or the last (flushed).
+static unsigned free_way(void) {
+  for (unsigned i = 0; i < SMP_HCACHE_WAYS; i++)
+    if (smp_hcache_ways[i] == NULL) return i;
+  for (unsigned i = 0; i < SMP_HCACHE_WAYS; i++)
+    if (smp_load_relaxed(&smp_hcache_ways[i]->set) == NULL) {
+      retire(smp_hcache_ways[i]);
+      smp_hcache_ways[i] = NULL;
+      return i;
+    }
+  unsigned last = SMP_HCACHE_WAYS - 1;
+  release_way(smp_hcache_ways[last]);
+  smp_hcache_ways[last] = NULL;
+  return last;
+}
+
+// The calling thread's cache of set, created if needed (not with nowait: it may map memory).
+static smp_hcache_t *find_or_create(smp_hcache_set_t *set, bool nowait) {
+  smp_hcache_t *hc = smp_hcache_find(set);
+  if (hc || nowait || exited) return hc;
+  smp_lock_acquire(&spare_lock);
+  hc = spare;
+  if (hc) spare = hc->next;
+  smp_lock_release(&spare_lock);
+  if (hc == NULL && (hc = smp_os_map(sizeof *hc)) == NULL) return NULL;
+  memset(hc, 0, sizeof *hc);
+  unsigned way = free_way();
+  smp_lock_acquire(&set->lock);
+  hc->next = set->list;
+  if (set->list) set->list->prev = hc;
+  set->list = hc;
+  smp_store_relaxed(&hc->set, set);
+  smp_lock_release(&set->lock);
+  smp_hcache_ways[way] = hc;
+  if (have_exit_key && !exit_key_set) {
+    exit_key_set = true;
+    pthread_setspecific(exit_key, (void *)1); // may call calloc: the cache is in place
+  }
+  return hc;
+}
+
+void *smp_hcache_alloc_slow(smp_hcache_set_t *set, unsigned cls, bool nowait) {
+  smp_hcache_t *hc = find_or_create(set, nowait);
+  void *got[SMP_HCACHE_CAP];
+  unsigned want = hc ? refill_batch(cls) : 1;
+  unsigned n = smp_central_refill(set->central, cls, got, want, nowait);
+  if (n == 0) return NULL;
+  smp_fetch_add_relaxed(&set->took[cls], n);
+  if (hc) {
+    uint32_t c = smp_load_relaxed(&hc->count[cls]); // 0: this is a miss
+    for (unsigned i = 0; i + 1 < n; i++) smp_store_relaxed(&hc->slots[cls][c + i], got[i]);
+    smp_store_release(&hc->count[cls], c + n - 1);
+  }
+  return got[n - 1];
+}
+
+void smp_hcache_free_slow(smp_hcache_set_t *set, void *p, unsigned cls) {
+  smp_hcache_t *hc = find_or_create(set, false);
+  if (hc == NULL) {
+    smp_fetch_add_relaxed(&set->gave[cls], 1);
+    smp_central_flush(&p, 1);
+    return;
+  }
+  uint32_t c = smp_load_relaxed(&hc->count[cls]);
+  if (c == SMP_HCACHE_CAP) { // flush the upper half (the smaller count first: see hcache.h)
+    c = SMP_HCACHE_CAP / 2;
+    smp_store_release(&hc->count[cls], c);
+    flush_range(set, hc, cls, c, SMP_HCACHE_CAP);
+  }
+  smp_store_relaxed(&hc->slots[cls][c], p);
+  smp_store_release(&hc->count[cls], c + 1);
+}
+
+bool smp_hcache_holds(smp_hcache_set_t *set, unsigned cls, const void *p) {
+  bool found = false;
+  smp_lock_acquire(&set->lock);
+  for (smp_hcache_t *hc = set->list; hc && !found; hc = hc->next) {
+    uint32_t n = smp_load_acquire(&hc->count[cls]);
+    for (uint32_t i = 0; i < n && !found; i++) found = smp_load_relaxed(&hc->slots[cls][i]) == p;
+  }
+  smp_lock_release(&set->lock);
+  return found;
+}
+
+void smp_hcache_each_cached(smp_hcache_set_t *set, void (*fn)(void *block, void *arg), void *arg) {
+  for (smp_hcache_t *hc = set->list; hc; hc = hc->next)
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+      uint32_t n = smp_load_acquire(&hc->count[c]);
+      for (uint32_t i = 0; i < n; i++) fn(smp_load_relaxed(&hc->slots[c][i]), arg);
+    }
+}
+
+uint64_t smp_hcache_cached_bytes(smp_hcache_set_t *set) {
+  uint64_t bytes = 0;
+  smp_lock_acquire(&set->lock);
+  for (smp_hcache_t *hc = set->list; hc; hc = hc->next)
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
+      bytes += (uint64_t)smp_load_acquire(&hc->count[c]) * smp_class_info[c].size;
+  smp_lock_release(&set->lock);
+  return bytes;
+}
+
+void smp_hcache_flush_self(smp_hcache_set_t *set) {
+  smp_hcache_t *hc = smp_hcache_find(set);
+  if (hc == NULL) return;
+  smp_lock_acquire(&set->lock);
+  if (smp_load_relaxed(&hc->set) == set) flush_all_locked(set, hc);
+  smp_lock_release(&set->lock);
+}
+
+void smp_hcache_detach_all(smp_hcache_set_t *set) {
+  smp_lock_acquire(&set->lock);
+  for (smp_hcache_t *hc = set->list, *next; hc; hc = next) {
+    next = hc->next;
+    hc->next = hc->prev = NULL;
+    smp_store_relaxed(&hc->set, NULL);
+  }
+  set->list = NULL;
+  smp_lock_release(&set->lock);
+}
+
+void smp_hcache_thread_exit(void *unused) {
+  (void)unused;
+  exited = true;
+  for (unsigned i = 0; i < SMP_HCACHE_WAYS; i++) {
+    smp_hcache_t *hc = smp_hcache_ways[i];
+    smp_hcache_ways[i] = NULL;
+    if (hc) release_way(hc);
+  }
+}
+
+void smp_hcache_lock_fork(void) { smp_lock_acquire(&spare_lock); }
+void smp_hcache_unlock_fork(void) { smp_lock_release(&spare_lock); }
