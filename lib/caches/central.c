@@ -35,11 +35,9 @@ static void unlist_locked(central_class_t *cc, smp_span_t *s) {
 
 static smp_span_t *new_span_locked(smp_central_t *c, central_class_t *cc, unsigned cls,
                                    bool nowait) {
-  bool zeroed;
-  smp_span_t *s = smp_pageheap_alloc(c->pages, smp_class_info[cls].pages, 1, &zeroed, nowait);
+  smp_span_t *s = smp_pageheap_alloc_small(c->pages, smp_class_info[cls].pages, cls, nowait);
   if (s == NULL) return NULL;
   smp_span_carve_init(s, cls);
-  smp_pageheap_set_class(s, cls);
   cc->spans++;
   list_locked(cc, s);
   return s;

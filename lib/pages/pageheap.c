@@ -180,8 +180,12 @@ static void mark_in_use(smp_pageheap_t *ph, smp_span_t *s) {
   ph->large_count++;
 }
 
-smp_span_t *smp_pageheap_alloc(smp_pageheap_t *ph, size_t npages, size_t align_pages,
-                               bool *zeroed, bool nowait) {
+static void set_class_locked(smp_pageheap_t *ph, smp_span_t *s, unsigned cls);
+
+// smp_pageheap_alloc, and with cls != 0 the span turned SMALL of class cls in the same hold of
+// the lock (a nowait caller cannot wait for it a second time).
+static smp_span_t *alloc_span(smp_pageheap_t *ph, size_t npages, size_t align_pages,
+                              bool *zeroed, bool nowait, unsigned cls) {
   size_t want = npages + align_pages - 1;
   if (npages == 0 || want > USABLE_PAGES) return NULL;
   if (nowait) {
@@ -225,6 +229,7 @@ smp_span_t *smp_pageheap_alloc(smp_pageheap_t *ph, size_t npages, size_t align_p
   s->zeroed = 0;
   s->purged = 0;
   mark_in_use(ph, s);
+  if (cls) set_class_locked(ph, s, cls);
   if (nowait) { // no madvise here: the upkeep waits for a call that may make system calls
     ph->heap_calls++;
   } else {
@@ -418,9 +423,25 @@ static void free_locked(smp_pageheap_t *ph, smp_span_t *s) {
   bucket_insert(ph, s);
 }
 
+smp_span_t *smp_pageheap_alloc(smp_pageheap_t *ph, size_t npages, size_t align_pages,
+                               bool *zeroed, bool nowait) {
+  return alloc_span(ph, npages, align_pages, zeroed, nowait, 0);
+}
+
+smp_span_t *smp_pageheap_alloc_small(smp_pageheap_t *ph, size_t npages, unsigned cls,
+                                     bool nowait) {
+  bool zeroed;
+  return alloc_span(ph, npages, 1, &zeroed, nowait, cls);
+}
+
 void smp_pageheap_set_class(smp_span_t *s, unsigned cls) {
   smp_pageheap_t *ph = smp_span_chunk(s)->heap;
   smp_lock_acquire(&ph->lock);
+  set_class_locked(ph, s, cls);
+  smp_lock_release(&ph->lock);
+}
+
+static void set_class_locked(smp_pageheap_t *ph, smp_span_t *s, unsigned cls) {
   smp_chunk_t *c = smp_span_chunk(s);
   size_t first = smp_span_first_page(s);
   if (ph->class_pages) memset(&c->page_class[first], (int)cls, s->npages);
@@ -431,7 +452,6 @@ void smp_pageheap_set_class(smp_span_t *s, unsigned cls) {
     s->state = SMP_SPAN_LARGE;
     ph->large_pages += s->npages, ph->large_count++, ph->small_pages -= s->npages;
   }
-  smp_lock_release(&ph->lock);
 }
 
 void smp_pageheap_free(smp_span_t *s) {
