@@ -68,7 +68,30 @@ static void other_heap_free(smp_chunk_t *c, void *p, const char *function) {
   smp_large_free(p, function);
 }
 
+// The common free of a small block of a heap over the OS (not the default heap, whose blocks
+// take free's fast path, nor a region heap): into the calling thread's cache of its heap. false
+// for anything else, or a block that holds its free mark (the complete path confirms or clears
+// the suspicion). A region never lies over a small span of ours (heap.c), so p is that span's.
+SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
+  size_t page = smp_pagemap_page(p);
+  size_t first = c->page_span[page];
+  smp_span_t *s = &c->spans[first];
+  if (page < c->first || first > page || s->state != SMP_SPAN_SMALL || page >= first + s->npages)
+    return false;
+  size_t cls = s->sizeclass;
+  if (!smp_sizeclass_on_boundary((unsigned)cls, smp_pagemap_span_offset(p)) || smp_block_is_marked(p))
+    return false;
+  smp_block_mark(p);
+  smp_hcache_set_t *set = &smp_heap_of_chunk(c)->caches;
+  if (!smp_hcache_free_fast(set, p, (unsigned)cls)) smp_hcache_free_slow(set, p, (unsigned)cls);
+  return true;
+}
+
 SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
+  if (SMP_LIKELY(smp_pagemap_owns(p))) {
+    smp_chunk_t *c = smp_pagemap_chunk(p);
+    if (!c->heap->class_pages && other_heap_free_fast(c, p)) return;
+  }
   if (p == NULL) return;
   smp_init_ensure();
   if (in_small_span(p)) { // the default heap's small blocks (no other heap sets page classes)

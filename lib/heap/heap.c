@@ -81,9 +81,9 @@ static size_t header_pages(size_t n) {
   return (SMP_CHUNK_HEADER_BYTES(n) + SMP_PAGE_SIZE - 1) / SMP_PAGE_SIZE;
 }
 
-// Whether [start, end) touches a default-heap small span or a chunk header of ours: a region
-// there would hand out blocks the free fast path takes for the default heap's, or overwrite
-// metadata. (Inside a large block of ours, which the program owns, is fine.)
+// Whether [start, end) touches a small span or a chunk header of ours: a region there would
+// hand out blocks that free's paths take for that span's (they test the chunk before the region
+// map), or overwrite metadata. Inside a large block of ours, which the program owns, is fine.
 static bool over_our_metadata(uintptr_t start, uintptr_t end) {
   for (uintptr_t a = start; a < end; a += SMP_PAGE_SIZE) {
     if (!smp_pagemap_owns((void *)a)) {
@@ -92,7 +92,10 @@ static bool over_our_metadata(uintptr_t start, uintptr_t end) {
     }
     smp_chunk_t *c = smp_pagemap_chunk((void *)a);
     size_t page = smp_pagemap_page((void *)a);
-    if (page < c->first || c->page_class[page] != 0) return true;
+    if (page < c->first) return true;
+    smp_span_t *s = &c->spans[c->page_span[page]];
+    if (s->state == SMP_SPAN_SMALL && s->page <= page && page < (size_t)s->page + s->npages)
+      return true;
   }
   return false;
 }

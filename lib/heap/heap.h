@@ -48,10 +48,10 @@ struct smp_heap {
 extern SMP_HIDDEN smp_heap_t smp_heap_default_obj;
 #define SMP_HEAP_DEFAULT (&smp_heap_default_obj)
 
-// The heap owning chunk c.
-SMP_INLINE smp_heap_t *smp_heap_of_chunk(const smp_chunk_t *c) {
-  return (smp_heap_t *)c->heap->owner;
-}
+_Static_assert(offsetof(smp_heap_t, pages) == 0, "a heap starts with its page heap");
+
+// The heap owning chunk c (its page heap is the heap's first member: no load).
+SMP_INLINE smp_heap_t *smp_heap_of_chunk(const smp_chunk_t *c) { return (smp_heap_t *)c->heap; }
 
 // A heap over the OS; NULL with errno ENOMEM.
 smp_heap_t *smp_heap_new(const char *name, size_t limit);
