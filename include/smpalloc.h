@@ -103,7 +103,9 @@ typedef struct smp_stats {
   uint64_t reserve_in_use; /**< of which in blocks handed out (smp_stats_get only) */
 } smp_stats_t;
 
-/** Fill *stats with the heap's statistics as of now (take stats->version = SMP_STATS_VERSION
+/** Fill *stats with the default heap's statistics as of now, with the process-wide fields
+ *  (threads, percpu, background, cpus, cache_slots, heaps, reserve_size, reserve_in_use; other
+ *  heaps' figures come from smp_heap_stats_get) (take stats->version = SMP_STATS_VERSION
  *  and stats->size = sizeof *stats first). Takes the allocator's statistics locks and walks
  *  the heap's mappings (mincore), so it costs microseconds per GiB mapped: for monitoring, not
  *  for hot paths. Allocates nothing. Returns 0, or EINVAL (nothing filled) if stats is NULL,
@@ -165,12 +167,13 @@ SMP_API smp_heap_t *smp_heap_create(const char *name, size_t limit);
  *  hugetlb pages, a registered buffer). Its blocks come only from that memory: when it is full,
  *  allocation fails with ENOMEM (after the OOM handler), never falling back to other memory.
  *  The allocator never maps, unmaps or madvises the region unless flags has SMP_REGION_PURGE;
- *  its metadata sits at the start of the region unless flags has SMP_REGION_META_OUTSIDE.
- *  Any base and len: only the 8 KiB pages wholly inside are used. Returns NULL with errno
- *  EINVAL for a NULL base, unknown flags, a region smaller than SMP_REGION_MIN or one that
- *  overlaps another heap's region or the allocator's own memory in use, ENOMEM when the
- *  region has no room left for blocks after its metadata. The region stays the caller's: after
- *  smp_heap_destroy it may be unmapped or reused. */
+ *  its metadata sits at the start of each 4 MiB of the region unless flags has
+ *  SMP_REGION_META_OUTSIDE. Any base and len: only the 8 KiB pages wholly inside are used; a
+ *  block is at most about 4 MiB. Returns NULL with errno EINVAL for a NULL base, unknown flags,
+ *  a region smaller than SMP_REGION_MIN, or one that overlaps another heap's region or memory
+ *  of the allocator that the program does not own (inside a large or huge block from malloc is
+ *  fine), ENOMEM when the region has no room left for blocks after its metadata. The region
+ *  stays the caller's: after smp_heap_destroy it may be unmapped or reused. */
 SMP_API smp_heap_t *smp_heap_create_in(const char *name, void *base, size_t len, unsigned flags);
 
 /** Allocate size bytes from heap h (NULL: the default heap) with flags (see above). NULL with
@@ -190,9 +193,12 @@ SMP_API void *smp_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned fla
 
 /** Destroy heap h: every block of h is freed at once (O(spans), not O(blocks)) and its memory
  *  goes back to the OS (for a region heap: to the caller). Later use of one of its blocks by
- *  free, realloc or smp_usable_size is reported ("block of a destroyed heap") and aborts. The
- *  caller must make sure no other thread uses h meanwhile (debug:1 reports one that does).
- *  NULL is ignored; the default heap cannot be destroyed (reported, aborts). */
+ *  free, realloc or smp_usable_size is reported and aborts: "block of a destroyed heap" for the
+ *  small and large blocks of a heap over the OS while their chunk is among the last 4096
+ *  destroyed (their addresses stay inaccessible until then), "invalid pointer" for huge blocks
+ *  and region blocks (whose memory may already be someone else's). The caller must make sure no
+ *  other thread uses h meanwhile (SMPALLOC_OPTIONS=debug:1 reports one that does). NULL is
+ *  ignored; the default heap and the reserve cannot be destroyed (reported, aborts). */
 SMP_API void smp_heap_destroy(smp_heap_t *h);
 
 /** Call fn(block, usable_size, arg) for every live block of h (NULL: the default heap),
@@ -230,10 +236,12 @@ SMP_API SMP_MALLOC_LIKE void *smp_mallocx(size_t size, unsigned flags);
 /** smp_heap_realloc on p's own heap: p stays in the heap it came from. */
 SMP_API void *smp_reallocx(void *p, size_t size, unsigned flags);
 
-/** Set the emergency reserve to bytes (rounded up to 8 KiB pages; 0 releases it): memory taken
- *  from the OS now, pre-faulted, drawn on only by SMP_RESERVE and SMP_NOFAIL requests when
- *  their heap cannot give them memory. Returns 0, ENOMEM (the OS refused; the old reserve is
- *  kept) or EBUSY (shrinking or releasing while blocks of the reserve are live). */
+/** Set the emergency reserve to bytes (rounded up to 8 KiB pages, and to SMP_REGION_MIN at
+ *  least; 0 releases it): memory taken from the OS now, pre-faulted, drawn on only by
+ *  SMP_RESERVE and SMP_NOFAIL requests when their heap cannot give them memory (blocks of up to
+ *  about 4 MiB). Returns 0, ENOMEM (the OS refused; the old reserve is kept) or EBUSY (blocks of
+ *  the reserve are live: it changes only while none is). Not to be called while other threads
+ *  may draw on the reserve. */
 SMP_API int smp_reserve_set(size_t bytes);
 
 /** Install an out-of-memory handler (NULL: none). When a request of any heap is about to fail

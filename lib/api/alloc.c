@@ -14,15 +14,17 @@
 #include "pageheap.h"
 #include "central.h"
 #include "heap.h"
+#include "options.h"
 #include "report.h"
 
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
   smp_init_ensure();
   smp_background_ensure();
   void *p = smp_frontend_alloc_slow(cls);
-  if (SMP_UNLIKELY(p == NULL)) {
-    errno = ENOMEM;
-    return NULL;
+  if (SMP_UNLIKELY(p == NULL)) { // the OOM handler may free memory and ask for another try
+    p = smp_heapapi_default_failed(smp_class_info[cls].size, SMP_MIN_ALIGN, false);
+    if (p == NULL) errno = ENOMEM;
+    return p;
   }
   smp_block_unmark(p);
   return p;
@@ -32,6 +34,7 @@ SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
   smp_init_ensure();
   smp_background_ensure();
   void *p = smp_large_alloc(&SMP_HEAP_DEFAULT->pages, size, align, zero, false);
+  if (p == NULL) p = smp_heapapi_default_failed(size, align, zero);
   if (p == NULL) errno = ENOMEM;
   return p;
 }
@@ -90,7 +93,7 @@ SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
 SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
     smp_chunk_t *c = smp_pagemap_chunk(p);
-    if (!c->heap->class_pages && other_heap_free_fast(c, p)) return;
+    if (!c->heap->class_pages && !smp_options.debug && other_heap_free_fast(c, p)) return;
   }
   if (p == NULL) return;
   smp_init_ensure();
@@ -102,7 +105,10 @@ SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
   }
   smp_chunk_t *c = smp_pagemap_find(p);
   if (c && !smp_heap_of_chunk(c)->is_default) {
+    smp_heap_t *h = smp_heap_of_chunk(c);
+    if (smp_options.debug) smp_heapapi_enter(h, function);
     other_heap_free(c, p, function);
+    if (smp_options.debug) smp_heapapi_leave(h);
     return;
   }
   if (c == NULL && smp_heap_retired(p)) smp_debug_fatal(function, "block of a destroyed heap", p);

@@ -39,6 +39,12 @@ struct smp_heap *smp_alloc_block_info(const void *p, const char *function, size_
                                       bool *small);
 // The heap of p, or NULL if p is not a block of ours (never reports; for smp_heap_of).
 struct smp_heap *smp_alloc_heap_of(const void *p);
+// A default-heap request of the malloc family failed for lack of memory: count it, and retry
+// while the OOM handler asks (heapapi.c). The block (unmarked), or NULL.
+void *smp_heapapi_default_failed(size_t size, size_t align, bool zero);
+// debug:1: a call into heap h (not the default one) begins (reports a destroyed heap) and ends.
+void smp_heapapi_enter(struct smp_heap *h, const char *function);
+void smp_heapapi_leave(struct smp_heap *h);
 // smp_heap_realloc (h NULL: p's own heap); function names the caller in reports.
 void *smp_alloc_heap_realloc(struct smp_heap *h, void *p, size_t size, unsigned flags,
                              const char *function);

@@ -16,6 +16,7 @@
 #include "heap.h"
 #include "init.h"
 #include "large.h"
+#include "options.h"
 #include "report.h"
 
 #define ALIGN_SHIFT 8
@@ -42,6 +43,17 @@ static void check_live(const smp_heap_t *h, const char *function) {
   if (SMP_UNLIKELY(smp_load_acquire(&h->state) != SMP_HEAP_LIVE))
     smp_debug_fatal(function, "heap destroyed or invalid", h);
 }
+
+// debug:1 catches a heap destroyed while another thread uses it. Every call into a heap other
+// than the default one counts itself in users around its work, and then checks that the heap
+// is live; destroy marks the heap dead, then checks that users is 0. Both pairs are seq_cst
+// (a store or increment, then a load), so at least one side sees the other: either the call
+// sees DEAD or destroy sees the call (Dekker). Outside debug mode none of this runs.
+void smp_heapapi_enter(smp_heap_t *h, const char *function) {
+  atomic_fetch_add(&h->users, 1);
+  check_live(h, function);
+}
+void smp_heapapi_leave(smp_heap_t *h) { atomic_fetch_sub(&h->users, 1); }
 
 // A block of class cls from heap h (NULL: out of memory or, with nowait, it would wait).
 static void *class_alloc(smp_heap_t *h, unsigned cls, bool nowait) {
@@ -101,13 +113,25 @@ SMP_NORETURN static void out_of_memory(const char *function, size_t size, const 
   abort();
 }
 
+void *smp_heapapi_default_failed(size_t size, size_t align, bool zero) {
+  smp_heap_t *h = SMP_HEAP_DEFAULT;
+  smp_fetch_add_relaxed(&h->failures, 1);
+  while (oom_retry(size, h)) {
+    void *p = alloc_once(h, size, align, zero, false);
+    if (p) return p;
+    smp_fetch_add_relaxed(&h->failures, 1);
+  }
+  return NULL;
+}
+
 static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *function) {
   if (!flags_valid(flags)) {
     errno = EINVAL;
     return NULL;
   }
   smp_init_ensure();
-  check_live(h, function);
+  bool debug = smp_options.debug && !h->is_default;
+  if (debug) smp_heapapi_enter(h, function); else check_live(h, function);
   size_t align = align_of(flags);
   bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
   void *p;
@@ -119,6 +143,7 @@ static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *
   if (p == NULL && (flags & (SMP_RESERVE | SMP_NOFAIL))) p = reserve_alloc(size, align, zero, nowait);
   if (p == NULL && (flags & SMP_NOFAIL)) out_of_memory(function, size, h);
   if (p == NULL) errno = nowait ? EAGAIN : ENOMEM;
+  if (debug) smp_heapapi_leave(h);
   return p;
 }
 
@@ -127,7 +152,7 @@ SMP_EXPORT void *smp_heap_malloc(smp_heap_t *h, size_t size, unsigned flags) {
     if (SMP_LIKELY(flags == 0)) return smp_alloc_fast(size);
     return heap_alloc(SMP_HEAP_DEFAULT, size, flags, "smp_heap_malloc");
   }
-  if (SMP_LIKELY(flags == 0 && size <= 1024)) {
+  if (SMP_LIKELY(flags == 0 && size <= 1024) && !smp_options.debug) {
     void *p = smp_hcache_alloc_fast(&h->caches, smp_class_table[(size + 15) >> 4]);
     if (SMP_LIKELY(p != NULL)) {
       smp_block_unmark(p);
@@ -237,6 +262,12 @@ SMP_EXPORT void smp_heap_destroy(smp_heap_t *h) {
   if (h == SMP_HEAP_DEFAULT || smp_load_relaxed(&reserve) == h)
     smp_debug_fatal("smp_heap_destroy", "the default heap and the reserve cannot be destroyed", h);
   check_live(h, "smp_heap_destroy");
+  if (smp_options.debug) {
+    smp_store_release(&h->state, SMP_HEAP_DEAD); // then users: see smp_heapapi_enter
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&h->users) != 0)
+      smp_debug_fatal("smp_heap_destroy", "heap in use by another thread", h);
+  }
   smp_heap_delete(h);
 }
 

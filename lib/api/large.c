@@ -99,8 +99,10 @@ void *smp_large_alloc(smp_pageheap_t *ph, size_t n, size_t align, bool zero, boo
   if (n == 0) n = 1; // a unique block, as smp_malloc(0) gives (there is no 0-page span)
   size_t npages = (n + SMP_PAGE_SIZE - 1) >> SMP_PAGE_SHIFT;
   size_t align_pages = align > SMP_PAGE_SIZE ? align >> SMP_PAGE_SHIFT : 1;
-  if (n > SMP_HUGE_THRESHOLD || npages + align_pages - 1 > USABLE_PAGES) {
-    if (nowait || ph->fixed) return NULL; // a mapping of its own: a system call; regions: none
+  if (ph->fixed) { // a region: page runs up to a chunk's, never a mapping of its own
+    if (npages + align_pages - 1 > USABLE_PAGES) return NULL;
+  } else if (n > SMP_HUGE_THRESHOLD || npages + align_pages - 1 > USABLE_PAGES) {
+    if (nowait) return NULL; // a mapping of its own: a system call
     return huge_alloc(ph, n, align);
   }
   bool zeroed;

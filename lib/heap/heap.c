@@ -81,10 +81,13 @@ static size_t header_pages(size_t n) {
   return (SMP_CHUNK_HEADER_BYTES(n) + SMP_PAGE_SIZE - 1) / SMP_PAGE_SIZE;
 }
 
-// Whether [start, end) touches a small span or a chunk header of ours: a region there would
-// hand out blocks that free's paths take for that span's (they test the chunk before the region
-// map), or overwrite metadata. Inside a large block of ours, which the program owns, is fine.
-static bool over_our_metadata(uintptr_t start, uintptr_t end) {
+// Whether [start, end) touches memory of ours that the program does not own: in our chunks,
+// every page must lie in a large block (a region inside a block from malloc is fine). A region
+// over a chunk header, a free page run or a small span would overwrite our metadata or hand out
+// memory that is someone else's; free's paths also test the owned chunk before the region map,
+// and would take a region block over a small span for that span's. Huge blocks are mappings of
+// their own, outside every chunk, and need no check.
+static bool over_our_memory(uintptr_t start, uintptr_t end) {
   for (uintptr_t a = start; a < end; a += SMP_PAGE_SIZE) {
     if (!smp_pagemap_owns((void *)a)) {
       a = smp_align_up(a + 1, SMP_CHUNK_SIZE) - SMP_PAGE_SIZE; // next chunk
@@ -93,9 +96,12 @@ static bool over_our_metadata(uintptr_t start, uintptr_t end) {
     smp_chunk_t *c = smp_pagemap_chunk((void *)a);
     size_t page = smp_pagemap_page((void *)a);
     if (page < c->first) return true;
+    smp_lock_acquire(&c->heap->lock); // span states are written under it
     smp_span_t *s = &c->spans[c->page_span[page]];
-    if (s->state == SMP_SPAN_SMALL && s->page <= page && page < (size_t)s->page + s->npages)
-      return true;
+    bool in_block = s->state == SMP_SPAN_LARGE && s->page <= page &&
+                    page < (size_t)s->page + s->npages;
+    smp_lock_release(&c->heap->lock);
+    if (!in_block) return true;
   }
   return false;
 }
@@ -119,7 +125,7 @@ smp_heap_t *smp_heap_new_region(const char *name, void *base, size_t len, unsign
   bool outside = flags & SMP_REGION_META_OUTSIDE;
   smp_lock_acquire(&registry_lock); // also keeps region registration out of a fork
   smp_heap_t *h = NULL;
-  if (smp_pagemap_region_overlaps((void *)start, end - start) || over_our_metadata(start, end))
+  if (smp_pagemap_region_overlaps((void *)start, end - start) || over_our_memory(start, end))
     goto out;
   *err = ENOMEM;
   size_t pages = (end - start) >> SMP_PAGE_SHIFT, meta_len = 0;
@@ -158,6 +164,7 @@ smp_heap_t *smp_heap_new_region(const char *name, void *base, size_t len, unsign
   h->pages.limit_pages = 0;
   smp_store_release(&h->state, SMP_HEAP_LIVE);
   link_locked(h);
+  *err = 0;
   goto out;
 fail:
   smp_pageheap_release_all(&h->pages, region_chunk_forget, NULL);

@@ -41,6 +41,7 @@ struct smp_heap {
   void *meta;                  // OS memory holding region chunk headers (META_OUTSIDE)
   size_t meta_len;
   _Atomic uint64_t failures;   // requests refused for lack of memory (relaxed)
+  _Atomic uint32_t users;      // debug:1 only: calls inside the heap now (seq_cst, see heapapi.c)
   smp_heap_t *next, *prev;     // registry_lock
   char name[32];
 };
