@@ -65,18 +65,24 @@ static int declining_handler(size_t size, smp_heap_t *h, void *arg) {
   return 0;
 }
 
-// Fill h with 1 KiB blocks until one fails (which must be ENOMEM); the blocks stay live.
-static void fill(smp_heap_t *h) {
-  for (int i = 0; i < 1 << 16; i++) {
+// Fill h with size-byte blocks until one fails (which must be ENOMEM); the blocks stay live.
+static void fill_with(smp_heap_t *h, size_t size) {
+  for (int i = 0; i < 1 << 17; i++) {
     errno = 0;
-    void *p = smp_heap_malloc(h, 1024, 0);
+    void *p = smp_heap_malloc(h, size, 0);
     if (p == NULL) {
       if (errno != ENOMEM) fail_setup("the full heap did not fail with ENOMEM");
       return;
     }
-    memset(p, 0x5a, 1024);
+    memset(p, 0x5a, size);
   }
   fail_setup("the heap never filled");
+}
+
+// 1 KiB blocks, then 16-byte ones in whatever pages are left: no request gets new pages.
+static void fill(smp_heap_t *h) {
+  fill_with(h, 1024);
+  fill_with(h, 16);
 }
 
 static void *map_anon(size_t len) {

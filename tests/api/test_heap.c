@@ -919,7 +919,7 @@ Test(limit, one_mib_heap_gives_close_to_one_mib) {
   cr_assert_geq(s1.failures, 1, "the refused request is not counted");
   // Larger blocks are refused too; every refusal counts.
   errno = 0;
-  cr_assert_null(smp_heap_malloc(h, 100 * KiB, 0));
+  cr_assert_null(smp_heap_malloc(h, 512 * KiB, 0));
   cr_assert_eq(errno, ENOMEM);
   errno = 0;
   cr_assert_null(smp_heap_malloc(h, 8 * MiB, 0));
@@ -1745,10 +1745,15 @@ static int oom_handler(size_t size, smp_heap_t *h, void *arg) {
   return answer;
 }
 
+// A 1 MiB heap filled with 1 KiB blocks (in filled[], *count of them), then with 16-byte ones
+// (whatever pages the 1 KiB spans left): no request can get new pages.
+static void *filled16[FILL_MAX];
 static smp_heap_t *full_heap(const char *name, size_t *count) {
   smp_heap_t *h = new_heap(name, 1 * MiB);
   int err;
   *count = fill_heap(h, 1024, 0, filled, FILL_MAX, &err);
+  cr_assert_eq(err, ENOMEM);
+  fill_heap(h, 16, 0, filled16, FILL_MAX, &err);
   cr_assert_eq(err, ENOMEM);
   return h;
 }
