@@ -443,7 +443,8 @@ Test(alloc, calloc_zeroes_and_checks_overflow) {
 Test(alloc, realloc_keeps_contents_and_heap) {
   smp_heap_t *h = new_heap("realloc", 0);
   // Small -> large -> huge -> small, contents kept, the block stays in h.
-  const size_t steps[] = {40, 3000, 60 * KiB, 100 * KiB, 700 * KiB, 3 * MiB, 9 * MiB, 200 * KiB, 100, 16};
+  const size_t steps[] = {40,      3000,    60 * KiB,  100 * KiB, 700 * KiB,
+                          3 * MiB, 9 * MiB, 200 * KiB, 100,       16};
   char *p = smp_heap_malloc(h, steps[0], 0);
   cr_assert_not_null(p);
   pattern_fill(p, steps[0], 7);
@@ -1135,6 +1136,14 @@ Test(region, huge_block_from_the_region) {
   region_map(&r, 12 * MiB + 3, 40);
   smp_heap_t *h = smp_heap_create_in("region-huge", r.base, r.len, SMP_REGION_META_OUTSIDE);
   cr_assert_not_null(h);
+  // Above the 2 MiB huge threshold, yet within one 4 MiB chunk.
+  errno = 0;
+  char *t = smp_heap_malloc(h, 3 * MiB, 0);
+  cr_assert_not_null(t, "a 3 MiB block from an empty 12 MiB region: errno %d", errno);
+  cr_assert(in_region(&r, t, 3 * MiB), "the 3 MiB block %p is not in the region", t);
+  pattern_fill(t, 3 * MiB, 2);
+  cr_assert_eq(pattern_check(t, 3 * MiB, 2), 3 * MiB);
+  free(t);
   errno = 0;
   char *p = smp_heap_malloc(h, 8 * MiB, 0);
   cr_assert_not_null(p, "an 8 MiB block from an empty 12 MiB region: errno %d", errno);
@@ -1254,26 +1263,61 @@ Test(region, overlapping_regions_einval) {
   munmap(r.map, r.map_len);
 }
 
+// The allocator's own memory in use: the spans holding small blocks (of the default heap, of
+// another heap) and a chunk's first pages (its header) are no region.
 Test(region, allocator_memory_einval) {
-  // Memory the allocator itself uses (blocks of the default heap, of a heap) is no region.
-  const size_t sizes[] = {256 * KiB, 1 * MiB, 8 * MiB};
   smp_heap_t *other = new_heap("other", 0);
+  char *small = malloc(hide(64)), *hsmall = smp_heap_malloc(other, 64, 0);
+  cr_assert(small && hsmall);
+  const struct {
+    char *base;
+    const char *what;
+  } bad[] = {
+      {small, "from a small block of the default heap"},
+      {small - 8192, "around a small block of the default heap"},
+      {hsmall, "from a small block of another heap"},
+      {(char *)((uintptr_t)small & ~(uintptr_t)(4 * MiB - 1)), "at the default heap's chunk start"},
+      {(char *)((uintptr_t)hsmall & ~(uintptr_t)(4 * MiB - 1)), "at another heap's chunk start"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    for (unsigned flags = 0; flags <= SMP_REGION_META_OUTSIDE; flags++) {
+      errno = 0;
+      smp_heap_t *h = smp_heap_create_in("in-use", bad[i].base, 256 * KiB, flags);
+      cr_assert_null(h, "a region %s (flags 0x%x) was accepted", bad[i].what, flags);
+      cr_assert_eq(errno, EINVAL, "a region %s: errno %d, want EINVAL", bad[i].what, errno);
+    }
+  }
+  free(small);
+  free(hsmall);
+  smp_heap_destroy(other);
+}
+
+// A large or huge block is the program's memory: whether a region may lie in one the header
+// leaves open, but if it is accepted its heap works inside the block and the block can be
+// freed after the heap is destroyed.
+Test(region, inside_a_large_block) {
+  const size_t sizes[] = {256 * KiB, 1 * MiB, 8 * MiB};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     char *p = malloc(hide(sizes[i]));
-    char *q = smp_heap_malloc(other, sizes[i], 0);
-    cr_assert(p && q);
+    cr_assert_not_null(p);
     errno = 0;
-    cr_assert_null(smp_heap_create_in("in-malloc", p, sizes[i], 0),
-                   "a region over a %zu-byte malloc block was accepted", sizes[i]);
-    cr_assert_eq(errno, EINVAL, "a region over a malloc block: errno %d", errno);
-    errno = 0;
-    cr_assert_null(smp_heap_create_in("in-heap", q, sizes[i], SMP_REGION_META_OUTSIDE),
-                   "a region over a %zu-byte block of another heap was accepted", sizes[i]);
-    cr_assert_eq(errno, EINVAL, "a region over another heap's block: errno %d", errno);
+    smp_heap_t *h = smp_heap_create_in("in-block", p, sizes[i], 0);
+    if (h == NULL) {
+      cr_assert_eq(errno, EINVAL, "a region in a %zu-byte block: errno %d", sizes[i], errno);
+      cr_log_info("a region in a %zu-byte malloc block: EINVAL", sizes[i]);
+    } else {
+      cr_log_info("a region in a %zu-byte malloc block: accepted", sizes[i]);
+      for (int k = 0; k < 20; k++) {
+        char *q = smp_heap_malloc(h, 3000, 0);
+        cr_assert_not_null(q);
+        cr_assert(q >= p && q + 3000 <= p + sizes[i], "block %p outside the region", q);
+        cr_assert_eq(smp_heap_of(q), h);
+      }
+      smp_heap_destroy(h);
+    }
+    cr_assert_eq(smp_heap_of(p), smp_heap_default());
     free(p);
-    free(q);
   }
-  smp_heap_destroy(other);
 }
 
 Test(region, reused_after_destroy) {
@@ -1905,16 +1949,42 @@ Test(oom, default_heap_under_address_space_limit) {
   low.rlim_cur = vm_size() + 64 * MiB;
   cr_assert_eq(setrlimit(RLIMIT_AS, &low), 0);
   errno = 0;
-  void *p = smp_mallocx(hide(512 * MiB), 0);
+  void *p = smp_mallocx(hide(512 * MiB), SMP_ZERO);
   int e = errno;
   cr_assert_eq(setrlimit(RLIMIT_AS, &saved), 0);
   cr_assert_null(p, "512 MiB under a 64 MiB address-space margin");
   cr_assert_eq(e, ENOMEM);
-  cr_assert_eq(oom.calls, 1, "the handler was called %zu times for the default heap", oom.calls);
+  cr_assert_eq(oom.calls, 1, "the handler was called %zu times for smp_mallocx(512 MiB, "
+               "SMP_ZERO)", oom.calls);
   cr_assert_eq(oom.last_size, 512 * MiB);
   cr_assert(oom.last_heap == smp_heap_default() || oom.last_heap == NULL,
             "the handler was told heap %p for a default-heap request", oom.last_heap);
   if (oom.last_heap == NULL) cr_log_warn("the handler got NULL, not smp_heap_default()");
+}
+
+// malloc is a request of the default heap like any other ("a request of any heap").
+Test(oom, plain_malloc_calls_handler) {
+  struct rlimit saved, low;
+  cr_assert_eq(getrlimit(RLIMIT_AS, &saved), 0);
+  memset(&oom, 0, sizeof oom);
+  oom.answer = 0;
+  smp_set_oom_handler(oom_handler, NULL);
+  low = saved;
+  low.rlim_cur = vm_size() + 64 * MiB;
+  cr_assert_eq(setrlimit(RLIMIT_AS, &low), 0);
+  errno = 0;
+  void *p = malloc(hide(512 * MiB));
+  int e = errno;
+  size_t calls_malloc = oom.calls;
+  void *q = smp_mallocx(hide(512 * MiB), 0);
+  size_t calls_mallocx = oom.calls - calls_malloc;
+  cr_assert_eq(setrlimit(RLIMIT_AS, &saved), 0);
+  cr_assert(p == NULL && q == NULL);
+  cr_assert_eq(e, ENOMEM);
+  cr_assert_eq(calls_malloc, 1, "the handler was called %zu times for malloc(512 MiB)",
+               calls_malloc);
+  cr_assert_eq(calls_mallocx, 1, "the handler was called %zu times for smp_mallocx(512 MiB, 0)",
+               calls_mallocx);
 }
 
 // ---- the reserve --------------------------------------------------------------------------
@@ -1978,17 +2048,30 @@ Test(reserve, draws_exhausts_and_releases) {
   smp_heap_destroy(h);
 }
 
-Test(reserve, rounding_and_growth) {
-  cr_assert_eq(smp_reserve_set(1), 0);
-  cr_assert_eq(process_stats().reserve_size, 8 * KiB, "1 byte rounds up to one 8 KiB page");
+// "rounded up to 8 KiB pages"
+Test(reserve, rounded_up_to_pages) {
   cr_assert_eq(smp_reserve_set(100 * KiB + 1), 0);
-  cr_assert_eq(process_stats().reserve_size, 104 * KiB);
+  cr_assert_eq(process_stats().reserve_size, 104 * KiB, "100 KiB + 1 byte gave a reserve of %llu",
+               (unsigned long long)process_stats().reserve_size);
+  cr_assert_eq(smp_reserve_set(8 * KiB), 0);
+  cr_assert_eq(process_stats().reserve_size, 8 * KiB, "8 KiB gave a reserve of %llu",
+               (unsigned long long)process_stats().reserve_size);
+  cr_assert_eq(smp_reserve_set(1), 0);
+  cr_assert_eq(process_stats().reserve_size, 8 * KiB, "1 byte gave a reserve of %llu, not one "
+               "8 KiB page", (unsigned long long)process_stats().reserve_size);
+  cr_assert_eq(smp_reserve_set(0), 0);
+  cr_assert_eq(process_stats().reserve_size, 0);
+}
+
+Test(reserve, grows_while_blocks_are_live) {
+  cr_assert_eq(smp_reserve_set(100 * KiB), 0);
   size_t n;
   smp_heap_t *h = full_heap("reserve-grow", &n);
   void *p = smp_heap_malloc(h, 1024, SMP_RESERVE);
   cr_assert_not_null(p);
-  // Growing while blocks are live is no shrink.
-  cr_assert_eq(smp_reserve_set(512 * KiB), 0);
+  // Growing while blocks are live is no shrink (EBUSY is for shrinking or releasing).
+  int rc = smp_reserve_set(512 * KiB);
+  cr_assert_eq(rc, 0, "growing the reserve from 100 to 512 KiB while a block is live: %d", rc);
   cr_assert_eq(process_stats().reserve_size, 512 * KiB);
   free(p);
   cr_assert_eq(smp_reserve_set(0), 0);
@@ -2174,7 +2257,8 @@ Test(stats, malloc_stats_lists_heaps_by_name) {
   cr_assert_gt(len, 0, "malloc_stats printed nothing");
   cr_log_info("malloc_stats: [%s]", text);
   cr_assert(strstr(text, "alpha-heap") != NULL, "malloc_stats does not list heap alpha-heap");
-  cr_assert(strstr(text, "beta-heap-limited") != NULL, "malloc_stats does not list beta-heap-limited");
+  cr_assert(strstr(text, "beta-heap-limited") != NULL,
+            "malloc_stats does not list beta-heap-limited");
   cr_assert(strstr(text, "gamma-region") != NULL, "malloc_stats does not list gamma-region");
   free(pa);
   free(pb);
