@@ -1263,27 +1263,38 @@ Test(region, overlapping_regions_einval) {
   munmap(r.map, r.map_len);
 }
 
-// The allocator's own memory in use: the spans holding small blocks (of the default heap, of
-// another heap) and a chunk's first pages (its header) are no region.
+// The allocator's own memory in use is no region: a chunk of the default heap or of another heap
+// (its header, the page of a span of small blocks, its other pages, which the heap will carve
+// blocks from).
+static char *chunk_of(const void *p) {
+  return (char *)((uintptr_t)p & ~(uintptr_t)(4 * MiB - 1)); // 4 MiB chunks (lib/base/config.h)
+}
+
 Test(region, allocator_memory_einval) {
   smp_heap_t *other = new_heap("other", 0);
   char *small = malloc(hide(64)), *hsmall = smp_heap_malloc(other, 64, 0);
   cr_assert(small && hsmall);
+  char *page = (char *)((uintptr_t)small & ~(uintptr_t)(HEAP_PAGE - 1));
+  char *hpage = (char *)((uintptr_t)hsmall & ~(uintptr_t)(HEAP_PAGE - 1));
   const struct {
     char *base;
     const char *what;
   } bad[] = {
+      {page, "from the page of a small block of the default heap"},
       {small, "from a small block of the default heap"},
-      {small - 8192, "around a small block of the default heap"},
+      {chunk_of(small), "at the default heap's chunk start"},
+      {chunk_of(small) + 2 * MiB, "in the middle of a chunk of the default heap"},
+      {hpage, "from the page of a small block of another heap"},
       {hsmall, "from a small block of another heap"},
-      {(char *)((uintptr_t)small & ~(uintptr_t)(4 * MiB - 1)), "at the default heap's chunk start"},
-      {(char *)((uintptr_t)hsmall & ~(uintptr_t)(4 * MiB - 1)), "at another heap's chunk start"},
+      {chunk_of(hsmall), "at another heap's chunk start"},
+      {chunk_of(hsmall) + 2 * MiB, "in the middle of a chunk of another heap"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     for (unsigned flags = 0; flags <= SMP_REGION_META_OUTSIDE; flags++) {
       errno = 0;
       smp_heap_t *h = smp_heap_create_in("in-use", bad[i].base, 256 * KiB, flags);
-      cr_assert_null(h, "a region %s (flags 0x%x) was accepted", bad[i].what, flags);
+      cr_assert_null(h, "a region %s (%p, flags 0x%x) was accepted", bad[i].what,
+                     (void *)bad[i].base, flags);
       cr_assert_eq(errno, EINVAL, "a region %s: errno %d, want EINVAL", bad[i].what, errno);
     }
   }
