@@ -1989,13 +1989,19 @@ Test(oom, plain_malloc_calls_handler) {
   size_t calls_malloc = oom.calls;
   void *q = smp_mallocx(hide(512 * MiB), 0);
   size_t calls_mallocx = oom.calls - calls_malloc;
+  void *r = smp_heap_malloc(NULL, hide(512 * MiB), 0);
+  size_t calls_heap = oom.calls - calls_malloc - calls_mallocx;
   cr_assert_eq(setrlimit(RLIMIT_AS, &saved), 0);
-  cr_assert(p == NULL && q == NULL);
+  cr_assert(p == NULL && q == NULL && r == NULL);
   cr_assert_eq(e, ENOMEM);
+  cr_log_info("handler calls: malloc %zu, smp_mallocx(n, 0) %zu, smp_heap_malloc(NULL, n, 0) %zu",
+              calls_malloc, calls_mallocx, calls_heap);
   cr_assert_eq(calls_malloc, 1, "the handler was called %zu times for malloc(512 MiB)",
                calls_malloc);
   cr_assert_eq(calls_mallocx, 1, "the handler was called %zu times for smp_mallocx(512 MiB, 0)",
                calls_mallocx);
+  cr_assert_eq(calls_heap, 1, "the handler was called %zu times for smp_heap_malloc(NULL, "
+               "512 MiB, 0)", calls_heap);
 }
 
 // ---- the reserve --------------------------------------------------------------------------
