@@ -228,7 +228,7 @@ void smp_alloc_free_sized(void *p, size_t size, const char *function) {
 
 static void trim_heap(smp_heap_t *h, void *arg) {
   size_t *released = arg;
-  if (h->is_default) smp_frontend_flush(); else smp_hcache_flush_self(&h->caches);
+  if (!h->is_default) smp_hcache_flush_self(&h->caches);
   *released += smp_central_trim(&h->central);
   *released += smp_pageheap_trim(&h->pages);
 }
@@ -236,6 +236,7 @@ static void trim_heap(smp_heap_t *h, void *arg) {
 int smp_alloc_trim(void) {
   smp_init_ensure();
   size_t released = 0;
+  smp_frontend_flush(); // per-CPU region locks come before the heap registry's (fork order)
   smp_heap_each(trim_heap, &released);
   return released > 0;
 }

@@ -42,6 +42,9 @@ struct smp_heap *smp_alloc_heap_of(const void *p);
 // A default-heap request of the malloc family failed for lack of memory: count it, and retry
 // while the OOM handler asks (heapapi.c). The block (unmarked), or NULL.
 void *smp_heapapi_default_failed(size_t size, size_t align, bool zero);
+// Fork: the reserve's lock (after the report's, before the per-CPU caches').
+void smp_heapapi_lock_fork(void);
+void smp_heapapi_unlock_fork(void);
 // debug:1: a call into heap h (not the default one) begins (reports a destroyed heap) and ends.
 void smp_heapapi_enter(struct smp_heap *h, const char *function);
 void smp_heapapi_leave(struct smp_heap *h);

@@ -22,13 +22,21 @@
 #define ALIGN_SHIFT 8
 #define KNOWN_FLAGS (SMP_ZERO | SMP_NOWAIT | SMP_RESERVE | SMP_NOFAIL | (63u << ALIGN_SHIFT))
 
-static int (*_Atomic oom_fn)(size_t, smp_heap_t *, void *); // release store, acquire load
-static void *_Atomic oom_arg;
+// The handler and its argument, published together: each install fills a new pair (from a
+// small ring: a handler is installed a few times in a program's life; a reader that loaded a
+// pair eight installs ago could see it rewritten) and stores the pointer to it with release.
+typedef struct oom_pair {
+  int (*fn)(size_t, smp_heap_t *, void *);
+  void *arg;
+} oom_pair_t;
+static oom_pair_t oom_pairs[8];
+static unsigned oom_next;            // oom_lock
+static smp_lock_t oom_lock = SMP_LOCK_INIT;
+static oom_pair_t *_Atomic oom_current; // release store, acquire load
 static __thread bool in_oom_handler SMP_TLS_IE;
 
 static smp_lock_t reserve_lock = SMP_LOCK_INIT;
 static smp_heap_t *_Atomic reserve; // reserve_lock (written); read acquire
-static void *reserve_mem;           // reserve_lock
 static size_t reserve_len;          // reserve_lock
 
 static bool flags_valid(unsigned flags) {
@@ -78,7 +86,7 @@ static void *alloc_once(smp_heap_t *h, size_t size, size_t align, bool zero, boo
       void *p = class_alloc(h, cls, nowait);
       if (p == NULL) return NULL;
       smp_block_unmark(p);
-      if (zero) memset(p, 0, size);
+      if (zero) memset(p, 0, smp_class_info[cls].size); // all of it: realloc may keep it
       return p;
     }
   }
@@ -86,10 +94,10 @@ static void *alloc_once(smp_heap_t *h, size_t size, size_t align, bool zero, boo
 }
 
 static bool oom_retry(size_t size, smp_heap_t *h) {
-  int (*fn)(size_t, smp_heap_t *, void *) = smp_load_acquire(&oom_fn);
-  if (fn == NULL || in_oom_handler) return false;
+  oom_pair_t *pair = smp_load_acquire(&oom_current);
+  if (pair == NULL || in_oom_handler) return false;
   in_oom_handler = true; // a request inside the handler that fails does not call it again
-  int again = fn(size, h, smp_load_relaxed(&oom_arg));
+  int again = pair->fn(size, h, pair->arg);
   in_oom_handler = false;
   return again != 0;
 }
@@ -119,7 +127,6 @@ void *smp_heapapi_default_failed(size_t size, size_t align, bool zero) {
   while (oom_retry(size, h)) {
     void *p = alloc_once(h, size, align, zero, false);
     if (p) return p;
-    smp_fetch_add_relaxed(&h->failures, 1);
   }
   return NULL;
 }
@@ -135,10 +142,9 @@ static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *
   size_t align = align_of(flags);
   bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
   void *p;
-  while ((p = alloc_once(h, size, align, zero, nowait)) == NULL) {
-    if (nowait) break;
-    smp_fetch_add_relaxed(&h->failures, 1);
-    if (!oom_retry(size, h)) break;
+  if ((p = alloc_once(h, size, align, zero, nowait)) == NULL && !nowait) {
+    smp_fetch_add_relaxed(&h->failures, 1); // one per request, however often it is retried
+    while (p == NULL && oom_retry(size, h)) p = alloc_once(h, size, align, zero, false);
   }
   if (p == NULL && (flags & (SMP_RESERVE | SMP_NOFAIL))) p = reserve_alloc(size, align, zero, nowait);
   if (p == NULL && (flags & SMP_NOFAIL)) out_of_memory(function, size, h);
@@ -190,6 +196,23 @@ smp_heap_t *smp_alloc_heap_of(const void *p) {
   return ph ? (smp_heap_t *)ph->owner : NULL;
 }
 
+// smp_heap_realloc with SMP_NOWAIT: only what needs no lock and no system call, a small block
+// that stays where it is (its class holds size, it is aligned as asked, it stays in its heap);
+// anything else (a move, a large or huge block, size 0, a block to be checked for a double
+// free) is EAGAIN with p untouched. Lookups here read the chunk map and descriptor only.
+static void *realloc_nowait(smp_heap_t *h, void *p, size_t size, unsigned flags) {
+  smp_span_t *s = smp_pagemap_span_checked(p);
+  if (s && s->state == SMP_SPAN_SMALL && smp_span_is_block(s, p) && !smp_block_is_marked(p)) {
+    smp_heap_t *from = smp_heap_of_chunk(smp_span_chunk(s));
+    size_t usable = smp_class_info[s->sizeclass].size;
+    if ((h == NULL || h == from) && size != 0 && size <= usable &&
+        ((uintptr_t)p & (align_of(flags) - 1)) == 0)
+      return p;
+  }
+  errno = EAGAIN;
+  return NULL;
+}
+
 void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags,
                              const char *function) {
   if (!flags_valid(flags)) {
@@ -198,6 +221,7 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
   }
   if (p == NULL) return heap_alloc(h ? h : SMP_HEAP_DEFAULT, size, flags, function);
   smp_init_ensure();
+  if (flags & SMP_NOWAIT) return realloc_nowait(h, p, size, flags);
   size_t usable;
   bool small;
   smp_heap_t *from = smp_alloc_block_info(p, function, &usable, &small); // validates p
@@ -208,7 +232,7 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
   smp_heap_t *to = h ? h : from;
   check_live(to, function);
   size_t align = align_of(flags);
-  bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
+  bool zero = flags & SMP_ZERO;
   if (from == to && ((uintptr_t)p & (align - 1)) == 0) {
     if (small) {
       // Keep the block if it fits and is not more than twice what is needed (or if a new
@@ -216,7 +240,7 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
       if (size <= usable && (size >= usable / 2 || size > SMP_SMALL_MAX ||
                              smp_class_info[smp_sizeclass_of(size)].size == usable))
         return p;
-    } else if (!nowait && !(size <= SMP_SMALL_MAX && size < usable / 2)) {
+    } else if (!(size <= SMP_SMALL_MAX && size < usable / 2)) {
       if (smp_large_resize(p, size)) {
         if (zero && size > usable) memset((char *)p + usable, 0, size - usable);
         return p;
@@ -339,6 +363,9 @@ SMP_EXPORT int smp_reserve_set(size_t bytes) {
     smp_heap_stats_fill(old, &s);
     if (s.in_use) err = EBUSY;
   }
+  // A replaced reserve is not destroyed: a thread may have loaded it just before and be drawing
+  // on it, and its cached blocks may still be freed. It stays, no longer drawn on; its memory
+  // is a few pre-faulted pages that a program sets once or twice.
   void *mem = NULL;
   smp_heap_t *r = NULL;
   if (err == 0 && bytes) {
@@ -349,18 +376,23 @@ SMP_EXPORT int smp_reserve_set(size_t bytes) {
   }
   if (err == 0) {
     smp_store_release(&reserve, r);
-    if (old) {
-      smp_heap_delete(old);
-      smp_os_unmap(reserve_mem, reserve_len);
-    }
-    reserve_mem = mem;
     reserve_len = r ? bytes : 0;
   }
   smp_lock_release(&reserve_lock);
   return err;
 }
 
+void smp_heapapi_lock_fork(void) { smp_lock_acquire(&reserve_lock); }
+void smp_heapapi_unlock_fork(void) { smp_lock_release(&reserve_lock); }
+
 SMP_EXPORT void smp_set_oom_handler(int (*fn)(size_t, smp_heap_t *, void *), void *arg) {
-  smp_store_relaxed(&oom_arg, arg);
-  smp_store_release(&oom_fn, fn);
+  smp_lock_acquire(&oom_lock);
+  oom_pair_t *pair = NULL;
+  if (fn) {
+    pair = &oom_pairs[oom_next++ % SMP_ARRAY_LEN(oom_pairs)];
+    pair->fn = fn;
+    pair->arg = arg;
+  }
+  smp_store_release(&oom_current, pair);
+  smp_lock_release(&oom_lock);
 }

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "background.h"
 #include "config.h"
 #include "central.h"
@@ -29,6 +30,7 @@ static int report_fd = STDERR_FILENO;
 
 static void fork_prepare(void) {
   smp_report_lock();
+  smp_heapapi_lock_fork();
   smp_cpucache_lock_all();
   smp_heap_lock_all();
   smp_large_lock_all();
@@ -42,6 +44,7 @@ static void fork_parent(void) {
   smp_large_unlock_all();
   smp_heap_unlock_all();
   smp_cpucache_unlock_all();
+  smp_heapapi_unlock_fork();
   smp_report_unlock();
 }
 

@@ -251,6 +251,15 @@ size_t smp_large_resident_of(smp_pageheap_t *ph) {
   return bytes;
 }
 
+size_t smp_large_bytes_of(smp_pageheap_t *ph) {
+  size_t bytes = 0;
+  smp_lock_acquire(&huge_lock);
+  for (size_t i = 0; i < table_cap; i++)
+    if (table[i].addr > 1 && table[i].heap == ph) bytes += table[i].size;
+  smp_lock_release(&huge_lock);
+  return bytes;
+}
+
 size_t smp_large_count_of(smp_pageheap_t *ph) {
   size_t n = 0;
   smp_lock_acquire(&huge_lock);

@@ -57,9 +57,9 @@ static void totals_locked(smp_report_totals_t *out) {
   smp_pageheap_stats(&SMP_HEAP_DEFAULT->pages, &ps);
   out->large_in_use = ps.large_bytes;
   out->large_count = ps.large_count;
-  out->huge_in_use = ps.huge_bytes;
+  out->huge_in_use = smp_large_bytes_of(&SMP_HEAP_DEFAULT->pages);
   out->huge_count = smp_large_count_of(&SMP_HEAP_DEFAULT->pages);
-  out->mapped = ps.mapped + ps.huge_bytes;
+  out->mapped = ps.mapped + out->huge_in_use;
   out->held = ps.large_bytes + ps.small_bytes + ps.huge_bytes;
   out->pageheap_free = ps.free_bytes;
   out->pageheap_dirty = ps.free_dirty;

@@ -21,8 +21,8 @@ void smp_hcache_set_exit_key(unsigned key) {
   have_exit_key = true;
 }
 
-void smp_hcache_init_set(smp_hcache_set_t *set, smp_central_t *central) {
-  smp_lock_init(&set->lock);
+void smp_hcache_init_set(smp_hcache_set_t *set, smp_central_t *central, bool init_lock) {
+  if (init_lock) smp_lock_init(&set->lock);
   set->central = central;
 }
 
@@ -64,7 +64,7 @@ static void retire(smp_hcache_t *hc) {
 
 // Flush and unlink hc unless its heap detached it first; then it is the caller's to retire.
 static void release_way(smp_hcache_t *hc) {
-  smp_hcache_set_t *set = smp_load_relaxed(&hc->set);
+  smp_hcache_set_t *set = smp_load_acquire(&hc->set); // NULL: detach is done with hc
   if (set != NULL) {
     smp_lock_acquire(&set->lock);
     if (smp_load_relaxed(&hc->set) == set) { // not detached meanwhile
@@ -82,7 +82,7 @@ static unsigned free_way(void) {
   for (unsigned i = 0; i < SMP_HCACHE_WAYS; i++)
     if (smp_hcache_ways[i] == NULL) return i;
   for (unsigned i = 0; i < SMP_HCACHE_WAYS; i++)
-    if (smp_load_relaxed(&smp_hcache_ways[i]->set) == NULL) {
+    if (smp_load_acquire(&smp_hcache_ways[i]->set) == NULL) { // see smp_hcache_detach_all
       retire(smp_hcache_ways[i]);
       smp_hcache_ways[i] = NULL;
       return i;
@@ -190,9 +190,8 @@ void smp_hcache_flush_self(smp_hcache_set_t *set) {
 void smp_hcache_detach_all(smp_hcache_set_t *set) {
   smp_lock_acquire(&set->lock);
   for (smp_hcache_t *hc = set->list, *next; hc; hc = next) {
-    next = hc->next;
-    hc->next = hc->prev = NULL;
-    smp_store_relaxed(&hc->set, NULL);
+    next = hc->next; // read before the release: then hc is its owner's, who may reuse it
+    smp_store_release(&hc->set, NULL);
   }
   set->list = NULL;
   smp_lock_release(&set->lock);

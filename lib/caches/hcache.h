@@ -7,9 +7,10 @@
 // heap's list (set->lock). Counts are stored release after the slots are written, and a pop
 // stores the smaller count before the block is handed on, so a reader holding set->lock that
 // loads a count with acquire sees slots below it as the owner left them (the double-free
-// confirmation, statistics). Heap destruction detaches every cache under set->lock (its set
-// becomes NULL, relaxed: the owner only compares it); the owner then finds no cache for the
-// heap, and reclaims the detached one when it needs a way or exits. A thread's exit flushes its
+// confirmation, statistics). Heap destruction detaches every cache under set->lock: it reads
+// the cache's list link, then stores its set NULL with release and never touches it again; the
+// owner loads set with acquire before it reuses a detached cache (its link writes come after).
+// The owner's lookups only compare set with the heap they look for. A thread's exit flushes its
 // caches under their sets' locks, so a flush never runs after the destruction detached it.
 // Lock order: set->lock -> central lists -> page heap.
 #ifndef SMP_HCACHE_H
@@ -76,7 +77,8 @@ SMP_INLINE bool smp_hcache_free_fast(const smp_hcache_set_t *set, void *p, unsig
   return true;
 }
 
-void smp_hcache_init_set(smp_hcache_set_t *set, smp_central_t *central);
+// Set up set over central; init_lock false for a set whose lock must stay as it is (reuse).
+void smp_hcache_init_set(smp_hcache_set_t *set, smp_central_t *central, bool init_lock);
 // Refill the calling thread's cache of set (creating it unless nowait) and return a block, or
 // NULL (out of memory; with nowait also a busy lock). nowait: no lock wait, no system call.
 void *smp_hcache_alloc_slow(smp_hcache_set_t *set, unsigned cls, bool nowait);

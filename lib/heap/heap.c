@@ -1,6 +1,5 @@
 // Layer: heap. See heap.h.
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "frontend.h"
@@ -48,13 +47,19 @@ static void unlink_locked(smp_heap_t *h) {
 // A zeroed heap object named name, its parts set up; NULL if the OS has no memory.
 static smp_heap_t *object_new_locked(const char *name, bool region, bool may_purge) {
   smp_heap_t *h = spare;
+  bool reused = h != NULL;
   if (h) spare = h->next;
   else if ((h = smp_os_map(sizeof *h)) == NULL) return NULL;
-  memset(h, 0, sizeof *h);
+  // A reused object keeps its caches' lock as it is: an exiting thread may still take it to
+  // find its cache detached (hcache.c: release_way), after this heap's predecessor died.
+  size_t lock_at = offsetof(smp_heap_t, caches) + offsetof(smp_hcache_set_t, lock);
+  size_t lock_end = lock_at + sizeof(smp_lock_t);
+  memset(h, 0, lock_at);
+  memset((char *)h + lock_end, 0, sizeof *h - lock_end);
   smp_pageheap_init(&h->pages, region, may_purge, false);
   h->pages.owner = h;
   smp_central_init(&h->central, &h->pages);
-  smp_hcache_init_set(&h->caches, &h->central);
+  smp_hcache_init_set(&h->caches, &h->central, !reused);
   h->is_region = region;
   const char *n = name ? name : "heap";
   size_t len = strnlen(n, sizeof h->name - 1);
@@ -276,11 +281,12 @@ void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out) {
     central_free += (cap > held_blocks ? cap - held_blocks : 0) * size;
   }
   uint64_t cached = smp_hcache_cached_bytes(&h->caches);
-  out->in_use = (small_out > cached ? small_out - cached : 0) + ps.large_bytes + ps.huge_bytes;
+  uint64_t huge = smp_large_bytes_of(&h->pages);
+  out->in_use = (small_out > cached ? small_out - cached : 0) + ps.large_bytes + huge;
   out->cached = cached;
   out->free = central_free + ps.free_bytes;
   out->dirty = ps.free_dirty;
-  out->mapped = ps.mapped + ps.huge_bytes;
+  out->mapped = ps.mapped + huge;
   out->resident = smp_pageheap_resident(&h->pages) + smp_large_resident_of(&h->pages);
   out->purged = ps.purged_bytes;
   out->purges = ps.purge_calls;
@@ -292,84 +298,124 @@ void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out) {
 }
 
 // ---- visit ----
+// fn runs with no lock held (it may allocate from other heaps, and a fork may come meanwhile):
+// the live blocks are listed first, under the heap's locks, then visited. No other thread uses
+// the heap (the contract), so the list stays true; the background thread may only give free
+// pages back.
 
-typedef struct cached_set {
+typedef struct ptr_set {
   uintptr_t *v;
-  size_t n, cap;
-} cached_set_t;
+  size_t n, cap, bytes;
+} ptr_set_t;
 
-static void cached_add(void *b, void *arg) {
-  cached_set_t *cs = arg;
-  if (cs->n < cs->cap) cs->v[cs->n++] = (uintptr_t)b;
+static void set_add(void *b, void *arg) {
+  ptr_set_t *ps = arg;
+  if (ps->n < ps->cap) ps->v[ps->n++] = (uintptr_t)b;
 }
-static void cached_count(void *b, void *arg) {
+static void set_count(void *b, void *arg) {
   (void)b;
-  ((cached_set_t *)arg)->cap++;
+  ((ptr_set_t *)arg)->cap++;
 }
-static int cmp_uptr(const void *a, const void *b) {
-  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-  return x < y ? -1 : x > y;
+static bool set_map(ptr_set_t *ps, size_t entries) {
+  ps->bytes = smp_align_up((entries ? entries : 1) * sizeof(uintptr_t), smp_os_page_size());
+  ps->v = smp_os_map(ps->bytes);
+  return ps->v != NULL;
 }
-static bool cached_has(const cached_set_t *cs, uintptr_t b) {
-  size_t lo = 0, hi = cs->n;
+static void set_unmap(ptr_set_t *ps) {
+  if (ps->v) smp_os_unmap(ps->v, ps->bytes);
+}
+
+// Heapsort (no allocation: qsort may call malloc, which could refill a cache being listed).
+static void sift(uintptr_t *v, size_t i, size_t n) {
+  for (size_t c; (c = 2 * i + 1) < n; i = c) {
+    if (c + 1 < n && v[c + 1] > v[c]) c++;
+    if (v[i] >= v[c]) return;
+    uintptr_t t = v[i]; v[i] = v[c]; v[c] = t;
+  }
+}
+static void set_sort(ptr_set_t *ps) {
+  uintptr_t *v = ps->v;
+  for (size_t i = ps->n / 2; i-- > 0;) sift(v, i, ps->n);
+  for (size_t n = ps->n; n > 1; n--) {
+    uintptr_t t = v[0]; v[0] = v[n - 1]; v[n - 1] = t;
+    sift(v, 0, n - 1);
+  }
+}
+static bool set_has(const ptr_set_t *ps, uintptr_t b) {
+  size_t lo = 0, hi = ps->n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (cs->v[mid] < b) lo = mid + 1; else if (cs->v[mid] > b) hi = mid; else return true;
+    if (ps->v[mid] < b) lo = mid + 1; else if (ps->v[mid] > b) hi = mid; else return true;
   }
   return false;
 }
 
-// Every block of a small span of h that is neither free in it nor cached.
-static int visit_small(smp_span_t *s, const cached_set_t *cs, int (*fn)(void *, size_t, void *),
-                       void *arg) {
-  uint64_t bits[(65536 / 16 + 63) / 64] = {0}; // a span holds at most 4096 blocks of 16 bytes
-  if (!smp_central_free_blocks_locked(s, bits)) return 0; // a corrupted list: skip the span
-  size_t size = smp_class_info[s->sizeclass].size;
-  char *start = smp_span_start(s);
-  for (size_t i = 0; i < s->capacity; i++) {
-    if ((bits[i / 64] >> (i % 64)) & 1) continue;
-    char *b = start + i * size;
-    if (cached_has(cs, (uintptr_t)b)) continue;
-    int r = fn(b, size, arg);
-    if (r) return r;
+// The free blocks held by h's caches, sorted; false if out of memory.
+static bool cached_blocks(smp_heap_t *h, ptr_set_t *cs) {
+  if (h->is_default) { // per-CPU caches drained; other threads' caches read, as a heap's are
+    smp_frontend_flush();
+    smp_tcache_each_cached(set_count, cs);
+    if (!set_map(cs, cs->cap)) return false;
+    smp_tcache_each_cached(set_add, cs);
+  } else {
+    smp_lock_acquire(&h->caches.lock);
+    smp_hcache_each_cached(&h->caches, set_count, cs);
+    bool ok = set_map(cs, cs->cap);
+    if (ok) smp_hcache_each_cached(&h->caches, set_add, cs);
+    smp_lock_release(&h->caches.lock);
+    if (!ok) return false;
   }
-  return 0;
+  set_sort(cs);
+  return true;
+}
+
+// List (or with out NULL, count) h's live blocks in its chunks as (block, usable) pairs.
+static size_t list_live_locked(smp_heap_t *h, const ptr_set_t *cs, uintptr_t *out, size_t cap) {
+  size_t n = 0;
+  for (smp_chunk_t *c = h->pages.chunks; c; c = c->next)
+    for (size_t i = c->first; i < c->end;) {
+      smp_span_t *s = &c->spans[i];
+      if (s->state == SMP_SPAN_SMALL) {
+        uint64_t bits[65536 / 64]; // capacity is 16 bits
+        memset(bits, 0, ((size_t)s->capacity + 63) / 64 * sizeof bits[0]);
+        size_t size = smp_class_info[s->sizeclass].size;
+        char *start = smp_span_start(s);
+        if (smp_central_free_blocks_locked(s, bits)) // else a corrupted list: the span is skipped
+          for (size_t b = 0; b < s->capacity; b++) {
+            uintptr_t p = (uintptr_t)(start + b * size);
+            if ((bits[b / 64] >> (b % 64)) & 1 || set_has(cs, p)) continue;
+            if (out && n < cap) out[2 * n] = p, out[2 * n + 1] = size;
+            n++;
+          }
+      } else if (s->state == SMP_SPAN_LARGE) {
+        if (out && n < cap) out[2 * n] = (uintptr_t)smp_span_start(s), out[2 * n + 1] = smp_span_bytes(s);
+        n++;
+      }
+      i += s->npages ? s->npages : 1;
+    }
+  return n;
 }
 
 int smp_heap_visit_blocks(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg) {
-  // The cached blocks are free: collect them first, sorted, to leave them out.
-  // The default heap's front end: the per-CPU caches (and the calling thread's) are drained;
-  // other threads' caches (per-thread front end) are read, as a heap's caches are.
-  cached_set_t cs = {0};
-  if (h->is_default) {
-    smp_frontend_flush();
-    smp_tcache_each_cached(cached_count, &cs);
-  } else {
-    smp_lock_acquire(&h->caches.lock);
-    smp_hcache_each_cached(&h->caches, cached_count, &cs);
-  }
-  size_t bytes = smp_align_up((cs.cap ? cs.cap : 1) * sizeof(uintptr_t), smp_os_page_size());
-  cs.v = smp_os_map(bytes);
-  if (cs.v != NULL && h->is_default) smp_tcache_each_cached(cached_add, &cs);
-  if (cs.v != NULL && !h->is_default) smp_hcache_each_cached(&h->caches, cached_add, &cs);
-  if (!h->is_default) smp_lock_release(&h->caches.lock);
-  if (cs.v == NULL) return ENOMEM;
-  qsort(cs.v, cs.n, sizeof *cs.v, cmp_uptr);
-  int r = 0;
+  ptr_set_t cs = {0}, live = {0};
+  if (!cached_blocks(h, &cs)) return ENOMEM;
   smp_central_lock_all(&h->central);
   smp_pageheap_lock_fork(&h->pages);
-  for (smp_chunk_t *c = h->pages.chunks; c && !r; c = c->next)
-    for (size_t i = c->first; i < c->end && !r;) {
-      smp_span_t *s = &c->spans[i];
-      if (s->state == SMP_SPAN_SMALL)
-        r = visit_small(s, &cs, fn, arg);
-      else if (s->state == SMP_SPAN_LARGE)
-        r = fn(smp_span_start(s), smp_span_bytes(s), arg);
-      i += s->npages ? s->npages : 1;
-    }
+  size_t n = list_live_locked(h, &cs, NULL, 0);
   smp_pageheap_unlock_fork(&h->pages);
   smp_central_unlock_all(&h->central);
-  smp_os_unmap(cs.v, bytes);
-  if (r == 0) r = smp_large_visit_huge(&h->pages, fn, arg);
+  int r = ENOMEM;
+  if (set_map(&live, 2 * n)) {
+    smp_central_lock_all(&h->central);
+    smp_pageheap_lock_fork(&h->pages);
+    n = list_live_locked(h, &cs, live.v, n);
+    smp_pageheap_unlock_fork(&h->pages);
+    smp_central_unlock_all(&h->central);
+    r = 0;
+    for (size_t i = 0; i < n && !r; i++) r = fn((void *)live.v[2 * i], live.v[2 * i + 1], arg);
+    if (r == 0) r = smp_large_visit_huge(&h->pages, fn, arg);
+  }
+  set_unmap(&live);
+  set_unmap(&cs);
   return r;
 }

@@ -280,8 +280,9 @@ static bool purge_span_locked(smp_pageheap_t *ph, smp_span_t *s, bool lazy) {
   bucket_remove(ph, s);
   if (!s->purged) ph->purged_bytes += smp_span_bytes(s);
   ph->purge_calls++;
-  s->zeroed = !lazy;
-  s->purged = lazy;
+  // MADV_DONTNEED zeroes private anonymous pages only; a region may be shared memory.
+  s->zeroed = !lazy && !ph->fixed;
+  s->purged = lazy || ph->fixed;
   bucket_insert_at(ph, s, 0);
   return true;
 }
