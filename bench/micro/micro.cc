@@ -10,10 +10,21 @@
 // DoNotOptimize on each pointer makes it escape, so no compiler may elide a malloc/free pair.
 // The default minimum time is 0.1 s per benchmark (not Google Benchmark's 0.5 s), so a whole run
 // stays well under 20 s; an explicit --benchmark_min_time wins.
+// smpalloc's own API (heaps, smp_mallocx: include/smpalloc.h) is measured too, when the preloaded
+// allocator has it: those benchmarks are registered at start-up only when dlsym finds the smp_
+// functions, so under any other allocator they are simply absent (heap_pair, mallocx_pair,
+// heap_destroy, heap_destroy_rss; see "smpalloc's API" below).
 #include <benchmark/benchmark.h>
+#include <dlfcn.h>
+#include <unistd.h>
 
+#include "smpalloc.h" // types and flags only: the functions are found with dlsym
+
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -266,6 +277,153 @@ void cross_thread_free(benchmark::State &state) {
 }
 BENCHMARK(cross_thread_free)->Arg(16)->Arg(256)->Arg(4096)->UseRealTime();
 
+// ---- smpalloc's API ---------------------------------------------------------------------
+// Found with dlsym at start-up (this program is never linked to smpalloc); all null when the
+// preloaded allocator is not smpalloc, and then none of these benchmarks is registered.
+struct SmpApi {
+  decltype(&smp_heap_create) heap_create = nullptr;
+  decltype(&smp_heap_malloc) heap_malloc = nullptr;
+  decltype(&smp_heap_destroy) heap_destroy = nullptr;
+  decltype(&smp_mallocx) mallocx = nullptr;
+  bool found() const { return heap_create && heap_malloc && heap_destroy && mallocx; }
+};
+SmpApi smp;
+
+template <class F> void find(F &fn, const char *name) {
+  fn = reinterpret_cast<F>(dlsym(RTLD_DEFAULT, name));
+}
+
+// smp_heap_malloc(h, n, 0) and free, in a heap made for the benchmark: the heap's own hit path
+// (flags 0) next to malloc_free's.
+void heap_pair(benchmark::State &state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  smp_heap_t *h = smp.heap_create("micro", 0);
+  if (!h) {
+    state.SkipWithError("smp_heap_create failed");
+    return;
+  }
+  get_touch_free(state, n, 1, [h, n] { return smp.heap_malloc(h, n, 0); },
+                 "smp_heap_malloc returned NULL", nullptr);
+  smp.heap_destroy(h);
+}
+
+// smp_mallocx(n, 0) and free: the default heap through the flags entry (with flags 0 it is
+// malloc's hit path, says the header).
+void mallocx_pair(benchmark::State &state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  get_touch_free(state, n, 1, [n] { return smp.mallocx(n, 0); }, "smp_mallocx returned NULL",
+                 nullptr);
+}
+
+// Resident set size in bytes, from /proc/self/statm (its second field, in pages).
+size_t rss_bytes() {
+  FILE *f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  int got = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? resident * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+// Fill a new heap with about `bytes` in blocks of 64 B .. 1 KiB (log-uniform: a fixed
+// xorshift sequence, so every run makes the same blocks), each block's first and last bytes
+// written (so every page is resident); returns the heap, or null after SkipWithError.
+smp_heap_t *fill_heap(benchmark::State &state, size_t bytes, size_t *blocks) {
+  smp_heap_t *h = smp.heap_create("micro-destroy", 0);
+  if (!h) {
+    state.SkipWithError("smp_heap_create failed");
+    return nullptr;
+  }
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  size_t total = 0, count = 0;
+  while (total < bytes) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    const unsigned shift = 6 + static_cast<unsigned>(x % 4); // 64 .. 512, then up to 2x
+    const size_t n = (size_t{1} << shift) + static_cast<size_t>((x >> 8) % (size_t{1} << shift));
+    auto *p = static_cast<unsigned char *>(smp.heap_malloc(h, std::min<size_t>(n, 1024), 0));
+    if (!p) {
+      state.SkipWithError("smp_heap_malloc returned NULL while filling the heap");
+      smp.heap_destroy(h);
+      return nullptr;
+    }
+    const size_t m = std::min<size_t>(n, 1024);
+    p[0] = 1;
+    p[m - 1] = 1;
+    total += m;
+    count++;
+  }
+  *blocks = count;
+  return h;
+}
+
+// range(0) MiB in blocks of 64 B .. 1 KiB allocated from a heap (not timed), then
+// smp_heap_destroy alone timed (manual time). Counters: ms_per_100MiB (destroy time per
+// 100 MiB of blocks, the mean over iterations), blocks (per heap). One item is one block freed
+// by the destroy.
+void heap_destroy(benchmark::State &state) {
+  const size_t bytes = static_cast<size_t>(state.range(0)) << 20;
+  double seconds = 0;
+  size_t blocks = 0, items = 0;
+  for (auto _ : state) {
+    smp_heap_t *h = fill_heap(state, bytes, &blocks);
+    if (!h) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    smp.heap_destroy(h);
+    const auto t1 = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(t1 - t0).count();
+    state.SetIterationTime(s);
+    seconds += s;
+    items += blocks;
+  }
+  const double iters = static_cast<double>(state.iterations());
+  state.counters["ms_per_100MiB"] = iters ? seconds * 1e3 / iters / (bytes / (100 * kMiB)) : 0;
+  state.counters["blocks"] = static_cast<double>(blocks);
+  state.SetItemsProcessed(static_cast<int64_t>(items));
+}
+
+// The same heap filled, then the resident set size (/proc/self/statm) before smp_heap_destroy
+// and after it: the destroy must give the heap's pages back. Counters in MiB: rss_before,
+// rss_after, released (before - after), filled (the blocks' bytes). Not a timing: no items.
+void heap_destroy_rss(benchmark::State &state) {
+  const size_t bytes = static_cast<size_t>(state.range(0)) << 20;
+  size_t before = 0, after = 0, blocks = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    smp_heap_t *h = fill_heap(state, bytes, &blocks);
+    if (!h) return;
+    before = rss_bytes();
+    state.ResumeTiming();
+    smp.heap_destroy(h);
+    state.PauseTiming();
+    after = rss_bytes();
+    state.ResumeTiming();
+  }
+  state.counters["rss_before_MiB"] = before / kMiB;
+  state.counters["rss_after_MiB"] = after / kMiB;
+  state.counters["released_MiB"] = (static_cast<double>(before) - static_cast<double>(after)) / kMiB;
+  state.counters["filled_MiB"] = bytes / kMiB;
+  if (before && after > before - bytes / 2)
+    state.SkipWithError("smp_heap_destroy gave back less than half of the heap's blocks' bytes");
+}
+
+// Registered only when the preloaded allocator is smpalloc.
+void register_smp_benchmarks() {
+  find(smp.heap_create, "smp_heap_create");
+  find(smp.heap_malloc, "smp_heap_malloc");
+  find(smp.heap_destroy, "smp_heap_destroy");
+  find(smp.mallocx, "smp_mallocx");
+  if (!smp.found()) return;
+  benchmark::RegisterBenchmark("heap_pair", heap_pair)->Arg(16)->Arg(256)->Arg(4096);
+  benchmark::RegisterBenchmark("mallocx_pair", mallocx_pair)->Arg(16)->Arg(256)->Arg(4096);
+  // 1 GiB a heap: three iterations (each fills the heap anew, ~1 s untimed).
+  benchmark::RegisterBenchmark("heap_destroy", heap_destroy)
+      ->Arg(1024)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("heap_destroy_rss", heap_destroy_rss)
+      ->Arg(1024)->Iterations(1)->Unit(benchmark::kMillisecond);
+}
+
 // True when argv already sets the minimum time.
 bool has_min_time(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
@@ -281,6 +439,7 @@ int main(int argc, char **argv) {
   if (!has_min_time(argc, argv)) args.insert(args.begin() + 1, min_time.data());
   int n = static_cast<int>(args.size());
   args.push_back(nullptr);
+  register_smp_benchmarks(); // before Initialize, so --benchmark_filter and --benchmark_list_tests see them
   benchmark::Initialize(&n, args.data());
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
 #if defined(__clang__)
