@@ -30,6 +30,7 @@
 #include "stress_common.h"
 
 #include <limits.h>
+#include <link.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
@@ -98,10 +99,13 @@ typedef struct shared {
   volatile int cur_call;
   volatile size_t cur_size, cur_iter;
   volatile unsigned cur_flags;
+  const char *volatile cur_phase; // a string literal (the same address in the parent)
   // A failure other than a trap (set before _exit(2)).
   char failure[512];
   // The trap.
   volatile int trapped;
+  volatile int stuck;      // the tester was stopped past the deadline (SIGURG), stack recorded
+  volatile pid_t tid;      // the tester thread
   long sys_nr, sys_args[6];
   uintptr_t call_addr, pc;
   size_t nstack;
@@ -184,11 +188,8 @@ static void put(const char *s) {
   (void)w;
 }
 
-static void on_sigsys(int sig, siginfo_t *si, void *ctx) {
-  (void)sig;
-  ucontext_t *uc = ctx;
-  sh->sys_nr = si->si_syscall;
-  sh->call_addr = (uintptr_t)si->si_call_addr;
+// The registers and stack of the interrupted code, into shared memory.
+static void record_context(const ucontext_t *uc) {
   uintptr_t sp;
 #if defined(__x86_64__)
   sh->sys_args[0] = uc->uc_mcontext.gregs[REG_RDI];
@@ -210,12 +211,38 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx) {
          a += sizeof(uintptr_t))
       sh->stack[n++] = *(const uintptr_t *)a;
   sh->nstack = n;
+}
+
+static void on_sigsys(int sig, siginfo_t *si, void *ctx) {
+  (void)sig;
+  sh->sys_nr = si->si_syscall;
+  sh->call_addr = (uintptr_t)si->si_call_addr;
+  record_context(ctx);
   sh->trapped = 1;
   put("nowait_seccomp: child: a trapped system call; the parent reports it\n");
   // With SIGSYS blocked (this handler runs), a trapped call makes the kernel kill the process by
   // SIGSYS (its default action): the death the parent expects of a trap.
   syscall(SYS_munmap, (void *)0, (size_t)0);
   _exit(111); // not reached
+}
+
+// Sent by the parent to a tester that ran past its deadline: where it is stuck.
+static void on_sigurg(int sig, siginfo_t *si, void *ctx) {
+  (void)sig, (void)si;
+  record_context(ctx);
+  sh->stuck = 1;
+  _exit(4); // exit_group passes both filters
+}
+
+static void install_handlers(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_sigsys;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGSYS, &sa, NULL) != 0) stress_fail("sigaction: %s", strerror(errno));
+  sa.sa_sigaction = on_sigurg;
+  if (sigaction(SIGURG, &sa, NULL) != 0) stress_fail("sigaction: %s", strerror(errno));
 }
 
 // ---- the child ----------------------------------------------------------------------------
@@ -229,6 +256,7 @@ static _Atomic int stop_helpers;
 #define NPRE 256
 static void *pre[NPRE];
 static size_t pre_size[NPRE];
+static smp_heap_t *pre_heap[NPRE];
 
 static void warm_one(smp_heap_t *h) {
   static void *keep[512];
@@ -324,6 +352,7 @@ static void *tester_main(void *arg) {
       for (int k = 0; k < 256; k++) free(b[k]);
     }
   }
+  sh->tid = gettid();
   int rc = install_filter(ta->strict);
   if (rc != 0) child_fail("installing the seccomp filter: %s", strerror(rc));
   sh->filtered = 1;
@@ -335,6 +364,7 @@ static void *tester_main(void *arg) {
   // SMP_NOWAIT | SMP_NOFAIL is EINVAL, found without a system call.
   errno = 0;
   sh->cur_call = C_MALLOCX, sh->cur_size = 64, sh->cur_flags = SMP_NOWAIT | SMP_NOFAIL;
+  sh->cur_phase = "the request";
   void *bad = smp_mallocx(64, SMP_NOWAIT | SMP_NOFAIL);
   if (bad != NULL || errno != EINVAL)
     child_fail("smp_mallocx(64, SMP_NOWAIT | SMP_NOFAIL) returned %p, errno %d: wanted NULL, "
@@ -346,6 +376,7 @@ static void *tester_main(void *arg) {
     unsigned fi = (unsigned)stress_rng_below(&r, 4), flags = flag_sets[fi];
     size_t align = fi == 2 ? 4096 : fi == 3 ? 64 : 16;
     sh->cur_iter = it, sh->cur_call = call, sh->cur_size = size, sh->cur_flags = flags;
+    sh->cur_phase = "the request";
     smp_heap_t *want = NULL;
     void *p = NULL, *old = NULL;
     size_t old_size = 0, pi = 0;
@@ -361,7 +392,7 @@ static void *tester_main(void *arg) {
     case C_HEAP_REALLOC:
       pi = (size_t)stress_rng_below(&r, NPRE);
       old = pre[pi], old_size = pre_size[pi];
-      want = smp_heap_of(old);
+      want = pre_heap[pi];
       if (call == C_REALLOCX) {
         p = smp_reallocx(old, size, flags);
       } else {
@@ -372,6 +403,7 @@ static void *tester_main(void *arg) {
     }
     uint64_t dt = ticks() - t0;
     int e = errno;
+    sh->cur_phase = "the checks after the request (smp_heap_of, reading the block)";
     if (dt > sh->max_cycles) sh->max_cycles = dt;
     if (p == NULL) {
       if (e == EAGAIN)
@@ -400,7 +432,7 @@ static void *tester_main(void *arg) {
       if (c[0] != 0x5a)
         child_fail("%s(%p -> %p, %zu -> %zu bytes) lost the first byte", call_names[call], old, p,
                    old_size, size);
-      pre[pi] = p, pre_size[pi] = size; // the old block is gone
+      pre[pi] = p, pre_size[pi] = size, pre_heap[pi] = want; // the old block is gone
     } else if ((flags & SMP_ZERO) || call == C_HEAP_CALLOC) {
       for (size_t i = 0; i < size; i += size > 64 * KIB ? 4096 : 1)
         if (c[i] != 0)
@@ -432,10 +464,13 @@ static void child_main(bool warm, bool strict) {
   warm_one(heap2);
   warm_one(region);
   for (size_t i = 0; i < NPRE; i++) { // blocks to resize under the filter, of every tier
+    unsigned k = (unsigned)(i / NSIZES) % 4;
+    smp_heap_t *h = k == 0 ? NULL : k == 1 ? heap : k == 2 ? heap2 : region;
     pre_size[i] = sizes[i % NSIZES];
-    smp_heap_t *h = i % 4 == 0 ? NULL : i % 4 == 1 ? heap : i % 4 == 2 ? heap2 : region;
+    if (h == region && pre_size[i] > MIB) pre_size[i] = MIB; // the region has room for the rest
     pre[i] = smp_heap_malloc(h, pre_size[i], 0);
     if (pre[i] == NULL) child_fail("pre-made block of %zu bytes: %s", pre_size[i], strerror(errno));
+    pre_heap[i] = h ? h : smp_heap_default();
     memset(pre[i], 0x5a, 1);
   }
   kept = malloc(MAX_BLOCKS * sizeof *kept);
@@ -448,12 +483,7 @@ static void child_main(bool warm, bool strict) {
   memset(stack, 0, stack_size);
   tester_stack_lo = (uintptr_t)stack;
   tester_stack_hi = tester_stack_lo + stack_size;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_sigsys;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGSYS, &sa, NULL) != 0) child_fail("sigaction: %s", strerror(errno));
+  install_handlers();
   pthread_t helpers[64], tester;
   for (unsigned i = 0; i < args.threads; i++)
     stress_thread_start(&helpers[i], helper_main, (void *)(uintptr_t)i);
@@ -505,12 +535,7 @@ static void control_child(int which) {
   memset(stack, 0, stack_size);
   tester_stack_lo = (uintptr_t)stack;
   tester_stack_hi = tester_stack_lo + stack_size;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_sigsys;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGSYS, &sa, NULL) != 0) child_fail("sigaction: %s", strerror(errno));
+  install_handlers();
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstack(&attr, stack, stack_size);
@@ -547,12 +572,36 @@ static const char *sys_name(long nr) {
   }
 }
 
+// The executable segments of the object that holds smp_mallocx (libsmpalloc).
+static uintptr_t text_lo[8], text_hi[8];
+static int ntext;
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  if (info->dlpi_addr != (uintptr_t)arg) return 0;
+  for (int i = 0; i < info->dlpi_phnum && ntext < 8; i++)
+    if (info->dlpi_phdr[i].p_type == PT_LOAD && (info->dlpi_phdr[i].p_flags & PF_X)) {
+      text_lo[ntext] = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+      text_hi[ntext] = text_lo[ntext] + info->dlpi_phdr[i].p_memsz;
+      ntext++;
+    }
+  return 1;
+}
+
+static bool in_text(uintptr_t a) {
+  for (int i = 0; i < ntext; i++)
+    if (a >= text_lo[i] && a < text_hi[i]) return true;
+  return false;
+}
+
 // Print where in libsmpalloc the trap came from: the call site and the return addresses into it
 // found on the stack (addr2line names them when it is installed).
 static void report_frames(void) {
   Dl_info lib;
   if (dladdr((void *)&smp_mallocx, &lib) == 0 || lib.dli_fname == NULL) return;
   uintptr_t base = (uintptr_t)lib.dli_fbase;
+  ntext = 0;
+  dl_iterate_phdr(find_text, (void *)base);
   char cmd[8192];
   int n = snprintf(cmd, sizeof cmd, "addr2line -f -i -C -p -e '%s'", lib.dli_fname);
   int found = 0;
@@ -561,10 +610,11 @@ static void report_frames(void) {
   for (size_t i = 0; i < sh->nstack && found < 40; i++) {
     Dl_info d;
     uintptr_t a = sh->stack[i];
-    if (a < 4096 || dladdr((void *)a, &d) == 0 || d.dli_fbase != lib.dli_fbase) continue;
+    if (a < 4096 || dladdr((void *)a, &d) == 0 || d.dli_fbase != lib.dli_fbase || !in_text(a))
+      continue;
     cand[found++] = a;
   }
-  fprintf(stderr, "  frames (%s, return addresses found on the stack; the first is the trap):\n",
+  fprintf(stderr, "  frames (%s, return addresses found on the stack; the first is the interrupted instruction):\n",
           lib.dli_fname);
   for (int i = 0; i < found; i++) {
     Dl_info d = {0};
@@ -619,6 +669,9 @@ static int run_child(void (*f)(int), int arg, double seconds, bool *hung) {
     if (w < 0 && errno != EINTR) stress_fail("waitpid: %s", strerror(errno));
     if (stress_now() > deadline) {
       *hung = true;
+      // Ask the tester where it is (its SIGURG handler records the stack and exits), then kill.
+      if (sh->tid > 0) syscall(SYS_tgkill, pid, sh->tid, SIGURG);
+      for (int i = 0; i < 500 && waitpid(pid, &status, WNOHANG) == 0; i++) usleep(2000);
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       break;
@@ -630,8 +683,9 @@ static int run_child(void (*f)(int), int arg, double seconds, bool *hung) {
 
 static void describe_request(void) {
   if (sh->cur_call >= 0 && sh->cur_call < C_COUNT)
-    fprintf(stderr, "  during request %zu: %s(%zu bytes, flags %#x)\n", sh->cur_iter,
-            call_names[sh->cur_call], sh->cur_size, sh->cur_flags);
+    fprintf(stderr, "  in %s, request %zu: %s(%zu bytes, flags %#x)\n",
+            sh->cur_phase ? sh->cur_phase : "?", sh->cur_iter, call_names[sh->cur_call],
+            sh->cur_size, sh->cur_flags);
 }
 
 static void nowait_entry(int how) { child_main(how & 1, how & 2); }
@@ -646,12 +700,21 @@ static uint64_t run_nowait(bool warm, bool strict) {
     fprintf(stderr, "%s: FAIL: %s: the child did not finish in %.0f s (filter %s)\n", stress_name,
             who, args.seconds, sh->filtered ? "in place" : "not yet in place");
     describe_request();
+    if (sh->stuck) {
+      fprintf(stderr, "  stuck at:\n");
+      report_frames();
+    }
     exit(1);
   }
   if (WIFSIGNALED(status)) {
+    bool sys = WTERMSIG(status) == SIGSYS;
     fprintf(stderr, "%s: FAIL: %s: the child died by signal %d (%s)%s\n", stress_name, who,
             WTERMSIG(status), strsignal(WTERMSIG(status)),
-            sh->trapped ? ": an SMP_NOWAIT request made a forbidden system call" : "");
+            sh->trapped ? ": an SMP_NOWAIT request made a forbidden system call"
+            : sys && sh->filtered
+                ? ": a forbidden system call made with every signal blocked (as glibc's "
+                  "pthread_create does around a new thread's stack mmap), so no record"
+                : "");
     describe_request();
     if (sh->trapped) report_trap();
     exit(1);
@@ -703,7 +766,17 @@ static void run_control(void) {
     bool hung;
     int status = run_child(control_entry, which, 60, &hung);
     if (hung) stress_fail("control (%s): the child hung", what[which]);
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS && sh->trapped) {
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS && !sh->trapped) {
+      // A trap while every signal is blocked (glibc's pthread_create blocks them around the
+      // new thread's stack mmap: the allocator starting a thread of its own) kills at once,
+      // without the handler: no record, but the death is the filter's all the same.
+      fprintf(stderr, "%s: control (%s): killed by SIGSYS with signals blocked (no record), as "
+                      "it must be\n",
+              stress_name, what[which]);
+      if (which == 1) stress_fail("control: the futex child died before its FUTEX_WAIT");
+      continue;
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
       fprintf(stderr, "%s: control (%s): killed by SIGSYS at %s (%ld)%s, as it must be\n",
               stress_name, what[which], sys_name(sh->sys_nr), sh->sys_nr,
               which == 0 ? "" : " after the wake passed");
