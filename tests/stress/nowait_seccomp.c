@@ -262,6 +262,7 @@ static void warm_one(smp_heap_t *h) {
   static void *keep[512];
   for (size_t s = 0; s < NSIZES; s++) {
     size_t count = sizes[s] <= 4096 ? 512 : sizes[s] <= 256 * KIB ? 16 : 2;
+    if (h == region && sizes[s] > 2 * MIB) continue; // none: the region heap gives no huge blocks
     for (size_t i = 0; i < count; i++) {
       keep[i] = smp_heap_malloc(h, sizes[s], 0);
       if (keep[i] == NULL) stress_fail("warm-up: %zu bytes from heap %s failed", sizes[s], smp_heap_name(h));
@@ -372,6 +373,7 @@ static void *tester_main(void *arg) {
   sh->einval_checks++;
   for (size_t it = 0; it < args.iters; it++) {
     int call = (int)stress_rng_below(&r, C_COUNT);
+    if (args.extra >> call & 1) continue; // -k: left out
     size_t si = (size_t)stress_rng_below(&r, NSIZES), size = sizes[si];
     unsigned fi = (unsigned)stress_rng_below(&r, 4), flags = flag_sets[fi];
     size_t align = fi == 2 ? 4096 : fi == 3 ? 64 : 16;
@@ -604,7 +606,7 @@ static void report_frames(void) {
   dl_iterate_phdr(find_text, (void *)base);
   char cmd[8192];
   int n = snprintf(cmd, sizeof cmd, "addr2line -f -i -C -p -e '%s'", lib.dli_fname);
-  int found = 0;
+  int found = 0, named = 0;
   uintptr_t cand[40];
   cand[found++] = sh->pc;
   for (size_t i = 0; i < sh->nstack && found < 40; i++) {
@@ -622,10 +624,12 @@ static void report_frames(void) {
     bool ours = dladdr((void *)a, &d) != 0 && d.dli_fbase == lib.dli_fbase;
     fprintf(stderr, "    %#lx %s+%#lx %s\n", (unsigned long)a, ours ? "lib" : (d.dli_fname ? d.dli_fname : "?"),
             (unsigned long)(a - (ours ? base : (uintptr_t)d.dli_fbase)), d.dli_sname ? d.dli_sname : "");
-    if (ours && n < (int)sizeof cmd - 32)
+    if (ours && n < (int)sizeof cmd - 32) {
       n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %#lx", (unsigned long)(a - base - (i ? 1 : 0)));
+      named++;
+    }
   }
-  if (found > 0 && access("/usr/bin/addr2line", X_OK) == 0) {
+  if (named > 0 && access("/usr/bin/addr2line", X_OK) == 0) {
     fprintf(stderr, "  addr2line (a return address minus 1 names its call):\n");
     fflush(stderr);
     snprintf(cmd + n, sizeof cmd - (size_t)n, " | sed 's/^/    /' >&2");
@@ -726,8 +730,12 @@ static uint64_t run_nowait(bool warm, bool strict) {
     exit(1);
   }
   uint64_t ok = 0, again = 0, nomem = 0, small_ok = 0;
-  fprintf(stderr, "%s: %s%s: %zu SMP_NOWAIT requests in %.2f s, the slowest %llu ticks\n",
-          stress_name, who, strict ? " (strict filter)" : "", (size_t)args.iters,
+  for (int c = 0; c < C_COUNT; c++)
+    for (size_t s = 0; s < NSIZES; s++)
+      ok += sh->counts[c][s][0], again += sh->counts[c][s][1], nomem += sh->counts[c][s][2];
+  fprintf(stderr, "%s: %s%s: %llu SMP_NOWAIT requests in %.2f s (the child's whole life), the "
+                  "slowest %llu time-stamp ticks\n",
+          stress_name, who, strict ? " (strict filter)" : "", (unsigned long long)(ok + again + nomem),
           stress_now() - t0, (unsigned long long)sh->max_cycles);
   fprintf(stderr, "  %-24s", "ok/EAGAIN/ENOMEM");
   for (size_t s = 0; s < NSIZES; s++)
@@ -741,9 +749,6 @@ static uint64_t run_nowait(bool warm, bool strict) {
       snprintf(cell, sizeof cell, "%llu/%llu/%llu", (unsigned long long)sh->counts[c][s][0],
                (unsigned long long)sh->counts[c][s][1], (unsigned long long)sh->counts[c][s][2]);
       fprintf(stderr, " %10s", cell);
-      ok += sh->counts[c][s][0];
-      again += sh->counts[c][s][1];
-      nomem += sh->counts[c][s][2];
       if (c == C_MALLOCX && sizes[s] <= 4096) small_ok += sh->counts[c][s][0];
     }
     fprintf(stderr, "\n");
@@ -798,7 +803,9 @@ int main(int argc, char **argv) {
   stress_args_parse(&args, "nowait_seccomp",
                     "  -m nowait|strict|control  (strict: every system call but write and exit\n"
                     "     trapped; control: the filter must stop plain malloc and FUTEX_WAIT)\n"
-                    "  -t helper threads  -n SMP_NOWAIT requests per tester  -s deadline per child",
+                    "  -t helper threads  -n SMP_NOWAIT requests per tester  -s deadline per child\n"
+                    "  -k mask: leave out calls (bit 0 smp_mallocx, 1 smp_heap_malloc, 2 smp_heap_calloc,\n"
+                    "     3 region, 4 a heap never used, 5 smp_reallocx, 6 smp_heap_realloc to another heap)",
                     argc, argv);
   stress_require_smpalloc();
   if (args.threads > 64) stress_fail("at most 64 helper threads");
