@@ -9,8 +9,11 @@ SMPALLOC_OPTIONS are removed; an allocator's @VAR=VALUE settings are set for its
 The allocator order alternates rep by rep (forwards, then backwards), so drift in the machine
 does not favour one of them. ns per item is 1e9 / items_per_second, which Google Benchmark
 computes from CPU time, or from real time for the benchmarks marked UseRealTime
-(cross_thread_free). A run that crashes, or a benchmark that reports an error (a wrong result:
-calloc not zero, realloc losing content, misalignment), is reported and left out of the table.
+(cross_thread_free), or from the time the benchmark measured itself (heap_destroy: the destroy
+alone). The smp_ API benchmarks (heap_pair, mallocx_pair, heap_destroy, heap_destroy_rss) exist
+only under an allocator that has that API (smpalloc): elsewhere their cells read "-". A run
+that crashes, or a benchmark that reports an error (a wrong result: calloc not zero, realloc
+losing content, misalignment), is reported and left out of the table.
 Ratios are against the allocator named smpalloc, else the first --lib.
 
 Usage:
@@ -145,7 +148,8 @@ def main():
     bw = max([len("benchmark")] + [len(bn) for bn in order])
     cw = {n: max(len(n), 8) for n in names}
     print(f"# {a.reps} run(s) each, allocators alternating, min time {a.min_time} s; median ns "
-          f"per item (CPU time; real time for cross_thread_free); ratio = allocator / {base} "
+          f"per item (CPU time; real time for cross_thread_free; the destroy alone for "
+          f"heap_destroy); ratio = allocator / {base} "
           f"(>1: slower than {base})")
     left = f"{'':<{bw}}  " + " ".join(f"{'':>{cw[n]}}" for n in names)
     print(f"{left}  | ratio to {base}")
