@@ -25,6 +25,8 @@
 // the strict filter. "control": the negative control, proving the filter works: a child whose
 // thread makes plain malloc calls of huge blocks under the filter must die by SIGSYS, and one
 // whose FUTEX_WAKE passes must die by SIGSYS at FUTEX_WAIT_PRIVATE.
+// -k MASK leaves out call kinds (bit i: enum call below): ctest runs the allocation calls
+// (nowait_seccomp, -k 96) and the realloc forms (nowait_seccomp_realloc, -k 31) apart.
 // Not in the AddressSanitizer and ThreadSanitizer builds (tests/stress/CMakeLists.txt says why).
 // Exit status: 0 on success, 1 on a failure, 77 when seccomp filters are not available.
 #include "stress_common.h"
