@@ -192,7 +192,9 @@ SMP_API SMP_MALLOC_LIKE void *smp_heap_calloc(smp_heap_t *h, size_t count, size_
 SMP_API void *smp_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags);
 
 /** Destroy heap h: every block of h is freed at once (O(spans), not O(blocks)) and its memory
- *  goes back to the OS (for a region heap: to the caller). Later use of one of its blocks by
+ *  goes back to the OS (for a region heap: to the caller); when the background thread runs,
+ *  the OS's share of that work (freeing the pages) is its own, started at once, so the caller
+ *  does not wait for it. Later use of one of its blocks by
  *  free, realloc or smp_usable_size is reported and aborts: "block of a destroyed heap" for the
  *  small and large blocks of a heap over the OS while their chunk is among the last 4096
  *  destroyed (their addresses stay inaccessible until then), "invalid pointer" for huge blocks

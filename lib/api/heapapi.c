@@ -292,7 +292,7 @@ SMP_EXPORT void smp_heap_destroy(smp_heap_t *h) {
     if (atomic_load(&h->users) != 0)
       smp_debug_fatal("smp_heap_destroy", "heap in use by another thread", h);
   }
-  smp_heap_delete(h);
+  smp_heap_delete(h, smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING);
 }
 
 SMP_EXPORT int smp_heap_visit(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg) {

@@ -28,6 +28,8 @@ static size_t others_count;     // registry_lock
 static smp_heap_t *spare;       // registry_lock: destroyed heap objects, linked through next
 static void *quarantine[SMP_HEAP_QUARANTINE]; // registry_lock: retired chunks, a ring
 static size_t quarantine_head, quarantine_len;
+static smp_chunk_t *to_retire;  // registry_lock: chunks of destroyed heaps whose memory the
+                                // background thread gives back (linked through next)
 
 static void link_locked(smp_heap_t *h) {
   h->prev = NULL;
@@ -183,36 +185,65 @@ out:
   return h;
 }
 
-// Retire chunk c of a destroyed heap over the OS (registry lock held): see heap.h.
+// Chunk c of a destroyed heap over the OS leaves the heap (registry lock held): no longer ours
+// (the free paths never read it again) and retired (a free into it is reported); its memory is
+// given back after the lock is released, by the destroying thread or, deferred, by the
+// background thread (smp_heap_pass_others): freeing a GiB of pages costs the kernel tens of
+// milliseconds, which the destroying thread then does not wait for.
 static void os_chunk_retire(smp_chunk_t *c, void *arg) {
-  (void)arg;
+  smp_chunk_t **list = arg;
   smp_pagemap_set_owned(c, false);
-  if (!smp_os_retire(c, SMP_CHUNK_SIZE)) {
-    smp_os_unmap(c, SMP_CHUNK_SIZE);
-    return;
-  }
-  if (quarantine_len == SMP_HEAP_QUARANTINE) { // the oldest leaves: its addresses may be reused
-    void *old = quarantine[quarantine_head];
-    quarantine_head = (quarantine_head + 1) % SMP_HEAP_QUARANTINE;
-    quarantine_len--;
-    smp_pagemap_set_retired(old, false);
-    smp_os_unmap(old, SMP_CHUNK_SIZE);
-  }
-  quarantine[(quarantine_head + quarantine_len++) % SMP_HEAP_QUARANTINE] = c;
   smp_pagemap_set_retired(c, true);
+  c->next = *list;
+  *list = c;
 }
 
-void smp_heap_delete(smp_heap_t *h) {
+// Give the memory of the chunks on list back, keeping their addresses (registry lock not held).
+static void retire_memory(smp_chunk_t *list) {
+  for (smp_chunk_t *c = list, *next; c; c = next) {
+    next = c->next; // read before the chunk's memory goes
+    bool kept = smp_os_retire(c, SMP_CHUNK_SIZE);
+    if (!kept) smp_os_unmap(c, SMP_CHUNK_SIZE);
+    smp_lock_acquire(&registry_lock);
+    if (!kept) {
+      smp_pagemap_set_retired(c, false); // its addresses are not ours any more
+    } else {
+      if (quarantine_len == SMP_HEAP_QUARANTINE) { // the oldest leaves: its addresses may be reused
+        void *old = quarantine[quarantine_head];
+        quarantine_head = (quarantine_head + 1) % SMP_HEAP_QUARANTINE;
+        quarantine_len--;
+        smp_pagemap_set_retired(old, false);
+        smp_os_unmap(old, SMP_CHUNK_SIZE);
+      }
+      quarantine[(quarantine_head + quarantine_len++) % SMP_HEAP_QUARANTINE] = c;
+    }
+    smp_lock_release(&registry_lock);
+  }
+}
+
+void smp_heap_delete(smp_heap_t *h, bool deferred) {
   smp_lock_acquire(&registry_lock); // no pass or report is looking at h once it is unlinked
   unlink_locked(h);
   smp_store_release(&h->state, SMP_HEAP_DEAD);
   smp_hcache_detach_all(&h->caches);
   smp_large_release_heap(&h->pages);
-  smp_pageheap_release_all(&h->pages, h->is_region ? region_chunk_forget : os_chunk_retire, NULL);
+  smp_chunk_t *chunks = NULL;
+  smp_pageheap_release_all(&h->pages, h->is_region ? region_chunk_forget : os_chunk_retire,
+                           &chunks);
   if (h->meta) smp_os_unmap(h->meta, h->meta_len);
   h->next = spare;
   spare = h;
+  if (deferred) { // the background thread's next pass, which starts now
+    for (smp_chunk_t *c = chunks, *next; c; c = next) {
+      next = c->next;
+      c->next = to_retire;
+      to_retire = c;
+    }
+    chunks = NULL;
+  }
   smp_lock_release(&registry_lock);
+  retire_memory(chunks);
+  if (deferred) smp_pageheap_want_pass();
 }
 
 bool smp_heap_retired(const void *p) { return smp_pagemap_is_retired(p); }
@@ -232,6 +263,11 @@ size_t smp_heap_count(void) {
 }
 
 void smp_heap_pass_others(void) {
+  smp_lock_acquire(&registry_lock);
+  smp_chunk_t *chunks = to_retire;
+  to_retire = NULL;
+  smp_lock_release(&registry_lock);
+  retire_memory(chunks);
   smp_lock_acquire(&registry_lock);
   for (smp_heap_t *h = others; h; h = h->next) {
     if (!h->pages.may_purge) continue;

@@ -59,8 +59,9 @@ smp_heap_t *smp_heap_new(const char *name, size_t limit);
 // A heap over the caller's region; NULL with *err EINVAL or ENOMEM.
 smp_heap_t *smp_heap_new_region(const char *name, void *base, size_t len, unsigned flags,
                                 int *err);
-// Destroy h (not the default heap), as described above.
-void smp_heap_delete(smp_heap_t *h);
+// Destroy h (not the default heap), as described above; deferred: the background thread gives
+// its chunks' memory back (at once: it is woken), else the caller does.
+void smp_heap_delete(smp_heap_t *h, bool deferred);
 // smp_heap_visit for h (the caller validated fn and h).
 int smp_heap_visit_blocks(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg);
 // Call fn for every live heap, the default one first, under the registry lock (fn must not
@@ -72,7 +73,8 @@ size_t smp_heap_count(void);
 void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out);
 // Whether p is a block of a destroyed heap whose chunk is still in the quarantine.
 bool smp_heap_retired(const void *p);
-// The background thread's pass over the heaps other than the default one: decay and trim.
+// The background thread's pass over the heaps other than the default one: destroyed heaps'
+// memory, decay and trim.
 void smp_heap_pass_others(void);
 // Fork: take (in lock order) and release every heap's locks and the registry's.
 void smp_heap_lock_all(void);

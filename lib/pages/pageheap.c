@@ -605,6 +605,8 @@ bool smp_pageheap_idle_since(smp_pageheap_t *ph, uint64_t calls) {
   return idle;
 }
 
+void smp_pageheap_want_pass(void) { smp_event_signal(&pass_wanted); }
+
 void smp_pageheap_wait_pass(void) { smp_event_wait(&pass_wanted, smp_pageheap_pass_ms()); }
 
 uint64_t smp_pageheap_background_pass(smp_pageheap_t *ph, bool idle) {

@@ -105,6 +105,8 @@ uint64_t smp_pageheap_background_pass(smp_pageheap_t *ph, bool idle);
 // The background thread's sleep between passes: a period, or less when a heap wants a pass
 // now (it is growing past stranded dirty pages).
 void smp_pageheap_wait_pass(void);
+// Wake the background thread for a pass now.
+void smp_pageheap_want_pass(void);
 // Bytes the slow paths give back for the dirty bound between two background passes at most.
 #define SMP_PAGEHEAP_SLOW_PURGE ((size_t)128 << 20)
 // Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).
