@@ -119,6 +119,17 @@ static inline bool run_program(const char *path, char *const argv[], char *const
 }
 
 // Number of newline-terminated lines in s that contain needle (all lines if needle is NULL).
+// The process's virtual size (VmSize of /proc/self/status), in bytes; 0 if unreadable.
+static inline size_t vm_size(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  size_t kb = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmSize: %zu kB", &kb) == 1) break;
+  if (f) fclose(f);
+  return kb * 1024;
+}
+
 static inline int count_lines(const char *s, const char *needle) {
   int n = 0;
   while (*s) {

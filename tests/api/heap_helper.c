@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "api_util.h"
 #include "smpalloc.h"
 
 #define KiB ((size_t)1024)
@@ -91,15 +92,6 @@ static void *map_anon(size_t len) {
   return m;
 }
 
-static size_t vm_size(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  size_t kb = 0;
-  while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "VmSize: %zu kB", &kb) == 1) break;
-  if (f) fclose(f);
-  return kb * 1024;
-}
 
 // A block of size from a new heap (or a region heap), that heap then destroyed.
 static void *destroyed_block(size_t size, int region) {

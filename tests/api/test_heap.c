@@ -119,15 +119,6 @@ static size_t rss_bytes(void) {
   return resident * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-static size_t vm_size(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  size_t kb = 0;
-  while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "VmSize: %zu kB", &kb) == 1) break;
-  if (f) fclose(f);
-  return kb * 1024;
-}
 
 // The text malloc_stats() writes to fd 2, pointed at a memory file for the call.
 static size_t capture_malloc_stats(char *buf, size_t cap) {

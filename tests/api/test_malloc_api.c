@@ -356,15 +356,6 @@ Test(failure, realloc_near_sizemax_large) { check_resize_failure(200 * KiB, SIZE
 
 // ---- exhausting the address space (RLIMIT_AS) ------------------------------------------
 
-static size_t vm_size(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  size_t kb = 0;
-  while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "VmSize: %zu kB", &kb) == 1) break;
-  if (f) fclose(f);
-  return kb * 1024;
-}
 
 typedef struct node {
   struct node *next;
