@@ -35,7 +35,6 @@
 #include "sizeclass.h"
 #include "smpalloc.h"
 #include "central.h"
-#include "pageheap.h"
 // The default heap's page heap, which these tests drive.
 #define SMP_TEST_PH (smp_central_default->pages)
 

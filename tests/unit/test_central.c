@@ -11,8 +11,6 @@
 #include "pageheap.h"
 #include "remote.h"
 #include "span.h"
-#include "central.h"
-#include "pageheap.h"
 // The default heap's page heap, which these tests drive.
 #define SMP_TEST_PH (smp_central_default->pages)
 

@@ -9,7 +9,6 @@
 #include "large.h"
 #include "pageheap.h"
 #include "central.h"
-#include "pageheap.h"
 // The default heap's page heap, which these tests drive.
 #define SMP_TEST_PH (smp_central_default->pages)
 

@@ -12,7 +12,6 @@
 #include "remote.h"
 #include "span.h"
 #include "central.h"
-#include "pageheap.h"
 // The default heap's page heap, which these tests drive.
 #define SMP_TEST_PH (smp_central_default->pages)
 
