@@ -1,4 +1,4 @@
-// Layer: page heap. Address -> chunk -> span lookup in O(1), and the span descriptor.
+// Layer: page heap. Address -> chunk -> span lookup in O(1) (the descriptor: span_desc.h).
 // Glossary: a *chunk* is an SMP_CHUNK_SIZE-aligned reservation whose first pages hold this
 // header; a *page* is SMP_PAGE_SIZE bytes; a *span* is a run of pages of one chunk, either free
 // (owned by the page heap), small (carved into blocks of one size class) or large (one block).
@@ -22,45 +22,9 @@
 #include "atomic.h"
 #include "compiler.h"
 #include "config.h"
+#include "span_desc.h"
 
-typedef struct smp_span smp_span_t;
 typedef struct smp_chunk smp_chunk_t;
-
-enum smp_span_state {
-  SMP_SPAN_NONE = 0, // descriptor not at the first page of a span
-  SMP_SPAN_FREE,     // owned by the page heap
-  SMP_SPAN_SMALL,    // blocks of one size class, owned by the central list of that class
-  SMP_SPAN_LARGE,    // one large block
-};
-
-// One per page of a chunk; meaningful only at the first page of a span. 64 bytes, so spans
-// never share a cache line and remote frees to one span do not disturb another.
-struct smp_span {
-  _Atomic uint64_t remote; // atomic: remote-free word, see remote.h (small spans only)
-  union {
-    struct {                  // SMALL spans
-      void *free;             // central lock: local free list (encoded links)
-      char *carve;            // central lock: next never-used block
-    };
-    struct {                  // FREE spans on the page heap's decay list (pageheap.c)
-      smp_span_t *dirty_next; // page-heap lock: the next younger dirty span
-      smp_span_t *dirty_prev; // page-heap lock: the next older one
-    };
-  };
-  smp_span_t *next;        // page-heap lock (free lists) or central lock (partial list)
-  smp_span_t *prev;        // as next
-  uint64_t freed_ms;       // page-heap lock: when a dirty FREE span joined the decay list
-  uint32_t carve_left;     // central lock: blocks not yet carved
-  uint16_t npages;         // page-heap lock: length of the span in pages
-  uint16_t capacity;       // set at carving: blocks in a small span
-  uint8_t sizeclass;       // set at carving: 0 unless small
-  uint8_t state;           // page-heap lock: enum smp_span_state
-  uint8_t listed;          // central lock: on its class's partial list
-  uint8_t zeroed;          // page-heap lock: a free span whose pages read as zero
-  uint8_t purged;          // page-heap lock: a free span given back with MADV_FREE (not zeroed)
-  uint8_t dirty;           // page-heap lock: a free span on the decay list
-  uint16_t page;           // set with the span: its first page, the index of this descriptor
-} SMP_CACHE_ALIGNED;
 
 struct smp_pageheap;
 
@@ -76,8 +40,6 @@ struct smp_chunk {
   uint16_t end;                         // set at creation: pages in the chunk (from base)
   smp_span_t spans[SMP_CHUNK_PAGES] SMP_CACHE_ALIGNED; // only [first, end) are ever used
 };
-
-_Static_assert(sizeof(smp_span_t) == 64, "a span descriptor is one cache line");
 
 // Pages at the start of every chunk taken by the header.
 #define SMP_CHUNK_HEADER_PAGES ((sizeof(smp_chunk_t) + SMP_PAGE_SIZE - 1) / SMP_PAGE_SIZE)
@@ -124,11 +86,9 @@ SMP_INLINE smp_span_t *smp_pagemap_span(const void *p) {
 SMP_INLINE smp_chunk_t *smp_span_chunk(const smp_span_t *s) {
   return (smp_chunk_t *)((uintptr_t)(s - s->page) - offsetof(smp_chunk_t, spans));
 }
-SMP_INLINE size_t smp_span_first_page(const smp_span_t *s) { return s->page; }
 SMP_INLINE char *smp_span_start(const smp_span_t *s) {
   return smp_span_chunk(s)->base + ((size_t)s->page << SMP_PAGE_SHIFT);
 }
-SMP_INLINE size_t smp_span_bytes(const smp_span_t *s) { return (size_t)s->npages << SMP_PAGE_SHIFT; }
 
 // Region chunks. A heap over memory the caller gives (smp_heap_create_in) cuts it into chunks
 // of up to SMP_CHUNK_PAGES pages at any 8 KiB-aligned address, whose header lies at their
