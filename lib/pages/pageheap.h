@@ -3,8 +3,8 @@
 // clean ones (exact-size buckets with a bitmap of non-empty buckets), splitting the rest back;
 // freeing coalesces with free neighbours in the same chunk. Free pages go back to the OS when
 // they have been unused for decay_ms (wholly free chunks are then unmapped), beyond a bound on
-// dirty pages, when the heap grows past dirty pages it could not use, and all of them on
-// smp_pageheap_trim.
+// dirty pages, when the heap grows past dirty pages it could not use (decay.h, decay.c), and
+// all of them on smp_pageheap_trim.
 // Every heap (smp_heap_t) has its own page heap, an instance of smp_pageheap_t; chunks name it.
 // Lock order: a central-list lock may be held when the page-heap lock is taken, never the
 // reverse. Every function here takes the lock itself unless its name ends in _locked.
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "decay.h" // the other half of the interface: giving pages back
 #include "os.h"
 #include "pagemap.h"
 
@@ -35,7 +36,7 @@ struct smp_pageheap {
   size_t bound_extra;               // pages the dirty bound allows beyond dirty_pct
   uint64_t bound_extra_halve_ms;    // when bound_extra halves next
   uint64_t bound_purged_ms;         // when the bound last gave pages back (0: never)
-  uint64_t heap_calls, pass_calls, pass_end_ms, passes; // background passes (see .c)
+  uint64_t heap_calls, pass_calls, pass_end_ms, passes; // background passes (see decay.c)
   size_t stranded_pending;          // stranded pages the next pass gives back
   uint64_t grew_ms, stranded_before;
   size_t slow_purge_left;           // pages the slow paths may still purge before the next pass
@@ -82,33 +83,6 @@ void smp_pageheap_set_limit(smp_pageheap_t *ph, size_t limit_pages);
 // Return the physical memory of every free span to the OS and unmap wholly free chunks.
 // Returns the number of bytes released.
 size_t smp_pageheap_trim(smp_pageheap_t *ph);
-// Give back the pages of free spans unused for longer than the decay time (option decay_ms),
-// oldest first, in batches with the lock released between them, and enforce the dirty bound
-// (dirty_pct); the page heap also does both itself on its slow paths (while background passes
-// come, only the bound, within SMP_PAGEHEAP_SLOW_PURGE per pass). Returns the time
-// (smp_os_now_ms) when the next dirty span comes of age, or UINT64_MAX.
-uint64_t smp_pageheap_decay(smp_pageheap_t *ph);
-// The background thread's period: a quarter of decay_ms, 10 ms to 1 s (1 s with decay off).
-unsigned smp_pageheap_pass_ms(void);
-// Page-heap calls so far (allocations, frees, grows, shrinks): a background pass reads them
-// when it begins, before it drains any cache (the spans a drain empties are not the program's).
-uint64_t smp_pageheap_calls(smp_pageheap_t *ph);
-// Whether the heap served no call between the end of the previous background pass, half a
-// period (smp_pageheap_pass_ms) ago at least, and the moment calls was read: an idle program
-// is not using its free pages (decay off: never idle).
-bool smp_pageheap_idle_since(smp_pageheap_t *ph, uint64_t calls);
-// One background pass: if idle, every dirty page goes back at once; then what
-// smp_pageheap_decay does. While passes keep coming, the slow paths leave decay to them, and
-// enforce the dirty bound only up to SMP_PAGEHEAP_SLOW_PURGE bytes per pass (the rest of a
-// burst waits for the next pass). Returns what smp_pageheap_decay returns.
-uint64_t smp_pageheap_background_pass(smp_pageheap_t *ph, bool idle);
-// The background thread's sleep between passes: a period, or less when a heap wants a pass
-// now (it is growing past stranded dirty pages).
-void smp_pageheap_wait_pass(void);
-// Wake the background thread for a pass now.
-void smp_pageheap_want_pass(void);
-// Bytes the slow paths give back for the dirty bound between two background passes at most.
-#define SMP_PAGEHEAP_SLOW_PURGE ((size_t)128 << 20)
 // Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).
 size_t smp_pageheap_resident(smp_pageheap_t *ph);
 
@@ -130,6 +104,12 @@ typedef struct smp_pageheap_stats {
   uint64_t passes;          // background passes made so far
 } smp_pageheap_stats_t;
 void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out);
+
+// For decay.c, under ph->lock: give free span s's pages back and re-file it in the clean set
+// (lazy: MADV_FREE where the kernel takes it); false if the kernel refused (s unchanged).
+bool smp_pageheap_purge_span_locked(smp_pageheap_t *ph, smp_span_t *s, bool lazy);
+// Unmap wholly free chunk c (its one free span is in a bucket).
+void smp_pageheap_chunk_release_locked(smp_pageheap_t *ph, smp_chunk_t *c);
 
 // Fork: take and release ph's lock around fork.
 void smp_pageheap_lock_fork(smp_pageheap_t *ph);

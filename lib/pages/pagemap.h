@@ -43,6 +43,8 @@ struct smp_chunk {
 
 // Pages at the start of every chunk taken by the header.
 #define SMP_CHUNK_HEADER_PAGES ((sizeof(smp_chunk_t) + SMP_PAGE_SIZE - 1) / SMP_PAGE_SIZE)
+// Pages of a chunk from the OS after its header.
+#define SMP_CHUNK_USABLE_PAGES (SMP_CHUNK_PAGES - SMP_CHUNK_HEADER_PAGES)
 // Bytes of the header of a chunk whose spans array needs end entries (region chunks).
 #define SMP_CHUNK_HEADER_BYTES(end) (offsetof(smp_chunk_t, spans) + (size_t)(end) * sizeof(smp_span_t))
 

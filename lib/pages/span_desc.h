@@ -36,7 +36,7 @@ struct smp_span {
       void *free;             // central lock: local free list (encoded links)
       char *carve;            // central lock: next never-used block
     };
-    struct {                  // FREE spans on the page heap's decay list (pageheap.c)
+    struct {                  // FREE spans on the page heap's decay list (decay.c)
       smp_span_t *dirty_next; // page-heap lock: the next younger dirty span
       smp_span_t *dirty_prev; // page-heap lock: the next older one
     };
