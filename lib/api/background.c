@@ -11,19 +11,31 @@
 
 _Atomic int smp_background_state;
 
+// One heap's pass. The page heap's calls are counted before the caches drain: the spans a
+// drain empties are not the program's doing, and an idle heap gives their pages back in the
+// same pass, with its classes' wholly free reserve spans.
+static void pass_heap(smp_heap_t *h, bool drain_caches) {
+  smp_pageheap_t *ph = &h->pages;
+  uint64_t calls = smp_pageheap_calls(ph);
+  if (drain_caches) smp_cpucache_drain_idle();
+  bool idle = smp_pageheap_idle_since(ph, calls);
+  if (idle) smp_central_trim(&h->central);
+  smp_pageheap_background_pass(ph, idle);
+}
+
+// The other heaps (under the registry lock), those that may give pages back.
+static void pass_other(smp_heap_t *h, void *arg) {
+  (void)arg;
+  if (!h->is_default && h->pages.may_purge) pass_heap(h, false);
+}
+
 static void *background_main(void *arg) {
   (void)arg;
   // A pass at once: from then on the slow paths leave the page heap's upkeep to this thread.
   for (;;) {
-    // The page heap's calls are counted before the caches drain: the spans a drain empties
-    // are not the program's doing, and an idle heap gives their pages back in the same pass.
-    smp_pageheap_t *ph = &SMP_HEAP_DEFAULT->pages;
-    uint64_t calls = smp_pageheap_calls(ph);
-    if (smp_frontend_is_percpu()) smp_cpucache_drain_idle();
-    bool idle = smp_pageheap_idle_since(ph, calls);
-    if (idle) smp_central_trim(smp_central_default); // the classes' wholly free reserve spans
-    smp_pageheap_background_pass(ph, idle);
-    smp_heap_pass_others();
+    pass_heap(SMP_HEAP_DEFAULT, smp_frontend_is_percpu());
+    smp_heap_retire_deferred(); // destroyed heaps' memory
+    smp_heap_each(pass_other, NULL);
     smp_pageheap_wait_pass();
   }
   return NULL;

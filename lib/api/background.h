@@ -1,14 +1,17 @@
 // Layer: api. The background thread (option background: auto, the default, starts it once the
-// process has a second thread; 1 at the first slow path; 0 never). It wakes every quarter of
-// the decay time (10 ms to 1 s; 1 s with decay off), or at once when the page heap grows past
-// stranded dirty pages (smp_pageheap_wait_pass), drains the per-CPU caches that hold blocks
-// nobody used since the last idle scan, and makes a page-heap pass: decay, the dirty bound, and
-// every free page of a heap that served no call for a whole period
-// (smp_pageheap_background_pass). Memory thus goes back while the process is idle, and the
+// process has a second thread; 1 at the first slow path; 0 never). It wakes every quarter of the
+// decay time (10 ms to 1 s; 1 s with decay off), or at once when the page heap grows past stranded
+// dirty pages (smp_pageheap_wait_pass), drains the per-CPU caches that hold blocks nobody used
+// since the last idle scan, and passes over every heap, the default one first: decay, the dirty
+// bound, and every free page of a heap that served no call for a whole period
+// (smp_pageheap_background_pass); it also gives back the memory of destroyed heaps
+// (smp_heap_retire_deferred). Each page heap keeps its passes' bookkeeping and the page heap layer
+// the wake-up event (decay.h): slow paths read the one to know whether passes still come, and
+// signal the other from below this layer. Memory thus goes back while the process is idle, and the
 // madvise calls run here instead of on the program's threads. It blocks every signal, never
-// allocates, runs at the process's priority (at a lower one it would hold the page-heap lock
-// while starved, and the program's threads would wait behind it; if it is slow all the same,
-// the slow paths stand in after two periods), and is never joined: it ends with the process. A
+// allocates, runs at the process's priority (at a lower one it would hold the page-heap lock while
+// starved, and the program's threads would wait behind it; if it is slow all the same, the slow
+// paths stand in after two periods), and is never joined: it ends with the process. A
 // single-threaded process never gets one under auto: a thread it did not ask for would break
 // unshare(CLONE_NEWUSER) and seccomp filters that forbid clone; there decay runs on the slow
 // paths.

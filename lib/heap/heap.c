@@ -188,7 +188,7 @@ out:
 // Chunk c of a destroyed heap over the OS leaves the heap (registry lock held): no longer ours
 // (the free paths never read it again) and retired (a free into it is reported); its memory is
 // given back after the lock is released, by the destroying thread or, deferred, by the
-// background thread (smp_heap_pass_others): freeing a GiB of pages costs the kernel tens of
+// background thread (smp_heap_retire_deferred): freeing a GiB of pages costs the kernel tens of
 // milliseconds, which the destroying thread then does not wait for.
 static void os_chunk_retire(smp_chunk_t *c, void *arg) {
   smp_chunk_t **list = arg;
@@ -262,21 +262,12 @@ size_t smp_heap_count(void) {
   return n;
 }
 
-void smp_heap_pass_others(void) {
+void smp_heap_retire_deferred(void) {
   smp_lock_acquire(&registry_lock);
   smp_chunk_t *chunks = to_retire;
   to_retire = NULL;
   smp_lock_release(&registry_lock);
   retire_memory(chunks);
-  smp_lock_acquire(&registry_lock);
-  for (smp_heap_t *h = others; h; h = h->next) {
-    if (!h->pages.may_purge) continue;
-    uint64_t calls = smp_pageheap_calls(&h->pages);
-    bool idle = smp_pageheap_idle_since(&h->pages, calls);
-    if (idle) smp_central_trim(&h->central);
-    smp_pageheap_background_pass(&h->pages, idle);
-  }
-  smp_lock_release(&registry_lock);
 }
 
 static void lock_heap(smp_heap_t *h) {

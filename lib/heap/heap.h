@@ -73,9 +73,9 @@ size_t smp_heap_count(void);
 void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out);
 // Whether p is a block of a destroyed heap whose chunk is still in the quarantine.
 bool smp_heap_retired(const void *p);
-// The background thread's pass over the heaps other than the default one: destroyed heaps'
-// memory, decay and trim.
-void smp_heap_pass_others(void);
+// The background thread's share of destruction: give back the memory of destroyed heaps'
+// chunks that smp_heap_delete left to it.
+void smp_heap_retire_deferred(void);
 // Fork: take (in lock order) and release every heap's locks and the registry's.
 void smp_heap_lock_all(void);
 void smp_heap_unlock_all(void);
