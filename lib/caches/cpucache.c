@@ -80,11 +80,6 @@ static void give(int index, unsigned cls, void *const *blocks, unsigned n) {
   smp_central_flush(blocks, n);
 }
 
-// The cache index this thread runs on now (-1/-2 if its rseq area is not registered).
-static int current_index(void) {
-  return *(volatile int32_t *)((char *)__builtin_thread_pointer() + smp_rseq_index_offset);
-}
-
 bool smp_cpucache_init(const char **reason) {
   smp_rseq_info_t info;
   smp_rseq_init(&info);
@@ -166,7 +161,7 @@ static unsigned shrink_locked(cache_meta_t *m, int index, unsigned v, unsigned w
       m->bytes -= take * smp_class_info[v].size;
       return take;
     }
-    if (current_index() != index) return 0; // moved: give up, the caller retries later
+    if (smp_rseq_current_index() != index) return 0; // moved: give up, the caller retries later
     void *out[64];
     give(index, v, out, smp_rseq_pop_batch(smp_cpucache_base, hdr, out, take));
   }
@@ -251,10 +246,10 @@ static void drain_idle_if_no_pass(void) {
 // (capacity 0) if this thread cannot use the per-CPU caches.
 static int prepare(unsigned cls, unsigned *cap) {
   if (cap) *cap = 0;
-  int index = current_index();
+  int index = smp_rseq_current_index();
   if (index < 0) {
     if (!smp_rseq_register_thread()) return -1;
-    index = current_index();
+    index = smp_rseq_current_index();
   }
   if (index < 0 || (unsigned)index >= cache_count) return -1;
   cache_meta_t *m = &metas[index];

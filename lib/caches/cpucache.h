@@ -26,11 +26,7 @@
 
 #include "compiler.h"
 #include "config.h"
-#if defined(__x86_64__)
-#include "rseq_x86_64.h"
-#elif defined(__aarch64__)
-#include "rseq_aarch64.h"
-#endif
+#include "rseq.h"
 
 extern SMP_HIDDEN char *smp_cpucache_base; // region of index 0; written once at start-up
 

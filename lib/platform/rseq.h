@@ -1,6 +1,7 @@
 // Layer: platform. Restartable sequences: which rseq area this thread uses, how caches are
 // indexed, and the fence that stops critical sections on other CPUs. The critical sections
-// themselves are in rseq_x86_64.h / rseq_aarch64.h, the only inline assembly of the project.
+// themselves are in rseq_x86_64.h / rseq_aarch64.h, the only inline assembly of the project;
+// this header picks the one for the target, so the caches include only rseq.h.
 // The area: glibc (2.35+) registers one per thread at thread pointer + __rseq_offset; we use
 // it when __rseq_size > 0. Where glibc did not register (older glibc, or not at all) and the
 // user did not disable rseq with GLIBC_TUNABLES=glibc.pthread.rseq=0, we register our own
@@ -75,5 +76,20 @@ void smp_rseq_init(smp_rseq_info_t *out);
 bool smp_rseq_register_thread(void);
 // Abort or complete every critical section in flight on every CPU running our threads.
 bool smp_rseq_fence(void);
+
+// The cache index the calling thread runs on now (mm_cid or cpu_id; -1/-2 if its area is not
+// registered): a read of the kernel-owned field at thread pointer + smp_rseq_index_offset.
+// Outside a critical section it is a hint: the thread may move as soon as it is read.
+SMP_INLINE int smp_rseq_current_index(void) {
+  return *(volatile int32_t *)((char *)__builtin_thread_pointer() + smp_rseq_index_offset);
+}
+
+// The critical sections for the target: smp_rseq_pop, smp_rseq_push, their batch forms and
+// smp_rseq_set_end (each architecture's file includes this one for the declarations above).
+#if defined(__x86_64__)
+#include "rseq_x86_64.h"
+#elif defined(__aarch64__)
+#include "rseq_aarch64.h"
+#endif
 
 #endif
