@@ -1,4 +1,5 @@
 // Layer: caches. See central.h for the span states and the lock order; remote.h for the word.
+#include "assertion.h"
 #include "central.h"
 #include "debug.h"
 #include "pageheap.h"
@@ -45,6 +46,8 @@ static smp_span_t *new_span_locked(smp_central_t *c, central_class_t *cc, unsign
 
 // Only with out == 0 and ATTN clear: no legitimate push can reach s any more.
 static void release_locked(central_class_t *cc, smp_span_t *s) {
+  SMP_ASSERT(smp_remote_out(smp_load_relaxed(&s->remote)) == 0 &&
+             !(smp_remote_flags(smp_load_relaxed(&s->remote)) & SMP_REMOTE_ATTN));
   if (s->listed) unlist_locked(cc, s);
   smp_store_relaxed(&s->remote, smp_remote_word(NULL, 0, SMP_REMOTE_DEAD));
   cc->spans--;

@@ -15,6 +15,7 @@
 // smp_decay_bound_locked). Pages stranded below a growing heap go back when it maps a chunk
 // (smp_decay_stranded_locked). Spans go back through the page heap's
 // smp_pageheap_purge_span_locked and smp_pageheap_chunk_release_locked (pageheap.c).
+#include "assertion.h"
 #include "options.h"
 #include "pageheap.h"
 
@@ -33,6 +34,7 @@ void smp_decay_add_locked(smp_pageheap_t *ph, smp_span_t *s, uint64_t t) {
   s->dirty_next = after ? after->dirty_next : ph->dirty_oldest;
   if (s->dirty_next) s->dirty_next->dirty_prev = s; else ph->dirty_youngest = s;
   if (after) after->dirty_next = s; else ph->dirty_oldest = s;
+  SMP_ASSERT(s->dirty_next == NULL || s->dirty_next->freed_ms > t); // not ahead of an older one
   if (ph->dirty_oldest == s) ph->decay_due_ms = t + smp_options.decay_ms;
 }
 

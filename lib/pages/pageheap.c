@@ -15,6 +15,7 @@
 // smp_pageheap_purge_span_locked and smp_pageheap_chunk_release_locked.
 #include <string.h>
 
+#include "assertion.h"
 #include "options.h"
 #include "pageheap.h"
 
@@ -64,6 +65,7 @@ static void bucket_insert(smp_pageheap_t *ph, smp_span_t *s) { bucket_insert_at(
 static void bucket_remove(smp_pageheap_t *ph, smp_span_t *s) {
   size_t n = s->npages;
   unsigned set = set_of(s);
+  SMP_ASSERT(s->state == SMP_SPAN_FREE && (s->prev != NULL || ph->buckets[set][n] == s));
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -85,7 +87,11 @@ static smp_span_t *bucket_find(smp_pageheap_t *ph, size_t n) {
     for (size_t w = n / 64; w < SMP_ARRAY_LEN(ph->nonempty[set]); w++) {
       uint64_t bits = ph->nonempty[set][w];
       if (w == n / 64) bits &= ~(uint64_t)0 << (n % 64);
-      if (bits) return ph->buckets[set][w * 64 + (size_t)__builtin_ctzll(bits)];
+      if (bits) {
+        smp_span_t *s = ph->buckets[set][w * 64 + (size_t)__builtin_ctzll(bits)];
+        SMP_ASSERT(s != NULL); // a bucket's nonempty bit is set iff it has a span
+        return s;
+      }
     }
   return NULL;
 }
@@ -270,6 +276,7 @@ void smp_pageheap_set_class(smp_span_t *s, unsigned cls) {
 static void set_class_locked(smp_pageheap_t *ph, smp_span_t *s, unsigned cls) {
   smp_chunk_t *c = smp_span_chunk(s);
   size_t first = smp_span_first_page(s);
+  SMP_ASSERT(s->state == (cls ? SMP_SPAN_LARGE : SMP_SPAN_SMALL));
   if (ph->class_pages) memset(&c->page_class[first], (int)cls, s->npages);
   if (cls) {
     s->state = SMP_SPAN_SMALL;
@@ -283,6 +290,7 @@ static void set_class_locked(smp_pageheap_t *ph, smp_span_t *s, unsigned cls) {
 void smp_pageheap_free(smp_span_t *s) {
   smp_pageheap_t *ph = smp_span_chunk(s)->heap;
   smp_lock_acquire(&ph->lock);
+  SMP_ASSERT(s->state == SMP_SPAN_SMALL || s->state == SMP_SPAN_LARGE);
   if (s->state == SMP_SPAN_SMALL) {
     if (ph->class_pages) memset(&smp_span_chunk(s)->page_class[smp_span_first_page(s)], 0, s->npages);
     ph->small_pages -= s->npages;

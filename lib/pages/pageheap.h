@@ -68,7 +68,7 @@ smp_span_t *smp_pageheap_alloc(smp_pageheap_t *ph, size_t npages, size_t align_p
 // A SMALL span of class cls (page classes set if the heap keeps them), npages long; otherwise
 // as smp_pageheap_alloc (one hold of the lock, so a nowait caller never waits twice).
 smp_span_t *smp_pageheap_alloc_small(smp_pageheap_t *ph, size_t npages, unsigned cls, bool nowait);
-// Give a span back (any state); its pages become free and coalesce with free neighbours.
+// Give a span back (SMALL or LARGE); its pages become free and coalesce with free neighbours.
 void smp_pageheap_free(smp_span_t *span);
 // Turn a LARGE span into a SMALL one of class cls (sets the page classes), or back (cls 0).
 void smp_pageheap_set_class(smp_span_t *span, unsigned cls);

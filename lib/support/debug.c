@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "assertion.h"
 #include "debug.h"
 
 void smp_text_init(smp_text_t *t, int fd) {
@@ -107,4 +108,18 @@ void smp_debug_warn(const char *what, const char *detail) {
   }
   smp_text_str(&t, "\n");
   smp_text_flush(&t);
+}
+
+void smp_assert_fail(const char *cond, const char *file, int line) {
+  smp_text_t t;
+  smp_text_init(&t, STDERR_FILENO);
+  smp_text_str(&t, "smpalloc: internal assertion failed: ");
+  smp_text_str(&t, cond);
+  smp_text_str(&t, " (");
+  smp_text_str(&t, file);
+  smp_text_str(&t, ":");
+  smp_text_u64(&t, line > 0 ? (uint64_t)line : 0, 0);
+  smp_text_str(&t, ")\n");
+  smp_text_flush(&t);
+  abort();
 }
