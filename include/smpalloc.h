@@ -109,7 +109,10 @@ typedef struct smp_stats {
  *  and stats->size = sizeof *stats first). Takes the allocator's statistics locks and walks
  *  the heap's mappings (mincore), so it costs microseconds per GiB mapped: for monitoring, not
  *  for hot paths. Allocates nothing. Returns 0, or EINVAL (nothing filled) if stats is NULL,
- *  its version is 0 or its size does not cover in_use; fields beyond size are not written. */
+ *  its version is 0 or its size does not cover in_use; fields beyond size are not written.
+ *  A library built with its statistics counters compiled out (CMake -DSMP_STATS=OFF) does not
+ *  count small blocks: in_use leaves them out, free the free blocks in small spans, and purged,
+ *  purges and chunks_unmapped read 0 (here and in smp_heap_stats_get; smp_stats_print says so). */
 SMP_API int smp_stats_get(smp_stats_t *stats);
 
 /* ---- Heaps ------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 // Layer: api. See report.h. Counters are read without stopping other threads, so a report
 // taken while they run is a consistent-enough snapshot, not an exact one; every figure is
-// exact once the other threads are quiet.
+// exact once the other threads are quiet. Built with SMP_STATS 0 (stats.h), the figures that
+// come from statistics counters (small blocks in use, free blocks in spans, purges, mark
+// checks, idle scans) are not known: the totals leave them at 0 and the report says so.
 #include <string.h>
 
 #include "smpalloc.h"
@@ -16,6 +18,7 @@
 #include "pageheap.h"
 #include "report.h"
 #include "sizeclass.h"
+#include "stats.h"
 #include "tcache.h"
 
 // Guards ts (too big for small thread stacks). Taken before any other allocator lock, and by
@@ -46,10 +49,11 @@ static void totals_locked(smp_report_totals_t *out) {
     smp_central_class_stats_t ccs;
     smp_central_stats(smp_central_default, c, &ccs);
     uint64_t held = held_of(c), cached = cached_of(c);
+    out->cached += cached * size;
+    if (!SMP_STATS) continue; // held is counted by statistics only
     uint64_t users = held > cached ? held - cached : 0;
     out->small_in_use += users * size;
     out->small_blocks += users;
-    out->cached += cached * size;
     uint64_t cap = (uint64_t)ccs.spans * smp_class_info[c].capacity;
     out->central_free += (cap > held ? cap - held : 0) * size;
   }
@@ -149,11 +153,16 @@ void smp_report_print(int fd) {
     smp_text_str(&t, " per-CPU caches reserved");
   }
   smp_text_str(&t, "\n");
+  if (!SMP_STATS)
+    smp_text_str(&t, "  statistics:     compiled out (SMP_STATS=0): small blocks in use, free blocks in "
+                     "spans, purges, mark checks and idle scans are not counted\n");
   size_t in_use = r.small_in_use + r.large_in_use + r.huge_in_use;
-  line(&t, "  in use:      ", in_use, "\n");
-  line(&t, "    small:     ", r.small_in_use, " in ");
-  smp_text_u64(&t, r.small_blocks, 0);
-  smp_text_str(&t, " blocks\n");
+  line(&t, "  in use:      ", in_use, SMP_STATS ? "\n" : " in large and huge blocks\n");
+  if (SMP_STATS) {
+    line(&t, "    small:     ", r.small_in_use, " in ");
+    smp_text_u64(&t, r.small_blocks, 0);
+    smp_text_str(&t, " blocks\n");
+  }
   line(&t, "    large:     ", r.large_in_use, " in ");
   smp_text_u64(&t, r.large_count, 0);
   smp_text_str(&t, " page runs\n");
@@ -161,7 +170,7 @@ void smp_report_print(int fd) {
   smp_text_u64(&t, r.huge_count, 0);
   smp_text_str(&t, " mappings\n");
   line(&t, "  cached:      ", r.cached, smp_frontend_is_percpu() ? " in per-CPU caches\n" : " in thread caches\n");
-  line(&t, "  span free:   ", r.central_free, " free blocks in small spans\n");
+  if (SMP_STATS) line(&t, "  span free:   ", r.central_free, " free blocks in small spans\n");
   line(&t, "  page free:   ", r.pageheap_free, " free page runs, ");
   smp_text_bytes(&t, r.pageheap_dirty, 0);
   smp_text_str(&t, " of them possibly resident");
@@ -172,11 +181,14 @@ void smp_report_print(int fd) {
   }
   smp_text_str(&t, "\n");
   line(&t, "  mapped:      ", r.mapped, " (chunks and huge mappings)\n");
-  line(&t, "  purged:      ", r.purged, " given back to the OS so far, in ");
-  smp_text_u64(&t, r.purges, 0);
-  smp_text_str(&t, " calls; ");
-  smp_text_u64(&t, r.chunks_unmapped, 0);
-  smp_text_str(&t, " chunks unmapped\n  decay:          ");
+  if (SMP_STATS) {
+    line(&t, "  purged:      ", r.purged, " given back to the OS so far, in ");
+    smp_text_u64(&t, r.purges, 0);
+    smp_text_str(&t, " calls; ");
+    smp_text_u64(&t, r.chunks_unmapped, 0);
+    smp_text_str(&t, " chunks unmapped\n");
+  }
+  smp_text_str(&t, "  decay:          ");
   if (smp_options.decay_ms) {
     smp_text_u64(&t, smp_options.decay_ms, 0);
     smp_text_str(&t, smp_options.purge == SMP_PURGE_FREE ? " ms, MADV_FREE" : " ms, MADV_DONTNEED");
@@ -196,17 +208,21 @@ void smp_report_print(int fd) {
   smp_text_str(&t, " exited\n");
   smp_doublefree_stats_t ds;
   smp_doublefree_stats(&ds);
-  smp_text_str(&t, "  mark checks:    ");
-  smp_text_u64(&t, ds.suspicions, 0);
-  smp_text_str(&t, " blocks freed holding their free mark, ");
-  smp_text_u64(&t, ds.confirmed, 0);
-  smp_text_str(&t, " of them found free\n");
+  if (SMP_STATS) {
+    smp_text_str(&t, "  mark checks:    ");
+    smp_text_u64(&t, ds.suspicions, 0);
+    smp_text_str(&t, " blocks freed holding their free mark, ");
+    smp_text_u64(&t, ds.confirmed, 0);
+    smp_text_str(&t, " of them found free\n");
+  }
   if (smp_frontend_is_percpu()) {
-    smp_text_str(&t, "  idle scans:     ");
-    smp_text_u64(&t, cs.scans_background, 0);
-    smp_text_str(&t, " by the background thread, ");
-    smp_text_u64(&t, cs.scans_slow, 0);
-    smp_text_str(&t, " by slow paths\n");
+    if (SMP_STATS) {
+      smp_text_str(&t, "  idle scans:     ");
+      smp_text_u64(&t, cs.scans_background, 0);
+      smp_text_str(&t, " by the background thread, ");
+      smp_text_u64(&t, cs.scans_slow, 0);
+      smp_text_str(&t, " by slow paths\n");
+    }
     smp_text_str(&t, "  cache        hits      misses    restarts      cached\n");
     uint64_t v[4];
     for (unsigned i = 0; smp_cpucache_cache_stats(i, v); i++) {
@@ -229,7 +245,8 @@ void smp_report_print(int fd) {
     smp_text_u64(&t, smp_class_info[c].size, 8);
     smp_text_u64(&t, smp_class_info[c].pages, 12);
     smp_text_u64(&t, ccs.spans, 7);
-    smp_text_u64(&t, held > cached ? held - cached : 0, 16);
+    if (SMP_STATS) smp_text_u64(&t, held > cached ? held - cached : 0, 16);
+    else smp_text_str(&t, "               -"); // not counted
     smp_text_u64(&t, cached, 16);
     smp_text_str(&t, "\n");
   }

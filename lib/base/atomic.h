@@ -30,9 +30,4 @@
   atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_acq_rel,     \
                                         memory_order_relaxed)
 
-// Owner-written counters that other threads read for statistics: plain moves on every target,
-// but visible to ThreadSanitizer as the benign races they are.
-typedef _Atomic uint64_t smp_counter_t;
-#define smp_counter_add(c, v) smp_store_relaxed((c), smp_load_relaxed(c) + (v))
-
 #endif

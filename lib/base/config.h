@@ -6,7 +6,8 @@
 
 #define SMP_VERSION_STRING "0.1.0"
 
-// Build switches, set by CMake (SMP_SANITIZE, SMP_ASSERTS, the fault-injection test library).
+// Build switches, set by CMake (SMP_SANITIZE, SMP_STATS, SMP_ASSERTS, the fault-injection test
+// library).
 // SMP_TEST_NAMES: override.c exports the malloc family as smp_test_malloc... instead of malloc,
 // for sanitizer builds whose runtime owns the standard names.
 #ifndef SMP_TEST_NAMES
@@ -20,6 +21,11 @@
 // SMP_FAULT_INJECT: the OS wrappers can be told to fail (os.h); only tests/fault sets it.
 #ifndef SMP_FAULT_INJECT
 #define SMP_FAULT_INJECT 0
+#endif
+// SMP_STATS: the statistics counters (stats.h) are kept; 0 compiles them out. CMake option
+// SMP_STATS, default ON.
+#ifndef SMP_STATS
+#define SMP_STATS 1
 #endif
 // SMP_ASSERTS: internal invariants are checked (SMP_ASSERT, assertion.h); CMake sets it in
 // Debug builds and with -DSMP_ASSERTS=ON.

@@ -1,7 +1,8 @@
 // Layer: caches. See cpucache.h for the region layout, ownership and the drain protocol.
 // Counters: hits are counted in the headers by the critical sections, restarts by their abort
-// handlers (class 0's header); misses and the blocks moved to and from the central lists are
-// relaxed atomic adds on slow paths.
+// handlers (class 0's header); misses are relaxed atomic adds on slow paths (they pace the idle
+// scans and commit retries), and so are the blocks moved to and from the central lists, which
+// are statistics only (stats.h: compiled out with SMP_STATS 0).
 #include <string.h>
 
 #include "atomic.h"
@@ -11,6 +12,7 @@
 #include "os.h"
 #include "rseq.h"
 #include "sizeclass.h"
+#include "stats.h"
 
 typedef struct cpu_hdr {
   _Atomic uint16_t current; // committed by the critical sections (16-bit store)
@@ -36,7 +38,7 @@ typedef struct cache_meta {
   unsigned victim;                      // lock: next class to take capacity from
   uint64_t idle_hits;                   // lock: hits seen by the last idle scan
   _Atomic uint64_t misses;              // any thread, relaxed
-  _Atomic uint64_t took[SMP_CLASS_COUNT], gave[SMP_CLASS_COUNT];
+  smp_counter_t took[SMP_CLASS_COUNT], gave[SMP_CLASS_COUNT]; // any thread
 } cache_meta_t;
 
 char *smp_cpucache_base;
@@ -49,7 +51,7 @@ static smp_lock_t *locks;          // cache_count entries
 static uint16_t first[SMP_CLASS_COUNT], max_cap[SMP_CLASS_COUNT];
 static size_t budget;
 static bool by_mm_cid;
-static _Atomic uint64_t direct_took[SMP_CLASS_COUNT], direct_gave[SMP_CLASS_COUNT];
+static smp_counter_t direct_took[SMP_CLASS_COUNT], direct_gave[SMP_CLASS_COUNT];
 
 static cpu_hdr_t *hdr_of(unsigned index, unsigned cls) {
   return (cpu_hdr_t *)(smp_cpucache_base + ((size_t)index << SMP_CPUCACHE_SHIFT) +
@@ -66,17 +68,17 @@ static unsigned batch(unsigned cls) { return smp_class_info[cls].batch; } // 1..
 
 // Statistics counters of blocks moved between cache index (or -1: no cache) and the central
 // list of class cls.
-static _Atomic uint64_t *took_of(int index, unsigned cls) {
+static smp_counter_t *took_of(int index, unsigned cls) {
   return index < 0 ? &direct_took[cls] : &metas[index].took[cls];
 }
-static _Atomic uint64_t *gave_of(int index, unsigned cls) {
+static smp_counter_t *gave_of(int index, unsigned cls) {
   return index < 0 ? &direct_gave[cls] : &metas[index].gave[cls];
 }
 
 // Give n blocks of class cls back to the central list, counted against index.
 static void give(int index, unsigned cls, void *const *blocks, unsigned n) {
   if (n == 0) return;
-  smp_fetch_add_relaxed(gave_of(index, cls), n);
+  smp_counter_add_shared(gave_of(index, cls), n);
   smp_central_flush(blocks, n);
 }
 
@@ -195,7 +197,8 @@ static size_t drain_indexes_locked(const unsigned *list, unsigned n);
 
 // Idle scans, and when the background thread last made one (0: never): while its passes come,
 // application threads leave the scan and its membarrier to it.
-static _Atomic uint64_t pass_scan_ms, scans_background, scans_slow;
+static _Atomic uint64_t pass_scan_ms;
+static smp_counter_t scans_background, scans_slow;
 
 // Drain caches that hold blocks and whose hit count did not move since the last scan: no running
 // thread uses them (with mm_cid, indexes above the current concurrency go quiet). An empty cache
@@ -229,7 +232,7 @@ static void drain_idle_scan(void) {
 
 void smp_cpucache_drain_idle(void) {
   smp_store_relaxed(&pass_scan_ms, smp_os_now_ms());
-  smp_fetch_add_relaxed(&scans_background, 1);
+  smp_counter_add_shared(&scans_background, 1);
   drain_idle_scan();
 }
 
@@ -237,7 +240,7 @@ void smp_cpucache_drain_idle(void) {
 static void drain_idle_if_no_pass(void) {
   uint64_t last = smp_load_relaxed(&pass_scan_ms);
   if (last != 0 && smp_os_now_ms() - last < SMP_CPUCACHE_PASS_STALE_MS) return;
-  smp_fetch_add_relaxed(&scans_slow, 1);
+  smp_counter_add_shared(&scans_slow, 1);
   drain_idle_scan();
 }
 
@@ -280,7 +283,7 @@ void *smp_cpucache_alloc_slow(unsigned cls) {
   void *blocks[64];
   unsigned n = smp_central_refill(smp_central_default, cls, blocks, want, false);
   if (n == 0) return NULL;
-  smp_fetch_add_relaxed(took_of(index, cls), n);
+  smp_counter_add_shared(took_of(index, cls), n);
   void *p = blocks[--n];
   unsigned k = n ? smp_rseq_push_batch(smp_cpucache_base, smp_cpucache_hdr(cls), blocks, n)
                  : 0;
@@ -291,7 +294,7 @@ void *smp_cpucache_alloc_slow(unsigned cls) {
 void *smp_cpucache_alloc_nowait(unsigned cls) {
   void *p;
   if (smp_central_refill(smp_central_default, cls, &p, 1, true) == 0) return NULL;
-  smp_fetch_add_relaxed(took_of(-1, cls), 1);
+  smp_counter_add_shared(took_of(-1, cls), 1);
   return p;
 }
 
@@ -408,11 +411,11 @@ bool smp_cpucache_holds(unsigned cls, const void *p) {
 
 void smp_cpucache_stats(smp_cpucache_stats_t *out) {
   memset(out, 0, sizeof *out);
-  out->scans_background = smp_load_relaxed(&scans_background);
-  out->scans_slow = smp_load_relaxed(&scans_slow);
+  out->scans_background = smp_counter_get(&scans_background);
+  out->scans_slow = smp_counter_get(&scans_slow);
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
-    out->took[c] = smp_load_relaxed(&direct_took[c]);
-    out->gave[c] = smp_load_relaxed(&direct_gave[c]);
+    out->took[c] = smp_counter_get(&direct_took[c]);
+    out->gave[c] = smp_counter_get(&direct_gave[c]);
   }
   for (unsigned i = 0; i < cache_count; i++) {
     cache_meta_t *m = &metas[i];
@@ -422,8 +425,8 @@ void smp_cpucache_stats(smp_cpucache_stats_t *out) {
       for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
         uint16_t cur = smp_load_relaxed(&hdr_of(i, c)->current);
         out->cached[c] += cur > first[c] ? (unsigned)(cur - first[c]) : 0;
-        out->took[c] += smp_load_relaxed(&m->took[c]);
-        out->gave[c] += smp_load_relaxed(&m->gave[c]);
+        out->took[c] += smp_counter_get(&m->took[c]);
+        out->gave[c] += smp_counter_get(&m->gave[c]);
       }
     }
     smp_lock_release(&locks[i]);

@@ -36,7 +36,7 @@ static void flush_range(smp_hcache_set_t *set, smp_hcache_t *hc, unsigned cls, u
                         uint32_t to) {
   void *out[SMP_HCACHE_CAP];
   for (uint32_t i = from; i < to; i++) out[i - from] = smp_load_relaxed(&hc->slots[cls][i]);
-  smp_fetch_add_relaxed(&set->gave[cls], to - from);
+  smp_counter_add_shared(&set->gave[cls], to - from);
   smp_central_flush(out, to - from);
 }
 
@@ -124,7 +124,7 @@ void *smp_hcache_alloc_slow(smp_hcache_set_t *set, unsigned cls, bool nowait) {
   unsigned want = hc ? refill_batch(cls) : 1;
   unsigned n = smp_central_refill(set->central, cls, got, want, nowait);
   if (n == 0) return NULL;
-  smp_fetch_add_relaxed(&set->took[cls], n);
+  smp_counter_add_shared(&set->took[cls], n);
   if (hc) {
     uint32_t c = smp_load_relaxed(&hc->count[cls]); // 0: this is a miss
     for (unsigned i = 0; i + 1 < n; i++) smp_store_relaxed(&hc->slots[cls][c + i], got[i]);
@@ -136,7 +136,7 @@ void *smp_hcache_alloc_slow(smp_hcache_set_t *set, unsigned cls, bool nowait) {
 void smp_hcache_free_slow(smp_hcache_set_t *set, void *p, unsigned cls) {
   smp_hcache_t *hc = find_or_create(set, false);
   if (hc == NULL) {
-    smp_fetch_add_relaxed(&set->gave[cls], 1);
+    smp_counter_add_shared(&set->gave[cls], 1);
     smp_central_flush(&p, 1);
     return;
   }

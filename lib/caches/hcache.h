@@ -23,6 +23,7 @@
 #include "central.h"
 #include "compiler.h"
 #include "config.h"
+#include "stats.h"
 
 #define SMP_HCACHE_WAYS 4
 #define SMP_HCACHE_CAP 16
@@ -41,8 +42,8 @@ struct smp_hcache_set {
   smp_lock_t lock;
   smp_hcache_t *list;                          // lock
   smp_central_t *central;                      // set at init
-  _Atomic uint64_t took[SMP_CLASS_COUNT];      // blocks from the central lists (relaxed)
-  _Atomic uint64_t gave[SMP_CLASS_COUNT];      // blocks back to them (relaxed)
+  smp_counter_t took[SMP_CLASS_COUNT];         // blocks from the central lists (any thread)
+  smp_counter_t gave[SMP_CLASS_COUNT];         // blocks back to them (any thread)
 };
 
 extern SMP_HIDDEN __thread smp_hcache_t *smp_hcache_ways[SMP_HCACHE_WAYS] SMP_TLS_IE;

@@ -23,7 +23,7 @@ static smp_tcache_t *live;  // registry lock: caches of live threads
 static smp_tcache_t *spare; // registry lock: retired caches, reused by new threads
 static uint64_t live_count, exited_count;
 // Blocks taken/returned by retired caches and by cache-less (dead or debug) operations.
-static _Atomic uint64_t retired_took[SMP_CLASS_COUNT], retired_gave[SMP_CLASS_COUNT];
+static smp_counter_t retired_took[SMP_CLASS_COUNT], retired_gave[SMP_CLASS_COUNT];
 static pthread_key_t exit_key;
 static bool have_exit_key;
 
@@ -52,8 +52,8 @@ static void registry_unlink_locked(smp_tcache_t *tc) {
   live_count--;
   exited_count++;
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
-    smp_fetch_add_relaxed(&retired_took[c], smp_load_relaxed(&tc->took[c]));
-    smp_fetch_add_relaxed(&retired_gave[c], smp_load_relaxed(&tc->gave[c]));
+    smp_counter_add_shared(&retired_took[c], smp_counter_get(&tc->took[c]));
+    smp_counter_add_shared(&retired_gave[c], smp_counter_get(&tc->gave[c]));
   }
   tc->next = spare;
   spare = tc;
@@ -95,7 +95,7 @@ void *smp_tcache_alloc_slow(unsigned cls) {
   if (tc == NULL || tc->bins[cls].cap == 0) { // dead thread, debug mode, or no cache memory
     void *p;
     if (smp_central_refill(smp_central_default, cls, &p, 1, false) == 0) return NULL;
-    smp_fetch_add_relaxed(&retired_took[cls], 1);
+    smp_counter_add_shared(&retired_took[cls], 1);
     return p;
   }
   smp_cache_bin_t *b = &tc->bins[cls];
@@ -112,7 +112,7 @@ void *smp_tcache_alloc_slow(unsigned cls) {
 void *smp_tcache_alloc_nowait(unsigned cls) {
   void *p;
   if (smp_central_refill(smp_central_default, cls, &p, 1, true) == 0) return NULL;
-  smp_fetch_add_relaxed(&retired_took[cls], 1);
+  smp_counter_add_shared(&retired_took[cls], 1);
   return p;
 }
 
@@ -120,7 +120,7 @@ void smp_tcache_free_slow(void *p, unsigned cls) {
   smp_tcache_t *tc = self_or_create();
   if (tc == NULL || tc->bins[cls].cap == 0) {
     smp_central_flush(&p, 1);
-    smp_fetch_add_relaxed(&retired_gave[cls], 1);
+    smp_counter_add_shared(&retired_gave[cls], 1);
     return;
   }
   smp_cache_bin_t *b = &tc->bins[cls];
@@ -186,10 +186,10 @@ void smp_tcache_stats(smp_tcache_stats_t *out) {
   memset(out, 0, sizeof *out);
   smp_lock_acquire(&registry_lock);
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
-    out->cls[c].held = smp_load_relaxed(&retired_took[c]) - smp_load_relaxed(&retired_gave[c]);
+    out->cls[c].held = smp_counter_get(&retired_took[c]) - smp_counter_get(&retired_gave[c]);
   for (smp_tcache_t *tc = live; tc; tc = tc->next)
     for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
-      out->cls[c].held += smp_load_relaxed(&tc->took[c]) - smp_load_relaxed(&tc->gave[c]);
+      out->cls[c].held += smp_counter_get(&tc->took[c]) - smp_counter_get(&tc->gave[c]);
       out->cls[c].cached += smp_load_relaxed(&tc->bins[c].count);
     }
   out->live = live_count;

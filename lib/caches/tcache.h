@@ -23,6 +23,7 @@
 #include "atomic.h"
 #include "compiler.h"
 #include "config.h"
+#include "stats.h"
 
 typedef struct smp_cache_bin {
   _Atomic uint32_t count;  // owner: blocks in slots (release store; others load acquire)

@@ -296,10 +296,10 @@ void smp_heap_unlock_all(void) {
 void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out) {
   smp_pageheap_stats_t ps;
   smp_pageheap_stats(&h->pages, &ps);
-  uint64_t small_out = 0, central_free = 0;
-  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+  uint64_t small_out = 0, central_free = 0; // not counted when statistics are compiled out
+  for (unsigned c = 1; SMP_STATS && c < SMP_CLASS_COUNT; c++) {
     size_t size = smp_class_info[c].size;
-    int64_t held = (int64_t)(smp_load_relaxed(&h->caches.took[c]) - smp_load_relaxed(&h->caches.gave[c]));
+    int64_t held = (int64_t)(smp_counter_get(&h->caches.took[c]) - smp_counter_get(&h->caches.gave[c]));
     uint64_t held_blocks = held > 0 ? (uint64_t)held : 0;
     smp_central_class_stats_t ccs;
     smp_central_stats(&h->central, c, &ccs);

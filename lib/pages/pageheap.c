@@ -217,8 +217,8 @@ bool smp_pageheap_purge_span_locked(smp_pageheap_t *ph, smp_span_t *s, bool lazy
   if (!ok) lazy = false, ok = smp_os_purge(smp_span_start(s), smp_span_bytes(s));
   if (!ok) return false;
   bucket_remove(ph, s);
-  if (!s->purged) ph->purged_bytes += smp_span_bytes(s);
-  ph->purge_calls++;
+  if (!s->purged) smp_counter_add(&ph->purged_bytes, smp_span_bytes(s));
+  smp_counter_add(&ph->purge_calls, 1);
   // MADV_DONTNEED zeroes private anonymous pages only; a region may be shared memory.
   s->zeroed = !lazy && !ph->fixed;
   s->purged = lazy || ph->fixed;
@@ -374,7 +374,7 @@ static void chunk_unlink_locked(smp_pageheap_t *ph, smp_chunk_t *c) {
 void smp_pageheap_chunk_release_locked(smp_pageheap_t *ph, smp_chunk_t *c) {
   bucket_remove(ph, &c->spans[SMP_CHUNK_HEADER_PAGES]);
   chunk_unlink_locked(ph, c);
-  ph->chunks_unmapped++;
+  smp_counter_add(&ph->chunks_unmapped, 1);
   smp_pagemap_set_owned(c, false);
   smp_os_unmap(c, SMP_CHUNK_SIZE);
 }
@@ -424,9 +424,9 @@ void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out) {
   out->small_bytes = ph->small_pages * SMP_PAGE_SIZE;
   out->huge_bytes = ph->huge_pages * SMP_PAGE_SIZE;
   out->limit = ph->limit_pages * SMP_PAGE_SIZE;
-  out->purged_bytes = ph->purged_bytes;
-  out->purge_calls = ph->purge_calls;
-  out->chunks_unmapped = ph->chunks_unmapped;
+  out->purged_bytes = smp_counter_get(&ph->purged_bytes);
+  out->purge_calls = smp_counter_get(&ph->purge_calls);
+  out->chunks_unmapped = smp_counter_get(&ph->chunks_unmapped);
   out->stranded_pending = ph->stranded_pending * SMP_PAGE_SIZE;
   out->passes = ph->passes;
   smp_lock_release(&ph->lock);

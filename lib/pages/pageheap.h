@@ -17,6 +17,7 @@
 #include "decay.h" // the other half of the interface: giving pages back
 #include "os.h"
 #include "pagemap.h"
+#include "stats.h"
 
 #define SMP_PAGEHEAP_BUCKETS (SMP_CHUNK_PAGES + 1)
 
@@ -32,7 +33,7 @@ struct smp_pageheap {
   size_t huge_pages;                // huge mappings charged to this heap (limit)
   smp_span_t *dirty_oldest, *dirty_youngest; // the decay list
   uint64_t decay_due_ms;            // when the oldest dirty span comes of age
-  uint64_t purged_bytes, purge_calls, chunks_unmapped;
+  smp_counter_t purged_bytes, purge_calls, chunks_unmapped; // statistics
   size_t bound_extra;               // pages the dirty bound allows beyond dirty_pct
   uint64_t bound_extra_halve_ms;    // when bound_extra halves next
   uint64_t bound_purged_ms;         // when the bound last gave pages back (0: never)
