@@ -1,4 +1,4 @@
-// Layer: api. Blocks above the largest size class (or with alignment the classes cannot give).
+// Layer: heap. Blocks above the largest size class (or with alignment the classes cannot give).
 // Large: up to SMP_HUGE_THRESHOLD, a page run from the page heap (usable size = whole pages).
 // Huge: above it, a dedicated mapping, recorded in an open-addressing table keyed by address,
 // under its own lock (huge calls are rare and already pay for a system call).

@@ -1,4 +1,4 @@
-// Layer: api. See large.h. Huge table: open addressing with linear probing; key 0 = empty,
+// Layer: heap. See large.h. Huge table: open addressing with linear probing; key 0 = empty,
 // key 1 = deleted. It is grown (doubled and rehashed into a fresh mapping) when live plus
 // deleted entries would exceed half of it, so a probe always ends. All of it is guarded by
 // huge_lock; large (page-heap) blocks need no lock here beyond the page heap's.
