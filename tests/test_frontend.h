@@ -1,11 +1,11 @@
 // The front end a test program must run on, and the check every test program makes once (C and
 // C++; header-only). The rule, written down here only: SMPALLOC_OPTIONS asks for
 //   thread  if its last valid frontend: item says thread, or debug is on (debug mode caches
-//           nothing, so lib/frontend.c picks the per-thread caches even over frontend:percpu),
+//           nothing, so lib/caches/frontend.c picks the per-thread caches even over frontend:percpu),
 //           or the build is a ThreadSanitizer one (which cannot follow rseq restarts);
 //   percpu  else if its last valid frontend: item says percpu;
 //   either  else (frontend:auto or none: per-CPU where rseq works, per-thread where not).
-// Items are read as lib/options.c reads them: comma-separated, empty items skipped, a later
+// Items are read as lib/support/options.c reads them: comma-separated, empty items skipped, a later
 // item overriding an earlier one, and an item the library rejects (frontend:bogus, debug:maybe)
 // ignored. debug is on after a bare "debug" or debug:1/true/yes, off after debug:0/false/no.
 // So tests compose their options after the environment's (ctest ENVIRONMENT_MODIFICATION

@@ -1,5 +1,5 @@
 // Force-included (-include) into every test program of a sanitizer build whose runtime owns the
-// standard malloc names (SMP_SANITIZE=address or thread). There lib/override.c exports the
+// standard malloc names (SMP_SANITIZE=address or thread). There lib/api/override.c exports the
 // malloc family as smp_test_malloc, smp_test_free, ... (SMP_TEST_NAMES=1); these macros send the
 // test's own calls to them, so the test exercises smpalloc's code under the sanitizer while libc,
 // Criterion and the sanitizer runtime keep the sanitizer's malloc.

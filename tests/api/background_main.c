@@ -1,4 +1,4 @@
-// The background thread's start (lib/background.h), run as its own process because the rule is
+// The background thread's start (lib/api/background.h), run as its own process because the rule is
 // about the process's threads: argv[1] is what SMPALLOC_OPTIONS' background says (0, 1 or
 // auto). Slow paths run first with this one thread, then again after a second thread has
 // existed; smp_stats_get's background flag must be, in turn:

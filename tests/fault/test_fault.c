@@ -1,4 +1,4 @@
-// The allocator under an OS that refuses memory: lib/os.h's fault plan (SMP_FAULT_INJECT build)
+// The allocator under an OS that refuses memory: lib/platform/os.h's fault plan (SMP_FAULT_INJECT build)
 // makes mmap, mremap and madvise fail, by count or at random. Every scenario asserts that faults
 // were really injected (so none passes vacuously), that each NULL came with ENOMEM, that no
 // block already handed out lost a byte (live blocks carry a pattern and are checked after each

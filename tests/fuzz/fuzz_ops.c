@@ -40,7 +40,7 @@
 #define MAX_OPS 1024
 #define KIB ((size_t)1024)
 #define MIB (KIB * KIB)
-#define SMALL_MAX (64 * KIB)         // largest size class (lib/config.h SMP_SMALL_MAX)
+#define SMALL_MAX (64 * KIB)         // largest size class (lib/base/config.h SMP_SMALL_MAX)
 #define HUGE_MIN (2 * MIB)           // above this: dedicated mappings (SMP_HUGE_THRESHOLD)
 #define ABSURD ((size_t)1 << 48)     // beyond the user address space: must fail with ENOMEM
 #define BIG_BUDGET (6 * MIB)         // per input: bytes requested above SMALL_MAX
@@ -236,8 +236,8 @@ static size_t check_new(unsigned s, void *p, size_t size, size_t align, const ch
   return usable;
 }
 
-// The waste bound of a fresh malloc/calloc block, from the layout of lib/sizeclass.h and
-// lib/large.h: a small block wastes at most max(16, n/8) bytes, a page run less than one
+// The waste bound of a fresh malloc/calloc block, from the layout of lib/objects/sizeclass.h and
+// lib/heap/large.h: a small block wastes at most max(16, n/8) bytes, a page run less than one
 // 8 KiB page, a huge mapping less than one OS page. A larger usable size means a request went
 // to the wrong class or tier.
 static void check_waste(const void *p, size_t size, size_t usable, const char *what) {
@@ -649,7 +649,7 @@ static unsigned next16(reader_t *r) {
   return lo | next8(r) << 8;
 }
 
-// The size-class rule of lib/sizeclass.h, restated: 16..128 by 16, then 8 per doubling.
+// The size-class rule of lib/objects/sizeclass.h, restated: 16..128 by 16, then 8 per doubling.
 static size_t class_size(unsigned cls) {
   if (cls <= 8) return 16 * cls;
   unsigned k = 7 + (cls - 9) / 8, j = (cls - 9) % 8 + 1;

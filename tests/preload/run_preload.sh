@@ -50,7 +50,7 @@ fi
 mkdir -p "$WORK/in" "$WORK/plain" "$WORK/preload" "$WORK/tmp" "$WORK/lddebug"
 
 # Options for the preloaded runs: the inherited ones come first, so they hold unless a later
-# item overrides them (lib/options.c), then the statistics report, then the extra ones.
+# item overrides them (lib/support/options.c), then the statistics report, then the extra ones.
 OPTIONS="${SMPALLOC_OPTIONS:+$SMPALLOC_OPTIONS,}stats:1${SMP_PRELOAD_EXTRA_OPTIONS:+,$SMP_PRELOAD_EXTRA_OPTIONS}"
 WANTED=""
 if [[ $# -eq 3 ]]; then

@@ -1,4 +1,4 @@
-// stress_event: smp_event_t (lib/os.h), the background thread's wake-up, between two threads.
+// stress_event: smp_event_t (lib/platform/os.h), the background thread's wake-up, between two threads.
 // A signaller writes a payload (a plain variable) and signals; the sleeper waits until a wait
 // reports a consumed signal, then reads the payload, which must be the one written before that
 // signal, and acknowledges it. Rounds alternate who comes first: the sleeper asleep in the futex

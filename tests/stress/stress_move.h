@@ -4,7 +4,7 @@
 // the sample (stress_common.h) of the block's current size holds the pattern. A resize checks
 // the part of the old sample that survives, then writes what the new sample adds: the new part
 // when growing, the new tail when a sampled block shrinks, everything when it becomes dense.
-// The tier limits repeat lib/config.h (the tests see only the public API): small classes up to
+// The tier limits repeat lib/base/config.h (the tests see only the public API): small classes up to
 // 64 KiB, page runs up to 2 MiB, dedicated mappings above.
 #ifndef STRESS_MOVE_H
 #define STRESS_MOVE_H

@@ -1,5 +1,5 @@
-// stress_pageheap: the page heap (lib/pageheap.c, one lock over the free-run buckets, splitting
-// and coalescing) and the huge-mapping table (lib/large.c) under T threads at once (default 4).
+// stress_pageheap: the page heap (lib/pages/pageheap.c, one lock over the free-run buckets, splitting
+// and coalescing) and the huge-mapping table (lib/heap/large.c) under T threads at once (default 4).
 // Each thread keeps K slots (default 16) of page runs (64 KiB+1 .. 2 MiB) and, one in 32, huge
 // blocks (2 MiB+1 .. 6 MiB), and loops over: allocate (malloc; 1/16 calloc, checked zero in full;
 // 1/16 aligned_alloc and 1/32 posix_memalign with alignments 16 KiB .. 1 MiB, which split off an

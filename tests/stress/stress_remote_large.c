@@ -1,6 +1,6 @@
 // stress_remote_large: large blocks that change threads. Small blocks freed elsewhere go through
 // the remote-free lists (stress_prodcons); page runs and huge blocks freed or realloc'd by any
-// thread go straight to the page heap (lib/pageheap.c, one lock) or the huge table (lib/large.c,
+// thread go straight to the page heap (lib/pages/pageheap.c, one lock) or the huge table (lib/heap/large.c,
 // its lock), reading span descriptors and page-map entries the allocating thread's calls wrote.
 // A failure shows contents or a size that did not survive the hand-over, or page-heap/huge-table
 // state one thread changed under another.

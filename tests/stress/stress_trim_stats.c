@@ -1,5 +1,5 @@
-// stress_trim_stats: trim (lib/alloc.c: front-end flush, central trim, page-heap purge, chunk
-// unmap) and statistics (lib/report.c: every layer's counters read under the report lock) racing
+// stress_trim_stats: trim (lib/api/alloc.c: front-end flush, central trim, page-heap purge, chunk
+// unmap) and statistics (lib/api/report.c: every layer's counters read under the report lock) racing
 // the paths they walk. T workers (default 4) keep 48 slots each: malloc/calloc of 1 B .. 4 MiB
 // (mostly small, some page runs, 1/128 huge), free, realloc, in-place checks, swaps of a block
 // with one another worker left in a shared exchange (so frees and reallocs are often remote),
