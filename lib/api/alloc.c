@@ -79,8 +79,10 @@ SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
   size_t page = smp_pagemap_page(p);
   size_t first = c->page_span[page];
   smp_span_t *s = &c->spans[first];
-  if (page < c->first || first > page || s->state != SMP_SPAN_SMALL || page >= first + s->npages)
-    return false;
+  // A header page names descriptor 0, which is never a span (state NONE); a stale entry of a
+  // free span may name any descriptor: the span must be SMALL and cover the page (page - first
+  // wraps around when page < first).
+  if (s->state != SMP_SPAN_SMALL || page - first >= s->npages) return false;
   size_t cls = s->sizeclass;
   if (!smp_sizeclass_on_boundary((unsigned)cls, smp_pagemap_span_offset(p)) || smp_block_is_marked(p))
     return false;

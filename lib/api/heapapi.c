@@ -158,8 +158,8 @@ SMP_EXPORT void *smp_heap_malloc(smp_heap_t *h, size_t size, unsigned flags) {
     if (SMP_LIKELY(flags == 0)) return smp_alloc_fast(size);
     return heap_alloc(SMP_HEAP_DEFAULT, size, flags, "smp_heap_malloc");
   }
-  if (SMP_LIKELY(flags == 0 && size <= 1024) && !smp_options.debug) {
-    void *p = smp_hcache_alloc_fast(&h->caches, smp_class_table[(size + 15) >> 4]);
+  if (SMP_LIKELY(flags == 0 && size <= SMP_SMALL_MAX)) { // debug:1 has no heap caches: a miss
+    void *p = smp_hcache_alloc_fast(&h->caches, smp_sizeclass_of(size));
     if (SMP_LIKELY(p != NULL)) {
       smp_block_unmark(p);
       return p;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hcache.h"
+#include "options.h"
 #include "os.h"
 #include "sizeclass.h"
 
@@ -96,7 +97,7 @@ static unsigned free_way(void) {
 // The calling thread's cache of set, created if needed (not with nowait: it may map memory).
 static smp_hcache_t *find_or_create(smp_hcache_set_t *set, bool nowait) {
   smp_hcache_t *hc = smp_hcache_find(set);
-  if (hc || nowait || exited) return hc;
+  if (hc || nowait || exited || smp_options.debug) return hc; // debug mode caches nothing
   smp_lock_acquire(&spare_lock);
   hc = spare;
   if (hc) spare = hc->next;
