@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -111,6 +112,17 @@ static void *destroyed_block(size_t size, int region) {
   return p;
 }
 
+// A thread that allocates from and frees into its heap until the process ends.
+static void *busy_main(void *arg) {
+  smp_heap_t *h = arg;
+  for (;;) {
+    void *p = smp_heap_malloc(h, 64, 0);
+    if (p) memset(p, 0x44, 64);
+    free(p);
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   if (!test_frontend_check("api_heap_helper", stdout)) return 94;
   if (argc != 2) {
@@ -118,7 +130,26 @@ int main(int argc, char **argv) {
     return 64;
   }
   const char *s = argv[1];
-  if (strcmp(s, "free_destroyed_small") == 0) {
+  if (strcmp(s, "destroy_in_use") == 0) {
+    // debug:1 (set here, then the helper runs again) reports a heap destroyed while another
+    // thread uses it: destroy sees the thread's call, or the thread's next call sees the heap
+    // dead (or frees a block of it).
+    const char *o = getenv("SMPALLOC_OPTIONS");
+    if (o == NULL || strstr(o, "debug:1") == NULL) {
+      char opts[512];
+      snprintf(opts, sizeof opts, "%s%sdebug:1", o ? o : "", o && *o ? "," : "");
+      setenv("SMPALLOC_OPTIONS", opts, 1);
+      execv("/proc/self/exe", argv);
+      fail_setup("execv");
+    }
+    smp_heap_t *h = smp_heap_create("busy", 0);
+    if (h == NULL) fail_setup("heap create");
+    pthread_t t;
+    if (pthread_create(&t, NULL, busy_main, h) != 0) fail_setup("pthread_create");
+    usleep(20 * 1000);
+    smp_heap_destroy(h);
+    sleep(2); // the busy thread's next call reports
+  } else if (strcmp(s, "free_destroyed_small") == 0) {
     void *p = destroyed_block(64, 0);
     announce(p);
     free(launder(p));

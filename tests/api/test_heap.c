@@ -1736,6 +1736,17 @@ Test(destroy, blocks_are_gone_and_heaps_recreated) {
 Test(destroy, default_heap_aborts) {
   expect_report("destroy_default", NULL, "", false);
 }
+// "the caller must make sure no other thread uses h meanwhile (SMPALLOC_OPTIONS=debug:1 reports
+// one that does)": the helper destroys a heap that another thread keeps using, with debug:1.
+Test(destroy, debug_reports_destroy_while_in_use) {
+  expect_report("destroy_in_use", NULL, "heap", false);
+  const char *e = helper_run.err;
+  cr_assert(strstr(e, "smp_heap_destroy: heap in use by another thread") ||
+                strstr(e, "smp_heap_malloc: heap destroyed or invalid") ||
+                strstr(e, "free: block of a destroyed heap"),
+            "not one of the three reports of a heap destroyed in use: [%s]", e);
+}
+
 Test(destroy, free_after_destroy_small) {
   expect_report("free_destroyed_small", "free", "destroyed heap", true);
 }
