@@ -61,8 +61,7 @@ static void totals_locked(smp_report_totals_t *out) {
   smp_pageheap_stats(&SMP_HEAP_DEFAULT->pages, &ps);
   out->large_in_use = ps.large_bytes;
   out->large_count = ps.large_count;
-  out->huge_in_use = smp_large_bytes_of(&SMP_HEAP_DEFAULT->pages);
-  out->huge_count = smp_large_count_of(&SMP_HEAP_DEFAULT->pages);
+  out->huge_count = smp_large_count_of(&SMP_HEAP_DEFAULT->pages, &out->huge_in_use);
   out->mapped = ps.mapped + out->huge_in_use;
   out->held = ps.large_bytes + ps.small_bytes + ps.huge_bytes;
   out->pageheap_free = ps.free_bytes;

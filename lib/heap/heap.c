@@ -308,7 +308,8 @@ void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out) {
     central_free += (cap > held_blocks ? cap - held_blocks : 0) * size;
   }
   uint64_t cached = smp_hcache_cached_bytes(&h->caches);
-  uint64_t huge = smp_large_bytes_of(&h->pages);
+  size_t huge;
+  size_t huge_count = smp_large_count_of(&h->pages, &huge);
   out->in_use = (small_out > cached ? small_out - cached : 0) + ps.large_bytes + huge;
   out->cached = cached;
   out->free = central_free + ps.free_bytes;
@@ -317,7 +318,7 @@ void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out) {
   out->resident = smp_pageheap_resident(&h->pages) + smp_large_resident_of(&h->pages);
   out->purged = ps.purged_bytes;
   out->purges = ps.purge_calls;
-  out->mappings = h->is_region ? 0 : ps.chunks + smp_large_count_of(&h->pages);
+  out->mappings = h->is_region ? 0 : ps.chunks + huge_count;
   out->chunks_unmapped = ps.chunks_unmapped;
   out->limit = h->is_region ? ps.mapped : ps.limit;
   out->held = ps.large_bytes + ps.small_bytes + ps.huge_bytes;

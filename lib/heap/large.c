@@ -251,20 +251,13 @@ size_t smp_large_resident_of(smp_pageheap_t *ph) {
   return bytes;
 }
 
-size_t smp_large_bytes_of(smp_pageheap_t *ph) {
-  size_t bytes = 0;
+size_t smp_large_count_of(smp_pageheap_t *ph, size_t *bytes) {
+  size_t n = 0, sum = 0;
   smp_lock_acquire(&huge_lock);
   for (size_t i = 0; i < table_cap; i++)
-    if (table[i].addr > 1 && table[i].heap == ph) bytes += table[i].size;
+    if (table[i].addr > 1 && table[i].heap == ph) n++, sum += table[i].size;
   smp_lock_release(&huge_lock);
-  return bytes;
-}
-
-size_t smp_large_count_of(smp_pageheap_t *ph) {
-  size_t n = 0;
-  smp_lock_acquire(&huge_lock);
-  for (size_t i = 0; i < table_cap; i++) n += table[i].addr > 1 && table[i].heap == ph;
-  smp_lock_release(&huge_lock);
+  if (bytes) *bytes = sum;
   return n;
 }
 
@@ -280,7 +273,7 @@ void smp_large_release_heap(smp_pageheap_t *ph) {
 
 int smp_large_visit_huge(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg) {
   // A snapshot first: fn runs without the lock (it may allocate huge blocks elsewhere).
-  size_t n = smp_large_count_of(ph);
+  size_t n = smp_large_count_of(ph, NULL);
   if (n == 0) return 0;
   size_t bytes = smp_align_up(n * sizeof(huge_entry_t), smp_os_page_size());
   huge_entry_t *snap = smp_os_map(bytes);

@@ -20,9 +20,9 @@ smp_pageheap_t *smp_large_huge_heap(const void *p);
 // Huge blocks of ph: resident bytes, count; unmap them all (heap destruction); call fn for each
 // (on a snapshot, without the lock; returns what fn returned to stop, or ENOMEM).
 size_t smp_large_resident_of(smp_pageheap_t *ph);
-size_t smp_large_count_of(smp_pageheap_t *ph);
-// Bytes mapped for ph's huge blocks (OS pages; the limit charges them in 8 KiB pages).
-size_t smp_large_bytes_of(smp_pageheap_t *ph);
+// ph's huge blocks, and in *bytes (if not NULL) the bytes mapped for them (in OS pages; the
+// limit charges them in 8 KiB pages).
+size_t smp_large_count_of(smp_pageheap_t *ph, size_t *bytes);
 void smp_large_release_heap(smp_pageheap_t *ph);
 int smp_large_visit_huge(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg);
 // Free a block not in a small span; reports and aborts if p is not a live large/huge block.
