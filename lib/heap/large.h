@@ -17,13 +17,15 @@
 void *smp_large_alloc(smp_pageheap_t *ph, size_t n, size_t align, bool zero, bool nowait);
 // The page heap of the huge block at p, or NULL if p starts none.
 smp_pageheap_t *smp_large_huge_heap(const void *p);
-// Huge blocks of ph: resident bytes, count; unmap them all (heap destruction); call fn for each
-// (on a snapshot, without the lock; returns what fn returned to stop, or ENOMEM).
+// Bytes of ph's huge blocks resident in memory (mincore: statistics only).
 size_t smp_large_resident_of(smp_pageheap_t *ph);
 // ph's huge blocks, and in *bytes (if not NULL) the bytes mapped for them (in OS pages; the
 // limit charges them in 8 KiB pages).
 size_t smp_large_count_of(smp_pageheap_t *ph, size_t *bytes);
+// Unmap every huge block of ph (heap destruction).
 void smp_large_release_heap(smp_pageheap_t *ph);
+// Call fn for each huge block of ph, on a snapshot and without the lock; returns what fn
+// returned to stop, 0, or ENOMEM.
 int smp_large_visit_huge(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg);
 // Free a block not in a small span; reports and aborts if p is not a live large/huge block.
 void smp_large_free(void *p, const char *function);
