@@ -22,7 +22,7 @@ echo "ci/test.sh: pass 1 of 2: default front end"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 900
 echo "ci/test.sh: pass 2 of 2: SMPALLOC_OPTIONS=frontend:thread"
 SMPALLOC_OPTIONS=frontend:thread ctest --test-dir "$build" --output-on-failure -j"$jobs" \
-  --timeout 900 -E '^(build_aarch64|install_and_link)$'
+  --timeout 900 -E '^(build_aarch64|build_switches|install_and_link)$'
 
 for kind in thread address undefined; do
   echo "ci/test.sh: sanitizer build: $kind"
