@@ -506,6 +506,8 @@ static void child_main(bool warm, bool strict) {
 
 // ---- the negative controls ----------------------------------------------------------------
 
+static void *volatile control_sink;
+
 static void *control_main(void *arg) {
   int which = (int)(intptr_t)arg;
   int rc = install_filter(false);
@@ -516,6 +518,7 @@ static void *control_main(void *arg) {
       sh->cur_size = n;
       void *p = malloc(n);
       if (p) memset(p, 1, 4096);
+      control_sink = p; // escapes: clang would otherwise elide the unused malloc
     }
     sh->done = 1;
     _exit(0);
