@@ -78,7 +78,9 @@ static void release_way(smp_hcache_t *hc) {
   retire(hc);
 }
 
-// A way for a new cache: an empty one, a detached one (reclaimed), or the last (flushed).
+static __thread unsigned next_victim SMP_TLS_IE; // the way a fifth heap takes next
+
+// A way for a new cache: an empty one, a detached one (reclaimed), or the oldest (flushed).
 static unsigned free_way(void) {
   for (unsigned i = 0; i < SMP_HCACHE_WAYS; i++)
     if (smp_hcache_ways[i] == NULL) return i;
@@ -88,10 +90,11 @@ static unsigned free_way(void) {
       smp_hcache_ways[i] = NULL;
       return i;
     }
-  unsigned last = SMP_HCACHE_WAYS - 1;
-  release_way(smp_hcache_ways[last]);
-  smp_hcache_ways[last] = NULL;
-  return last;
+  // All four in use: the oldest goes (ways fill in order, and victims rotate: first in, first out).
+  unsigned oldest = next_victim++ % SMP_HCACHE_WAYS;
+  release_way(smp_hcache_ways[oldest]);
+  smp_hcache_ways[oldest] = NULL;
+  return oldest;
 }
 
 // The calling thread's cache of set, created if needed (not with nowait: it may map memory).

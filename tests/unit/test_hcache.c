@@ -121,6 +121,8 @@ Test(hcache, a_fifth_heap_evicts_a_way_and_flushes_it) {
   unsigned found = 0;
   for (unsigned i = 0; i <= SMP_HCACHE_WAYS; i++) found += smp_hcache_find(&h[i]->caches) != NULL;
   cr_assert_eq(found, SMP_HCACHE_WAYS, "a thread keeps %u heaps' caches", SMP_HCACHE_WAYS);
+  cr_assert_null(smp_hcache_find(&h[0]->caches), "the oldest way went");
+  cr_assert_not_null(smp_hcache_find(&h[SMP_HCACHE_WAYS]->caches));
   for (unsigned i = 0; i <= SMP_HCACHE_WAYS; i++) {
     smp_hcache_set_t *set = &h[i]->caches;
     if (smp_hcache_find(set) == NULL) // evicted: its blocks went back, none is cached
