@@ -229,9 +229,10 @@ SMP_API const char *smp_heap_name(const smp_heap_t *h);
 SMP_API int smp_heap_set_limit(smp_heap_t *h, size_t limit);
 
 /** Fill *out (version and size set by the caller, as smp_stats_get) with h's statistics:
- *  in_use, cached, free, dirty, mapped, resident, purged of h alone, plus limit, held and
- *  failures. NULL h: the default heap (without the process-wide fields, which smp_stats_get
- *  gives). EINVAL as smp_stats_get. */
+ *  in_use, cached, free, dirty, mapped, resident, purged, purges, mappings of h alone, plus
+ *  limit (a region heap: its usable bytes), held and failures; the process-wide fields are 0
+ *  but cpus. NULL h or the default heap: exactly what smp_stats_get fills. EINVAL as
+ *  smp_stats_get. */
 SMP_API int smp_heap_stats_get(smp_heap_t *h, struct smp_stats *out);
 
 /** smp_heap_malloc(NULL, size, flags): the default heap with flags. With flags 0 it is malloc
