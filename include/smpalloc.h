@@ -199,9 +199,9 @@ SMP_API void *smp_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned fla
  *  the OS's share of that work (freeing the pages) is its own, started at once, so the caller
  *  does not wait for it. Later use of one of its blocks by
  *  free, realloc or smp_usable_size is reported and aborts: "block of a destroyed heap" for the
- *  small and large blocks of a heap over the OS while their chunk is among the last 4096
- *  destroyed (their addresses stay inaccessible until then), "invalid pointer" for huge blocks
- *  and region blocks (whose memory may already be someone else's). The caller must make sure no
+ *  blocks of a heap over the OS while their chunk is among the last 4096 destroyed, or (huge
+ *  blocks) their mapping among the last 256 (their addresses stay inaccessible until then),
+ *  "invalid pointer" for region blocks (whose memory may already be someone else's). The caller must make sure no
  *  other thread uses h meanwhile (SMPALLOC_OPTIONS=debug:1 reports one that does). NULL is
  *  ignored; the default heap and the reserve cannot be destroyed (reported, aborts). */
 SMP_API void smp_heap_destroy(smp_heap_t *h);

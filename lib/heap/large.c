@@ -21,6 +21,44 @@ static smp_lock_t huge_lock = SMP_LOCK_INIT;
 static huge_entry_t *table; // huge_lock
 static size_t table_cap, table_used, huge_count, huge_bytes;
 
+// Huge blocks of destroyed heaps: each mapping is replaced by an inaccessible reservation (its
+// memory goes back, its addresses stay ours) and kept in this ring, so that a free of one is
+// known to be a block of a destroyed heap and can never unmap a later mapping that took its
+// addresses. The oldest leaves (unmapped) when the ring is full or holds more than
+// RETIRED_BYTES of addresses. All under huge_lock.
+#define RETIRED_SLOTS 256
+#define RETIRED_BYTES ((size_t)64 << 30)
+static struct retired_huge {
+  uintptr_t addr;
+  size_t size;
+} retired[RETIRED_SLOTS];
+static size_t retired_head, retired_len, retired_bytes;
+
+static void retire_locked(uintptr_t addr, size_t size) {
+  if (!smp_os_retire((void *)addr, size)) {
+    smp_os_unmap((void *)addr, size);
+    return;
+  }
+  while (retired_len && (retired_len == RETIRED_SLOTS || retired_bytes + size > RETIRED_BYTES)) {
+    struct retired_huge *old = &retired[retired_head];
+    smp_os_unmap((void *)old->addr, old->size);
+    retired_bytes -= old->size;
+    retired_head = (retired_head + 1) % RETIRED_SLOTS;
+    retired_len--;
+  }
+  retired[(retired_head + retired_len++) % RETIRED_SLOTS] = (struct retired_huge){addr, size};
+  retired_bytes += size;
+}
+
+// What to report for p, which starts no live huge block.
+static const char *not_huge_locked(uintptr_t p) {
+  for (size_t i = 0; i < retired_len; i++) {
+    const struct retired_huge *r = &retired[(retired_head + i) % RETIRED_SLOTS];
+    if (p - r->addr < r->size) return "block of a destroyed heap";
+  }
+  return "invalid pointer";
+}
+
 #define USABLE_PAGES (SMP_CHUNK_PAGES - SMP_CHUNK_HEADER_PAGES)
 
 static size_t slot_of(uintptr_t addr, size_t cap) {
@@ -131,9 +169,10 @@ void smp_large_free(void *p, const char *function) {
   huge_entry_t *e = find_locked((uintptr_t)p);
   size_t size = e ? e->size : 0;
   smp_pageheap_t *ph = e ? e->heap : NULL;
+  const char *report = e ? NULL : not_huge_locked((uintptr_t)p);
   if (e) remove_locked(e);
   smp_lock_release(&huge_lock);
-  if (e == NULL) smp_debug_fatal(function, "invalid pointer", p);
+  if (e == NULL) smp_debug_fatal(function, report, p);
   smp_os_unmap(p, size);
   smp_pageheap_charge(ph, -limit_pages(size), false);
 }
@@ -155,8 +194,9 @@ size_t smp_large_usable(const void *p, const char *function) {
   smp_lock_acquire(&huge_lock);
   huge_entry_t *e = find_locked((uintptr_t)p);
   size_t size = e ? e->size : 0;
+  const char *report = e ? NULL : not_huge_locked((uintptr_t)p);
   smp_lock_release(&huge_lock);
-  if (e == NULL) smp_debug_fatal(function, "invalid pointer", p);
+  if (e == NULL) smp_debug_fatal(function, report, p);
   return size;
 }
 
@@ -265,7 +305,7 @@ void smp_large_release_heap(smp_pageheap_t *ph) {
   smp_lock_acquire(&huge_lock);
   for (size_t i = 0; i < table_cap; i++)
     if (table[i].addr > 1 && table[i].heap == ph) {
-      smp_os_unmap((void *)table[i].addr, table[i].size);
+      retire_locked(table[i].addr, table[i].size);
       remove_locked(&table[i]);
     }
   smp_lock_release(&huge_lock);

@@ -22,7 +22,9 @@ size_t smp_large_resident_of(smp_pageheap_t *ph);
 // ph's huge blocks, and in *bytes (if not NULL) the bytes mapped for them (in OS pages; the
 // limit charges them in 8 KiB pages).
 size_t smp_large_count_of(smp_pageheap_t *ph, size_t *bytes);
-// Unmap every huge block of ph (heap destruction).
+// Give back every huge block of ph (heap destruction): each mapping becomes an inaccessible
+// reservation, kept for a while so that a later free of the block is reported as a block of a
+// destroyed heap (the last 256 such blocks, up to 64 GiB of addresses).
 void smp_large_release_heap(smp_pageheap_t *ph);
 // Call fn for each huge block of ph, on a snapshot and without the lock; returns what fn
 // returned to stop, 0, or ENOMEM.
