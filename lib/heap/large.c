@@ -272,15 +272,6 @@ void smp_large_stats(smp_large_stats_t *out) {
   smp_lock_release(&huge_lock);
 }
 
-size_t smp_large_resident(void) {
-  size_t bytes = 0;
-  smp_lock_acquire(&huge_lock);
-  for (size_t i = 0; i < table_cap; i++)
-    if (table[i].addr > 1) bytes += smp_os_resident((void *)table[i].addr, table[i].size);
-  smp_lock_release(&huge_lock);
-  return bytes;
-}
-
 size_t smp_large_resident_of(smp_pageheap_t *ph) {
   size_t bytes = 0;
   smp_lock_acquire(&huge_lock);

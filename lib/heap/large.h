@@ -38,12 +38,11 @@ bool smp_large_resize(void *p, size_t n);
 // Move a huge block to hold n bytes, with mremap; NULL if not possible.
 void *smp_large_remap(void *p, size_t n);
 
+// Huge blocks of every heap, and the bytes mapped for them.
 typedef struct smp_large_stats {
   size_t huge_count, huge_bytes;
 } smp_large_stats_t;
 void smp_large_stats(smp_large_stats_t *out);
-// Bytes of the huge mappings resident in memory (mincore over each: for statistics only).
-size_t smp_large_resident(void);
 
 void smp_large_lock_all(void);
 void smp_large_unlock_all(void);
