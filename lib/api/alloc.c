@@ -162,10 +162,7 @@ void *smp_alloc_aligned(size_t align, size_t size) {
   if (align <= SMP_MIN_ALIGN) return smp_alloc_fast(size);
   smp_init_ensure();
   if (size <= SMP_SMALL_MAX && align <= SMP_PAGE_SIZE) {
-    // A class whose size is a multiple of align: its blocks sit at multiples of the size from a
-    // page-aligned span start, so every block is aligned.
-    unsigned cls = smp_sizeclass_of(size < align ? align : size);
-    while (cls < SMP_CLASS_COUNT && smp_class_info[cls].size % align) cls++;
+    unsigned cls = smp_sizeclass_aligned(size, align);
     if (cls < SMP_CLASS_COUNT) return smp_alloc_class(cls);
   }
   return smp_alloc_large_slow(size, align, false);
@@ -200,11 +197,7 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
     return smp_alloc_heap_realloc(NULL, p, size, 0, function);
   size_t usable = smp_alloc_usable(p, function); // validates p
   if (in_small_span(p)) {
-    // Keep the block if it fits and is not more than twice what is needed (or if a new
-    // block would be of the same class anyway).
-    if (size <= usable && (size >= usable / 2 || size > SMP_SMALL_MAX ||
-                           smp_class_info[smp_sizeclass_of(size)].size == usable))
-      return p;
+    if (smp_alloc_realloc_keeps(size, usable)) return p;
     return realloc_move(p, size, usable);
   }
   // Large or huge: shrinking into the small classes moves (and frees whole pages).

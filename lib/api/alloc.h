@@ -75,6 +75,13 @@ SMP_INLINE void *smp_alloc_fast(size_t size) {
   return smp_alloc_large_slow(size, SMP_MIN_ALIGN, false);
 }
 
+// realloc keeps a small block of usable bytes for size bytes if they fit and are not less than
+// half of it, or if a new block would be of the same class anyway.
+SMP_INLINE bool smp_alloc_realloc_keeps(size_t size, size_t usable) {
+  return size <= usable && (size >= usable / 2 || size > SMP_SMALL_MAX ||
+                            smp_class_info[smp_sizeclass_of(size)].size == usable);
+}
+
 SMP_INLINE void smp_free_fast(void *p) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
     size_t cls = smp_pagemap_class(p); // size_t: gcc zero-extends it once, not once per use

@@ -79,9 +79,7 @@ static void *class_alloc(smp_heap_t *h, unsigned cls, bool nowait) {
 // One round: size bytes aligned to align from h, or NULL.
 static void *alloc_once(smp_heap_t *h, size_t size, size_t align, bool zero, bool nowait) {
   if (size <= SMP_SMALL_MAX && align <= SMP_PAGE_SIZE) {
-    // A class whose size is a multiple of align (see smp_alloc_aligned).
-    unsigned cls = smp_sizeclass_of(size < align ? align : size);
-    while (cls < SMP_CLASS_COUNT && smp_class_info[cls].size % align) cls++;
+    unsigned cls = smp_sizeclass_aligned(size, align);
     if (cls < SMP_CLASS_COUNT) {
       void *p = class_alloc(h, cls, nowait);
       if (p == NULL) return NULL;
@@ -235,11 +233,7 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
   bool zero = flags & SMP_ZERO;
   if (from == to && ((uintptr_t)p & (align - 1)) == 0) {
     if (small) {
-      // Keep the block if it fits and is not more than twice what is needed (or if a new
-      // block would be of the same class anyway), as realloc does.
-      if (size <= usable && (size >= usable / 2 || size > SMP_SMALL_MAX ||
-                             smp_class_info[smp_sizeclass_of(size)].size == usable))
-        return p;
+      if (smp_alloc_realloc_keeps(size, usable)) return p;
     } else if (!(size <= SMP_SMALL_MAX && size < usable / 2)) {
       if (smp_large_resize(p, size)) {
         if (zero && size > usable) memset((char *)p + usable, 0, size - usable);

@@ -40,6 +40,15 @@ SMP_INLINE unsigned smp_sizeclass_of(size_t n) {
   return smp_sizeclass_of_large(n);
 }
 
+// The smallest class that holds n bytes (n <= SMP_SMALL_MAX) and whose size is a multiple of
+// align (a power of two, <= SMP_PAGE_SIZE), or SMP_CLASS_COUNT if none: its blocks sit at
+// multiples of the size from a page-aligned span start, so every block is aligned. Slow paths.
+SMP_INLINE unsigned smp_sizeclass_aligned(size_t n, size_t align) {
+  unsigned cls = smp_sizeclass_of(n < align ? align : n);
+  while (cls < SMP_CLASS_COUNT && smp_class_info[cls].size % align) cls++;
+  return cls;
+}
+
 // True if offset (< 2^32) is a whole number of blocks of class cls: one multiply.
 SMP_INLINE int smp_sizeclass_on_boundary(unsigned cls, size_t offset) {
   uint64_t magic = smp_class_magic[cls];
