@@ -123,6 +123,17 @@ static void *busy_main(void *arg) {
   return NULL;
 }
 
+// Fill h, have the OOM handler decline, then ask for an SMP_NOFAIL block: it must abort.
+static void nofail_when_full(smp_heap_t *h) {
+  if (h == NULL) fail_setup("heap create");
+  fill(h);
+  expected_heap = h;
+  smp_set_oom_handler(declining_handler, NULL);
+  say("full\n");
+  void *p = smp_heap_malloc(h, 1024, SMP_NOFAIL);
+  announce(p);
+}
+
 int main(int argc, char **argv) {
   if (!test_frontend_check("api_heap_helper", stdout)) return 94;
   if (argc != 2) {
@@ -188,24 +199,10 @@ int main(int argc, char **argv) {
     printf("malloc after destroy: %p\n", p);
     free(p);
   } else if (strcmp(s, "nofail_limit") == 0) {
-    smp_heap_t *h = smp_heap_create("nofail", 1 * MiB);
-    if (h == NULL) fail_setup("smp_heap_create");
-    fill(h);
-    expected_heap = h;
-    smp_set_oom_handler(declining_handler, NULL);
-    say("full\n");
-    void *p = smp_heap_malloc(h, 1024, SMP_NOFAIL);
-    announce(p);
+    nofail_when_full(smp_heap_create("nofail", 1 * MiB));
   } else if (strcmp(s, "nofail_region") == 0) {
     char *m = map_anon(1 * MiB);
-    smp_heap_t *h = smp_heap_create_in("nofail-region", m, 1 * MiB, 0);
-    if (h == NULL) fail_setup("smp_heap_create_in");
-    fill(h);
-    expected_heap = h;
-    smp_set_oom_handler(declining_handler, NULL);
-    say("full\n");
-    void *p = smp_heap_malloc(h, 1024, SMP_NOFAIL);
-    announce(p);
+    nofail_when_full(smp_heap_create_in("nofail-region", m, 1 * MiB, 0));
   } else if (strcmp(s, "nofail_realloc") == 0) {
     smp_heap_t *h = smp_heap_create("nofail-realloc", 1 * MiB);
     if (h == NULL) fail_setup("smp_heap_create");
