@@ -5,6 +5,7 @@
 #include "frontend.h"
 #include "heap.h"
 #include "large.h"
+#include "options.h"
 #include "os.h"
 #include "sizeclass.h"
 #include "span.h"
@@ -230,10 +231,20 @@ void smp_heap_delete(smp_heap_t *h, bool deferred) {
   smp_chunk_t *chunks = NULL;
   smp_pageheap_release_all(&h->pages, h->is_region ? region_chunk_forget : os_chunk_retire,
                            &chunks);
-  if (h->meta) smp_os_unmap(h->meta, h->meta_len);
-  h->next = spare;
-  spare = h;
-  if (deferred) { // the background thread's next pass, which starts now
+  // debug:1 keeps what a thread racing the destroy could still read: the chunks stay mapped
+  // (no longer owned, retired: a free there is reported), the region headers too, and the
+  // object is never reused (it reads DEAD). Such a race is the program's bug, which debug mode
+  // exists to report (heapapi.c: smp_heapapi_enter), not to turn into a fault.
+  bool keep = smp_options.debug;
+  if (h->meta && !keep) smp_os_unmap(h->meta, h->meta_len);
+  if (!keep) {
+    h->next = spare;
+    spare = h;
+  }
+  if (keep) {
+    chunks = NULL;
+    deferred = false;
+  } else if (deferred) { // the background thread's next pass, which starts now
     for (smp_chunk_t *c = chunks, *next; c; c = next) {
       next = c->next;
       c->next = to_retire;
