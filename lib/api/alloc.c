@@ -92,11 +92,8 @@ SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
   return true;
 }
 
-SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
-  if (SMP_LIKELY(smp_pagemap_owns(p))) {
-    smp_chunk_t *c = smp_pagemap_chunk(p);
-    if (!c->heap->class_pages && !smp_options.debug && other_heap_free_fast(c, p)) return;
-  }
+// Everything free's fast path and the heap-cache branch below leave.
+static SMP_NOINLINE void free_slow_rest(void *p, const char *function) {
   if (p == NULL) return;
   smp_init_ensure();
   if (in_small_span(p)) { // the default heap's small blocks (no other heap sets page classes)
@@ -115,6 +112,16 @@ SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
   }
   if (c == NULL && smp_heap_retired(p)) smp_debug_fatal(function, "block of a destroyed heap", p);
   smp_large_free(p, function);
+}
+
+// The common case first, in a function of its own so that it pays none of the rest's register
+// saves: a small block of a heap over the OS, into the thread's cache of that heap.
+SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
+  if (SMP_LIKELY(smp_pagemap_owns(p))) {
+    smp_chunk_t *c = smp_pagemap_chunk(p);
+    if (!c->heap->class_pages && !smp_options.debug && other_heap_free_fast(c, p)) return;
+  }
+  free_slow_rest(p, function);
 }
 
 smp_heap_t *smp_alloc_block_info(const void *p, const char *function, size_t *usable,
