@@ -8,9 +8,11 @@
 #   always first (the base of the ratios), named or not. A peer that is not installed is left out
 #   with a note on stderr; an unknown name is an error of PROGRAM's (exit 2).
 # The peers are Debian's packages (ci/bench.sh installs them); smpalloc-thread is smpalloc with
-# its per-thread front end.
+# its per-thread front end. Debian's tcmalloc is gperftools' (per-thread caches), not Google's
+# per-CPU tcmalloc; tbb is Intel oneTBB's scalable allocator, preloaded through its proxy
+# library, which replaces the malloc family.
 
-bench_all_allocators=glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc
+bench_all_allocators=glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc,tbb
 
 bench_invocation() {
   local line=$1 word
@@ -30,16 +32,17 @@ bench_allocators() {
     [jemalloc]=/usr/lib/$arch/libjemalloc.so.2
     [mimalloc]=/usr/lib/$arch/libmimalloc.so.2
     [tcmalloc]=/usr/lib/$arch/libtcmalloc_minimal.so.4
+    [tbb]=/usr/lib/$arch/libtbbmalloc_proxy.so.2
   )
   local -A package=([jemalloc]=libjemalloc2 [mimalloc]=libmimalloc2.0
-                    [tcmalloc]=libtcmalloc-minimal4)
+                    [tcmalloc]=libtcmalloc-minimal4 [tbb]=libtbbmalloc2)
   IFS=, read -r -a wanted <<<"${3:-$bench_all_allocators}"
   bench_libs=(--lib "smpalloc=$lib") bench_no_glibc=(--no-glibc)
   for a in "${wanted[@]}"; do
     case $a in
       glibc) bench_no_glibc=() ;;
       smpalloc) ;;
-      smpalloc-thread | jemalloc | mimalloc | tcmalloc)
+      smpalloc-thread | jemalloc | mimalloc | tcmalloc | tbb)
         file=${path[$a]%%@*}
         if [ -e "$file" ]; then bench_libs+=(--lib "$a=${path[$a]}")
         else

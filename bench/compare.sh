@@ -4,13 +4,14 @@
 # 'time=<s> s' and 'peak_rss=<KiB> KiB' (as bench/workloads do) is measured by itself; any other
 # is timed from outside (wall time, and the ru_maxrss of its process tree: see compare.py's
 # header for the caveat on small sizes). Builds smpalloc Release in build-bench if needed; the
-# peers are Debian's libjemalloc2, libmimalloc2.0 and libtcmalloc-minimal4 where installed
-# (ci/bench.sh installs them; their table is in bench/common.sh, shared with ci/bench.sh). The
+# peers are Debian's libjemalloc2, libmimalloc2.0, libtcmalloc-minimal4 (gperftools) and
+# libtbbmalloc2 (oneTBB, preloaded as libtbbmalloc_proxy.so.2) where installed (ci/bench.sh
+# installs them; their table is in bench/common.sh, shared with ci/bench.sh). The
 # command runs in the current directory, stdin from /dev/null.
 # Usage: bench/compare.sh [--reps N] [--alloc a,b,c] [--wall] [--timeout S] [--csv F] [--json F]
 #                         -- CMD ARGS...
 #   --reps N      runs per allocator (default 3)
-#   --alloc LIST  comma list of glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc
+#   --alloc LIST  comma list of glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc,tbb
 #                 (default: all that are installed; smpalloc is always run, as the base)
 #   --wall        time from outside even if the command prints time=
 #   --timeout S   stop a run after S seconds (counts as failed; default: no limit)

@@ -10,9 +10,10 @@ micro-benchmark and instruction-count tables (the .txt that ci/bench.sh saves be
 JSON, else a table made here from the JSON); and the plots, copied next to the results file
 (papers/plots/) and linked.
 
-The targets (smpalloc against the peers glibc, jemalloc, mimalloc, tcmalloc; ratios are
-geometric means over the workloads where both ran):
-  time: smpalloc/mimalloc <= 0.9, smpalloc/jemalloc <= 0.8, smpalloc/tcmalloc <= 0.8,
+The targets (smpalloc against the peers glibc, jemalloc, mimalloc, tcmalloc (Debian's is
+gperftools, per-thread caches) and tbb (oneTBB's scalable allocator); ratios are geometric means
+over the workloads where both ran):
+  time: smpalloc/mimalloc <= 0.9, smpalloc/jemalloc, /tcmalloc and /tbb <= 0.8,
         smpalloc/glibc <= 0.5;
   peak RSS: smpalloc's geometric mean no higher than the best peer's;
   no workload slower than 1.25 x the fastest peer on it;
@@ -33,8 +34,9 @@ import sys
 
 BEGIN, END = "<!-- report:begin -->", "<!-- report:end -->"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = ("glibc", "jemalloc", "mimalloc", "tcmalloc")
-TIME_TARGETS = (("mimalloc", 0.9), ("jemalloc", 0.8), ("tcmalloc", 0.8), ("glibc", 0.5))
+PEERS = ("glibc", "jemalloc", "mimalloc", "tcmalloc", "tbb")
+TIME_TARGETS = (("mimalloc", 0.9), ("jemalloc", 0.8), ("tcmalloc", 0.8), ("tbb", 0.8),
+                ("glibc", 0.5))
 SLOWEST = 1.25
 
 

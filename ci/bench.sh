@@ -11,7 +11,7 @@
 #                    [--report | --report-to FILE] [--no-micro] [--no-instructions]
 #   --quick        smaller arguments, 3 runs each: the whole thing in under 5 minutes on 2 CPUs
 #   --threads N    replace every workload's thread count (its first argument) with N
-#   --alloc LIST   comma list of glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc
+#   --alloc LIST   comma list of glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc,tbb
 #                  (default: all; smpalloc is always run, as the base of the ratios)
 #   --workloads L  comma list of workload names from the table (default: all that are built)
 #   --reps N       runs per workload and allocator (default 5, --quick 3)
@@ -76,7 +76,7 @@ for n in $reps $threads; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "ci/bench.sh: not a positive number: $n" >&2; exit 2; }
 done
 
-packages=(cmake make gcc g++ python3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
+packages=(cmake make gcc g++ python3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 libtbbmalloc2
           python3-matplotlib)
 [ "$micro" = 0 ] || packages+=(libbenchmark-dev)
 [ "$instructions" = 0 ] || packages+=(valgrind)

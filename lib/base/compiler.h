@@ -26,6 +26,17 @@
 #define SMP_TLS_IE __attribute__((tls_model("initial-exec")))
 #define SMP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+// A spin-wait hint: lets the sibling hyperthread run and saves power while a loop waits.
+static inline void smp_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield" ::: "memory");
+#else
+  __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 #if defined(__SANITIZE_THREAD__)
 #define SMP_TSAN 1
 #elif defined(__has_feature)

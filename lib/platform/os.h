@@ -93,7 +93,9 @@ typedef struct smp_os_fault_counts {
 void smp_os_fault_counts(smp_os_fault_counts_t *out);
 #endif
 
-// A sleeping mutual-exclusion lock for the rare paths (page heap, central lists, registries).
+// A mutual-exclusion lock for the rare paths (page heap, central lists, registries): it spins
+// up to SMP_LOCK_SPINS pauses while the lock is busy, then sleeps.
+#define SMP_LOCK_SPINS 128
 typedef struct smp_lock {
   pthread_mutex_t mutex;
 } smp_lock_t;

@@ -374,6 +374,17 @@ bool smp_event_wait(smp_event_t *e, unsigned ms) {
 }
 
 void smp_lock_init(smp_lock_t *lock) { pthread_mutex_init(&lock->mutex, NULL); }
-void smp_lock_acquire(smp_lock_t *lock) { pthread_mutex_lock(&lock->mutex); }
+// Spin a little before sleeping: the locks guard short critical sections (a batch of a central
+// list, a page-run split), and a holder running on another CPU releases within a microsecond
+// or two, while a futex sleep and wake-up cost two system calls and two context switches. A
+// holder that is preempted is not worth spinning for long: past the bound the waiter sleeps.
+void smp_lock_acquire(smp_lock_t *lock) {
+  if (SMP_LIKELY(pthread_mutex_trylock(&lock->mutex) == 0)) return;
+  for (unsigned i = 0; i < SMP_LOCK_SPINS; i++) {
+    smp_cpu_relax();
+    if (pthread_mutex_trylock(&lock->mutex) == 0) return;
+  }
+  pthread_mutex_lock(&lock->mutex);
+}
 void smp_lock_release(smp_lock_t *lock) { pthread_mutex_unlock(&lock->mutex); }
 bool smp_lock_try(smp_lock_t *lock) { return pthread_mutex_trylock(&lock->mutex) == 0; }
