@@ -36,6 +36,9 @@ typedef struct cache_meta {
   size_t bytes;                         // lock: sum over classes of capacity * size
   uint16_t cap[SMP_CLASS_COUNT];        // lock: end - begin
   unsigned victim;                      // lock: next class to take capacity from
+  size_t budget;                        // lock: bytes of capacity allowed (see adapt_locked)
+  uint32_t steals;                      // lock: misses that took capacity since the last adapt
+  uint64_t adapt_hits;                  // lock: hits seen by the last adapt
   uint64_t idle_hits;                   // lock: hits seen by the last idle scan
   _Atomic uint64_t misses;              // any thread, relaxed
   smp_counter_t took[SMP_CLASS_COUNT], gave[SMP_CLASS_COUNT]; // any thread
@@ -49,7 +52,7 @@ static cache_meta_t *metas;        // cache_count entries
 // them where the kernel's cpumask has 256 bits), though only used indexes need theirs.
 static smp_lock_t *locks;          // cache_count entries
 static uint16_t first[SMP_CLASS_COUNT], max_cap[SMP_CLASS_COUNT];
-static size_t budget;
+static size_t budget; // cache_size: every cache's budget at first and after a drain
 static bool by_mm_cid;
 static smp_counter_t direct_took[SMP_CLASS_COUNT], direct_gave[SMP_CLASS_COUNT];
 
@@ -64,7 +67,15 @@ static uint32_t limits(unsigned end, unsigned begin) {
   return (uint32_t)end | (uint32_t)(~begin & 0xffff) << 16;
 }
 static unsigned begin_of(uint32_t limits) { return ~(limits >> 16) & 0xffff; }
-static unsigned batch(unsigned cls) { return smp_class_info[cls].batch; } // 1..32
+static unsigned batch(unsigned cls) { return smp_class_info[cls].batch; } // 2..32
+static unsigned grow_step(unsigned cls) { return smp_class_info[cls].grow; } // 1..batch
+// Blocks a miss moves besides the one it serves: a batch, but at most half the class's
+// capacity cap, so that a refill leaves room for frees and a flush leaves blocks for mallocs
+// (moving a whole cache each time, it went from empty to full and back on every other call).
+static unsigned moved(unsigned cls, unsigned cap) {
+  unsigned half = cap / 2, b = batch(cls) - 1;
+  return half < b ? half : b;
+}
 
 // Statistics counters of blocks moved between cache index (or -1: no cache) and the central
 // list of class cls.
@@ -146,6 +157,7 @@ static bool region_init_locked(cache_meta_t *m, unsigned index) {
     smp_store_relaxed((_Atomic uint64_t *)hdr_of(index, c), h);
   }
   m->bytes = 0;
+  m->budget = budget;
   m->victim = 1;
   m->used = true;
   return true;
@@ -170,23 +182,25 @@ static unsigned shrink_locked(cache_meta_t *m, int index, unsigned v, unsigned w
   return 0;
 }
 
-// Class cls missed on this index: grow it by a batch, within the budget, taking capacity from
-// other classes round-robin when needed (lock held).
+// Class cls missed on this index: grow it by its step, within the budget, taking capacity from
+// other classes round-robin when needed, a step at a time (lock held).
 static void grow_locked(cache_meta_t *m, int index, unsigned cls) {
   unsigned cap = m->cap[cls];
   if (cap >= max_cap[cls]) return;
-  unsigned add = batch(cls);
+  unsigned add = grow_step(cls);
   if (cap + add > max_cap[cls]) add = max_cap[cls] - cap;
   size_t need = add * smp_class_info[cls].size;
-  for (unsigned scanned = 0; m->bytes + need > budget && scanned < SMP_CLASS_COUNT; scanned++) {
+  if (m->bytes + need > m->budget) m->steals++;
+  for (unsigned scanned = 0; m->bytes + need > m->budget && scanned < SMP_CLASS_COUNT;
+       scanned++) {
     unsigned v = m->victim;
     m->victim = v + 1 < SMP_CLASS_COUNT ? v + 1 : 1;
     if (v == cls || m->cap[v] == 0) continue;
-    unsigned want = (unsigned)((m->bytes + need - budget + smp_class_info[v].size - 1) /
+    unsigned want = (unsigned)((m->bytes + need - m->budget + smp_class_info[v].size - 1) /
                                smp_class_info[v].size);
-    shrink_locked(m, index, v, want < batch(v) ? want : batch(v));
+    shrink_locked(m, index, v, want < grow_step(v) ? want : grow_step(v));
   }
-  if (m->bytes + need > budget) return;
+  if (m->bytes + need > m->budget) return;
   if (smp_rseq_set_end(smp_cpucache_base, smp_cpucache_hdr(cls), index, first[cls] + cap + add)) {
     m->cap[cls] = (uint16_t)(cap + add);
     m->bytes += need;
@@ -194,6 +208,25 @@ static void grow_locked(cache_meta_t *m, int index, unsigned cls) {
 }
 
 static size_t drain_indexes_locked(const unsigned *list, unsigned n);
+
+// Every SMP_CPUCACHE_ADAPT_MISSES misses of a cache (lock held): if misses are frequent and
+// more than a quarter of them had to take capacity from other classes, the classes in use do not fit the budget and
+// the cache thrashes (each miss flushing another class's blocks): double the budget, up to
+// SMP_CPUCACHE_GROWTH times cache_size. A drain (the cache went idle, or malloc_trim) puts
+// it back to cache_size; the capacity above it is then taken back by later misses.
+static void adapt_locked(cache_meta_t *m, unsigned index) {
+  uint64_t hits = 0;
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) hits += smp_load_relaxed(&hdr_of(index, c)->hits);
+  // Misses must also be frequent: one in nine calls or more. A cache that misses rarely gains
+  // little from a larger budget, and its blocks would pin spans (server_churn's final RSS
+  // doubled when every busy cache grew).
+  bool frequent = hits - m->adapt_hits < 8 * (uint64_t)SMP_CPUCACHE_ADAPT_MISSES;
+  if (frequent && m->steals > SMP_CPUCACHE_ADAPT_MISSES / 4 &&
+      m->budget < budget * SMP_CPUCACHE_GROWTH)
+    m->budget *= 2;
+  m->steals = 0;
+  m->adapt_hits = hits;
+}
 
 // Idle scans, and when the background thread last made one (0: never): while its passes come,
 // application threads leave the scan and its membarrier to it.
@@ -268,6 +301,8 @@ static int prepare(unsigned cls, unsigned *cap) {
       return -1;
     }
   }
+  if ((misses & (SMP_CPUCACHE_ADAPT_MISSES - 1)) == SMP_CPUCACHE_ADAPT_MISSES - 1)
+    adapt_locked(m, (unsigned)index);
   grow_locked(m, index, cls);
   if (cap) *cap = m->cap[cls];
   smp_lock_release(&locks[index]);
@@ -277,9 +312,10 @@ static int prepare(unsigned cls, unsigned *cap) {
 void *smp_cpucache_alloc_slow(unsigned cls) {
   unsigned cap;
   int index = prepare(cls, &cap);
-  // The block asked for, and a batch for the cache, no more than its capacity (an alloc misses
-  // on an empty class): a class that could not grow takes one block, not a batch to give back.
-  unsigned want = 1 + (cap < batch(cls) - 1 ? cap : batch(cls) - 1);
+  // The block asked for, and a batch for the cache, no more than half its capacity (an alloc
+  // misses on an empty class): a class that could not grow takes one block, not a batch to
+  // give back, and one filled to the brim would flush on the next free.
+  unsigned want = 1 + moved(cls, cap);
   void *blocks[64];
   unsigned n = smp_central_refill(smp_central_default, cls, blocks, want, false);
   if (n == 0) return NULL;
@@ -299,12 +335,14 @@ void *smp_cpucache_alloc_nowait(unsigned cls) {
 }
 
 void smp_cpucache_free_slow(void *p, unsigned cls) {
-  int index = prepare(cls, NULL);
+  unsigned cap;
+  int index = prepare(cls, &cap);
   if (index >= 0) {
     if (smp_cpucache_free_fast(p, cls)) return; // it grew
     void *out[64];
+    unsigned n = moved(cls, cap);
     give(index, cls, out,
-         smp_rseq_pop_batch(smp_cpucache_base, smp_cpucache_hdr(cls), out, batch(cls)));
+         smp_rseq_pop_batch(smp_cpucache_base, smp_cpucache_hdr(cls), out, n ? n : 1));
     if (smp_cpucache_free_fast(p, cls)) return;
   }
   give(index, cls, &p, 1);
@@ -340,6 +378,8 @@ static size_t drain_indexes_locked(const unsigned *list, unsigned n) {
   for (unsigned k = 0; k < n; k++) {
     unsigned i = list[k];
     cache_meta_t *m = &metas[i];
+    m->budget = budget;
+    m->steals = 0;
     for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
       cpu_hdr_t *h = hdr_of(i, c);
       unsigned cur = smp_load_relaxed(&h->current);
@@ -422,6 +462,8 @@ void smp_cpucache_stats(smp_cpucache_stats_t *out) {
     smp_lock_acquire(&locks[i]);
     if (m->used) {
       out->capacity_bytes += m->bytes;
+      out->budget_bytes += m->budget;
+      out->budgets_grown += m->budget > budget;
       for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
         uint16_t cur = smp_load_relaxed(&hdr_of(i, c)->current);
         out->cached[c] += cur > first[c] ? (unsigned)(cur - first[c]) : 0;

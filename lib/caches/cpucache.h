@@ -11,7 +11,8 @@
 // slow paths of those threads (batch push/pop, also rseq); the region lock for everything that
 // is not a single-store commit: capacity changes (set_end, only by a thread on that index),
 // initialisation and draining. Capacity: a byte budget per cache (cache_size); a class that
-// misses grows by a batch, taking capacity from other classes round-robin when over budget.
+// misses grows by a step (half its share of the budget), taking capacity from other classes
+// round-robin when over budget; a miss moves up to a batch (sized by bytes) within capacity.
 // Drain (trim, idle caches): under the region lock, freeze every header ({end 0, begin 0xffff}:
 // all operations miss), fence with membarrier(PRIVATE_EXPEDITED_RSEQ) so no sequence that saw
 // the old header is still running, then read current, flush the slots, and unfreeze (the
@@ -59,13 +60,19 @@ size_t smp_cpucache_drain_all(void);
 // them; after SMP_CPUCACHE_PASS_STALE_MS without one, a slow path scans every 4096 misses.
 void smp_cpucache_drain_idle(void);
 #define SMP_CPUCACHE_PASS_STALE_MS 2000
+// A cache whose misses often take capacity from its other classes doubles its byte budget,
+// judged every SMP_CPUCACHE_ADAPT_MISSES misses, up to SMP_CPUCACHE_GROWTH x cache_size.
+#define SMP_CPUCACHE_ADAPT_MISSES 1024
+#define SMP_CPUCACHE_GROWTH 4
 // A name for statistics: "percpu (rseq, mm_cid)" or "percpu (rseq, cpu_id)".
 const char *smp_cpucache_name(void);
 // Caches reserved: one per possible CPU (offline ones included; a thread never gets their index).
 unsigned smp_cpucache_count(void);
 
 typedef struct smp_cpucache_stats {
-  uint64_t capacity_bytes;         // sum of the budgets in use
+  uint64_t capacity_bytes;         // sum of the capacities in use
+  uint64_t budget_bytes;           // sum of the budgets of the caches in use
+  uint32_t budgets_grown;          // caches in use whose budget is above cache_size
   uint64_t scans_background;       // idle scans by the background thread's passes
   uint64_t scans_slow;             // idle scans by slow paths (no pass for a while)
   uint64_t took[SMP_CLASS_COUNT];  // blocks from the central lists

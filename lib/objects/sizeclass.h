@@ -17,11 +17,14 @@ typedef struct smp_class_info {
   uint32_t size;      // block size in bytes
   uint32_t pages;     // pages per span
   uint32_t capacity;  // blocks per span
-  uint32_t batch;     // blocks moved between a cache and the central list at once: 1..32
-  uint32_t cache_cap; // blocks a per-thread cache keeps at most
+  uint32_t batch;     // blocks moved between a cache and the central list at once: 2..32
+  uint32_t cache_cap; // blocks a per-thread cache keeps at most: batch..64
+  uint32_t grow;      // blocks a per-CPU cache's class gains per miss: 1..batch
 } smp_class_info_t;
 
 extern SMP_HIDDEN smp_class_info_t smp_class_info[SMP_CLASS_COUNT];
+// Bytes a batch moves at least (up to 32 blocks): 64 KiB, 4 blocks of 16 KiB, 2 of 64 KiB.
+#define SMP_BATCH_BYTES 65536
 // Per class, 2^64 / size rounded up: an offset x < 2^32 is a multiple of size iff
 // x * magic (mod 2^64) < magic (Lemire, Kaser & Kurz, "Faster remainder by direct
 // computation"). Class 0's entry is 0, so every offset fails for it.

@@ -99,12 +99,90 @@ Test(cpucache, capacity_stays_within_the_budget) {
     }
   smp_cpucache_stats_t st;
   smp_cpucache_stats(&st);
-  cr_assert_leq(st.capacity_bytes, smp_options.cache_size, "capacity %lu > budget %zu",
-                (unsigned long)st.capacity_bytes, smp_options.cache_size);
+  cr_assert_leq(st.capacity_bytes, st.budget_bytes, "capacity %lu > budget %lu",
+                (unsigned long)st.capacity_bytes, (unsigned long)st.budget_bytes);
+  cr_assert_leq(st.budget_bytes, smp_options.cache_size * SMP_CPUCACHE_GROWTH);
   uint64_t bytes = 0;
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) bytes += st.cached[c] * smp_class_info[c].size;
   cr_assert_leq(bytes, smp_options.cache_size);
   cr_assert_gt(bytes, smp_options.cache_size / 4, "the budget is used, not wasted");
+}
+
+// Many busy classes of large blocks, more than the budget holds, with few hits between the
+// misses: each miss takes capacity from another class. The cache then doubles its budget
+// (step by step, up to SMP_CPUCACHE_GROWTH times cache_size), and a drain puts it back.
+Test(cpucache, a_thrashing_cache_grows_its_budget_and_a_drain_resets_it) {
+  use_index(3);
+  smp_cpucache_stats_t st;
+  smp_cpucache_stats(&st);
+  cr_assert_eq(st.budgets_grown, 0);
+  void *p[4];
+  for (int round = 0; round < 200; round++)
+    for (unsigned cls = 41; cls < 73; cls++) { // 2304 B to 32 KiB
+      for (int i = 0; i < 4; i++) p[i] = alloc(cls);
+      for (int i = 0; i < 4; i++) release(p[i], cls);
+    }
+  smp_cpucache_stats(&st);
+  cr_assert_eq(st.budgets_grown, 1, "cache 3 thrashed: its budget grew");
+  cr_assert_gt(st.capacity_bytes, smp_options.cache_size, "and its capacity with it");
+  cr_assert_leq(st.budget_bytes, smp_options.cache_size * (SMP_CPUCACHE_GROWTH + 1));
+  smp_cpucache_drain_all();
+  smp_cpucache_stats(&st);
+  cr_assert_eq(st.budgets_grown, 0, "the drain put it back to cache_size");
+  use_index(0);
+}
+
+// A miss moves at most half the class's capacity: a refill leaves room for frees and a flush
+// leaves blocks for mallocs (2 KiB blocks: batch 32, capacity 32; moving 31 at once, the class
+// went from empty to full and back every other call).
+Test(cpucache, a_miss_moves_at_most_half_the_capacity) {
+  unsigned cls = 40;
+  cr_assert_eq(smp_class_info[cls].size, 2048);
+  use_index(5);
+  smp_cpucache_stats_t st0, st1;
+  smp_cpucache_stats(&st0);
+  enum { N = 100 };
+  static void *p[N];
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < N; i++) p[i] = alloc(cls);
+    for (int i = 0; i < N; i++) release(p[i], cls);
+  }
+  smp_cpucache_stats(&st1);
+  uint64_t cap = (st1.capacity_bytes - st0.capacity_bytes) / 2048;
+  cr_assert_geq(cap, 8, "the class grew (capacity %lu)", (unsigned long)cap);
+  cr_assert_leq(2 * cap, N);
+  smp_cpucache_drain_all();
+  void *q = alloc(cls);
+  cr_assert_leq(cached(cls), cap / 2, "a refill of an empty class filled half (%lu of %lu)",
+                (unsigned long)cached(cls), (unsigned long)cap);
+  release(q, cls);
+  // Hold 2 * cap blocks with the cache empty, give back cap of them (the class is then full),
+  // then one more: that free flushes, and keeps at least half.
+  for (uint64_t i = 0; i < 2 * cap; i++) p[i] = alloc(cls);
+  smp_cpucache_drain_all();
+  for (uint64_t i = 0; i < cap; i++) release(p[i], cls);
+  cr_assert_eq(cached(cls), cap);
+  release(p[cap], cls);
+  cr_assert_geq(cached(cls), cap / 2, "a flush of a full class kept half (%lu of %lu)",
+                (unsigned long)cached(cls), (unsigned long)cap);
+  for (uint64_t i = cap + 1; i < 2 * cap; i++) release(p[i], cls);
+  use_index(0);
+}
+
+// The same classes with many hits between misses: the budget stays.
+Test(cpucache, a_cache_that_misses_rarely_keeps_its_budget) {
+  use_index(4);
+  void *p[4];
+  for (int round = 0; round < 200; round++)
+    for (unsigned cls = 41; cls < 73; cls++) {
+      for (int i = 0; i < 4; i++) p[i] = alloc(cls);
+      for (int i = 0; i < 4; i++) release(p[i], cls);
+      for (int k = 0; k < 40; k++) release(alloc(cls), cls); // hits
+    }
+  smp_cpucache_stats_t st;
+  smp_cpucache_stats(&st);
+  cr_assert_eq(st.budgets_grown, 0);
+  use_index(0);
 }
 
 Test(cpucache, drain_returns_every_block_and_the_cache_works_after) {

@@ -51,8 +51,11 @@ Test(sizeclass, span_geometry) {
     cr_assert_leq((bytes - (size_t)ci->capacity * ci->size) * 32, bytes, "tail waste <= 1/32");
     cr_assert_geq(ci->cache_cap, 1);
     cr_assert_leq(ci->cache_cap, 64);
-    cr_assert_geq(ci->batch, 1);
+    cr_assert_geq(ci->batch, 2, "a miss moves at least two blocks");
     cr_assert_leq(ci->batch, ci->cache_cap);
+    // By bytes: a batch moves SMP_BATCH_BYTES (4 blocks of 16 KiB), unless 32 blocks are less.
+    size_t want = SMP_BATCH_BYTES / ci->size;
+    cr_assert_eq(ci->batch, want < 2 ? 2 : want > 32 ? 32 : want, "class %u (%u B)", c, ci->size);
     cr_assert_leq(ci->batch, 32, "the caches move at most 32 blocks at once (their arrays hold 64)");
   }
 }
