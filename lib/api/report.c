@@ -168,7 +168,13 @@ void smp_report_print(int fd) {
   line(&t, "    huge:      ", r.huge_in_use, " in ");
   smp_text_u64(&t, r.huge_count, 0);
   smp_text_str(&t, " mappings\n");
-  line(&t, "  cached:      ", r.cached, smp_frontend_is_percpu() ? " in per-CPU caches\n" : " in thread caches\n");
+  if (smp_frontend_is_percpu()) {
+    line(&t, "  cached:      ", r.cached, " in per-CPU caches, and ");
+    smp_text_u64(&t, cs.outbox, 0);
+    smp_text_str(&t, " blocks of other CPUs in outboxes (counted in use)\n");
+  } else {
+    line(&t, "  cached:      ", r.cached, " in thread caches\n");
+  }
   if (SMP_STATS) line(&t, "  span free:   ", r.central_free, " free blocks in small spans\n");
   line(&t, "  page free:   ", r.pageheap_free, " free page runs, ");
   smp_text_bytes(&t, r.pageheap_dirty, 0);

@@ -51,6 +51,11 @@
 // Size classes: 16..128 step 16, then 8 classes per doubling up to SMP_SMALL_MAX.
 #define SMP_SMALL_MAX ((size_t)64 * 1024)
 #define SMP_CLASS_COUNT 81 // class 0 means "not a small block"
+// Classes 1..SMP_OUTBOX_CLASSES-1 (16, 32 and 48 bytes: blocks that share cache lines) are
+// sent home when freed on a CPU other than their owner's (cpucache.h, the outbox).
+#ifndef SMP_OUTBOX_CLASSES
+#define SMP_OUTBOX_CLASSES 4
+#endif
 
 // Objects up to this size come from the page heap as page runs; above it, dedicated mappings.
 #define SMP_HUGE_THRESHOLD (SMP_CHUNK_SIZE / 2)

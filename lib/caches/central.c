@@ -54,7 +54,31 @@ static void release_locked(central_class_t *cc, smp_span_t *s) {
   smp_pageheap_free(s);
 }
 
+// The listed span a refill for owner takes from: the first of the first few that owner owns
+// (its blocks came back to it: handing them to the same cache keeps a cache line's blocks with
+// one CPU), else the first. NULL if none is listed.
+static smp_span_t *pick_locked(const central_class_t *cc, unsigned owner) {
+  smp_span_t *s = cc->partial;
+  if (owner == SMP_OWNER_NONE) return s;
+  unsigned steps = 0;
+  for (smp_span_t *t = s; t && steps < 4; t = t->next, steps++)
+    if (smp_load_relaxed(&smp_span_chunk(t)->page_owner[t->page]) == owner) return t;
+  return s;
+}
+
+// Name owner as the owner of small span s (central lock held): a hint for free (pagemap.h).
+static void own_locked(smp_span_t *s, unsigned owner) {
+  smp_chunk_t *c = smp_span_chunk(s);
+  if (owner == SMP_OWNER_NONE || smp_load_relaxed(&c->page_owner[s->page]) == owner) return;
+  for (unsigned i = 0; i < s->npages; i++) smp_store_relaxed(&c->page_owner[s->page + i], owner);
+}
+
 unsigned smp_central_refill(smp_central_t *c, unsigned cls, void **out, unsigned want, bool nowait) {
+  return smp_central_refill_for(c, cls, out, want, nowait, SMP_OWNER_NONE);
+}
+
+unsigned smp_central_refill_for(smp_central_t *c, unsigned cls, void **out, unsigned want,
+                                bool nowait, unsigned owner) {
   central_class_t *cc = &c->cls[cls];
   unsigned got = 0;
   if (nowait) {
@@ -63,8 +87,9 @@ unsigned smp_central_refill(smp_central_t *c, unsigned cls, void **out, unsigned
     smp_lock_acquire(&cc->lock);
   }
   while (got < want) {
-    smp_span_t *s = cc->partial;
+    smp_span_t *s = pick_locked(cc, owner);
     if (s == NULL && (s = new_span_locked(c, cc, cls, nowait)) == NULL) break;
+    own_locked(s, owner);
     unsigned n = smp_span_pop(s, out + got, want - got);
     if (got + n < want) {
       void *chain = smp_remote_drain(s);

@@ -41,6 +41,10 @@ void smp_central_init(smp_central_t *c, struct smp_pageheap *pages);
 // Take up to want blocks of class cls (at least 1 unless out of memory, or with nowait, unless
 // a lock is busy or the page heap would have to grow: then 0, with no wait and no system call).
 unsigned smp_central_refill(smp_central_t *c, unsigned cls, void **out, unsigned want, bool nowait);
+// The same for the per-CPU cache whose owner tag is owner (pagemap.h; SMP_OWNER_NONE: none): it
+// prefers a span that cache owns, and becomes the owner of the spans it takes blocks from.
+unsigned smp_central_refill_for(smp_central_t *c, unsigned cls, void **out, unsigned want,
+                                bool nowait, unsigned owner);
 // Give n blocks back, each to the central lists of its own heap; any mix of spans and classes.
 // Reports invalid pointers, and double frees: a block twice in the batch, or more blocks of a
 // span than it has out (remote.h).

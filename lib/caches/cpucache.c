@@ -27,14 +27,20 @@ _Static_assert(offsetof(cpu_hdr_t, hits) == 8, "hits at 8");
 // end 0, begin 0xffff (stored as ~begin = 0): every operation misses. A fresh region's
 // all-zero headers are frozen too, so its first whole-header store is published like an unfreeze.
 #define FROZEN ((uint32_t)0)
-#define FIRST_SLOT 256                    // slots after the 81 headers (16 bytes each)
-_Static_assert(SMP_CLASS_COUNT * sizeof(cpu_hdr_t) <= FIRST_SLOT * 8, "headers fit");
+#define FIRST_SLOT 256                    // slots after the 82 headers (16 bytes each)
+// The outbox: a stack after the classes' (header 81) for blocks owned by another cache (see
+// cpucache.h), of any class, with a fixed capacity outside the byte budget.
+#define OUTBOX SMP_CPUCACHE_OUTBOX
+#define STACKS (OUTBOX + 1)               // classes 1..80 and the outbox
+#define OUTBOX_SLOTS 32
+_Static_assert(STACKS * sizeof(cpu_hdr_t) <= FIRST_SLOT * 8, "headers fit");
+_Static_assert(SMP_CPUCACHE_OUTBOX_HDR == OUTBOX * sizeof(cpu_hdr_t), "outbox header");
 
 typedef struct cache_meta {
   bool used;                            // lock: region initialised
   bool commit_failed;                   // lock: the last attempt to make it writable failed
   size_t bytes;                         // lock: sum over classes of capacity * size
-  uint16_t cap[SMP_CLASS_COUNT];        // lock: end - begin
+  uint16_t cap[STACKS];                 // lock: end - begin
   unsigned victim;                      // lock: next class to take capacity from
   size_t budget;                        // lock: bytes of capacity allowed (see adapt_locked)
   uint32_t steals;                      // lock: misses that took capacity since the last adapt
@@ -45,13 +51,14 @@ typedef struct cache_meta {
 } cache_meta_t;
 
 char *smp_cpucache_base;
+uint16_t smp_cpucache_foreign_hdr[SMP_CLASS_COUNT];
 static unsigned cache_count;       // indexes reserved
 static cache_meta_t *metas;        // cache_count entries
 // The region locks, packed apart from metas: scans and the fork handlers take every lock, and
 // locks inside the metadata (1.5 KiB apart) made every reserved index's entry resident (256 of
 // them where the kernel's cpumask has 256 bits), though only used indexes need theirs.
 static smp_lock_t *locks;          // cache_count entries
-static uint16_t first[SMP_CLASS_COUNT], max_cap[SMP_CLASS_COUNT];
+static uint16_t first[STACKS], max_cap[STACKS];
 static size_t budget; // cache_size: every cache's budget at first and after a drain
 static bool by_mm_cid;
 static smp_counter_t direct_took[SMP_CLASS_COUNT], direct_gave[SMP_CLASS_COUNT];
@@ -93,6 +100,19 @@ static void give(int index, unsigned cls, void *const *blocks, unsigned n) {
   smp_central_flush(blocks, n);
 }
 
+// Give n blocks of any classes (an outbox's) back, each counted under its own class.
+static void give_mixed(int index, void *const *blocks, unsigned n) {
+  if (n == 0) return;
+  for (unsigned i = 0; i < n; i++) smp_counter_add_shared(gave_of(index, smp_pagemap_class(blocks[i])), 1);
+  smp_central_flush(blocks, n);
+}
+
+// Give back the blocks of stack c (a class, or the outbox) of a frozen or owned region.
+static void give_stack(int index, unsigned c, void *const *blocks, unsigned n) {
+  if (c == OUTBOX) give_mixed(index, blocks, n);
+  else give(index, c, blocks, n);
+}
+
 bool smp_cpucache_init(const char **reason) {
   smp_rseq_info_t info;
   smp_rseq_init(&info);
@@ -109,6 +129,12 @@ bool smp_cpucache_init(const char **reason) {
     max_cap[c] = (uint16_t)m;
     next += (unsigned)m;
   }
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
+    smp_cpucache_foreign_hdr[c] =
+        (uint16_t)(c < SMP_OUTBOX_CLASSES ? SMP_CPUCACHE_OUTBOX_HDR : smp_cpucache_hdr(c));
+  first[OUTBOX] = (uint16_t)next;
+  max_cap[OUTBOX] = OUTBOX_SLOTS;
+  next += OUTBOX_SLOTS;
   if (next > SMP_CPUCACHE_REGION / 8) {
     *reason = "per-CPU region too small for the class layout";
     return false;
@@ -156,6 +182,9 @@ static bool region_init_locked(cache_meta_t *m, unsigned index) {
     uint64_t h = first[c] | (uint64_t)limits(first[c], first[c]) << 32;
     smp_store_relaxed((_Atomic uint64_t *)hdr_of(index, c), h);
   }
+  m->cap[OUTBOX] = OUTBOX_SLOTS;
+  smp_store_relaxed((_Atomic uint64_t *)hdr_of(index, OUTBOX),
+                    first[OUTBOX] | (uint64_t)limits(first[OUTBOX] + OUTBOX_SLOTS, first[OUTBOX]) << 32);
   m->bytes = 0;
   m->budget = budget;
   m->victim = 1;
@@ -247,7 +276,7 @@ static void drain_idle_scan(void) {
     }
     uint64_t hits = 0;
     bool holds = false; // region lock held: limits are not frozen
-    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    for (unsigned c = 1; c < STACKS; c++) {
       cpu_hdr_t *h = hdr_of(i, c);
       hits += smp_load_relaxed(&h->hits);
       holds |= smp_load_relaxed(&h->current) > begin_of(smp_load_relaxed(&h->limits));
@@ -278,7 +307,8 @@ static void drain_idle_if_no_pass(void) {
 }
 
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and
-// class cls grown if it can be; its capacity then goes to *cap (if cap is not NULL). Returns -1
+// class cls grown if it can be (none if cls is 0); its capacity then goes to *cap (if cap is
+// not NULL). Returns -1
 // (capacity 0) if this thread cannot use the per-CPU caches.
 static int prepare(unsigned cls, unsigned *cap) {
   if (cap) *cap = 0;
@@ -303,7 +333,7 @@ static int prepare(unsigned cls, unsigned *cap) {
   }
   if ((misses & (SMP_CPUCACHE_ADAPT_MISSES - 1)) == SMP_CPUCACHE_ADAPT_MISSES - 1)
     adapt_locked(m, (unsigned)index);
-  grow_locked(m, index, cls);
+  if (cls) grow_locked(m, index, cls);
   if (cap) *cap = m->cap[cls];
   smp_lock_release(&locks[index]);
   return index;
@@ -317,7 +347,8 @@ void *smp_cpucache_alloc_slow(unsigned cls) {
   // give back, and one filled to the brim would flush on the next free.
   unsigned want = 1 + moved(cls, cap);
   void *blocks[64];
-  unsigned n = smp_central_refill(smp_central_default, cls, blocks, want, false);
+  unsigned n = smp_central_refill_for(smp_central_default, cls, blocks, want, false,
+                                     index >= 0 ? smp_owner_tag(index) : SMP_OWNER_NONE);
   if (n == 0) return NULL;
   smp_counter_add_shared(took_of(index, cls), n);
   void *p = blocks[--n];
@@ -334,7 +365,24 @@ void *smp_cpucache_alloc_nowait(unsigned cls) {
   return p;
 }
 
+// A block of another cache whose outbox push missed: the outbox is full (or frozen, or the
+// region not yet in use). Its blocks go back to their spans as one batch, then p goes in.
+static void outbox_flush(void *p) {
+  int index = prepare(0, NULL);
+  if (index >= 0) {
+    void *out[OUTBOX_SLOTS];
+    give_mixed(index, out, smp_rseq_pop_batch(smp_cpucache_base, SMP_CPUCACHE_OUTBOX_HDR, out,
+                                              OUTBOX_SLOTS));
+    if (smp_rseq_push(smp_cpucache_base, SMP_CPUCACHE_OUTBOX_HDR, p)) return;
+  }
+  give_mixed(index, &p, 1);
+}
+
 void smp_cpucache_free_slow(void *p, unsigned cls) {
+  if (smp_cpucache_is_foreign(p, cls)) {
+    outbox_flush(p);
+    return;
+  }
   unsigned cap;
   int index = prepare(cls, &cap);
   if (index >= 0) {
@@ -366,12 +414,12 @@ static void reopen_limits_locked(const unsigned *list, unsigned n, unsigned lo, 
 }
 
 static size_t drain_indexes_locked(const unsigned *list, unsigned n) {
-  freeze_locked(list, n, 1, SMP_CLASS_COUNT);
+  freeze_locked(list, n, 1, STACKS);
   // After the fence no critical section that saw an unfrozen header is still running. If the
   // fence fails (a seccomp filter installed after start-up, ENOMEM), nothing is known about
   // sequences in flight: put the limits back and leave current and the slots alone.
   if (!smp_rseq_fence()) {
-    reopen_limits_locked(list, n, 1, SMP_CLASS_COUNT);
+    reopen_limits_locked(list, n, 1, STACKS);
     return 0;
   }
   size_t drained = 0;
@@ -380,12 +428,12 @@ static size_t drain_indexes_locked(const unsigned *list, unsigned n) {
     cache_meta_t *m = &metas[i];
     m->budget = budget;
     m->steals = 0;
-    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    for (unsigned c = 1; c < STACKS; c++) {
       cpu_hdr_t *h = hdr_of(i, c);
       unsigned cur = smp_load_relaxed(&h->current);
       if (cur > first[c]) {
         unsigned cnt = cur - first[c];
-        give((int)i, c, slot_of(i, first[c]), cnt);
+        give_stack((int)i, c, slot_of(i, first[c]), cnt);
         drained += cnt;
       }
       uint64_t whole = first[c] | (uint64_t)limits(first[c] + m->cap[c], first[c]) << 32;
@@ -431,16 +479,23 @@ typedef struct holds_query {
 
 // 1 if the block is in its class in one of the listed regions: the class frozen and fenced as a
 // drain does, the slots read, the limits put back.
+static bool stack_holds(unsigned index, unsigned c, const void *p) {
+  unsigned cur = smp_load_relaxed(&hdr_of(index, c)->current);
+  for (unsigned i = first[c]; i < cur; i++)
+    if (*slot_of(index, i) == p) return true;
+  return false;
+}
+
 static size_t holds_batch(const unsigned *list, unsigned n, const void *arg) {
   const holds_query_t *q = arg;
   freeze_locked(list, n, q->cls, q->cls + 1);
+  freeze_locked(list, n, OUTBOX, STACKS);
   bool found = false;
   if (smp_rseq_fence()) // else sequences may be in flight: nothing can be known
-    for (unsigned k = 0; k < n && !found; k++) {
-      unsigned cur = smp_load_relaxed(&hdr_of(list[k], q->cls)->current);
-      for (unsigned i = first[q->cls]; i < cur && !found; i++) found = *slot_of(list[k], i) == q->p;
-    }
+    for (unsigned k = 0; k < n && !found; k++)
+      found = stack_holds(list[k], q->cls, q->p) || stack_holds(list[k], OUTBOX, q->p);
   reopen_limits_locked(list, n, q->cls, q->cls + 1);
+  reopen_limits_locked(list, n, OUTBOX, STACKS);
   return found;
 }
 
@@ -464,6 +519,8 @@ void smp_cpucache_stats(smp_cpucache_stats_t *out) {
       out->capacity_bytes += m->bytes;
       out->budget_bytes += m->budget;
       out->budgets_grown += m->budget > budget;
+      uint16_t top = smp_load_relaxed(&hdr_of(i, OUTBOX)->current);
+      out->outbox += top > first[OUTBOX] ? (unsigned)(top - first[OUTBOX]) : 0;
       for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
         uint16_t cur = smp_load_relaxed(&hdr_of(i, c)->current);
         out->cached[c] += cur > first[c] ? (unsigned)(cur - first[c]) : 0;

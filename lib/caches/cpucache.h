@@ -3,7 +3,8 @@
 // by one rseq critical section each (rseq_x86_64.h): no lock, no atomic read-modify-write.
 // Region layout: class c's 16-byte header at offset 16*c ({current, end, ~begin, hits}; class
 // 0 holds no blocks and its hits field counts rseq restarts), then slots; class c owns the
-// fixed slot range [begin_c, begin_c + max_c) and uses [begin_c, end_c).
+// fixed slot range [begin_c, begin_c + max_c) and uses [begin_c, end_c). Header 81 is the
+// outbox's (blocks of other caches, below), whose 32 slots follow the classes'.
 // Regions are reserved for every possible index but only touched ones become resident; with
 // mm_cid, a process that runs on 2 CPUs touches 2 regions. Indexes -1 and -2 (thread not
 // registered) land on two always-zero regions below the first, where every operation misses.
@@ -27,6 +28,7 @@
 
 #include "compiler.h"
 #include "config.h"
+#include "pagemap.h"
 #include "rseq.h"
 
 extern SMP_HIDDEN char *smp_cpucache_base; // region of index 0; written once at start-up
@@ -36,8 +38,38 @@ SMP_INLINE size_t smp_cpucache_hdr(unsigned cls) { return (size_t)cls * 16; }
 SMP_INLINE void *smp_cpucache_alloc_fast(unsigned cls) {
   return smp_rseq_pop(smp_cpucache_base, smp_cpucache_hdr(cls));
 }
+// The outbox: a stack of its own in each region (header 81) for blocks that another cache
+// owns (pagemap.h's owner tag: the cache that took the last batch from their span). A block
+// freed on a CPU other than its owner's does not go to that CPU's class stack, where the next
+// malloc would hand it out again, next to blocks the owner still uses on the same cache line
+// (cache_scratch: 13x slower); it waits in the outbox, and a full outbox goes back to the
+// spans as one batch, from which the owner's refills (preferring spans it owns) take them.
+// Only classes below SMP_OUTBOX_CLASSES (config.h: blocks under 64 bytes, several to a cache
+// line) are sent home: a block freed on another CPU is otherwise reused there at once, which
+// saves every central-list trip that sending it home costs (see design.md, "Outboxes").
+// The tag is read outside the sequence, so it is a hint: a thread that moves between the read
+// and the push puts the block on the other stack of the cache it reaches, which is harmless.
+#define SMP_CPUCACHE_OUTBOX SMP_CLASS_COUNT
+#define SMP_CPUCACHE_OUTBOX_HDR ((size_t)SMP_CPUCACHE_OUTBOX * 16)
+
+// Per class, the header a block goes to when its owner is another cache: the outbox for the
+// classes below SMP_OUTBOX_CLASSES, the class's own header for the others (a table, so that
+// free's hit path chooses with a compare and a conditional move, without a branch).
+extern SMP_HIDDEN uint16_t smp_cpucache_foreign_hdr[SMP_CLASS_COUNT];
+
+// The header block p of class cls (small, default heap) is pushed onto by the calling CPU.
+SMP_INLINE size_t smp_cpucache_push_hdr(const void *p, unsigned cls) {
+  size_t own = smp_cpucache_hdr(cls), away = smp_cpucache_foreign_hdr[cls];
+  return smp_pagemap_owner(p) == smp_owner_tag(smp_rseq_current_index_hint()) ? own : away;
+}
+
+// Whether block p of class cls goes to the outbox (see above).
+SMP_INLINE bool smp_cpucache_is_foreign(const void *p, unsigned cls) {
+  return smp_cpucache_push_hdr(p, cls) == SMP_CPUCACHE_OUTBOX_HDR;
+}
+
 SMP_INLINE bool smp_cpucache_free_fast(void *p, unsigned cls) {
-  return smp_rseq_push(smp_cpucache_base, smp_cpucache_hdr(cls), p);
+  return smp_rseq_push(smp_cpucache_base, smp_cpucache_push_hdr(p, cls), p);
 }
 
 // Start-up: reserve the regions; false (and the reason) if per-CPU caches cannot run.
@@ -73,6 +105,7 @@ typedef struct smp_cpucache_stats {
   uint64_t capacity_bytes;         // sum of the capacities in use
   uint64_t budget_bytes;           // sum of the budgets of the caches in use
   uint32_t budgets_grown;          // caches in use whose budget is above cache_size
+  uint64_t outbox;                 // blocks in the outboxes (any class; not in cached)
   uint64_t scans_background;       // idle scans by the background thread's passes
   uint64_t scans_slow;             // idle scans by slow paths (no pass for a while)
   uint64_t took[SMP_CLASS_COUNT];  // blocks from the central lists

@@ -12,6 +12,11 @@
 // page_class[i] is the size class of a small span's pages and 0 everywhere else. Both are
 // written under the page-heap lock before the span is published; readers on the free path need
 // no lock (publication is by the hand-off of the pointer itself). Spans tile a chunk's pages.
+// page_owner[i] is a hint, the owner tag of a small span of the default heap: the per-CPU cache
+// (index & 0xff) that took the last batch of blocks from it, SMP_OWNER_NONE if none did (or
+// the tag of an earlier span: a reader checks the class first). Written under the class's
+// central lock, read by free's fast path without a lock (relaxed: any value is safe to read;
+// it only decides which stack of the calling CPU's cache a block goes to).
 #ifndef SMP_PAGEMAP_H
 #define SMP_PAGEMAP_H
 
@@ -30,6 +35,7 @@ struct smp_pageheap;
 
 struct smp_chunk {
   uint8_t page_class[SMP_CHUNK_PAGES];  // see file header
+  _Atomic uint8_t page_owner[SMP_CHUNK_PAGES]; // see file header
   uint16_t page_span[SMP_CHUNK_PAGES];  // see file header
   smp_chunk_t *next;                    // page-heap lock: all chunks, for trim and stats
   smp_chunk_t *prev;                    // page-heap lock
@@ -69,6 +75,14 @@ SMP_INLINE size_t smp_pagemap_page(const void *p) {
 // Size class of the block at p (0 if p is not in a small span). Caller checked ownership.
 SMP_INLINE unsigned smp_pagemap_class(const void *p) {
   return smp_pagemap_chunk(p)->page_class[smp_pagemap_page(p)];
+}
+
+// Owner tags (see the file header): a cache index's tag, and none.
+#define SMP_OWNER_NONE 0xffu
+SMP_INLINE unsigned smp_owner_tag(int index) { return (unsigned)index & 0xffu; }
+// The owner tag of the small span holding p (a hint). Caller checked ownership and the class.
+SMP_INLINE unsigned smp_pagemap_owner(const void *p) {
+  return smp_load_relaxed(&smp_pagemap_chunk(p)->page_owner[smp_pagemap_page(p)]);
 }
 
 // Offset of p from the start of its span. Caller checked that p is in an in-use span.

@@ -84,6 +84,18 @@ SMP_INLINE int smp_rseq_current_index(void) {
   return *(volatile int32_t *)((char *)__builtin_thread_pointer() + smp_rseq_index_offset);
 }
 
+// The low byte of the same field, read as cheaply as the target allows (one instruction on
+// x86-64): a hint for choices outside the critical sections, such as owner tags (pagemap.h).
+SMP_INLINE unsigned smp_rseq_current_index_hint(void) {
+#if defined(__x86_64__)
+  unsigned v;
+  __asm__ volatile("movzbl %%fs:(%1), %0" : "=r"(v) : "r"(smp_rseq_index_offset));
+  return v;
+#else
+  return (unsigned)smp_rseq_current_index() & 0xffu;
+#endif
+}
+
 // The critical sections for the target: smp_rseq_pop, smp_rseq_push, their batch forms and
 // smp_rseq_set_end (each architecture's file includes this one for the declarations above).
 #if defined(__x86_64__)

@@ -185,6 +185,81 @@ Test(cpucache, a_cache_that_misses_rarely_keeps_its_budget) {
   use_index(0);
 }
 
+// A block of a class under SMP_OUTBOX_CLASSES freed on a CPU other than the one that took
+// it from its span goes to that CPU's outbox, not to its class stack: the next malloc there
+// gets another block (cache_scratch's false sharing), and the double-free search finds it.
+Test(cpucache, a_small_block_freed_on_another_cpu_goes_to_the_outbox) {
+  unsigned cls = 1;
+  cr_assert_lt(cls, SMP_OUTBOX_CLASSES);
+  void *a = alloc(cls); // cache 0 took its batch: cache 0 owns the span
+  use_index(1);
+  smp_cpucache_stats_t st0, st1;
+  smp_cpucache_stats(&st0);
+  release(a, cls);
+  smp_cpucache_stats(&st1);
+  cr_assert_eq(st1.outbox, st0.outbox + 1, "in cache 1's outbox");
+  cr_assert_eq(st1.cached[cls], st0.cached[cls], "not on a class stack");
+  cr_assert(smp_cpucache_holds(cls, a), "the double-free search finds it in the outbox");
+  void *b = alloc(cls);
+  cr_assert_neq(b, a, "cache 1 does not hand cache 0's block out again");
+  release(b, cls);
+  smp_cpucache_drain_all();
+  smp_cpucache_stats(&st1);
+  cr_assert_eq(st1.outbox, 0, "a drain empties the outboxes");
+  cr_assert_eq(st1.took[cls], st1.gave[cls], "and every block went back");
+  use_index(0);
+}
+
+// The cache that takes a batch from a span owns it: its own blocks freed on it stay there.
+Test(cpucache, a_small_block_freed_on_its_own_cpu_stays_there) {
+  unsigned cls = 3;
+  use_index(2);
+  void *a = alloc(cls);
+  smp_cpucache_stats_t st0, st1;
+  smp_cpucache_stats(&st0);
+  release(a, cls);
+  smp_cpucache_stats(&st1);
+  cr_assert_eq(st1.outbox, st0.outbox, "not in the outbox");
+  cr_assert_eq(alloc(cls), a, "handed out again at once");
+  release(a, cls);
+  use_index(0);
+}
+
+// A full outbox goes back to the spans as one batch; none of its blocks reach a class stack.
+Test(cpucache, a_full_outbox_goes_back_to_the_spans) {
+  unsigned cls = 2;
+  enum { N = 100 };
+  static void *p[N];
+  for (int i = 0; i < N; i++) p[i] = alloc(cls);
+  use_index(1);
+  smp_cpucache_stats_t st0, st1;
+  smp_cpucache_stats(&st0);
+  for (int i = 0; i < N; i++) release(p[i], cls);
+  smp_cpucache_stats(&st1);
+  cr_assert_leq(st1.outbox, 32, "the outbox is bounded (%lu)", (unsigned long)st1.outbox);
+  cr_assert_eq(st1.cached[cls], st0.cached[cls]);
+  cr_assert_eq(st1.gave[cls] - st0.gave[cls] + st1.outbox - st0.outbox, N,
+               "every block went back to its span or waits in the outbox");
+  use_index(0);
+}
+
+// Blocks of 64 bytes and more do not share cache lines (but at their ends): one freed on
+// another CPU stays there and is handed out again at once, saving the trip home.
+Test(cpucache, a_larger_block_freed_on_another_cpu_stays_there) {
+  unsigned cls = SMP_OUTBOX_CLASSES;
+  cr_assert_geq(smp_class_info[cls].size, 64);
+  void *a = alloc(cls);
+  use_index(1);
+  smp_cpucache_stats_t st0, st1;
+  smp_cpucache_stats(&st0);
+  release(a, cls);
+  smp_cpucache_stats(&st1);
+  cr_assert_eq(st1.outbox, st0.outbox);
+  cr_assert_eq(alloc(cls), a, "cache 1 reuses it");
+  release(a, cls);
+  use_index(0);
+}
+
 Test(cpucache, drain_returns_every_block_and_the_cache_works_after) {
   unsigned cls = 9;
   void *p[40];
