@@ -9,6 +9,7 @@
 # latest.* copy. A failed run does not stop the others; the script then exits 1 at the end.
 # Usage: ci/bench.sh [--quick] [--threads N] [--alloc LIST] [--workloads LIST] [--reps N]
 #                    [--report | --report-to FILE] [--no-micro] [--no-instructions]
+#                    [--lib NAME=PATH[@VAR=VALUE...]]...
 #   --quick        smaller arguments, 3 runs each: the whole thing in under 5 minutes on 2 CPUs
 #   --threads N    replace every workload's thread count (its first argument) with N
 #   --alloc LIST   comma list of glibc,smpalloc,smpalloc-thread,jemalloc,mimalloc,tcmalloc,tbb
@@ -18,6 +19,8 @@
 #   --report       after the (full) run, regenerate papers/results.md via bench/report.py
 #   --report-to F  the same into file F (a copy, to try it; its plots go to plots/ beside F)
 #   --no-micro, --no-instructions   leave out the micro-benchmarks, the instruction counts
+#   --lib NAME=PATH  one more allocator to run beside the others (repeatable), e.g. an earlier
+#                  build of smpalloc, to show a change against it in the same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
@@ -49,7 +52,7 @@ thread_churn    | 2 10000 300              | 2 3000 300
 '
 
 usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-quick=0 threads="" alloc_list="" only="" reps="" report=0 micro=1 instructions=1
+quick=0 threads="" alloc_list="" only="" reps="" report=0 micro=1 instructions=1 extra_libs=()
 report_file=papers/results.md
 while [ $# -gt 0 ]; do
   case $1 in
@@ -62,6 +65,8 @@ while [ $# -gt 0 ]; do
     --report-to) report=1 report_file=${2:?--report-to needs a file}; shift ;;
     --no-micro) micro=0 ;;
     --no-instructions) instructions=0 ;;
+    --lib) [[ ${2:-} == ?*=?* ]] || { echo "ci/bench.sh: --lib needs NAME=PATH" >&2; exit 2; }
+           extra_libs+=(--lib "$2"); shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "ci/bench.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -89,6 +94,7 @@ w=$build/bench
 
 # Allocators (bench/common.sh's table), smpalloc first among the preloaded ones (the base).
 bench_allocators ci/bench.sh "$PWD/$build/libsmpalloc.so" "$alloc_list"
+bench_libs+=(${extra_libs[@]+"${extra_libs[@]}"})
 
 # The commands, from the table rows that are selected and built.
 declare -A known=()

@@ -13,11 +13,13 @@ _Atomic int smp_background_state;
 
 // One heap's pass. The page heap's calls are counted before the caches drain: the spans a
 // drain empties are not the program's doing, and an idle heap gives their pages back in the
-// same pass, with its classes' wholly free reserve spans.
+// same pass, with its classes' wholly free reserve spans. The default heap's transfer caches
+// that no miss used since the previous pass go back to their spans too.
 static void pass_heap(smp_heap_t *h, bool drain_caches) {
   smp_pageheap_t *ph = &h->pages;
   uint64_t calls = smp_pageheap_calls(ph);
   if (drain_caches) smp_cpucache_drain_idle();
+  if (h->is_default) smp_central_transfer_drain(true); // the transfer caches not used since
   bool idle = smp_pageheap_idle_since(ph, calls);
   if (idle) smp_central_trim(&h->central);
   smp_pageheap_background_pass(ph, idle);

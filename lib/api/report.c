@@ -27,7 +27,8 @@ static smp_lock_t report_lock = SMP_LOCK_INIT;
 static smp_tcache_stats_t ts;
 static smp_cpucache_stats_t cs;
 
-// Blocks of class c held outside the spans (caches + users), and of them cached. The took/gave
+// Blocks of class c held outside the spans (caches + users), and of them cached (in the
+// caches, or in the transfer caches between them). The took/gave
 // counters are sums of differences read cache by cache while blocks move (taken by one cache,
 // given back by another read later), so the total can dip below zero: as a signed value, that
 // is 0, not 2^64 - n (which would show as exabytes in use).
@@ -35,7 +36,8 @@ static uint64_t held_of(unsigned c) {
   int64_t held = (int64_t)(ts.cls[c].held + (cs.took[c] - cs.gave[c]));
   return held > 0 ? (uint64_t)held : 0;
 }
-static uint64_t cached_of(unsigned c) { return ts.cls[c].cached + cs.cached[c]; }
+static uint32_t transfer[SMP_CLASS_COUNT]; // blocks in the transfer caches
+static uint64_t cached_of(unsigned c) { return ts.cls[c].cached + cs.cached[c] + transfer[c]; }
 
 void smp_report_lock(void) { smp_lock_acquire(&report_lock); }
 void smp_report_unlock(void) { smp_lock_release(&report_lock); }
@@ -43,6 +45,7 @@ void smp_report_unlock(void) { smp_lock_release(&report_lock); }
 static void totals_locked(smp_report_totals_t *out) {
   smp_tcache_stats(&ts);
   if (smp_frontend_is_percpu()) smp_cpucache_stats(&cs);
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) transfer[c] = smp_central_transfer_count(c);
   *out = (smp_report_totals_t){0};
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     size_t size = smp_class_info[c].size;

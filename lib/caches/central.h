@@ -7,8 +7,19 @@
 // Span states: LISTED (on the partial list, may have blocks), DETACHED (no free blocks, off the
 // list; the first push re-lists it), EMPTY (out == 0: released, except one reserve span per
 // class kept listed to avoid page-heap churn; trim releases the reserve), DEAD.
+// Transfer cache (the default heap's classes from SMP_OUTBOX_CLASSES up): per class, an array
+// of up to two batches of blocks under a lock of its own. A cache's miss gives its batch there
+// when it has room, and a refill takes from there first, so blocks that move between CPUs
+// (producer/consumer) go from one cache to another without touching their spans: no walk of a
+// list whose links another CPU wrote, no CAS per span. Blocks in it are validated (pass 1 of a
+// flush), carry their free marks and are out of their spans, as in a cache. Its lock is only
+// tried on the miss paths, never waited for: a busy one sends the batch to the spans. Drains of
+// caches bypass it (their blocks go to the spans), the background pass sends an idle one back
+// to the spans, and a full drain (trim, visit) empties it. Classes under SMP_OUTBOX_CLASSES
+// bypass it: their blocks go home to the spans their owners take from (cpucache.h).
 // Lock order: central[cls] -> page heap. No two central locks are ever held together
-// (except by the fork handler, which takes them all in class order).
+// (except by the fork handler, which takes them all in class order, then the transfer locks).
+// A transfer lock is a leaf: nothing is taken while it is held.
 #ifndef SMP_CENTRAL_H
 #define SMP_CENTRAL_H
 
@@ -18,6 +29,11 @@
 #include "pagemap.h"
 
 #include "os.h"
+
+// Blocks a transfer cache can hold (two batches of up to 32), and the bytes beyond which it
+// holds one batch only.
+#define SMP_TRANSFER_MAX 64
+#define SMP_TRANSFER_BYTES 65536
 
 typedef struct central_class {
   smp_lock_t lock;
@@ -49,6 +65,14 @@ unsigned smp_central_refill_for(smp_central_t *c, unsigned cls, void **out, unsi
 // Reports invalid pointers, and double frees: a block twice in the batch, or more blocks of a
 // span than it has out (remote.h).
 void smp_central_flush(void *const *blocks, unsigned n);
+// The same for n blocks of class cls of the default heap that a cache's miss path gives back:
+// they may stay in the transfer cache (see above).
+void smp_central_give(unsigned cls, void *const *blocks, unsigned n);
+// Send the transfer caches back to the spans: all, or (only_idle) those not used since the
+// previous such call; returns the blocks sent.
+size_t smp_central_transfer_drain(bool only_idle);
+// Blocks in the transfer cache of class cls now (statistics).
+uint32_t smp_central_transfer_count(unsigned cls);
 // True if the block p of class cls, which the caller found in small span s, is certainly not a
 // live block: it lies on s's local or remote list, or past s's carve cursor (never handed out
 // since s was carved), or s is no longer the span of p (a live block pins its span). Takes the

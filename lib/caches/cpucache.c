@@ -93,8 +93,14 @@ static smp_counter_t *gave_of(int index, unsigned cls) {
   return index < 0 ? &direct_gave[cls] : &metas[index].gave[cls];
 }
 
-// Give n blocks of class cls back to the central list, counted against index.
+// Give n blocks of class cls back to the central lists, counted against index: from a miss
+// path (a batch, which may stay in the transfer cache), or from a drain (to the spans).
 static void give(int index, unsigned cls, void *const *blocks, unsigned n) {
+  if (n == 0) return;
+  smp_counter_add_shared(gave_of(index, cls), n);
+  smp_central_give(cls, blocks, n);
+}
+static void give_to_spans(int index, unsigned cls, void *const *blocks, unsigned n) {
   if (n == 0) return;
   smp_counter_add_shared(gave_of(index, cls), n);
   smp_central_flush(blocks, n);
@@ -107,10 +113,10 @@ static void give_mixed(int index, void *const *blocks, unsigned n) {
   smp_central_flush(blocks, n);
 }
 
-// Give back the blocks of stack c (a class, or the outbox) of a frozen or owned region.
+// Give back the blocks of stack c (a class, or the outbox) of a region being drained.
 static void give_stack(int index, unsigned c, void *const *blocks, unsigned n) {
   if (c == OUTBOX) give_mixed(index, blocks, n);
-  else give(index, c, blocks, n);
+  else give_to_spans(index, c, blocks, n);
 }
 
 bool smp_cpucache_init(const char **reason) {

@@ -1,6 +1,7 @@
 // Layer: caches. See frontend.h.
 #include "debug.h"
 #include "frontend.h"
+#include "central.h"
 #include "options.h"
 
 _Atomic bool smp_frontend_percpu;
@@ -64,6 +65,7 @@ void smp_frontend_flush(void) {
     smp_cpucache_drain_all();
   else
     smp_tcache_flush_self();
+  smp_central_transfer_drain(false);
 }
 
 const char *smp_frontend_name(void) {

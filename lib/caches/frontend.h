@@ -31,7 +31,8 @@ void smp_frontend_select(void);
 // True if block p of class cls is in a cache of the running front end (so it is free); false
 // proves nothing. For the double-free confirmation (doublefree.h); slow: takes every cache lock.
 bool smp_frontend_holds(unsigned cls, const void *p);
-// Return cached blocks to the central lists: every CPU cache, or the calling thread's cache.
+// Return cached blocks to the central lists: every CPU cache, or the calling thread's cache;
+// then the transfer caches to their spans.
 void smp_frontend_flush(void);
 // "percpu (rseq, mm_cid)", "percpu (rseq, cpu_id)" or "thread (<reason>)".
 const char *smp_frontend_name(void);

@@ -131,9 +131,11 @@ int main(int argc, char **argv) {
                   after.exited - before.exited, (unsigned long long)created);
     if (after.cached > ((size_t)4 << 20))
       stress_fail("%zu bytes in thread caches with only the main thread alive", after.cached);
-  } else if (after.cached > (size_t)sysconf(_SC_NPROCESSORS_CONF) * ((size_t)1 << 20)) {
-    // Per-CPU caches outlive threads but each holds at most its budget (1 MiB by default).
-    stress_fail("%zu bytes in per-CPU caches, more than the budget allows", after.cached);
+  } else if (after.cached > (size_t)sysconf(_SC_NPROCESSORS_CONF) * ((size_t)4 << 20) +
+                                 ((size_t)4 << 20)) {
+    // Per-CPU caches outlive threads but each holds at most its budget (1 MiB by default, up
+    // to 4 MiB for a cache that thrashed), and the transfer caches between them under 4 MiB.
+    stress_fail("%zu bytes in per-CPU caches, more than the budgets allow", after.cached);
   }
   malloc_trim(0);
   stress_heap_t trimmed;
