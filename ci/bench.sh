@@ -49,6 +49,7 @@ cache_thrash    | 2 5000 8                 | 2 1500 8
 mstress         | 2 100000 20              | 2 100000 5
 realloc_strings | 2 20000 65536            | 2 8000 65536
 thread_churn    | 2 10000 300              | 2 3000 300
+huge_churn      | 2 1000 8                 | 2 100 8
 '
 
 usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
