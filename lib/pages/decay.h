@@ -27,8 +27,9 @@ typedef struct smp_pageheap smp_pageheap_t;
 uint64_t smp_pageheap_decay(smp_pageheap_t *ph);
 // The background thread's period: a quarter of decay_ms, 10 ms to 1 s (1 s with decay off).
 unsigned smp_pageheap_pass_ms(void);
-// Page-heap calls so far (allocations, frees, grows, shrinks): a background pass reads them
-// when it begins, before it drains any cache (the spans a drain empties are not the program's).
+// Page-heap calls so far (allocations, frees, grows, shrinks, charges of huge blocks): a
+// background pass reads them when it begins, before it drains any cache (the spans a drain
+// empties are not the program's).
 uint64_t smp_pageheap_calls(smp_pageheap_t *ph);
 // Whether the heap served no call between the end of the previous background pass, half a
 // period (smp_pageheap_pass_ms) ago at least, and the moment calls was read: an idle program

@@ -340,8 +340,16 @@ bool smp_pageheap_charge(smp_pageheap_t *ph, ptrdiff_t npages, bool nowait) {
   size_t held = ph->large_pages + ph->small_pages + ph->huge_pages;
   bool ok = npages <= 0 || ph->limit_pages == 0 || held + (size_t)npages <= ph->limit_pages;
   if (ok) ph->huge_pages += (size_t)npages;
+  ph->heap_calls++; // a huge block's allocation or free: the heap is not idle
   smp_lock_release(&ph->lock);
   return ok;
+}
+
+size_t smp_pageheap_held(smp_pageheap_t *ph) {
+  smp_lock_acquire(&ph->lock);
+  size_t held = ph->large_pages + ph->small_pages + ph->huge_pages;
+  smp_lock_release(&ph->lock);
+  return held;
 }
 
 void smp_pageheap_set_limit(smp_pageheap_t *ph, size_t limit_pages) {

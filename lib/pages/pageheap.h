@@ -79,7 +79,10 @@ bool smp_pageheap_grow(smp_span_t *span, size_t npages);
 void smp_pageheap_shrink(smp_span_t *span, size_t npages);
 // Charge (or with a negative count, uncharge) huge mappings of npages OS-independent pages to
 // the limit; false (nothing charged) if that would pass the limit, or (nowait) the lock is busy.
+// Counts as a call of the heap (smp_pageheap_calls): a heap busy with huge blocks is not idle.
 bool smp_pageheap_charge(smp_pageheap_t *ph, ptrdiff_t npages, bool nowait);
+// Pages ph holds for blocks now (small spans, large runs, huge mappings): what its limit counts.
+size_t smp_pageheap_held(smp_pageheap_t *ph);
 void smp_pageheap_set_limit(smp_pageheap_t *ph, size_t limit_pages);
 // Return the physical memory of every free span to the OS and unmap wholly free chunks.
 // Returns the number of bytes released.
