@@ -59,8 +59,9 @@ SMP_API size_t smp_usable_size(const void *ptr);
 
 /** Return free memory to the operating system: drain the caches (every per-CPU cache; with
  *  per-thread caches, the calling thread's), give wholly free small spans back to the page
- *  heap, unmap wholly free 4 MiB chunks and purge (MADV_DONTNEED) every other free page run.
- *  Returns 1 if any memory was released, else 0. */
+ *  heap, unmap wholly free 4 MiB chunks, purge (MADV_DONTNEED) every other free page run and
+ *  unmap the mappings of freed huge blocks kept for reuse. Returns 1 if any memory was
+ *  released, else 0. */
 SMP_API int smp_trim(void);
 
 /** Print a human-readable summary of the heap (bytes in use, cached, mapped, per size class,

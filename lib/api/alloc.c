@@ -233,6 +233,7 @@ static void trim_heap(smp_heap_t *h, void *arg) {
   if (!h->is_default) smp_hcache_flush_self(&h->caches);
   *released += smp_central_trim(&h->central);
   *released += smp_pageheap_trim(&h->pages);
+  *released += smp_large_trim(&h->pages); // freed huge blocks' mappings kept for reuse
 }
 
 int smp_alloc_trim(void) {

@@ -45,6 +45,9 @@ static const opt_entry_t opt_table[] = {
      "0 never, 1 always, auto once the process has a second thread", background_names},
     {"thp", OPT_BOOL, 1, 0, 1, offsetof(smp_options_t, thp),
      "let transparent huge pages back the heap's chunks (0: MADV_NOHUGEPAGE)", NULL},
+    {"huge_cache", OPT_SIZE, 16, 0, 64, offsetof(smp_options_t, huge_cache),
+     "freed huge blocks (above 2 MiB) whose mappings a heap keeps for reuse, at most (also "
+     "bounded by dirty_pct and aged by decay_ms); 0: every huge free unmaps", NULL},
 };
 
 static void opt_set(const opt_entry_t *o, size_t v) {

@@ -24,6 +24,7 @@ typedef struct smp_options {
   size_t purge;      // enum smp_purge_choice: how decayed pages go back
   size_t background; // enum smp_background_choice: the thread for decay and idle caches
   bool thp;          // chunks may be backed by transparent huge pages
+  size_t huge_cache; // freed huge mappings kept for reuse, per heap (large.c); 0: none
 } smp_options_t;
 
 extern SMP_HIDDEN smp_options_t smp_options;

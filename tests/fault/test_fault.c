@@ -30,6 +30,7 @@
 #include "frontend.h"
 #include "init.h"
 #include "large.h"
+#include "options.h"
 #include "os.h"
 #include "pageheap.h"
 #include "sizeclass.h"
@@ -215,6 +216,7 @@ Test(fault, switch_counts_calls_and_fires_as_planned) {
   void *h = smp_malloc(3 * MiB); // also creates the huge table
   cr_assert_not_null(h);
   smp_free(h);
+  smp_trim(); // its mapping, kept for reuse, goes: the blocks below are new mappings
 
   plan(0, 0, 0);
   keep(smp_malloc(3 * MiB), 3 * MiB);
@@ -236,6 +238,8 @@ Test(fault, switch_counts_calls_and_fires_as_planned) {
   cr_assert_eq(counts().faults[SMP_OS_FAULT_MAP], 0);
 
   plan(MAP, 0, ALWAYS / 2); // half of the maps fail, at random
+  size_t cache = smp_options.huge_cache;
+  smp_options.huge_cache = 0; // each malloc below maps (none reuses the previous one's mapping)
   unsigned failed = 0;
   for (int i = 0; i < 200; i++) {
     errno = 0;
@@ -247,6 +251,7 @@ Test(fault, switch_counts_calls_and_fires_as_planned) {
       smp_free(p);
     }
   }
+  smp_options.huge_cache = cache;
   c = counts();
   print_counts("rate=50%", c, failed);
   cr_assert_eq(c.faults[SMP_OS_FAULT_MAP], failed, "every failed huge malloc is one fault");
@@ -419,6 +424,37 @@ Test(fault, huge_realloc_moves_or_fails_cleanly_when_mremap_fails) {
   cr_assert_gt(counts().faults[SMP_OS_FAULT_MAP], 0);
   verify_live("after aligned huge growth");
   assert_recovered("after huge reallocs");
+}
+
+// ---- huge blocks: the cache of freed mappings under refusals ----
+
+Test(fault, huge_cache_reuse_needs_no_mmap_and_survives_refusals) {
+  block_t *h = keep(smp_malloc(8 * MiB), 8 * MiB);
+  char *old = h->p;
+  release_live(); // its mapping is kept for reuse
+  smp_large_stats_t ls;
+  smp_large_stats(&ls);
+  cr_assert_eq(ls.cached_count, 1);
+
+  plan(REMAP, 1, 0); // growing the cached 8 MiB to 10 MiB is refused: a new mapping instead
+  h = keep(smp_malloc(10 * MiB), 10 * MiB);
+  smp_os_fault_counts_t c = counts();
+  print_counts("huge cache, growth refused", c, 0);
+  cr_assert_eq(c.faults[SMP_OS_FAULT_REMAP], 1);
+  cr_assert_eq(c.calls[SMP_OS_FAULT_MAP], 1);
+  cr_assert_neq(h->p, old);
+  smp_large_stats(&ls);
+  cr_assert_eq(ls.cached_count, 1, "the range the growth could not use stays cached");
+
+  plan(MAP | REMAP, 0, ALWAYS); // no new memory at all: the cached range still serves
+  block_t *r = keep(smp_malloc(8 * MiB), 8 * MiB);
+  cr_assert_eq(r->p, old, "reused without a system call that could fail");
+  EXPECT_ENOMEM(smp_malloc(30 * MiB)); // nothing cached fits, and mmap is refused
+  c = counts();
+  print_counts("huge cache, mmap refused", c, nulls_seen);
+  cr_assert_gt(c.faults[SMP_OS_FAULT_MAP], 0);
+  verify_live("after refusals with a huge cache");
+  assert_recovered("after the huge cache");
 }
 
 // ---- huge blocks: the address table cannot grow ----
