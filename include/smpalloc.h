@@ -69,7 +69,7 @@ SMP_API int smp_trim(void);
 SMP_API void smp_stats_print(void);
 
 /** The version of struct smp_stats this header describes. */
-#define SMP_STATS_VERSION 2
+#define SMP_STATS_VERSION 3
 
 /** Heap statistics, filled by smp_stats_get. Versioned: the caller sets version and size; a
  *  library fills only the fields within the caller's size, so programs built against an older
@@ -83,12 +83,13 @@ typedef struct smp_stats {
   uint64_t cached;         /**< free blocks held by the per-CPU or per-thread caches */
   uint64_t free;           /**< free inside the heap: in small spans and in free page runs */
   uint64_t dirty;          /**< of the free page runs, pages that may be resident */
-  uint64_t mapped;         /**< mapped for the heap: chunks and huge blocks (not the cache
-                                 regions, which mappings counts) */
+  uint64_t mapped;         /**< mapped for the heap: chunks, huge blocks and cached huge
+                                 mappings (not the cache regions, which mappings counts) */
   uint64_t resident;       /**< of mapped, resident in memory now (mincore) */
   uint64_t purged;         /**< given back to the OS so far, by decay and trim */
   uint64_t purges;         /**< madvise calls that gave memory back so far */
-  uint64_t mappings;       /**< chunks + huge blocks + per-CPU regions + live thread caches */
+  uint64_t mappings;       /**< chunks + huge blocks + cached huge mappings + per-CPU regions
+                                 + live thread caches */
   uint64_t chunks_unmapped; /**< 4 MiB chunks given back to the OS so far */
   uint64_t threads;        /**< threads holding a per-thread cache (0 with per-CPU caches) */
   uint32_t percpu;         /**< 1 if the per-CPU front end runs, 0 for per-thread caches */
@@ -102,6 +103,9 @@ typedef struct smp_stats {
   uint64_t heaps;          /**< heaps alive, the default one included (smp_stats_get only) */
   uint64_t reserve_size;   /**< the emergency reserve (smp_stats_get only) */
   uint64_t reserve_in_use; /**< of which in blocks handed out (smp_stats_get only) */
+  /* version 3 */
+  uint64_t huge_cached;    /**< mappings of freed huge blocks kept for reuse (counted in mapped,
+                                 resident and mappings; not in free, nor in held) */
 } smp_stats_t;
 
 /** Fill *stats with the default heap's statistics as of now, with the process-wide fields
@@ -231,9 +235,9 @@ SMP_API int smp_heap_set_limit(smp_heap_t *h, size_t limit);
 
 /** Fill *out (version and size set by the caller, as smp_stats_get) with h's statistics:
  *  in_use, cached, free, dirty, mapped, resident, purged, purges, mappings of h alone, plus
- *  limit (a region heap: its usable bytes), held and failures; the process-wide fields are 0
- *  but cpus. NULL h or the default heap: exactly what smp_stats_get fills. EINVAL as
- *  smp_stats_get. */
+ *  limit (a region heap: its usable bytes), held, failures and huge_cached; the process-wide
+ *  fields are 0 but cpus. NULL h or the default heap: exactly what smp_stats_get fills.
+ *  EINVAL as smp_stats_get. */
 SMP_API int smp_heap_stats_get(smp_heap_t *h, struct smp_stats *out);
 
 /** smp_heap_malloc(NULL, size, flags): the default heap with flags. With flags 0 it is malloc

@@ -108,7 +108,7 @@ EXPORT struct mallinfo2 SMP_STD(mallinfo2)(void) {
   m.hblks = r.huge_count;
   m.hblkhd = r.huge_in_use;
   m.uordblks = r.small_in_use + r.large_in_use + r.huge_in_use;
-  m.fordblks = r.cached + r.central_free + r.pageheap_free;
+  m.fordblks = r.cached + r.central_free + r.pageheap_free + r.huge_cached;
   m.keepcost = 0;
   return m;
 }

@@ -65,7 +65,8 @@ static void totals_locked(smp_report_totals_t *out) {
   out->large_in_use = ps.large_bytes;
   out->large_count = ps.large_count;
   out->huge_count = smp_large_count_of(&SMP_HEAP_DEFAULT->pages, &out->huge_in_use);
-  out->mapped = ps.mapped + out->huge_in_use;
+  out->huge_cached_count = smp_large_cached_of(&SMP_HEAP_DEFAULT->pages, &out->huge_cached);
+  out->mapped = ps.mapped + out->huge_in_use + out->huge_cached;
   out->held = ps.large_bytes + ps.small_bytes + ps.huge_bytes;
   out->pageheap_free = ps.free_bytes;
   out->pageheap_dirty = ps.free_dirty;
@@ -92,8 +93,10 @@ void smp_report_stats(smp_stats_t *out) {
                smp_large_resident_of(&SMP_HEAP_DEFAULT->pages);
   s.purged = r.purged;
   s.purges = r.purges;
-  // Chunks, huge blocks, the per-CPU regions and their metadata, each thread cache.
-  s.mappings = r.chunks + r.huge_count + (smp_frontend_is_percpu() ? 2 : 0) + r.threads;
+  // Chunks, huge blocks and cached huge mappings, the per-CPU regions and their metadata, each
+  // thread cache.
+  s.mappings = r.chunks + r.huge_count + r.huge_cached_count + (smp_frontend_is_percpu() ? 2 : 0) +
+               r.threads;
   s.chunks_unmapped = r.chunks_unmapped;
   s.threads = r.threads;
   s.percpu = smp_frontend_is_percpu();
@@ -104,6 +107,7 @@ void smp_report_stats(smp_stats_t *out) {
   s.failures = smp_load_relaxed(&SMP_HEAP_DEFAULT->failures);
   s.heaps = smp_heap_count();
   smp_heapapi_reserve_stats(&s.reserve_size, &s.reserve_in_use);
+  s.huge_cached = r.huge_cached;
   memcpy(out, &s, filled);
 }
 
@@ -188,7 +192,16 @@ void smp_report_print(int fd) {
     smp_text_str(&t, ")");
   }
   smp_text_str(&t, "\n");
-  line(&t, "  mapped:      ", r.mapped, " (chunks and huge mappings)\n");
+  line(&t, "  huge cached: ", r.huge_cached, " in ");
+  smp_text_u64(&t, r.huge_cached_count, 0);
+  smp_text_str(&t, " freed huge mappings kept for reuse (all heaps: ");
+  smp_large_stats_t ls;
+  smp_large_stats(&ls);
+  smp_text_u64(&t, ls.reuses, 0);
+  smp_text_str(&t, " reused, ");
+  smp_text_u64(&t, ls.maps, 0);
+  smp_text_str(&t, " mapped)\n");
+  line(&t, "  mapped:      ", r.mapped, " (chunks, huge blocks and cached huge mappings)\n");
   if (SMP_STATS) {
     line(&t, "  purged:      ", r.purged, " given back to the OS so far, in ");
     smp_text_u64(&t, r.purges, 0);

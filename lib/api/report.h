@@ -13,7 +13,8 @@ typedef struct smp_report_totals {
   size_t central_free;               // bytes free in small spans
   size_t large_in_use, large_count;  // page-heap blocks
   size_t huge_in_use, huge_count;    // dedicated mappings
-  size_t mapped;                     // chunks + huge mappings
+  size_t huge_cached, huge_cached_count; // mappings of freed huge blocks kept for reuse
+  size_t mapped;                     // chunks + huge mappings + cached huge mappings
   size_t pageheap_free, pageheap_dirty, pageheap_dirty_bound;
   uint64_t purged, purges, chunks, chunks_unmapped, passes; // see smp_pageheap_stats_t
   uint64_t threads;                                  // threads with a cache

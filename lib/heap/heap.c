@@ -319,21 +319,23 @@ void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out) {
     central_free += (cap > held_blocks ? cap - held_blocks : 0) * size;
   }
   uint64_t cached = smp_hcache_cached_bytes(&h->caches);
-  size_t huge;
+  size_t huge, cached_huge;
   size_t huge_count = smp_large_count_of(&h->pages, &huge);
+  size_t cached_count = smp_large_cached_of(&h->pages, &cached_huge);
   out->in_use = (small_out > cached ? small_out - cached : 0) + ps.large_bytes + huge;
   out->cached = cached;
   out->free = central_free + ps.free_bytes;
   out->dirty = ps.free_dirty;
-  out->mapped = ps.mapped + huge;
+  out->mapped = ps.mapped + huge + cached_huge;
   out->resident = smp_pageheap_resident(&h->pages) + smp_large_resident_of(&h->pages);
   out->purged = ps.purged_bytes;
   out->purges = ps.purge_calls;
-  out->mappings = h->is_region ? 0 : ps.chunks + huge_count;
+  out->mappings = h->is_region ? 0 : ps.chunks + huge_count + cached_count;
   out->chunks_unmapped = ps.chunks_unmapped;
   out->limit = h->is_region ? ps.mapped : ps.limit;
   out->held = ps.large_bytes + ps.small_bytes + ps.huge_bytes;
   out->failures = smp_load_relaxed(&h->failures);
+  out->huge_cached = cached_huge;
 }
 
 // ---- visit ----

@@ -1001,6 +1001,35 @@ Test(stats, get_is_versioned_and_tracks_the_heap) {
   cr_assert_eq(newer.future, 99, "a field this library does not know was written");
 }
 
+// A freed huge block's mapping is kept for reuse: counted in huge_cached (version 3), mapped,
+// resident and mappings, and as free in mallinfo2; malloc_trim gives it back.
+Test(stats, freed_huge_block_is_cached_until_trim) {
+  malloc_trim(0);
+  char *big = malloc(hide(8 * MiB));
+  cr_assert_not_null(big);
+  memset(big, 1, 8 * MiB);
+  smp_stats_t s0 = {.version = SMP_STATS_VERSION, .size = sizeof s0};
+  cr_assert_eq(smp_stats_get(&s0), 0);
+  struct mallinfo2 m0 = mallinfo2();
+  free(big);
+  smp_stats_t s1 = {.version = SMP_STATS_VERSION, .size = sizeof s1};
+  cr_assert_eq(smp_stats_get(&s1), 0);
+  struct mallinfo2 m1 = mallinfo2();
+  cr_assert_geq(s1.version, 3);
+  cr_assert_eq(s1.huge_cached, s0.huge_cached + 8 * MiB);
+  cr_assert_eq(s1.mapped, s0.mapped, "the mapping is still there");
+  cr_assert_eq(s1.mappings, s0.mappings);
+  cr_assert_geq(s1.resident, 8 * MiB);
+  cr_assert_leq(s1.in_use + 8 * MiB, s0.in_use);
+  cr_assert_eq(m1.hblkhd + 8 * MiB, m0.hblkhd);
+  cr_assert_eq(m1.fordblks, m0.fordblks + 8 * MiB, "cached: free memory of the heap");
+  cr_assert_eq(malloc_trim(0), 1);
+  smp_stats_t s2 = {.version = SMP_STATS_VERSION, .size = sizeof s2};
+  cr_assert_eq(smp_stats_get(&s2), 0);
+  cr_assert_eq(s2.huge_cached, 0);
+  cr_assert_leq(s2.mapped + 8 * MiB, s1.mapped);
+}
+
 Test(options, none_prints_nothing) {
   run_with_options(NULL, &opt_run);
   cr_assert_eq(opt_run.err_len, 0, "stderr without options: [%s]", opt_run.err);

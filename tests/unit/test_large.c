@@ -204,7 +204,8 @@ Test(huge_cache, calloc_of_a_reused_mapping_is_zero) {
   cr_assert_eq(q, p);
   cr_assert_eq(large_stats().reuses, reuses + 1, "the freed mapping was reused");
   for (size_t i = 0; i < n; i++)
-    if (q[i] != 0) cr_assert_fail("byte %zu of a zeroed reused block is 0x%02x", i, (unsigned char)q[i]);
+    if (q[i] != 0)
+      cr_assert_fail("byte %zu of a zeroed reused block is 0x%02x", i, (unsigned char)q[i]);
   smp_large_free(q, "t");
 }
 
@@ -341,6 +342,7 @@ Test(huge_cache, heaps_limits_and_destruction) {
   smp_stats_t st = {.version = SMP_STATS_VERSION, .size = sizeof st};
   cr_assert_eq(smp_heap_stats_get(h, &st), 0);
   cr_assert_eq(st.held, 0, "a cached range is not held for a block");
+  cr_assert_eq(st.huge_cached, 30 * MIB);
   cr_assert_eq(st.in_use, 0);
   size_t cached;
   cr_assert_eq(smp_large_cached_of(ph, &cached), 1);
