@@ -7,6 +7,7 @@
 #include "heap.h"
 #include "central.h"
 #include "frontend.h"
+#include "large.h"
 #include "pageheap.h"
 
 _Atomic int smp_background_state;
@@ -23,6 +24,7 @@ static void pass_heap(smp_heap_t *h, bool drain_caches) {
   bool idle = smp_pageheap_idle_since(ph, calls);
   if (idle) smp_central_trim(&h->central);
   smp_pageheap_background_pass(ph, idle);
+  smp_large_pass(ph, idle); // cached huge mappings: aged, beyond the bound, or all if idle
 }
 
 // The other heaps (under the registry lock), those that may give pages back.

@@ -4,7 +4,8 @@
 // dirty pages (smp_pageheap_wait_pass), drains the per-CPU caches that hold blocks nobody used
 // since the last idle scan, and passes over every heap, the default one first: decay, the dirty
 // bound, and every free page of a heap that served no call for a whole period
-// (smp_pageheap_background_pass); it also gives back the memory of destroyed heaps
+// (smp_pageheap_background_pass), and the same for the heap's cached huge mappings
+// (smp_large_pass); it also gives back the memory of destroyed heaps
 // (smp_heap_retire_deferred). Each page heap keeps its passes' bookkeeping and the page heap layer
 // the wake-up event (decay.h): slow paths read the one to know whether passes still come, and
 // signal the other from below this layer. Memory thus goes back while the process is idle, and the
