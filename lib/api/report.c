@@ -32,11 +32,14 @@ static smp_cpucache_stats_t cs;
 // counters are sums of differences read cache by cache while blocks move (taken by one cache,
 // given back by another read later), so the total can dip below zero: as a signed value, that
 // is 0, not 2^64 - n (which would show as exabytes in use).
+// A cache counts the blocks it gives to a transfer cache as given back, so those are added to
+// the held ones here (and counted as cached, below): a transfer cache going back to its spans
+// then moves no block from "in use" to "free".
+static uint32_t transfer[SMP_CLASS_COUNT]; // blocks in the transfer caches
 static uint64_t held_of(unsigned c) {
-  int64_t held = (int64_t)(ts.cls[c].held + (cs.took[c] - cs.gave[c]));
+  int64_t held = (int64_t)(ts.cls[c].held + (cs.took[c] - cs.gave[c]) + transfer[c]);
   return held > 0 ? (uint64_t)held : 0;
 }
-static uint32_t transfer[SMP_CLASS_COUNT]; // blocks in the transfer caches
 static uint64_t cached_of(unsigned c) { return ts.cls[c].cached + cs.cached[c] + transfer[c]; }
 
 void smp_report_lock(void) { smp_lock_acquire(&report_lock); }
@@ -176,7 +179,7 @@ void smp_report_print(int fd) {
   smp_text_u64(&t, r.huge_count, 0);
   smp_text_str(&t, " mappings\n");
   if (smp_frontend_is_percpu()) {
-    line(&t, "  cached:      ", r.cached, " in per-CPU caches, and ");
+    line(&t, "  cached:      ", r.cached, " in per-CPU and transfer caches, and ");
     smp_text_u64(&t, cs.outbox, 0);
     smp_text_str(&t, " blocks of other CPUs in outboxes (counted in use)\n");
   } else {

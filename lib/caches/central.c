@@ -131,7 +131,8 @@ static smp_span_t *pick_locked(const central_class_t *cc, unsigned owner) {
 static void own_locked(smp_span_t *s, unsigned owner) {
   smp_chunk_t *c = smp_span_chunk(s);
   if (owner == SMP_OWNER_NONE || smp_load_relaxed(&c->page_owner[s->page]) == owner) return;
-  for (unsigned i = 0; i < s->npages; i++) smp_store_relaxed(&c->page_owner[s->page + i], owner);
+  for (unsigned i = 0; i < s->npages; i++)
+    smp_store_relaxed(&c->page_owner[s->page + i], (uint8_t)owner);
 }
 
 unsigned smp_central_refill(smp_central_t *c, unsigned cls, void **out, unsigned want, bool nowait) {

@@ -310,6 +310,7 @@ static void drain_idle_if_no_pass(void) {
   if (last != 0 && smp_os_now_ms() - last < SMP_CPUCACHE_PASS_STALE_MS) return;
   smp_counter_add_shared(&scans_slow, 1);
   drain_idle_scan();
+  smp_central_transfer_drain(true); // no pass sends idle transfer caches back either
 }
 
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and

@@ -13,8 +13,8 @@
 // written under the page-heap lock before the span is published; readers on the free path need
 // no lock (publication is by the hand-off of the pointer itself). Spans tile a chunk's pages.
 // page_owner[i] is a hint, the owner tag of a small span of the default heap: the per-CPU cache
-// (index & 0xff) that took the last batch of blocks from it, SMP_OWNER_NONE if none did (or
-// the tag of an earlier span: a reader checks the class first). Written under the class's
+// (index & 0xff) that took the last batch of blocks from it (0 if none did, or the tag of an
+// earlier span: a reader checks the class first). Written under the class's
 // central lock, read by free's fast path without a lock (relaxed: any value is safe to read;
 // it only decides which stack of the calling CPU's cache a block goes to).
 #ifndef SMP_PAGEMAP_H
@@ -77,8 +77,9 @@ SMP_INLINE unsigned smp_pagemap_class(const void *p) {
   return smp_pagemap_chunk(p)->page_class[smp_pagemap_page(p)];
 }
 
-// Owner tags (see the file header): a cache index's tag, and none.
-#define SMP_OWNER_NONE 0xffu
+// Owner tags (see the file header): a cache index's tag (its low byte: indexes 256 apart share
+// one, a hint all the same), and, for refills, "no cache" (not a byte: never written or matched).
+#define SMP_OWNER_NONE 0x100u
 SMP_INLINE unsigned smp_owner_tag(int index) { return (unsigned)index & 0xffu; }
 // The owner tag of the small span holding p (a hint). Caller checked ownership and the class.
 SMP_INLINE unsigned smp_pagemap_owner(const void *p) {

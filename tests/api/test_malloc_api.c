@@ -1001,6 +1001,25 @@ Test(stats, get_is_versioned_and_tracks_the_heap) {
   cr_assert_eq(newer.future, 99, "a field this library does not know was written");
 }
 
+// Blocks a cache's miss gave to a transfer cache are free: in_use counts the live blocks only,
+// and a trim (which sends the transfer caches back to their spans) does not move it.
+Test(stats, blocks_in_transfer_caches_are_not_in_use) {
+  enum { LIVE = 100, CHURN = 300, SIZE = 4096 };
+  static void *live[LIVE], *churn[CHURN];
+  for (int i = 0; i < LIVE; i++) cr_assert_not_null(live[i] = malloc(hide(SIZE)));
+  for (int i = 0; i < CHURN; i++) cr_assert_not_null(churn[i] = malloc(hide(SIZE)));
+  for (int i = 0; i < CHURN; i++) free(churn[i]);
+  smp_stats_t s1 = {.version = SMP_STATS_VERSION, .size = sizeof s1};
+  cr_assert_eq(smp_stats_get(&s1), 0);
+  malloc_trim(0);
+  smp_stats_t s2 = {.version = SMP_STATS_VERSION, .size = sizeof s2};
+  cr_assert_eq(smp_stats_get(&s2), 0);
+  cr_assert_geq(s1.in_use, (uint64_t)LIVE * SIZE, "the live blocks are in use");
+  cr_assert_eq(s1.in_use, s2.in_use, "a trim moved in_use from %lu to %lu",
+               (unsigned long)s1.in_use, (unsigned long)s2.in_use);
+  for (int i = 0; i < LIVE; i++) free(live[i]);
+}
+
 // A freed huge block's mapping is kept for reuse: counted in huge_cached (version 3), mapped,
 // resident and mappings, and as free in mallinfo2; malloc_trim gives it back.
 Test(stats, freed_huge_block_is_cached_until_trim) {
