@@ -118,12 +118,18 @@ static void release_locked(central_class_t *cc, smp_span_t *s) {
 // The listed span a refill for owner takes from: the first of the first few that owner owns
 // (its blocks came back to it: handing them to the same cache keeps a cache line's blocks with
 // one CPU), else the first. NULL if none is listed.
-static smp_span_t *pick_locked(const central_class_t *cc, unsigned owner) {
+// For a class whose blocks share cache lines (under SMP_OUTBOX_CLASSES), NULL rather than
+// another cache's span while fewer than SMP_OWN_SPAN_LISTED spans are listed: the refill then
+// starts a span of its own. Taking over the other cache's span made the two caches hand out
+// neighbours on the same lines and pass the span back and forth (cache_scratch).
+#define SMP_OWN_SPAN_LISTED 4
+static smp_span_t *pick_locked(const central_class_t *cc, unsigned cls, unsigned owner) {
   smp_span_t *s = cc->partial;
   if (owner == SMP_OWNER_NONE) return s;
   unsigned steps = 0;
   for (smp_span_t *t = s; t && steps < 4; t = t->next, steps++)
     if (smp_load_relaxed(&smp_span_chunk(t)->page_owner[t->page]) == owner) return t;
+  if (cls < SMP_OUTBOX_CLASSES && cc->listed < SMP_OWN_SPAN_LISTED) return NULL;
   return s;
 }
 
@@ -151,7 +157,7 @@ unsigned smp_central_refill_for(smp_central_t *c, unsigned cls, void **out, unsi
     smp_lock_acquire(&cc->lock);
   }
   while (got < want) {
-    smp_span_t *s = pick_locked(cc, owner);
+    smp_span_t *s = pick_locked(cc, cls, owner);
     if (s == NULL && (s = new_span_locked(c, cc, cls, nowait)) == NULL) break;
     own_locked(s, owner);
     unsigned n = smp_span_pop(s, out + got, want - got);

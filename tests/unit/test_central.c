@@ -252,3 +252,23 @@ Test(central, an_idle_transfer_cache_goes_back_to_the_spans) {
   cr_assert_eq(smp_central_transfer_count(cls), 0);
   cr_assert_gt(smp_central_trim(smp_central_default), 0, "and its spans are wholly free again");
 }
+
+// Blocks under 64 bytes share cache lines: a refill for one cache does not take over the span
+// another cache owns while few spans are listed, it starts its own (cache_scratch's neighbours
+// on one line). Larger classes share the span.
+Test(central, a_cache_starts_its_own_span_of_small_blocks_instead_of_taking_anothers) {
+  unsigned small = 1, large = SMP_OUTBOX_CLASSES;
+  void *a[8], *b[8], *c[8], *d[8];
+  cr_assert_eq(smp_central_refill_for(smp_central_default, small, a, 8, false, 0), 8);
+  cr_assert_eq(smp_central_refill_for(smp_central_default, small, b, 8, false, 1), 8);
+  cr_assert_neq(smp_pagemap_span(a[0]), smp_pagemap_span(b[0]), "cache 1 started its own span");
+  cr_assert_eq(smp_pagemap_owner(a[0]), 0, "cache 0 still owns its span");
+  cr_assert_eq(smp_pagemap_owner(b[0]), 1);
+  cr_assert_eq(smp_central_refill_for(smp_central_default, large, c, 8, false, 0), 8);
+  cr_assert_eq(smp_central_refill_for(smp_central_default, large, d, 8, false, 1), 8);
+  cr_assert_eq(smp_pagemap_span(c[0]), smp_pagemap_span(d[0]), "larger blocks share the span");
+  smp_central_flush(a, 8);
+  smp_central_flush(b, 8);
+  smp_central_flush(c, 8);
+  smp_central_flush(d, 8);
+}
