@@ -126,6 +126,16 @@ static void line(smp_text_t *t, const char *label, size_t bytes, const char *res
   smp_text_str(t, rest);
 }
 
+// label a mid b end: a line of two counts.
+static void counts(smp_text_t *t, const char *label, uint64_t a, const char *mid, uint64_t b,
+                   const char *end) {
+  smp_text_str(t, label);
+  smp_text_u64(t, a, 0);
+  smp_text_str(t, mid);
+  smp_text_u64(t, b, 0);
+  smp_text_str(t, end);
+}
+
 // One line per heap other than the default one (whose figures are the report's above).
 static void print_heap(smp_heap_t *h, void *arg) {
   smp_text_t *t = arg;
@@ -200,10 +210,7 @@ void smp_report_print(int fd) {
   smp_text_str(&t, " freed huge mappings kept for reuse (all heaps: ");
   smp_large_stats_t ls;
   smp_large_stats(&ls);
-  smp_text_u64(&t, ls.reuses, 0);
-  smp_text_str(&t, " reused, ");
-  smp_text_u64(&t, ls.maps, 0);
-  smp_text_str(&t, " mapped)\n");
+  counts(&t, "", ls.reuses, " reused, ", ls.maps, " mapped)\n");
   line(&t, "  mapped:      ", r.mapped, " (chunks, huge blocks and cached huge mappings)\n");
   if (SMP_STATS) {
     line(&t, "  purged:      ", r.purged, " given back to the OS so far, in ");
@@ -225,27 +232,17 @@ void smp_report_print(int fd) {
     smp_text_str(&t, " passes)");
   }
   smp_text_str(&t, "\n");
-  smp_text_str(&t, "  threads:        ");
-  smp_text_u64(&t, ts.live, 0);
-  smp_text_str(&t, " with a cache, ");
-  smp_text_u64(&t, ts.exited, 0);
-  smp_text_str(&t, " exited\n");
+  counts(&t, "  threads:        ", ts.live, " with a cache, ", ts.exited, " exited\n");
   smp_doublefree_stats_t ds;
   smp_doublefree_stats(&ds);
   if (SMP_STATS) {
-    smp_text_str(&t, "  mark checks:    ");
-    smp_text_u64(&t, ds.suspicions, 0);
-    smp_text_str(&t, " blocks freed holding their free mark, ");
-    smp_text_u64(&t, ds.confirmed, 0);
-    smp_text_str(&t, " of them found free\n");
+    counts(&t, "  mark checks:    ", ds.suspicions, " blocks freed holding their free mark, ",
+           ds.confirmed, " of them found free\n");
   }
   if (smp_frontend_is_percpu()) {
     if (SMP_STATS) {
-      smp_text_str(&t, "  idle scans:     ");
-      smp_text_u64(&t, cs.scans_background, 0);
-      smp_text_str(&t, " by the background thread, ");
-      smp_text_u64(&t, cs.scans_slow, 0);
-      smp_text_str(&t, " by slow paths\n");
+      counts(&t, "  idle scans:     ", cs.scans_background, " by the background thread, ",
+             cs.scans_slow, " by slow paths\n");
     }
     smp_text_str(&t, "  cache        hits      misses    restarts      cached\n");
     uint64_t v[4];
