@@ -20,7 +20,7 @@ static void pass_heap(smp_heap_t *h, bool drain_caches) {
   smp_pageheap_t *ph = &h->pages;
   uint64_t calls = smp_pageheap_calls(ph);
   if (drain_caches) smp_cpucache_drain_idle();
-  if (h->is_default) smp_central_transfer_drain(true); // the transfer caches not used since
+  smp_central_transfer_drain(&h->central, true); // the transfer caches not used since
   bool idle = smp_pageheap_idle_since(ph, calls);
   if (idle) smp_central_trim(&h->central);
   smp_pageheap_background_pass(ph, idle);

@@ -48,7 +48,7 @@ void smp_report_unlock(void) { smp_lock_release(&report_lock); }
 static void totals_locked(smp_report_totals_t *out) {
   smp_tcache_stats(&ts);
   if (smp_frontend_is_percpu()) smp_cpucache_stats(&cs);
-  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) transfer[c] = smp_central_transfer_count(c);
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) transfer[c] = smp_central_transfer_count(smp_central_default, c);
   *out = (smp_report_totals_t){0};
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     size_t size = smp_class_info[c].size;

@@ -16,8 +16,8 @@ void smp_central_init(smp_central_t *c, struct smp_pageheap *pages) {
   pages->central = c;
 }
 
-// The transfer cache (central.h): the default heap's, per class. Its lock is only ever tried
-// on the miss paths: a thread that finds it busy goes to the spans instead of waiting.
+// A transfer cache (central.h), one per class. Its lock is only ever tried on the miss paths:
+// a thread that finds it busy goes to the spans instead of waiting.
 typedef struct transfer {
   smp_lock_t lock;
   _Atomic uint32_t count;  // lock (written), relaxed reads: blocks in slots[0, count)
@@ -26,7 +26,10 @@ typedef struct transfer {
   bool taken;              // lock: a take came after the last put
   void *slots[SMP_TRANSFER_MAX];
 } SMP_CACHE_ALIGNED transfer_t;
-static transfer_t transfer[SMP_CLASS_COUNT] = {[0 ... SMP_CLASS_COUNT - 1] = {.lock = SMP_LOCK_INIT}};
+struct smp_transfer {
+  transfer_t cls[SMP_CLASS_COUNT];
+};
+smp_transfer_t smp_transfer_default = {.cls = {[0 ... SMP_CLASS_COUNT - 1] = {.lock = SMP_LOCK_INIT}}};
 
 static uint32_t transfer_count(transfer_t *t) { return smp_load_relaxed(&t->count); }
 static void transfer_set_count(transfer_t *t, uint32_t n) { smp_store_relaxed(&t->count, n); }
@@ -40,12 +43,12 @@ static unsigned transfer_cap(unsigned cls) {
 
 // Whether blocks of class cls of heap c pass through a transfer cache.
 static bool transfer_used(const smp_central_t *c, unsigned cls) {
-  return c == smp_central_default && cls >= SMP_OUTBOX_CLASSES;
+  return c->transfer != NULL && cls >= SMP_OUTBOX_CLASSES;
 }
 
-// Up to want blocks from the transfer cache of cls (0 if it is empty or its lock is busy).
-static unsigned transfer_take(unsigned cls, void **out, unsigned want) {
-  transfer_t *t = &transfer[cls];
+// Up to want blocks from c's transfer cache of cls (0 if it is empty or its lock is busy).
+static unsigned transfer_take(smp_central_t *c, unsigned cls, void **out, unsigned want) {
+  transfer_t *t = &c->transfer->cls[cls];
   if (transfer_count(t) == 0 || !smp_lock_try(&t->lock)) return 0;
   unsigned count = transfer_count(t), k = count < want ? count : want;
   transfer_set_count(t, count - k);
@@ -60,8 +63,8 @@ static unsigned transfer_take(unsigned cls, void **out, unsigned want) {
 // taken only if some refill took from it since the last put: blocks wait there for a cache
 // that wants them, and while every cache only frees (a program shrinking), one batch at most
 // waits, instead of pinning the spans of two (server_churn's final RSS doubled).
-static bool transfer_put(unsigned cls, void *const *blocks, unsigned n) {
-  transfer_t *t = &transfer[cls];
+static bool transfer_put(smp_central_t *c, unsigned cls, void *const *blocks, unsigned n) {
+  transfer_t *t = &c->transfer->cls[cls];
   if (!smp_lock_try(&t->lock)) return false;
   unsigned count = transfer_count(t);
   bool ok = count + n <= transfer_cap(cls) && (count == 0 || t->taken);
@@ -150,7 +153,7 @@ unsigned smp_central_refill_for(smp_central_t *c, unsigned cls, void **out, unsi
   central_class_t *cc = &c->cls[cls];
   unsigned got = 0;
   // The transfer cache first; the spans fill up what it could not give, unless it gave half.
-  if (transfer_used(c, cls) && (got = transfer_take(cls, out, want)) * 2 >= want && got) return got;
+  if (transfer_used(c, cls) && (got = transfer_take(c, cls, out, want)) * 2 >= want && got) return got;
   if (nowait) {
     if (!smp_lock_try(&cc->lock)) return got;
   } else {
@@ -225,26 +228,26 @@ static bool in_batch(void *const *blocks, unsigned n, const void *p) {
   return false;
 }
 
-// Give n blocks back; with cls nonzero, all should be blocks of class cls of the default heap
-// (checked), which may then stay in its transfer cache.
-static void flush(void *const *blocks, unsigned n, unsigned cls) {
+// Give n blocks back; with c, all should be blocks of class cls of c's heap (checked), which
+// may then stay in its transfer cache.
+static void flush(void *const *blocks, unsigned n, smp_central_t *c, unsigned cls) {
   // Pass 1: every block is validated and tagged before any is published, so a duplicate is
   // reported while the span lists are still intact. The spans found are kept for pass 2.
   enum { KEPT = 64 };
   smp_span_t *spans[KEPT];
-  bool same_class = cls != 0;
+  bool same_class = c != NULL && transfer_used(c, cls);
   for (unsigned i = 0; i < n; i++) {
     uintptr_t *w = blocks[i];
     smp_span_t *s = block_span(w);
     if (i < KEPT) spans[i] = s;
-    same_class = same_class && s->sizeclass == cls && central_of(s) == smp_central_default;
+    same_class = same_class && s->sizeclass == cls && central_of(s) == c;
     if (SMP_UNLIKELY(w[1] == flush_tag(w)) && in_batch(blocks, i, w))
       smp_debug_fatal("free", "double free", w);
     w[1] = flush_tag(w);
   }
-  if (same_class && transfer_used(smp_central_default, cls) && n <= transfer_cap(cls)) {
+  if (same_class && n <= transfer_cap(cls)) {
     for (unsigned i = 0; i < n; i++) smp_block_mark(blocks[i]);
-    if (transfer_put(cls, blocks, n)) return;
+    if (transfer_put(c, cls, blocks, n)) return;
   }
   // Pass 2: groups of blocks of one span, each pushed with one CAS; each block gets its mark
   // back before its group is pushed (a double free of a block on a span list is then suspected).
@@ -268,14 +271,16 @@ static void flush(void *const *blocks, unsigned n, unsigned cls) {
     if (g[w].span) group_push(&g[w]);
 }
 
-void smp_central_flush(void *const *blocks, unsigned n) { flush(blocks, n, 0); }
+void smp_central_flush(void *const *blocks, unsigned n) { flush(blocks, n, NULL, 0); }
 
-void smp_central_give(unsigned cls, void *const *blocks, unsigned n) { flush(blocks, n, cls); }
+void smp_central_give(smp_central_t *c, unsigned cls, void *const *blocks, unsigned n) {
+  flush(blocks, n, c, cls);
+}
 
-// Send the transfer cache of cls back to the spans if idle (not used since the last such call)
+// Send c's transfer cache of cls back to the spans if idle (not used since the last such call)
 // or always; returns the blocks sent.
-static unsigned transfer_flush(unsigned cls, bool only_idle) {
-  transfer_t *t = &transfer[cls];
+static unsigned transfer_flush(smp_central_t *c, unsigned cls, bool only_idle) {
+  transfer_t *t = &c->transfer->cls[cls];
   void *out[SMP_TRANSFER_MAX];
   smp_lock_acquire(&t->lock);
   unsigned n = 0;
@@ -290,18 +295,21 @@ static unsigned transfer_flush(unsigned cls, bool only_idle) {
   return n;
 }
 
-size_t smp_central_transfer_drain(bool only_idle) {
+size_t smp_central_transfer_drain(smp_central_t *c, bool only_idle) {
   size_t n = 0;
-  for (unsigned cls = SMP_OUTBOX_CLASSES; cls < SMP_CLASS_COUNT; cls++)
-    if (only_idle || transfer_count(&transfer[cls]) != 0) n += transfer_flush(cls, only_idle);
+  for (unsigned cls = SMP_OUTBOX_CLASSES; c->transfer && cls < SMP_CLASS_COUNT; cls++)
+    if (only_idle || transfer_count(&c->transfer->cls[cls]) != 0)
+      n += transfer_flush(c, cls, only_idle);
   return n;
 }
 
-uint32_t smp_central_transfer_count(unsigned cls) { return transfer_count(&transfer[cls]); }
+uint32_t smp_central_transfer_count(smp_central_t *c, unsigned cls) {
+  return transfer_used(c, cls) ? transfer_count(&c->transfer->cls[cls]) : 0;
+}
 
-// True if p is in the transfer cache of cls (its lock held while looking).
-static bool transfer_holds(unsigned cls, const void *p) {
-  transfer_t *t = &transfer[cls];
+// True if p is in c's transfer cache of cls (its lock held while looking).
+static bool transfer_holds(smp_central_t *c, unsigned cls, const void *p) {
+  transfer_t *t = &c->transfer->cls[cls];
   smp_lock_acquire(&t->lock);
   bool found = false;
   for (unsigned i = 0, n = transfer_count(t); i < n && !found; i++) found = t->slots[i] == p;
@@ -324,7 +332,7 @@ static bool list_has_locked(const smp_span_t *s, void *head, const void *p) {
 
 bool smp_central_holds(smp_span_t *s, unsigned cls, const void *p) {
   smp_central_t *c = central_of(s);
-  if (transfer_used(c, cls) && transfer_holds(cls, p)) return true;
+  if (transfer_used(c, cls) && transfer_holds(c, cls, p)) return true;
   central_class_t *cc = &c->cls[cls];
   smp_lock_acquire(&cc->lock);
   // The descriptor is written under the page-heap lock; re-read it there. Once it says s is a
@@ -368,12 +376,12 @@ void smp_central_stats(smp_central_t *c, unsigned cls, smp_central_class_stats_t
 
 void smp_central_lock_all(smp_central_t *c) {
   for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_acquire(&c->cls[cls].lock);
-  if (c == smp_central_default)
-    for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_acquire(&transfer[cls].lock);
+  for (unsigned cls = 0; c->transfer && cls < SMP_CLASS_COUNT; cls++)
+    smp_lock_acquire(&c->transfer->cls[cls].lock);
 }
 void smp_central_unlock_all(smp_central_t *c) {
-  if (c == smp_central_default)
-    for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_release(&transfer[cls].lock);
+  for (unsigned cls = 0; c->transfer && cls < SMP_CLASS_COUNT; cls++)
+    smp_lock_release(&c->transfer->cls[cls].lock);
   for (unsigned cls = 0; cls < SMP_CLASS_COUNT; cls++) smp_lock_release(&c->cls[cls].lock);
 }
 

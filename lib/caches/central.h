@@ -42,11 +42,19 @@ typedef struct central_class {
   size_t listed;       // lock: length of partial
 } SMP_CACHE_ALIGNED smp_central_class_t;
 
+// Transfer caches, one per class (central.c).
+typedef struct smp_transfer smp_transfer_t;
+
 // The central lists of one heap, over its page heap.
 typedef struct smp_central {
   smp_central_class_t cls[SMP_CLASS_COUNT];
   struct smp_pageheap *pages; // set at init
+  smp_transfer_t *transfer;   // set at init: its transfer caches, or NULL (the other heaps')
 } smp_central_t;
+
+// The default heap's transfer caches (the only ones: the other heaps' caches take no batches
+// that other threads' caches would want).
+extern SMP_HIDDEN smp_transfer_t smp_transfer_default;
 
 // The default heap's central lists, which the default front ends (cpucache, tcache) feed on;
 // defined with the default heap (heap.c).
@@ -65,14 +73,14 @@ unsigned smp_central_refill_for(smp_central_t *c, unsigned cls, void **out, unsi
 // Reports invalid pointers, and double frees: a block twice in the batch, or more blocks of a
 // span than it has out (remote.h).
 void smp_central_flush(void *const *blocks, unsigned n);
-// The same for n blocks of class cls of the default heap that a cache's miss path gives back:
-// they may stay in the transfer cache (see above).
-void smp_central_give(unsigned cls, void *const *blocks, unsigned n);
-// Send the transfer caches back to the spans: all, or (only_idle) those not used since the
+// The same for n blocks of class cls of c's heap that a cache's miss path gives back: they may
+// stay in c's transfer cache (see above).
+void smp_central_give(smp_central_t *c, unsigned cls, void *const *blocks, unsigned n);
+// Send c's transfer caches back to the spans: all, or (only_idle) those not used since the
 // previous such call; returns the blocks sent.
-size_t smp_central_transfer_drain(bool only_idle);
-// Blocks in the transfer cache of class cls now (statistics).
-uint32_t smp_central_transfer_count(unsigned cls);
+size_t smp_central_transfer_drain(smp_central_t *c, bool only_idle);
+// Blocks in c's transfer cache of class cls now (statistics; 0 if it has none).
+uint32_t smp_central_transfer_count(smp_central_t *c, unsigned cls);
 // True if the block p of class cls, which the caller found in small span s, is certainly not a
 // live block: it lies on s's local or remote list, or past s's carve cursor (never handed out
 // since s was carved), or s is no longer the span of p (a live block pins its span). Takes the

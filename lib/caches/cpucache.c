@@ -98,7 +98,7 @@ static smp_counter_t *gave_of(int index, unsigned cls) {
 static void give(int index, unsigned cls, void *const *blocks, unsigned n) {
   if (n == 0) return;
   smp_counter_add_shared(gave_of(index, cls), n);
-  smp_central_give(cls, blocks, n);
+  smp_central_give(smp_central_default, cls, blocks, n);
 }
 static void give_to_spans(int index, unsigned cls, void *const *blocks, unsigned n) {
   if (n == 0) return;
@@ -310,7 +310,7 @@ static void drain_idle_if_no_pass(void) {
   if (last != 0 && smp_os_now_ms() - last < SMP_CPUCACHE_PASS_STALE_MS) return;
   smp_counter_add_shared(&scans_slow, 1);
   drain_idle_scan();
-  smp_central_transfer_drain(true); // no pass sends idle transfer caches back either
+  smp_central_transfer_drain(smp_central_default, true); // no pass sends idle transfer caches back either
 }
 
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and

@@ -65,7 +65,7 @@ void smp_frontend_flush(void) {
     smp_cpucache_drain_all();
   else
     smp_tcache_flush_self();
-  smp_central_transfer_drain(false);
+  smp_central_transfer_drain(smp_central_default, false);
 }
 
 const char *smp_frontend_name(void) {

@@ -136,7 +136,7 @@ void smp_tcache_free_slow(void *p, unsigned cls) {
     count -= k;
     smp_store_release(&b->count, count);
     smp_counter_add(&tc->gave[cls], k);
-    smp_central_give(cls, out, k);
+    smp_central_give(smp_central_default, cls, out, k);
   }
   smp_store_relaxed(&b->slots[count], p);
   smp_store_release(&b->count, count + 1);

@@ -15,7 +15,7 @@ smp_heap_t smp_heap_default_obj = {
               .class_pages = true, .central = &smp_heap_default_obj.central,
               .owner = &smp_heap_default_obj},
     .central = {.cls = {[0 ... SMP_CLASS_COUNT - 1] = {.lock = SMP_LOCK_INIT}},
-                .pages = &smp_heap_default_obj.pages},
+                .pages = &smp_heap_default_obj.pages, .transfer = &smp_transfer_default},
     .caches = {.lock = SMP_LOCK_INIT, .central = &smp_heap_default_obj.central},
     .state = SMP_HEAP_LIVE,
     .is_default = true,

@@ -193,21 +193,21 @@ Test(central, a_batch_given_back_goes_to_the_next_refill_through_the_transfer_ca
   void *b[64], *again[64];
   cr_assert_eq(smp_central_refill(smp_central_default, cls, b, n, false), n);
   uint64_t word = span_word(b[0]);
-  smp_central_give(cls, b, n);
-  cr_assert_eq(smp_central_transfer_count(cls), n, "kept in the transfer cache");
+  smp_central_give(smp_central_default, cls, b, n);
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, cls), n, "kept in the transfer cache");
   cr_assert_eq(span_word(b[0]), word, "its span did not see the blocks come back");
   cr_assert(smp_block_is_marked(b[0]), "blocks there carry their free marks");
   cr_assert(smp_central_holds(smp_pagemap_span(b[1]), cls, b[1]),
             "the double-free search finds a block there");
   cr_assert_eq(smp_central_refill(smp_central_default, cls, again, n, false), n);
-  cr_assert_eq(smp_central_transfer_count(cls), 0);
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, cls), 0);
   for (unsigned i = 0; i < n; i++) {
     bool found = false;
     for (unsigned j = 0; j < n; j++) found |= again[i] == b[j];
     cr_assert(found, "the refill got the batch back");
   }
   smp_central_flush(again, n);
-  cr_assert_eq(smp_central_transfer_count(cls), 0, "a plain flush goes to the spans");
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, cls), 0, "a plain flush goes to the spans");
 }
 
 Test(central, the_transfer_cache_is_bounded_and_small_classes_bypass_it) {
@@ -215,18 +215,18 @@ Test(central, the_transfer_cache_is_bounded_and_small_classes_bypass_it) {
   void *b[4][64], *d[64], *one;
   for (int k = 0; k < 4; k++) cr_assert_eq(smp_central_refill(smp_central_default, cls, b[k], n, false), n);
   cr_assert_eq(smp_central_refill(smp_central_default, cls, d, n - 1, false), n - 1);
-  for (int k = 0; k < 4; k++) smp_central_give(cls, b[k], n);
-  cr_assert_eq(smp_central_transfer_count(cls), n, "while no refill takes, one batch waits");
+  for (int k = 0; k < 4; k++) smp_central_give(smp_central_default, cls, b[k], n);
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, cls), n, "while no refill takes, one batch waits");
   cr_assert_eq(smp_central_refill(smp_central_default, cls, &one, 1, false), 1);
-  smp_central_give(cls, d, n - 1);
-  cr_assert_eq(smp_central_transfer_count(cls), 2 * n - 2, "after a take, a second batch");
-  cr_assert_leq(smp_central_transfer_count(cls) * smp_class_info[cls].size, SMP_TRANSFER_BYTES);
+  smp_central_give(smp_central_default, cls, d, n - 1);
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, cls), 2 * n - 2, "after a take, a second batch");
+  cr_assert_leq(smp_central_transfer_count(smp_central_default, cls) * smp_class_info[cls].size, SMP_TRANSFER_BYTES);
   smp_central_flush(&one, 1);
   unsigned small = SMP_OUTBOX_CLASSES - 1;
   void *s[64];
   unsigned m = smp_central_refill(smp_central_default, small, s, smp_class_info[small].batch, false);
-  smp_central_give(small, s, m);
-  cr_assert_eq(smp_central_transfer_count(small), 0, "blocks under 64 bytes go home to their spans");
+  smp_central_give(smp_central_default, small, s, m);
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, small), 0, "blocks under 64 bytes go home to their spans");
 }
 
 // A batch whose blocks are not all of the class named goes to the spans (a transfer cache
@@ -235,9 +235,9 @@ Test(central, a_mixed_batch_is_not_kept) {
   void *b[2];
   cr_assert_eq(smp_central_refill(smp_central_default, 9, &b[0], 1, false), 1);
   cr_assert_eq(smp_central_refill(smp_central_default, 10, &b[1], 1, false), 1);
-  smp_central_give(9, b, 2);
-  cr_assert_eq(smp_central_transfer_count(9), 0);
-  cr_assert_eq(smp_central_transfer_count(10), 0);
+  smp_central_give(smp_central_default, 9, b, 2);
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, 9), 0);
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, 10), 0);
 }
 
 // The background pass sends back a transfer cache that no miss used since the previous pass.
@@ -245,11 +245,11 @@ Test(central, an_idle_transfer_cache_goes_back_to_the_spans) {
   unsigned cls = 12, n = smp_class_info[cls].batch;
   void *b[64];
   cr_assert_eq(smp_central_refill(smp_central_default, cls, b, n, false), n);
-  smp_central_give(cls, b, n);
-  cr_assert_eq(smp_central_transfer_drain(true), 0, "used since the last pass: kept");
-  cr_assert_eq(smp_central_transfer_count(cls), n);
-  cr_assert_eq(smp_central_transfer_drain(true), n, "idle for a whole pass: sent back");
-  cr_assert_eq(smp_central_transfer_count(cls), 0);
+  smp_central_give(smp_central_default, cls, b, n);
+  cr_assert_eq(smp_central_transfer_drain(smp_central_default, true), 0, "used since the last pass: kept");
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, cls), n);
+  cr_assert_eq(smp_central_transfer_drain(smp_central_default, true), n, "idle for a whole pass: sent back");
+  cr_assert_eq(smp_central_transfer_count(smp_central_default, cls), 0);
   cr_assert_gt(smp_central_trim(smp_central_default), 0, "and its spans are wholly free again");
 }
 
