@@ -13,7 +13,9 @@
 // (producer/consumer) go from one cache to another without touching their spans: no walk of a
 // list whose links another CPU wrote, no CAS per span. Blocks in it are validated (pass 1 of a
 // flush), carry their free marks and are out of their spans, as in a cache. Its lock is only
-// tried on the miss paths, never waited for: a busy one sends the batch to the spans. Drains of
+// tried on the miss paths, never waited for: a busy one sends the batch to the spans. Its count
+// is read without the lock (relaxed) only to skip an empty one; slots, count and the decision
+// to take or keep are all under the lock, whose release and acquire order them. Drains of
 // caches bypass it (their blocks go to the spans), the background pass sends an idle one back
 // to the spans, and a full drain (trim, visit) empties it. Classes under SMP_OUTBOX_CLASSES
 // bypass it: their blocks go home to the spans their owners take from (cpucache.h).
