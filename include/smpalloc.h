@@ -262,6 +262,128 @@ SMP_API int smp_reserve_set(size_t bytes);
  *  inside the handler that also fails does not call it again. */
 SMP_API void smp_set_oom_handler(int (*fn)(size_t size, smp_heap_t *h, void *arg), void *arg);
 
+/* ---- Malloc types ------------------------------------------------------------------------
+ *
+ * As FreeBSD's malloc(9) types: every allocation may name the subsystem it is for, and the
+ * allocator keeps, per type, what it holds (blocks and bytes in use, requests, frees, failures,
+ * high-water mark, size classes used, an optional limit), for nearly free.
+ *
+ *   SMP_TYPE_DEFINE(M_CONN, "conn", "client connections");  // file scope, one translation unit
+ *   SMP_TYPE_DECLARE(M_CONN);                               // in a header
+ *   struct conn *c = smp_malloc_type(sizeof *c, M_CONN, SMP_ZERO);
+ *   smp_free_type(c, M_CONN);    // or plain free(c) / smp_free(c): the type is found from c
+ *
+ * A type is registered on its first use (from any thread; any number of types), and
+ * unregistered when the program exits or the shared object that defined it is unloaded: a type
+ * with blocks still allocated then is reported ("smpalloc: type conn: 12 blocks, 4.5 KiB still
+ * allocated"); its blocks stay valid and keep being counted (the statistics then name the type
+ * from a copy of its name). A typed block carries a 16-byte header before the pointer returned
+ * (so a typed block of n bytes costs a block of n + 16); plain malloc and free pay nothing for
+ * types. Counters are kept per thread, single-writer, and summed without locks when read:
+ * exact once the program is quiescent. */
+
+/** A malloc type. Define one with SMP_TYPE_DEFINE; its fields belong to the allocator. */
+typedef struct smp_type {
+  uint32_t magic;          /**< SMP_TYPE_MAGIC */
+  uint32_t flags;          /**< SMP_TYPE_ZERO_ON_FREE, ... */
+  const char *name;        /**< short name, as vmstat -m's Type column */
+  const char *description; /**< what the type's blocks are for */
+  void *entry;             /**< the allocator's record of the type (set on first use) */
+  uintptr_t reserved[2];
+} smp_type_t;
+
+#define SMP_TYPE_MAGIC 0x53545950u /* "STYP" */
+/** Type flag: blocks of this type are cleared when freed (for secrets: freed memory is
+ *  otherwise not zeroed, and its contents would outlive the block). */
+#define SMP_TYPE_ZERO_ON_FREE 0x1u
+
+/** Unregister type t: at exit, or when the shared object defining t is unloaded (called by the
+ *  destructor SMP_TYPE_DEFINE writes; a program need not call it). Reports a type that still
+ *  has blocks allocated; its blocks stay valid and counted. */
+SMP_API void smp_type_unregister(smp_type_t *t);
+
+/** Define malloc type name (an array of one smp_type_t, so that name is the smp_type_t * the
+ *  calls take) with a short name and a description, and flags (SMP_TYPE_ZERO_ON_FREE). */
+#define SMP_TYPE_DEFINE_FLAGS(name, shortdesc, longdesc, typeflags)                            \
+  smp_type_t name[1] = {{SMP_TYPE_MAGIC, (typeflags), (shortdesc), (longdesc), 0, {0, 0}}};    \
+  __attribute__((destructor)) static void smp_type_fini_##name(void) {                          \
+    smp_type_unregister(name);                                                                 \
+  }                                                                                            \
+  typedef int smp_type_defined_##name
+/** Define malloc type name with no flags. */
+#define SMP_TYPE_DEFINE(name, shortdesc, longdesc) SMP_TYPE_DEFINE_FLAGS(name, shortdesc, longdesc, 0)
+/** Declare a type defined in another translation unit. */
+#define SMP_TYPE_DECLARE(name) extern smp_type_t name[1]
+
+/** The version of struct smp_type_stats this header describes. */
+#define SMP_TYPE_STATS_VERSION 1
+
+/** One type's statistics (versioned as smp_stats_t: set version and size first). Bytes are the
+ *  usable sizes of the type's blocks (what smp_usable_size returns for them), as vmstat -m
+ *  counts the size of the bucket a request came from. */
+typedef struct smp_type_stats {
+  uint32_t version;        /**< in: SMP_TYPE_STATS_VERSION; out: the library's */
+  uint32_t size;           /**< in: sizeof(smp_type_stats_t); out: bytes filled */
+  const char *name;        /**< the type's short name */
+  const char *description; /**< its description */
+  uint64_t in_use;         /**< bytes in blocks of the type now allocated */
+  uint64_t blocks;         /**< blocks of the type now allocated */
+  uint64_t requests;       /**< successful allocations so far (realloc that moves counts) */
+  uint64_t frees;          /**< frees so far */
+  uint64_t failures;       /**< allocations refused (limit, or memory exhausted) */
+  uint64_t high_water;     /**< the most bytes in use at once (see smp_type_stats_get) */
+  uint64_t limit;          /**< the type's limit in bytes (0: none) */
+  uint64_t classes[2];     /**< bit c: blocks of size class c were allocated (classes 1-80) */
+  uint64_t large;          /**< allocations larger than the small classes (over 64 KiB) */
+  uint32_t flags;          /**< the type's flags */
+  uint32_t loaded;         /**< 1 while its definition is loaded, 0 once unregistered */
+} smp_type_stats_t;
+
+/** Allocate size bytes of type t with flags (as smp_mallocx: SMP_ZERO, SMP_ALIGN(a),
+ *  SMP_NOWAIT, SMP_RESERVE, SMP_NOFAIL) from the default heap. NULL with errno ENOMEM (memory
+ *  exhausted, or the type's limit reached), EAGAIN (SMP_NOWAIT) or EINVAL (bad flags, or t is
+ *  not a type made by SMP_TYPE_DEFINE). */
+SMP_API SMP_MALLOC_LIKE void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags);
+
+/** smp_malloc_type from heap h (NULL: the default heap). */
+SMP_API SMP_MALLOC_LIKE void *smp_heap_malloc_type(smp_heap_t *h, size_t size, smp_type_t *t,
+                                                   unsigned flags);
+
+/** Resize p, a block of type t (or NULL: smp_malloc_type), to size bytes in its heap, keeping
+ *  the contents up to the smaller size; size 0 frees p and returns NULL. On failure NULL with
+ *  errno set and p untouched. A p of another type, or untyped, is reported and aborts. */
+SMP_API void *smp_realloc_type(void *p, size_t size, smp_type_t *t, unsigned flags);
+
+/** Free p, a block of type t (NULL is ignored). A p that is not a live block of type t (of
+ *  another type, untyped, not ours, or already freed) is reported and aborts. */
+SMP_API void smp_free_type(void *p, smp_type_t *t);
+
+/** The type of block p: NULL for NULL or an untyped block (a pointer that is not a live block
+ *  of ours is reported and aborts, as smp_usable_size does). For a type whose definition was
+ *  unloaded, the allocator's copy of it. */
+SMP_API smp_type_t *smp_type_of(const void *p);
+
+/** Fill *out (version and size set by the caller) with t's statistics, without locks: each
+ *  counter is exact once the threads using t are quiet. high_water is the most bytes that were
+ *  in use at once, never less than the true peak; while one thread frees blocks of t and
+ *  another allocates them, it may exceed the peak by what the freeing threads have not yet
+ *  published (at most 64 KiB each). EINVAL for a NULL or unknown t or a bad out. A type never
+ *  used yet reads as zeros. */
+SMP_API int smp_type_stats_get(const smp_type_t *t, smp_type_stats_t *out);
+
+/** Call fn(type, stats, arg) for every registered type (unloaded ones with blocks still
+ *  allocated included), in registration order; a non-zero return from fn stops the walk and is
+ *  returned, else 0. Takes no lock that an allocation takes; fn may allocate. EINVAL for a
+ *  NULL fn. */
+SMP_API int smp_type_foreach(int (*fn)(const smp_type_t *t, const smp_type_stats_t *stats,
+                                       void *arg),
+                             void *arg);
+
+/** Limit what blocks of type t may hold to bytes (usable bytes, as in_use; 0: no limit): an
+ *  allocation that would go past it fails with ENOMEM (counted in failures). A limit below what
+ *  is in use refuses new blocks until enough are freed. EINVAL for a NULL or unknown t. */
+SMP_API int smp_type_set_limit(smp_type_t *t, size_t bytes);
+
 /** The library version as "MAJOR.MINOR.PATCH". */
 SMP_API const char *smp_version(void);
 
