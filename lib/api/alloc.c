@@ -16,6 +16,7 @@
 #include "heap.h"
 #include "options.h"
 #include "report.h"
+#include "types.h"
 
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
   smp_init_ensure();
@@ -47,8 +48,10 @@ static bool in_small_span(const void *p) { return smp_pagemap_owns(p) && smp_pag
 static unsigned small_class_checked(const void *p, const char *function) {
   unsigned cls = smp_pagemap_class(p);
   smp_span_t *s = smp_pagemap_span_checked(p);
-  if (s == NULL || s->state != SMP_SPAN_SMALL || !smp_span_is_block(s, p))
+  if (s == NULL || s->state != SMP_SPAN_SMALL || !smp_span_is_block(s, p)) {
+    smp_types_report_freed(p, function); // a typed block's pointer, freed before
     smp_debug_fatal(function, "invalid pointer", p);
+  }
   if (smp_block_is_marked(p) && smp_doublefree_confirm(s, cls, p))
     smp_debug_fatal(function, "double free", p);
   return cls;
@@ -96,6 +99,11 @@ SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
 static SMP_NOINLINE void free_slow_rest(void *p, const char *function) {
   if (p == NULL) return;
   smp_init_ensure();
+  smp_typed_block_t tb;
+  if (smp_types_find(p, &tb)) { // never a block start: a typed block's pointer is past its header
+    smp_types_free_block(&tb);
+    return;
+  }
   if (in_small_span(p)) { // the default heap's small blocks (no other heap sets page classes)
     unsigned cls = small_class_checked(p, function); // misaligned, interior or double free
     smp_block_mark(p);
@@ -177,6 +185,8 @@ void *smp_alloc_aligned(size_t align, size_t size) {
 
 size_t smp_alloc_usable(const void *p, const char *function) {
   if (p == NULL) return 0;
+  smp_typed_block_t tb;
+  if (smp_types_find(p, &tb)) return tb.usable;
   if (in_small_span(p))
     return smp_class_info[small_class_checked(p, function)].size;
   size_t usable;
@@ -196,6 +206,8 @@ static void *realloc_move(void *p, size_t size, size_t keep) {
 
 void *smp_alloc_realloc(void *p, size_t size, const char *function) {
   if (p == NULL) return smp_alloc_fast(size);
+  smp_typed_block_t tb;
+  if (smp_types_find(p, &tb)) return smp_types_realloc_block(&tb, p, size, NULL, 0, function);
   if (size == 0) { // glibc's behaviour: free and return NULL
     smp_free_fast(p);
     return NULL;

@@ -18,6 +18,7 @@
 #include "large.h"
 #include "options.h"
 #include "report.h"
+#include "types.h"
 
 #define ALIGN_SHIFT 8
 #define KNOWN_FLAGS (SMP_ZERO | SMP_NOWAIT | SMP_RESERVE | SMP_NOFAIL | (63u << ALIGN_SHIFT))
@@ -183,6 +184,8 @@ SMP_EXPORT void *smp_mallocx(size_t size, unsigned flags) {
 
 smp_heap_t *smp_alloc_heap_of(const void *p) {
   if (p == NULL) return NULL;
+  smp_typed_block_t tb;
+  if (smp_types_find(p, &tb)) p = tb.block;
   smp_chunk_t *c = smp_pagemap_find(p);
   if (c) {
     smp_span_t *s = smp_pagemap_span_checked(p);
@@ -220,6 +223,8 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
   if (p == NULL) return heap_alloc(h ? h : SMP_HEAP_DEFAULT, size, flags, function);
   smp_init_ensure();
   if (flags & SMP_NOWAIT) return realloc_nowait(h, p, size, flags);
+  smp_typed_block_t tb;
+  if (smp_types_find(p, &tb)) return smp_types_realloc_block(&tb, p, size, h, flags, function);
   size_t usable;
   bool small;
   smp_heap_t *from = smp_alloc_block_info(p, function, &usable, &small); // validates p

@@ -22,6 +22,7 @@
 #include "sizeclass.h"
 #include "span.h"
 #include "tcache.h"
+#include "types.h"
 
 _Atomic int smp_init_state;
 // With stats:1, a private copy of stderr taken at start-up: programs such as the coreutils
@@ -30,6 +31,7 @@ static int report_fd = STDERR_FILENO;
 
 static void fork_prepare(void) {
   smp_report_lock();
+  smp_types_lock_fork();
   smp_heapapi_lock_fork();
   smp_cpucache_lock_all();
   smp_heap_lock_all();
@@ -45,6 +47,7 @@ static void fork_parent(void) {
   smp_heap_unlock_all();
   smp_cpucache_unlock_all();
   smp_heapapi_unlock_fork();
+  smp_types_unlock_fork();
   smp_report_unlock();
 }
 
@@ -64,7 +67,9 @@ void smp_init_slow(void) {
   int saved_errno = errno; // start-up's system calls (open, read, fcntl, membarrier, rseq)
                            // must not show through the malloc call that ran it
   smp_options_parse(smp_os_getenv("SMPALLOC_OPTIONS"));
-  smp_span_init_keys(smp_os_random_seed());
+  uint64_t seed = smp_os_random_seed();
+  smp_span_init_keys(seed);
+  smp_types_init(seed);
   smp_sizeclass_init(smp_options.cache_size);
   if (smp_options.stats) {
     int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
@@ -74,6 +79,7 @@ void smp_init_slow(void) {
   pthread_key_t key;
   if (pthread_key_create(&key, smp_tcache_thread_exit) == 0) smp_tcache_set_exit_key((unsigned)key);
   if (pthread_key_create(&key, smp_hcache_thread_exit) == 0) smp_hcache_set_exit_key((unsigned)key);
+  if (pthread_key_create(&key, smp_types_thread_exit) == 0) smp_types_set_exit_key((unsigned)key);
   smp_store_release(&smp_init_state, 2);
   pthread_atfork(fork_prepare, fork_parent, fork_child); // may malloc: the heap is ready
   errno = saved_errno;

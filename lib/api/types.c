@@ -1,0 +1,674 @@
+// Layer: api. See types.h for the header of a typed block and the counters.
+// Registry: entries (allocator memory, 64-aligned, never freed) on one list in registration
+// order. Appends and record creation take registry_lock; readers (statistics, smp_type_foreach,
+// the JSON) walk the lists with acquire loads and take no lock. An entry outlives its
+// definition: when a shared object that defined a type is unloaded, the entry keeps a copy of
+// the names (its `ghost` type) and goes on counting the blocks still allocated; a definition of
+// the same name loaded again takes the entry back.
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smpalloc.h"
+#include "alloc.h"
+#include "debug.h"
+#include "doublefree.h"
+#include "heap.h"
+#include "init.h"
+#include "large.h"
+#include "os.h"
+#include "types.h"
+
+#define NAME_MAX_LEN 32
+#define DESC_MAX_LEN 96
+
+// One thread's counters for one type. Written only by its owner thread (relaxed load + store);
+// read by anyone (relaxed). owner 0: free for another thread to take (after its previous owner
+// exited: the counts stay, they are cumulative).
+typedef struct type_rec {
+  _Atomic uint64_t allocs, frees; // blocks
+  _Atomic uint64_t credit;        // freed bytes not yet taken off the entry's charged
+  _Atomic uintptr_t owner;        // the owning thread's id (release when given up), or 0
+  smp_type_entry_t *entry;
+  struct type_rec *next;          // the entry's list (set before publication)
+} __attribute__((aligned(64))) type_rec_t;
+
+struct smp_type_entry {
+  smp_type_t *_Atomic type;       // the loaded definition, or NULL once unregistered
+  smp_type_t ghost;               // names the type after its definition is unloaded
+  uint32_t index;                 // registration order: the thread tables' index
+  uint32_t flags;
+  _Atomic uint64_t charged;       // bytes in use + every record's credit (see types.h)
+  _Atomic uint64_t high_water;    // the most charged ever was
+  _Atomic uint64_t limit;         // 0: none
+  _Atomic uint64_t publish_above; // a free publishes its thread's credit past this (0: a limit)
+  _Atomic uint64_t failures;
+  _Atomic uint64_t large;         // allocations above the small classes
+  _Atomic uint64_t classes[2];    // bit c: class c was used
+  type_rec_t *_Atomic records;    // pushed under registry_lock, read acquire
+  smp_type_entry_t *_Atomic next; // registry order, appended under registry_lock
+  char name[NAME_MAX_LEN];
+  char description[DESC_MAX_LEN];
+} __attribute__((aligned(64)));
+
+_Atomic bool smp_types_used;
+static uintptr_t header_key; // odd; written once at start-up
+static smp_lock_t registry_lock = SMP_LOCK_INIT;
+static smp_type_entry_t *_Atomic first_entry;
+static smp_type_entry_t *last_entry; // registry_lock
+static uint32_t entries;             // registry_lock
+
+// Allocator memory for entries and records (registry_lock): never freed, 64-aligned.
+static char *meta_next, *meta_end;
+static void *meta_alloc(size_t size) {
+  size = smp_align_up(size, 64);
+  if (meta_next == NULL || (size_t)(meta_end - meta_next) < size) {
+    size_t len = 64 * 1024;
+    char *m = smp_os_map(len);
+    if (m == NULL) return NULL;
+    meta_next = m;
+    meta_end = m + len;
+  }
+  void *p = meta_next;
+  meta_next += size;
+  return p;
+}
+
+// ---- the calling thread's records ----
+
+static __thread struct {
+  type_rec_t **recs; // indexed by entry index; mapped, cap entries
+  size_t cap;
+  bool key_set;
+} self SMP_TLS_IE;
+static __thread char self_id SMP_TLS_IE; // its address names the thread
+static pthread_key_t exit_key;
+static bool exit_key_valid;
+
+void smp_types_set_exit_key(unsigned key) {
+  exit_key = (pthread_key_t)key;
+  exit_key_valid = true;
+}
+
+#define REC_ADD(field, v) smp_store_relaxed(&(field), smp_load_relaxed(&(field)) + (v))
+
+SMP_INLINE type_rec_t *record_of(const smp_type_entry_t *e) {
+  return e->index < self.cap ? self.recs[e->index] : NULL;
+}
+
+static bool table_grow(size_t need) {
+  size_t cap = self.cap ? self.cap : 512;
+  while (cap <= need) cap *= 2;
+  type_rec_t **t = smp_os_map(cap * sizeof *t);
+  if (t == NULL) return false;
+  if (self.recs) {
+    memcpy(t, self.recs, self.cap * sizeof *t);
+    smp_os_unmap(self.recs, self.cap * sizeof *t);
+  }
+  self.recs = t;
+  self.cap = cap;
+  return true;
+}
+
+// The calling thread's record for e: a free one of e's taken over, or a new one. NULL if the
+// OS has no memory for it.
+static SMP_NOINLINE type_rec_t *record_slow(smp_type_entry_t *e) {
+  if (e->index >= self.cap && !table_grow(e->index)) return NULL;
+  uintptr_t me = (uintptr_t)&self_id;
+  type_rec_t *r;
+  for (r = smp_load_acquire(&e->records); r; r = r->next) {
+    uintptr_t none = 0;
+    if (smp_load_relaxed(&r->owner) == 0 && smp_cas_acquire(&r->owner, &none, me)) break;
+  }
+  if (r == NULL) {
+    smp_lock_acquire(&registry_lock);
+    r = meta_alloc(sizeof *r);
+    if (r) {
+      r->entry = e;
+      smp_store_relaxed(&r->owner, me);
+      r->next = smp_load_relaxed(&e->records);
+      smp_store_release(&e->records, r);
+    }
+    smp_lock_release(&registry_lock);
+    if (r == NULL) return NULL;
+  }
+  self.recs[e->index] = r;
+  if (!self.key_set && exit_key_valid) { // the destructor runs only for a non-NULL value
+    pthread_setspecific(exit_key, (void *)1);
+    self.key_set = true;
+  }
+  return r;
+}
+
+SMP_INLINE type_rec_t *record(smp_type_entry_t *e) {
+  type_rec_t *r = record_of(e);
+  return SMP_LIKELY(r != NULL) ? r : record_slow(e);
+}
+
+// Give a record up: its credit published, its owner cleared (release: the next owner sees
+// its counts).
+static void record_release(type_rec_t *r) {
+  uint64_t credit = smp_load_relaxed(&r->credit);
+  if (credit) {
+    atomic_fetch_sub_explicit(&r->entry->charged, credit, memory_order_relaxed);
+    smp_store_relaxed(&r->credit, 0);
+  }
+  smp_store_release(&r->owner, 0);
+}
+
+void smp_types_thread_exit(void *arg) {
+  (void)arg;
+  self.key_set = false; // a later typed call in this thread's destructors sets it again
+  for (size_t i = 0; i < self.cap; i++)
+    if (self.recs[i]) record_release(self.recs[i]);
+  if (self.recs) smp_os_unmap(self.recs, self.cap * sizeof *self.recs);
+  self.recs = NULL;
+  self.cap = 0;
+}
+
+// ---- counting ----
+
+// Charge n bytes to e for the calling thread: from its credit, else from the shared word
+// (limit checked, high-water mark raised). false: over the limit.
+static bool charge_slow(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
+  uint64_t credit = smp_load_relaxed(&r->credit);
+  uint64_t need = n - credit, limit = smp_load_relaxed(&e->limit);
+  uint64_t old = smp_load_relaxed(&e->charged), now;
+  do {
+    now = old + need;
+    if (limit && now > limit) return false;
+  } while (!atomic_compare_exchange_weak_explicit(&e->charged, &old, now, memory_order_relaxed,
+                                                  memory_order_relaxed));
+  smp_store_relaxed(&r->credit, 0);
+  uint64_t high = smp_load_relaxed(&e->high_water);
+  while (now > high && !atomic_compare_exchange_weak_explicit(&e->high_water, &high, now,
+                                                              memory_order_relaxed,
+                                                              memory_order_relaxed)) {
+  }
+  return true;
+}
+
+SMP_INLINE bool charge(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
+  uint64_t credit = smp_load_relaxed(&r->credit);
+  if (SMP_LIKELY(credit >= n)) {
+    smp_store_relaxed(&r->credit, credit - n);
+    return true;
+  }
+  return charge_slow(e, r, n);
+}
+
+SMP_INLINE void count_alloc(smp_type_entry_t *e, type_rec_t *r, unsigned cls) {
+  REC_ADD(r->allocs, 1);
+  if (cls) {
+    uint64_t bit = (uint64_t)1 << (cls & 63);
+    if (!(smp_load_relaxed(&e->classes[cls >> 6]) & bit))
+      atomic_fetch_or_explicit(&e->classes[cls >> 6], bit, memory_order_relaxed);
+  } else {
+    smp_fetch_add_relaxed(&e->large, 1);
+  }
+}
+
+SMP_INLINE void count_free(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
+  REC_ADD(r->frees, 1);
+  uint64_t credit = smp_load_relaxed(&r->credit) + n;
+  if (credit > smp_load_relaxed(&e->publish_above)) {
+    atomic_fetch_sub_explicit(&e->charged, credit, memory_order_relaxed);
+    credit = 0;
+  }
+  smp_store_relaxed(&r->credit, credit);
+}
+
+// ---- the header ----
+
+SMP_INLINE uintptr_t header_check(uintptr_t word0, const void *p) {
+  return (word0 ^ (uintptr_t)p) * header_key;
+}
+
+SMP_INLINE void header_write(void *p, smp_type_entry_t *e, unsigned off_log2) {
+  uintptr_t *h = (uintptr_t *)((char *)p - SMP_TYPE_HEADER);
+  h[0] = (uintptr_t)e | off_log2;
+  h[1] = header_check(h[0], p);
+}
+
+// The entry named by the header before p if it is a valid one for p and offset log2 off_log2,
+// else NULL. p - 16 must be readable.
+SMP_INLINE smp_type_entry_t *header_entry(const void *p, unsigned off_log2) {
+  const uintptr_t *h = (const uintptr_t *)((const char *)p - SMP_TYPE_HEADER);
+  uintptr_t w0 = h[0];
+  if (h[1] != header_check(w0, p) || (w0 & 63) != off_log2) return NULL;
+  return (smp_type_entry_t *)(w0 & ~(uintptr_t)63);
+}
+
+void smp_types_init(uint64_t seed) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  header_key = (uintptr_t)(z ^ (z >> 31)) | 1;
+}
+
+void smp_types_lock_fork(void) { smp_lock_acquire(&registry_lock); }
+void smp_types_unlock_fork(void) { smp_lock_release(&registry_lock); }
+
+// ---- registry ----
+
+static void copy_name(char *to, size_t cap, const char *from) {
+  size_t n = from ? strnlen(from, cap - 1) : 0;
+  if (n) memcpy(to, from, n);
+  to[n] = '\0';
+}
+
+// The entry of t, registering t on its first use. NULL (errno EINVAL) if t is not a type made
+// by SMP_TYPE_DEFINE, ENOMEM if the OS has no memory for the entry.
+static SMP_NOINLINE smp_type_entry_t *register_type(smp_type_t *t) {
+  if (t == NULL || t->magic != SMP_TYPE_MAGIC) {
+    errno = EINVAL;
+    return NULL;
+  }
+  smp_init_ensure();
+  smp_lock_acquire(&registry_lock);
+  smp_type_entry_t *e = __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE);
+  if (e == NULL) { // an unloaded definition of the same names takes its entry back
+    for (smp_type_entry_t *x = smp_load_relaxed(&first_entry); x; x = smp_load_relaxed(&x->next)) {
+      if (smp_load_relaxed(&x->type) == NULL && x->flags == t->flags &&
+          strncmp(x->name, t->name ? t->name : "", NAME_MAX_LEN - 1) == 0 &&
+          strncmp(x->description, t->description ? t->description : "", DESC_MAX_LEN - 1) == 0) {
+        e = x;
+        break;
+      }
+    }
+  }
+  if (e == NULL && (e = meta_alloc(sizeof *e)) != NULL) {
+    e->index = entries++;
+    e->flags = t->flags;
+    smp_store_relaxed(&e->publish_above, SMP_TYPE_CREDIT);
+    copy_name(e->name, sizeof e->name, t->name ? t->name : "?");
+    copy_name(e->description, sizeof e->description, t->description);
+    e->ghost = (smp_type_t){SMP_TYPE_MAGIC, t->flags, e->name, e->description, e, {0, 0}};
+    if (last_entry) smp_store_release(&last_entry->next, e);
+    else smp_store_release(&first_entry, e);
+    last_entry = e;
+    smp_store_release(&smp_types_used, true);
+  }
+  if (e) {
+    smp_store_release(&e->type, t);
+    __atomic_store_n((smp_type_entry_t **)&t->entry, e, __ATOMIC_RELEASE);
+  }
+  smp_lock_release(&registry_lock);
+  if (e == NULL) errno = ENOMEM;
+  return e;
+}
+
+SMP_INLINE smp_type_entry_t *entry_of(smp_type_t *t) {
+  smp_type_entry_t *e = t ? __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE) : NULL;
+  return SMP_LIKELY(e != NULL) ? e : register_type(t);
+}
+
+// The entry of t if t was registered (never registers). NULL for a type never used.
+static smp_type_entry_t *entry_known(const smp_type_t *t) {
+  return __atomic_load_n((smp_type_entry_t *const *)&t->entry, __ATOMIC_ACQUIRE);
+}
+
+static void stats_of(const smp_type_entry_t *e, const smp_type_t *t, smp_type_stats_t *s) {
+  uint64_t allocs = 0, frees = 0, credit = 0;
+  *s = (smp_type_stats_t){.version = SMP_TYPE_STATS_VERSION, .size = sizeof *s};
+  s->name = t->name;
+  s->description = t->description;
+  s->flags = t->flags;
+  if (e == NULL) {
+    s->loaded = 1;
+    return;
+  }
+  for (type_rec_t *r = smp_load_acquire(&((smp_type_entry_t *)e)->records); r; r = r->next) {
+    allocs += smp_load_relaxed(&r->allocs);
+    frees += smp_load_relaxed(&r->frees);
+    credit += smp_load_relaxed(&r->credit);
+  }
+  // Read thread by thread while blocks move, a difference may dip below zero: that is 0.
+  uint64_t charged = smp_load_relaxed(&e->charged);
+  s->blocks = allocs > frees ? allocs - frees : 0;
+  s->in_use = charged > credit ? charged - credit : 0;
+  s->requests = allocs;
+  s->frees = frees;
+  s->failures = smp_load_relaxed(&e->failures);
+  uint64_t high = smp_load_relaxed(&e->high_water);
+  s->high_water = high > s->in_use ? high : s->in_use;
+  s->limit = smp_load_relaxed(&e->limit);
+  s->classes[0] = smp_load_relaxed(&e->classes[0]);
+  s->classes[1] = smp_load_relaxed(&e->classes[1]);
+  s->large = smp_load_relaxed(&e->large);
+  s->loaded = smp_load_relaxed(&e->type) != NULL;
+}
+
+// The type a caller sees for entry e: its definition while loaded, else the entry's copy.
+static smp_type_t *type_seen(smp_type_entry_t *e) {
+  smp_type_t *t = smp_load_acquire(&e->type);
+  return t ? t : &e->ghost;
+}
+
+SMP_EXPORT void smp_type_unregister(smp_type_t *t) {
+  if (t == NULL || t->magic != SMP_TYPE_MAGIC) return;
+  smp_lock_acquire(&registry_lock);
+  smp_type_entry_t *e = entry_known(t);
+  if (e && t != &e->ghost && smp_load_relaxed(&e->type) == t) {
+    smp_type_stats_t s;
+    stats_of(e, t, &s);
+    if (s.blocks) {
+      smp_text_t x;
+      smp_text_init(&x, 2);
+      smp_text_str(&x, "smpalloc: type ");
+      smp_text_str(&x, e->name);
+      smp_text_str(&x, ": ");
+      smp_text_u64(&x, s.blocks, 0);
+      smp_text_str(&x, s.blocks == 1 ? " block, " : " blocks, ");
+      smp_text_bytes(&x, s.in_use, 0);
+      smp_text_str(&x, " still allocated\n");
+      smp_text_flush(&x);
+    }
+    smp_store_release(&e->type, NULL);
+    __atomic_store_n((smp_type_entry_t **)&t->entry, NULL, __ATOMIC_RELEASE);
+  }
+  smp_lock_release(&registry_lock);
+}
+
+// ---- finding a typed block from its pointer ----
+
+// The huge block whose mapping starts at b, if any: its usable size.
+static bool huge_at(const void *b, size_t *usable) {
+  if (smp_large_huge_heap(b) == NULL) return false;
+  *usable = smp_large_usable(b, "smp_type_of");
+  return true;
+}
+
+bool smp_types_find(const void *p, smp_typed_block_t *out) {
+  if (!smp_load_acquire(&smp_types_used) || ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) || p == NULL)
+    return false;
+  const char *b;
+  size_t size;
+  if (smp_pagemap_find(p)) {
+    smp_span_t *s = smp_pagemap_span_checked(p);
+    if (s == NULL) return false;
+    const char *start = smp_span_start(s);
+    if (s->state == SMP_SPAN_SMALL) {
+      size = smp_class_info[s->sizeclass].size;
+      size_t in = (size_t)((const char *)p - start);
+      if ((const char *)p < start || in >= (size_t)s->capacity * size) return false;
+      b = start + in / size * size;
+    } else if (s->state == SMP_SPAN_LARGE) {
+      b = start;
+      size = smp_span_bytes(s);
+    } else {
+      return false;
+    }
+  } else { // a huge mapping starts at a page boundary below p
+    size_t page = smp_os_page_size(), in = (uintptr_t)p & (page - 1);
+    if (in) {
+      b = (const char *)p - in;
+      if (!huge_at(b, &size)) return false;
+    } else { // aligned to a page or more: p itself, else p - 2^k for an alignment 2^k
+      if (smp_large_huge_heap(p)) return false;
+      unsigned k = (unsigned)__builtin_ctzll((uintptr_t)p);
+      for (size = 0, b = NULL; k >= 12 && k < SMP_ADDRESS_BITS; k--) {
+        const char *c = (const char *)p - ((size_t)1 << k);
+        if (huge_at(c, &size)) {
+          b = c;
+          break;
+        }
+      }
+      if (b == NULL) return false;
+    }
+  }
+  size_t off = (size_t)((const char *)p - b);
+  if (off < SMP_TYPE_HEADER || off >= size || (off & (off - 1))) return false;
+  smp_type_entry_t *e = header_entry(p, (unsigned)__builtin_ctzll(off));
+  if (e == NULL) return false;
+  *out = (smp_typed_block_t){(void *)b, (char *)p, e, size - off};
+  return true;
+}
+
+void smp_types_report_freed(const void *p, const char *function) {
+  if (!smp_load_acquire(&smp_types_used) || ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) ||
+      (uintptr_t)p < SMP_TYPE_HEADER || !smp_pagemap_find(p))
+    return;
+  const char *b = (const char *)p - SMP_TYPE_HEADER;
+  smp_span_t *s = smp_pagemap_span_checked(b);
+  if (s && s->state == SMP_SPAN_SMALL && smp_span_is_block(s, b) && smp_block_is_marked(b) &&
+      smp_doublefree_confirm(s, s->sizeclass, b))
+    smp_debug_fatal(function, "double free", p);
+}
+
+// ---- allocation ----
+
+// Count a request of e that failed, and fail it with err.
+static void *failed(smp_type_entry_t *e, int err) {
+  if (e) smp_fetch_add_relaxed(&e->failures, 1);
+  errno = err;
+  return NULL;
+}
+
+// The usable size and class (0: large or huge) of block b, just allocated.
+static size_t block_size(const void *b, unsigned *cls) {
+  smp_span_t *s = smp_pagemap_find(b) ? smp_pagemap_span_checked(b) : NULL;
+  if (s && s->state == SMP_SPAN_SMALL) {
+    *cls = s->sizeclass;
+    return smp_class_info[*cls].size;
+  }
+  *cls = 0;
+  return smp_alloc_usable(b, "smp_malloc_type");
+}
+
+// Every typed allocation but the hit path's: size bytes of e from heap h with flags.
+static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry_t *e,
+                                      unsigned flags) {
+  if (e == NULL) return NULL; // errno set by register_type
+  type_rec_t *r = record(e);
+  if (r == NULL) return failed(e, ENOMEM);
+  unsigned lg = (flags >> 8) & 63;
+  size_t off = lg > 4 ? (size_t)1 << lg : SMP_TYPE_HEADER;
+  if (size > SIZE_MAX - off) {
+    if (flags & SMP_NOFAIL) smp_debug_fatal("smp_malloc_type", "out of memory: request too large", NULL);
+    return failed(e, ENOMEM);
+  }
+  void *b = smp_heap_malloc(h, size + off + (size == 0), flags); // see smp_malloc_type
+  if (b == NULL) return failed(e, errno);
+  unsigned cls;
+  size_t usable = block_size(b, &cls) - off;
+  if (!charge(e, r, usable)) {
+    smp_free(b);
+    if (flags & SMP_NOFAIL) smp_debug_fatal("smp_malloc_type", "type limit reached with SMP_NOFAIL", NULL);
+    return failed(e, ENOMEM);
+  }
+  char *p = (char *)b + off;
+  header_write(p, e, lg > 4 ? lg : 4);
+  count_alloc(e, r, cls);
+  return p;
+}
+
+// The hit path: a small block of the default heap popped from the front end, charged to the
+// thread's credit; anything else (first use, flags, a miss, a charge to publish) is typed_alloc's.
+// Its only calls are tail calls, so it saves no registers.
+SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
+  smp_type_entry_t *e = t ? __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE) : NULL;
+  if (SMP_LIKELY(e != NULL && flags == 0 && size <= SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
+    type_rec_t *r = record_of(e);
+    unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER + (size == 0)); // a byte at least:
+    // a 16-byte block would put the pointer at the next block's start
+    uint64_t usable = smp_class_info[cls].size - SMP_TYPE_HEADER, credit;
+    if (SMP_LIKELY(r != NULL && (credit = smp_load_relaxed(&r->credit)) >= usable)) {
+      char *b = smp_frontend_alloc_fast(cls);
+      if (SMP_LIKELY(b != NULL)) {
+        smp_store_relaxed(&r->credit, credit - usable);
+        char *p = b + SMP_TYPE_HEADER;
+        smp_block_unmark(b);
+        header_write(p, e, 4);
+        count_alloc(e, r, cls);
+        return p;
+      }
+    }
+  }
+  return typed_alloc(SMP_HEAP_DEFAULT, size, e ? e : register_type(t), flags);
+}
+
+SMP_EXPORT void *smp_heap_malloc_type(smp_heap_t *h, size_t size, smp_type_t *t, unsigned flags) {
+  if (h == NULL || h == SMP_HEAP_DEFAULT) return smp_malloc_type(size, t, flags);
+  return typed_alloc(h, size, entry_of(t), flags);
+}
+
+// ---- free ----
+
+SMP_NORETURN static void type_mismatch(const char *function, smp_type_entry_t *found,
+                                       const smp_type_t *want, const void *p) {
+  smp_text_t t;
+  smp_text_init(&t, 2);
+  smp_text_str(&t, "smpalloc: ");
+  smp_text_str(&t, function);
+  smp_text_str(&t, ": block of type ");
+  smp_text_str(&t, found ? found->name : "(untyped)");
+  smp_text_str(&t, ", not of type ");
+  smp_text_str(&t, want && want->magic == SMP_TYPE_MAGIC && want->name ? want->name : "(invalid type)");
+  smp_text_str(&t, " ");
+  smp_text_hex(&t, (uintptr_t)p);
+  smp_text_str(&t, "\n");
+  smp_text_flush(&t);
+  abort();
+}
+
+// Account the free of a typed block of e, usable bytes at p, and clear it for a type that asks.
+SMP_INLINE void typed_release(smp_type_entry_t *e, void *p, size_t usable) {
+  type_rec_t *r = record(e);
+  if (SMP_LIKELY(r != NULL)) count_free(e, r, usable);
+  // (without memory for a record, the free is not counted: the block must go back all the same)
+  if (e->flags & SMP_TYPE_ZERO_ON_FREE) memset(p, 0, usable);
+}
+
+void smp_types_free_block(const smp_typed_block_t *tb) {
+  typed_release(tb->entry, tb->user, tb->usable);
+  smp_free_fast(tb->block);
+}
+
+// Every free of a typed block but the hit path's.
+static SMP_NOINLINE void free_type_slow(void *p, smp_type_t *t) {
+  if (p == NULL) return;
+  smp_init_ensure();
+  smp_typed_block_t tb;
+  if (smp_types_find(p, &tb)) {
+    if (t == NULL || tb.entry != entry_known(t)) type_mismatch("smp_free_type", tb.entry, t, p);
+    smp_types_free_block(&tb);
+    return;
+  }
+  smp_types_report_freed(p, "smp_free_type");
+  smp_alloc_usable(p, "smp_free_type"); // reports a pointer that is no live block of ours
+  type_mismatch("smp_free_type", NULL, t, p); // a live untyped block
+}
+
+// The hit path: a block of the default heap's small classes with the plain 16-byte header, of
+// type t, freed by a thread that has its record, into the front end. Only tail calls.
+SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
+  char *b = (char *)p - SMP_TYPE_HEADER;
+  if (SMP_LIKELY(smp_pagemap_owns(p))) { // NULL is not owned
+    size_t cls = smp_pagemap_class(p);
+    if (SMP_LIKELY(cls != 0 && smp_sizeclass_on_boundary((unsigned)cls, smp_pagemap_span_offset(b)))) {
+      smp_type_entry_t *e = header_entry(p, 4);
+      type_rec_t *r;
+      if (SMP_LIKELY(e != NULL && t != NULL && e == entry_known(t) && (r = record_of(e)) != NULL &&
+                     !(e->flags & SMP_TYPE_ZERO_ON_FREE))) {
+        count_free(e, r, smp_class_info[cls].size - SMP_TYPE_HEADER);
+        smp_block_mark(b); // its word 1 held the header's check, never its mark
+        if (SMP_LIKELY(smp_frontend_free_fast(b, cls))) return;
+        smp_frontend_free_slow(b, cls);
+        return;
+      }
+    }
+  }
+  free_type_slow(p, t);
+}
+
+// ---- realloc ----
+
+void *smp_types_realloc_block(const smp_typed_block_t *tb, void *p, size_t size, smp_heap_t *h,
+                              unsigned flags, const char *function) {
+  (void)function;
+  if (size == 0) {
+    smp_types_free_block(tb);
+    return NULL;
+  }
+  smp_heap_t *from = smp_alloc_heap_of(tb->block);
+  unsigned lg = (flags >> 8) & 63;
+  size_t align = lg > 4 ? (size_t)1 << lg : SMP_MIN_ALIGN;
+  if ((h == NULL || h == from) && ((uintptr_t)p & (align - 1)) == 0 && size <= tb->usable &&
+      size >= tb->usable / 2)
+    return p; // fits, and not worth moving for the space it would give back
+  void *q = typed_alloc(h ? h : from, size, tb->entry, flags & ~SMP_ZERO);
+  if (q == NULL) return NULL;
+  memcpy(q, p, size < tb->usable ? size : tb->usable);
+  if ((flags & SMP_ZERO) && size > tb->usable) memset((char *)q + tb->usable, 0, size - tb->usable);
+  smp_types_free_block(tb);
+  return q;
+}
+
+SMP_EXPORT void *smp_realloc_type(void *p, size_t size, smp_type_t *t, unsigned flags) {
+  if (p == NULL) return smp_malloc_type(size, t, flags);
+  smp_init_ensure();
+  smp_typed_block_t tb;
+  if (!smp_types_find(p, &tb)) {
+    smp_types_report_freed(p, "smp_realloc_type");
+    smp_alloc_usable(p, "smp_realloc_type"); // reports a pointer that is no live block of ours
+    type_mismatch("smp_realloc_type", NULL, t, p);
+  }
+  if (t == NULL || tb.entry != entry_known(t)) type_mismatch("smp_realloc_type", tb.entry, t, p);
+  return smp_types_realloc_block(&tb, p, size, NULL, flags, "smp_realloc_type");
+}
+
+// ---- queries ----
+
+SMP_EXPORT smp_type_t *smp_type_of(const void *p) {
+  if (p == NULL) return NULL;
+  smp_init_ensure();
+  smp_typed_block_t tb;
+  if (smp_types_find(p, &tb)) return type_seen(tb.entry);
+  smp_types_report_freed(p, "smp_type_of");
+  smp_alloc_usable(p, "smp_type_of"); // reports a pointer that is no live block of ours
+  return NULL;
+}
+
+static bool stats_request_valid(const smp_type_stats_t *s) {
+  return s != NULL && s->version != 0 && s->size >= offsetof(smp_type_stats_t, in_use);
+}
+
+static void stats_copy_out(smp_type_stats_t *out, const smp_type_stats_t *s) {
+  uint32_t filled = out->size < sizeof *s ? out->size : (uint32_t)sizeof *s;
+  smp_type_stats_t c = *s;
+  c.size = filled;
+  memcpy(out, &c, filled);
+}
+
+SMP_EXPORT int smp_type_stats_get(const smp_type_t *t, smp_type_stats_t *out) {
+  if (t == NULL || t->magic != SMP_TYPE_MAGIC || !stats_request_valid(out)) return EINVAL;
+  smp_type_stats_t s;
+  smp_type_entry_t *e = entry_known(t);
+  stats_of(e, e ? type_seen(e) : t, &s);
+  stats_copy_out(out, &s);
+  return 0;
+}
+
+SMP_EXPORT int smp_type_foreach(int (*fn)(const smp_type_t *, const smp_type_stats_t *, void *),
+                                void *arg) {
+  if (fn == NULL) return EINVAL;
+  for (smp_type_entry_t *e = smp_load_acquire(&first_entry); e; e = smp_load_acquire(&e->next)) {
+    smp_type_t *t = type_seen(e);
+    smp_type_stats_t s;
+    stats_of(e, t, &s);
+    if (!s.loaded && s.blocks == 0) continue; // unloaded, and nothing of it is left
+    int rc = fn(t, &s, arg);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+SMP_EXPORT int smp_type_set_limit(smp_type_t *t, size_t bytes) {
+  smp_type_entry_t *e = t && t->magic == SMP_TYPE_MAGIC ? entry_of(t) : NULL;
+  if (e == NULL) return t && t->magic == SMP_TYPE_MAGIC ? ENOMEM : EINVAL;
+  smp_store_relaxed(&e->limit, (uint64_t)bytes);
+  smp_store_relaxed(&e->publish_above, bytes ? 0 : SMP_TYPE_CREDIT); // a limit wants it exact
+  return 0;
+}
