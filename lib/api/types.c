@@ -46,6 +46,7 @@ struct smp_type_entry {
   _Atomic uint64_t failures;
   _Atomic uint64_t large;         // allocations above the small classes
   _Atomic uint64_t classes[2];    // bit c: class c was used
+  _Atomic uint8_t class_used[SMP_CLASS_COUNT]; // the same, a byte each: the hit path's test
   type_rec_t *_Atomic records;    // pushed under registry_lock, read acquire
   smp_type_entry_t *_Atomic next; // registry order, appended under registry_lock
   char name[NAME_MAX_LEN];
@@ -198,15 +199,16 @@ SMP_INLINE bool charge(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
   return charge_slow(e, r, n);
 }
 
+static SMP_NOINLINE void class_first_used(smp_type_entry_t *e, unsigned cls) {
+  atomic_fetch_or_explicit(&e->classes[cls >> 6], (uint64_t)1 << (cls & 63), memory_order_relaxed);
+  smp_store_relaxed(&e->class_used[cls], 1);
+}
+
+// An allocation of class cls (0: large or huge) counted for e by the thread of record r.
 SMP_INLINE void count_alloc(smp_type_entry_t *e, type_rec_t *r, unsigned cls) {
   REC_ADD(r->allocs, 1);
-  if (cls) {
-    uint64_t bit = (uint64_t)1 << (cls & 63);
-    if (!(smp_load_relaxed(&e->classes[cls >> 6]) & bit))
-      atomic_fetch_or_explicit(&e->classes[cls >> 6], bit, memory_order_relaxed);
-  } else {
-    smp_fetch_add_relaxed(&e->large, 1);
-  }
+  if (SMP_UNLIKELY(cls == 0)) smp_fetch_add_relaxed(&e->large, 1);
+  else if (SMP_UNLIKELY(!smp_load_relaxed(&e->class_used[cls]))) class_first_used(e, cls);
 }
 
 SMP_INLINE void count_free(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
@@ -484,29 +486,52 @@ static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry
   return p;
 }
 
+// smp_malloc_type but its hit path (a function of its own, so that the hit path keeps no
+// register for it).
+static SMP_NOINLINE void *malloc_type_slow(size_t size, smp_type_t *t, unsigned flags) {
+  smp_type_entry_t *e = t ? __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE) : NULL;
+  return typed_alloc(SMP_HEAP_DEFAULT, size, e ? e : register_type(t), flags);
+}
+
+// The hit path's block b of class cls when the thread's record or credit falls short (or, b
+// NULL, when the front end missed: the block comes from its slow path): charge it the slow way
+// (b goes back on failure), then write its header and count it.
+static SMP_NOINLINE void *typed_finish(char *b, unsigned cls, smp_type_entry_t *e) {
+  if (b == NULL && (b = smp_alloc_class(cls)) == NULL) return failed(e, ENOMEM);
+  type_rec_t *r = record(e);
+  uint64_t usable = smp_class_info[cls].size - SMP_TYPE_HEADER;
+  if (r == NULL || !charge_slow(e, r, usable)) {
+    smp_block_unmark(b);
+    smp_free(b);
+    return failed(e, ENOMEM);
+  }
+  char *p = b + SMP_TYPE_HEADER;
+  header_write(p, e, 4);
+  count_alloc(e, r, cls);
+  return p;
+}
+
 // The hit path: a small block of the default heap popped from the front end, charged to the
-// thread's credit; anything else (first use, flags, a miss, a charge to publish) is typed_alloc's.
-// Its only calls are tail calls, so it saves no registers.
+// thread's credit; anything else (first use, flags, a miss) is typed_alloc's, a charge that
+// needs the shared word typed_finish's. Its only calls are tail calls.
 SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
   smp_type_entry_t *e = t ? __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE) : NULL;
   if (SMP_LIKELY(e != NULL && flags == 0 && size <= SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
+    // A byte at least: a 16-byte block would put the pointer at the next block's start.
+    unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER + (size == 0));
+    char *b = smp_frontend_alloc_fast(cls);
+    if (SMP_UNLIKELY(b == NULL)) return typed_finish(NULL, cls, e);
     type_rec_t *r = record_of(e);
-    unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER + (size == 0)); // a byte at least:
-    // a 16-byte block would put the pointer at the next block's start
     uint64_t usable = smp_class_info[cls].size - SMP_TYPE_HEADER, credit;
-    if (SMP_LIKELY(r != NULL && (credit = smp_load_relaxed(&r->credit)) >= usable)) {
-      char *b = smp_frontend_alloc_fast(cls);
-      if (SMP_LIKELY(b != NULL)) {
-        smp_store_relaxed(&r->credit, credit - usable);
-        char *p = b + SMP_TYPE_HEADER;
-        smp_block_unmark(b);
-        header_write(p, e, 4);
-        count_alloc(e, r, cls);
-        return p;
-      }
-    }
+    if (SMP_UNLIKELY(r == NULL || (credit = smp_load_relaxed(&r->credit)) < usable))
+      return typed_finish(b, cls, e);
+    smp_store_relaxed(&r->credit, credit - usable);
+    char *p = b + SMP_TYPE_HEADER;
+    header_write(p, e, 4); // its word 1 is the block's mark word: no unmark needed
+    count_alloc(e, r, cls);
+    return p;
   }
-  return typed_alloc(SMP_HEAP_DEFAULT, size, e ? e : register_type(t), flags);
+  return malloc_type_slow(size, t, flags);
 }
 
 SMP_EXPORT void *smp_heap_malloc_type(smp_heap_t *h, size_t size, smp_type_t *t, unsigned flags) {
@@ -568,9 +593,15 @@ SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) { // NULL is not owned
     size_t cls = smp_pagemap_class(p);
     if (SMP_LIKELY(cls != 0 && smp_sizeclass_on_boundary((unsigned)cls, smp_pagemap_span_offset(b)))) {
-      smp_type_entry_t *e = header_entry(p, 4);
+      // p - 16 is a block start, so a header there that checks was written for offset 16 (the
+      // block holding it starts there): no need to test the offset bits, and word 0 names an
+      // entry (the allocator wrote it).
+      const uintptr_t *h = (const uintptr_t *)b;
+      uintptr_t w0 = h[0];
+      smp_type_entry_t *e = (smp_type_entry_t *)(w0 & ~(uintptr_t)63);
       type_rec_t *r;
-      if (SMP_LIKELY(e != NULL && t != NULL && e == entry_known(t) && (r = record_of(e)) != NULL &&
+      if (SMP_LIKELY(h[1] == header_check(w0, p) && t != NULL && e == entry_known(t) &&
+                     (r = record_of(e)) != NULL &&
                      !(e->flags & SMP_TYPE_ZERO_ON_FREE))) {
         count_free(e, r, smp_class_info[cls].size - SMP_TYPE_HEADER);
         smp_block_mark(b); // its word 1 held the header's check, never its mark
