@@ -291,7 +291,21 @@ SMP_EXPORT void smp_heap_destroy(smp_heap_t *h) {
     if (atomic_load(&h->users) != 0)
       smp_debug_fatal("smp_heap_destroy", "heap in use by another thread", h);
   }
+  smp_types_heap_gone(h);
   smp_heap_delete(h, smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING);
+}
+
+// A visit's callback sees a typed block as the program does: its pointer, past the header.
+typedef struct visit_call {
+  int (*fn)(void *, size_t, void *);
+  void *arg;
+} visit_call_t;
+static int visit_typed(void *block, size_t usable, void *arg) {
+  visit_call_t *v = arg;
+  void *user;
+  size_t user_usable;
+  if (smp_types_user_of(block, usable, &user, &user_usable)) return v->fn(user, user_usable, v->arg);
+  return v->fn(block, usable, v->arg);
 }
 
 SMP_EXPORT int smp_heap_visit(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg) {
@@ -299,7 +313,9 @@ SMP_EXPORT int smp_heap_visit(smp_heap_t *h, int (*fn)(void *, size_t, void *), 
   smp_init_ensure();
   h = h ? h : SMP_HEAP_DEFAULT;
   check_live(h, "smp_heap_visit");
-  return smp_heap_visit_blocks(h, fn, arg);
+  if (!smp_load_acquire(&smp_types_used)) return smp_heap_visit_blocks(h, fn, arg);
+  visit_call_t v = {fn, arg};
+  return smp_heap_visit_blocks(h, visit_typed, &v);
 }
 
 SMP_EXPORT smp_heap_t *smp_heap_of(const void *p) {

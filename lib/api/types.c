@@ -439,6 +439,39 @@ void smp_types_report_freed(const void *p, const char *function) {
     smp_debug_fatal(function, "double free", p);
 }
 
+bool smp_types_user_of(void *block, size_t usable, void **user, size_t *user_usable) {
+  if (!smp_load_acquire(&smp_types_used)) return false;
+  // The header lies just before the pointer, block + 2^k for k from 4 (16 bytes) up to what
+  // fits; the check word holds for one k at most.
+  for (unsigned k = 4; ((size_t)1 << k) < usable && k < 63; k++) {
+    char *p = (char *)block + ((size_t)1 << k);
+    if (header_entry(p, k)) {
+      *user = p;
+      *user_usable = usable - ((size_t)1 << k);
+      return true;
+    }
+  }
+  return false;
+}
+
+static int uncount_block(void *block, size_t usable, void *arg) {
+  (void)arg;
+  void *user;
+  size_t user_usable;
+  if (smp_types_user_of(block, usable, &user, &user_usable)) {
+    smp_typed_block_t tb = {block, user, header_entry(user, (unsigned)__builtin_ctzll(
+                                             (size_t)((char *)user - (char *)block))),
+                            user_usable};
+    type_rec_t *r = record(tb.entry);
+    if (r) count_free(tb.entry, r, tb.usable);
+  }
+  return 0;
+}
+
+void smp_types_heap_gone(smp_heap_t *h) {
+  if (smp_load_relaxed(&h->typed)) smp_heap_visit_blocks(h, uncount_block, NULL);
+}
+
 // ---- allocation ----
 
 // Count a request of e that failed, and fail it with err.
@@ -480,6 +513,7 @@ static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry
     if (flags & SMP_NOFAIL) smp_debug_fatal("smp_malloc_type", "type limit reached with SMP_NOFAIL", NULL);
     return failed(e, ENOMEM);
   }
+  if (!smp_load_relaxed(&h->typed)) smp_store_relaxed(&h->typed, true); // see smp_types_heap_gone
   char *p = (char *)b + off;
   header_write(p, e, lg > 4 ? lg : 4);
   count_alloc(e, r, cls);

@@ -62,6 +62,12 @@ void smp_types_set_exit_key(unsigned key);
 // reports: a caller that finds nothing goes on with its own checks. Cheap for a pointer that
 // is a block start (the common case where a slow path asks).
 bool smp_types_find(const void *p, smp_typed_block_t *out);
+// Whether block (a live block start of usable bytes, from a heap visit) is a typed block; if
+// so, the pointer the program holds and its usable size.
+bool smp_types_user_of(void *block, size_t usable, void **user, size_t *user_usable);
+// Heap h is about to be destroyed with its blocks: its typed blocks count as freed (a visit
+// of its blocks, only for a heap that ever had a typed block).
+void smp_types_heap_gone(struct smp_heap *h);
 // Report p as a double free (and abort) if it is the pointer of a typed block freed before:
 // 16 bytes past the start of a block that is confirmed free. Returns otherwise.
 void smp_types_report_freed(const void *p, const char *function);

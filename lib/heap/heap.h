@@ -42,6 +42,7 @@ struct smp_heap {
   size_t meta_len;
   _Atomic uint64_t failures;   // requests refused for lack of memory (relaxed)
   _Atomic uint32_t users;      // debug:1 only: calls inside the heap now (seq_cst, see heapapi.c)
+  _Atomic bool typed;          // a typed block was allocated here (types.c; relaxed)
   smp_heap_t *next, *prev;     // registry_lock
   char name[32];
 };

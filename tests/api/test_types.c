@@ -168,6 +168,40 @@ Test(types, other_heaps_and_regions) {
   smp_heap_destroy(r);
 }
 
+// A heap visit sees typed blocks as the program holds them: the pointer and usable size that
+// smp_usable_size gives, not the block behind the header.
+typedef struct seen {
+  void *want[4];
+  size_t usable[4];
+  int found;
+} seen_t;
+static int see_block(void *p, size_t usable, void *arg) {
+  seen_t *s = arg;
+  for (int i = 0; i < 4; i++)
+    if (p == s->want[i]) {
+      cr_assert_eq(usable, s->usable[i], "block %d: visit says %zu, smp_usable_size %zu", i, usable,
+                   s->usable[i]);
+      s->found++;
+    }
+  return 0;
+}
+Test(types, heap_visit_sees_the_typed_pointers) {
+  smp_heap_t *h = smp_heap_create("visited", 0);
+  seen_t s = {.want = {smp_heap_malloc_type(h, 100, M_BUF, 0),
+                       smp_heap_malloc_type(h, 100, M_BUF, SMP_ALIGN(256)),
+                       smp_heap_malloc_type(h, 200 * KiB, M_BUF, 0), smp_heap_malloc(h, 100, 0)}};
+  for (int i = 0; i < 4; i++) s.usable[i] = smp_usable_size(s.want[i]);
+  cr_assert_eq(smp_heap_visit(h, see_block, &s), 0);
+  cr_assert_eq(s.found, 4, "visited %d of the 4 blocks at their pointers", s.found);
+  smp_type_stats_t before = stats_of(M_BUF);
+  cr_assert_eq(before.blocks, 3);
+  smp_heap_destroy(h); // frees its blocks: the typed ones count as freed
+  smp_type_stats_t after = stats_of(M_BUF);
+  cr_assert_eq(after.blocks, 0);
+  cr_assert_eq(after.in_use, 0);
+  cr_assert_eq(after.frees, before.frees + 3);
+}
+
 // ---- counters under threads ---------------------------------------------------------------
 
 #define THREADS 4
