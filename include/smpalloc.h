@@ -289,7 +289,8 @@ typedef struct smp_type {
   const char *name;        /**< short name, as vmstat -m's Type column */
   const char *description; /**< what the type's blocks are for */
   void *entry;             /**< the allocator's record of the type (set on first use) */
-  uintptr_t reserved[2];
+  uintptr_t slot;          /**< the allocator's number for the type, plus 1 (set with entry) */
+  uintptr_t reserved;
 } smp_type_t;
 
 #define SMP_TYPE_MAGIC 0x53545950u /* "STYP" */
@@ -305,7 +306,7 @@ SMP_API void smp_type_unregister(smp_type_t *t);
 /** Define malloc type name (an array of one smp_type_t, so that name is the smp_type_t * the
  *  calls take) with a short name and a description, and flags (SMP_TYPE_ZERO_ON_FREE). */
 #define SMP_TYPE_DEFINE_FLAGS(name, shortdesc, longdesc, typeflags)                            \
-  smp_type_t name[1] = {{SMP_TYPE_MAGIC, (typeflags), (shortdesc), (longdesc), 0, {0, 0}}};    \
+  smp_type_t name[1] = {{SMP_TYPE_MAGIC, (typeflags), (shortdesc), (longdesc), 0, 0, 0}};          \
   __attribute__((destructor)) static void smp_type_fini_##name(void) {                          \
     smp_type_unregister(name);                                                                 \
   }                                                                                            \

@@ -319,7 +319,7 @@ void mallocx_pair(benchmark::State &state) {
 
 // A malloc type of the benchmark's own, defined by hand: SMP_TYPE_DEFINE would also write a
 // destructor calling smp_type_unregister, which this program (never linked to smpalloc) lacks.
-smp_type_t bench_type[1] = {{SMP_TYPE_MAGIC, 0, "bench", "micro-benchmark blocks", nullptr, {0, 0}}};
+smp_type_t bench_type[1] = {{SMP_TYPE_MAGIC, 0, "bench", "micro-benchmark blocks", nullptr, 0, 0}};
 
 // smp_malloc_type(n, type, 0) and smp_free_type: the typed hit paths, next to mallocx_pair's
 // (the budget: at most 1.5x the plain pair, and scaling like it across threads).

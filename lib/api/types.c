@@ -94,8 +94,14 @@ void smp_types_set_exit_key(unsigned key) {
 
 #define REC_ADD(field, v) smp_store_relaxed(&(field), smp_load_relaxed(&(field)) + (v))
 
-SMP_INLINE type_rec_t *record_of(const smp_type_entry_t *e) {
-  return e->index < self.cap ? self.recs[e->index] : NULL;
+SMP_INLINE type_rec_t *record_at(size_t index) {
+  return index < self.cap ? self.recs[index] : NULL;
+}
+SMP_INLINE type_rec_t *record_of(const smp_type_entry_t *e) { return record_at(e->index); }
+// The slot of a registered type t (its entry was loaded with acquire): its entry's index. Read
+// from t, not from the entry, so the record's lookup does not wait for the entry's load.
+SMP_INLINE size_t slot_of(const smp_type_t *t) {
+  return (size_t)__atomic_load_n(&t->slot, __ATOMIC_RELAXED) - 1;
 }
 
 static bool table_grow(size_t need) {
@@ -286,7 +292,7 @@ static SMP_NOINLINE smp_type_entry_t *register_type(smp_type_t *t) {
     smp_store_relaxed(&e->publish_above, SMP_TYPE_CREDIT);
     copy_name(e->name, sizeof e->name, t->name ? t->name : "?");
     copy_name(e->description, sizeof e->description, t->description);
-    e->ghost = (smp_type_t){SMP_TYPE_MAGIC, t->flags, e->name, e->description, e, {0, 0}};
+    e->ghost = (smp_type_t){SMP_TYPE_MAGIC, t->flags, e->name, e->description, e, e->index + 1, 0};
     if (last_entry) smp_store_release(&last_entry->next, e);
     else smp_store_release(&first_entry, e);
     last_entry = e;
@@ -294,7 +300,8 @@ static SMP_NOINLINE smp_type_entry_t *register_type(smp_type_t *t) {
   }
   if (e) {
     smp_store_release(&e->type, t);
-    __atomic_store_n((smp_type_entry_t **)&t->entry, e, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->slot, (uintptr_t)e->index + 1, __ATOMIC_RELAXED); // before entry:
+    __atomic_store_n((smp_type_entry_t **)&t->entry, e, __ATOMIC_RELEASE); // read after it
   }
   smp_lock_release(&registry_lock);
   if (e == NULL) errno = ENOMEM;
@@ -555,7 +562,7 @@ SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
     unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER + (size == 0));
     char *b = smp_frontend_alloc_fast(cls);
     if (SMP_UNLIKELY(b == NULL)) return typed_finish(NULL, cls, e);
-    type_rec_t *r = record_of(e);
+    type_rec_t *r = record_at(slot_of(t));
     uint64_t usable = smp_class_info[cls].size - SMP_TYPE_HEADER, credit;
     if (SMP_UNLIKELY(r == NULL || (credit = smp_load_relaxed(&r->credit)) < usable))
       return typed_finish(b, cls, e);
@@ -635,7 +642,7 @@ SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
       smp_type_entry_t *e = (smp_type_entry_t *)(w0 & ~(uintptr_t)63);
       type_rec_t *r;
       if (SMP_LIKELY(h[1] == header_check(w0, p) && t != NULL && e == entry_known(t) &&
-                     (r = record_of(e)) != NULL &&
+                     (r = record_at(slot_of(t))) != NULL &&
                      !(e->flags & SMP_TYPE_ZERO_ON_FREE))) {
         count_free(e, r, smp_class_info[cls].size - SMP_TYPE_HEADER);
         smp_block_mark(b); // its word 1 held the header's check, never its mark
