@@ -557,9 +557,10 @@ static SMP_NOINLINE void *typed_finish(char *b, unsigned cls, smp_type_entry_t *
 // needs the shared word typed_finish's. Its only calls are tail calls.
 SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
   smp_type_entry_t *e = t ? __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE) : NULL;
-  if (SMP_LIKELY(e != NULL && flags == 0 && size <= SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
-    // A byte at least: a 16-byte block would put the pointer at the next block's start.
-    unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER + (size == 0));
+  // size 0 goes the slow way (size - 1 wraps): a 16-byte block would put the pointer at the
+  // next block's start.
+  if (SMP_LIKELY(e != NULL && flags == 0 && size - 1 < SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
+    unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER);
     char *b = smp_frontend_alloc_fast(cls);
     if (SMP_UNLIKELY(b == NULL)) return typed_finish(NULL, cls, e);
     type_rec_t *r = record_at(slot_of(t));
@@ -569,7 +570,8 @@ SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
     smp_store_relaxed(&r->credit, credit - usable);
     char *p = b + SMP_TYPE_HEADER;
     header_write(p, e, 4); // its word 1 is the block's mark word: no unmark needed
-    count_alloc(e, r, cls);
+    REC_ADD(r->allocs, 1);
+    if (SMP_UNLIKELY(!smp_load_relaxed(&e->class_used[cls]))) class_first_used(e, cls);
     return p;
   }
   return malloc_type_slow(size, t, flags);
@@ -633,7 +635,10 @@ SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
   char *b = (char *)p - SMP_TYPE_HEADER;
   if (SMP_LIKELY(smp_pagemap_owns(p))) { // NULL is not owned
     size_t cls = smp_pagemap_class(p);
-    if (SMP_LIKELY(cls != 0 && smp_sizeclass_on_boundary((unsigned)cls, smp_pagemap_span_offset(b)))) {
+    // b's offset in the span, from p's page (b is in p's span unless p starts one: then the
+    // offset wraps, the test may pass, and the header check below fails on chunk memory).
+    size_t off = smp_pagemap_span_offset(p) - SMP_TYPE_HEADER;
+    if (SMP_LIKELY(cls != 0 && smp_sizeclass_on_boundary((unsigned)cls, off))) {
       // p - 16 is a block start, so a header there that checks was written for offset 16 (the
       // block holding it starts there): no need to test the offset bits, and word 0 names an
       // entry (the allocator wrote it).
