@@ -6,9 +6,11 @@
 // the names (its `ghost` type) and goes on counting the blocks still allocated; a definition of
 // the same name loaded again takes the entry back.
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "smpalloc.h"
 #include "alloc.h"
@@ -49,6 +51,7 @@ struct smp_type_entry {
   _Atomic uint8_t class_used[SMP_CLASS_COUNT]; // the same, a byte each: the hit path's test
   type_rec_t *_Atomic records;    // pushed under registry_lock, read acquire
   smp_type_entry_t *_Atomic next; // registry order, appended under registry_lock
+  bool report_at_exit;            // unregistered during exit with blocks left (registry_lock)
   char name[NAME_MAX_LEN];
   char description[DESC_MAX_LEN];
 } __attribute__((aligned(64)));
@@ -59,6 +62,11 @@ static smp_lock_t registry_lock = SMP_LOCK_INIT;
 static smp_type_entry_t *_Atomic first_entry;
 static smp_type_entry_t *last_entry; // registry_lock
 static uint32_t entries;             // registry_lock
+// The report of types with blocks left: to a private copy of stderr taken at the first
+// registration (a program may close fd 2 and reuse it); during exit, once every destructor ran.
+static int warn_fd = -1;             // registry_lock
+static _Atomic bool exiting;         // the program is exiting: destructors run for exit
+static bool exit_reported;           // registry_lock: smp_types_report_at_exit ran
 
 // Allocator memory for entries and records (registry_lock): never freed, 64-aligned.
 static char *meta_next, *meta_end;
@@ -176,18 +184,35 @@ void smp_types_thread_exit(void *arg) {
 
 // ---- counting ----
 
+// What the other threads freed and have not published (charged exceeds the bytes in use by it):
+// a limit set after they freed must not count it.
+static uint64_t others_credit(smp_type_entry_t *e, const type_rec_t *mine) {
+  uint64_t credit = 0;
+  for (type_rec_t *r = smp_load_acquire(&e->records); r; r = r->next)
+    if (r != mine) credit += smp_load_relaxed(&r->credit);
+  return credit;
+}
+
 // Charge n bytes to e for the calling thread: from its credit, else from the shared word
 // (limit checked, high-water mark raised). false: over the limit.
 static bool charge_slow(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
-  uint64_t credit = smp_load_relaxed(&r->credit);
-  uint64_t need = n - credit, limit = smp_load_relaxed(&e->limit);
+  uint64_t credit = smp_load_relaxed(&r->credit), limit = smp_load_relaxed(&e->limit);
+  if (limit && credit) { // a limit is exact: the thread's credit is published, not spent
+    atomic_fetch_sub_explicit(&e->charged, credit, memory_order_relaxed);
+    smp_store_relaxed(&r->credit, 0);
+    credit = 0;
+  }
+  uint64_t need = credit >= n ? 0 : n - credit;
   uint64_t old = smp_load_relaxed(&e->charged), now;
   do {
     now = old + need;
-    if (limit && now > limit) return false;
+    if (limit && now > limit) {
+      uint64_t others = others_credit(e, r); // read while they move: at most now
+      if (now - (others < now ? others : now) > limit) return false;
+    }
   } while (!atomic_compare_exchange_weak_explicit(&e->charged, &old, now, memory_order_relaxed,
                                                   memory_order_relaxed));
-  smp_store_relaxed(&r->credit, 0);
+  smp_store_relaxed(&r->credit, credit + need - n);
   uint64_t high = smp_load_relaxed(&e->high_water);
   while (now > high && !atomic_compare_exchange_weak_explicit(&e->high_water, &high, now,
                                                               memory_order_relaxed,
@@ -198,7 +223,7 @@ static bool charge_slow(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
 
 SMP_INLINE bool charge(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
   uint64_t credit = smp_load_relaxed(&r->credit);
-  if (SMP_LIKELY(credit >= n)) {
+  if (SMP_LIKELY(credit >= n && !smp_load_relaxed(&e->limit))) {
     smp_store_relaxed(&r->credit, credit - n);
     return true;
   }
@@ -275,6 +300,15 @@ static SMP_NOINLINE smp_type_entry_t *register_type(smp_type_t *t) {
   }
   smp_init_ensure();
   smp_lock_acquire(&registry_lock);
+  if (warn_fd < 0) {
+    warn_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
+    // Registered from here, not at start-up: the loader registers its destructors' runner when
+    // the program starts, after the libraries' constructors (ours may start the allocator) but
+    // before main, and exit runs handlers last registered first. A type first used in main
+    // thus sees exit begin before any destructor runs; one first used earlier is reported
+    // when its destructor runs, as at an unload.
+    atexit(smp_types_exiting);
+  }
   smp_type_entry_t *e = __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE);
   if (e == NULL) { // an unloaded definition of the same names takes its entry back
     for (smp_type_entry_t *x = smp_load_relaxed(&first_entry); x; x = smp_load_relaxed(&x->next)) {
@@ -308,8 +342,9 @@ static SMP_NOINLINE smp_type_entry_t *register_type(smp_type_t *t) {
   return e;
 }
 
-SMP_INLINE smp_type_entry_t *entry_of(smp_type_t *t) {
-  smp_type_entry_t *e = t ? __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE) : NULL;
+// The entry of t (t a type), registering it on its first use.
+static smp_type_entry_t *entry_of(smp_type_t *t) {
+  smp_type_entry_t *e = __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE);
   return SMP_LIKELY(e != NULL) ? e : register_type(t);
 }
 
@@ -355,6 +390,21 @@ static smp_type_t *type_seen(smp_type_entry_t *e) {
   return t ? t : &e->ghost;
 }
 
+// "smpalloc: type conn: 12 blocks, 4.5 KiB still allocated" (registry_lock).
+static void report_left(const smp_type_entry_t *e, const smp_type_stats_t *s) {
+  if (warn_fd < 0) return;
+  smp_text_t x;
+  smp_text_init(&x, warn_fd);
+  smp_text_str(&x, "smpalloc: type ");
+  smp_text_str(&x, e->name);
+  smp_text_str(&x, ": ");
+  smp_text_u64(&x, s->blocks, 0);
+  smp_text_str(&x, s->blocks == 1 ? " block, " : " blocks, ");
+  smp_text_bytes(&x, s->in_use, 0);
+  smp_text_str(&x, " still allocated\n");
+  smp_text_flush(&x);
+}
+
 SMP_EXPORT void smp_type_unregister(smp_type_t *t) {
   if (t == NULL || t->magic != SMP_TYPE_MAGIC) return;
   smp_lock_acquire(&registry_lock);
@@ -362,21 +412,28 @@ SMP_EXPORT void smp_type_unregister(smp_type_t *t) {
   if (e && t != &e->ghost && smp_load_relaxed(&e->type) == t) {
     smp_type_stats_t s;
     stats_of(e, t, &s);
-    if (s.blocks) {
-      smp_text_t x;
-      smp_text_init(&x, 2);
-      smp_text_str(&x, "smpalloc: type ");
-      smp_text_str(&x, e->name);
-      smp_text_str(&x, ": ");
-      smp_text_u64(&x, s.blocks, 0);
-      smp_text_str(&x, s.blocks == 1 ? " block, " : " blocks, ");
-      smp_text_bytes(&x, s.in_use, 0);
-      smp_text_str(&x, " still allocated\n");
-      smp_text_flush(&x);
-    }
+    // At exit, later destructors may still free blocks: the report waits for the last one.
+    if (s.blocks && smp_load_relaxed(&exiting) && !exit_reported) e->report_at_exit = true;
+    else if (s.blocks) report_left(e, &s);
+    // t->entry stays: a destructor that runs later (or a thread still running through exit)
+    // may free blocks of t by smp_free_type. An unloaded object's t is gone with its memory,
+    // and a definition loaded again starts with no entry and takes this one back by name.
     smp_store_release(&e->type, NULL);
-    __atomic_store_n((smp_type_entry_t **)&t->entry, NULL, __ATOMIC_RELEASE);
   }
+  smp_lock_release(&registry_lock);
+}
+
+void smp_types_exiting(void) { smp_store_relaxed(&exiting, true); }
+
+void smp_types_report_at_exit(void) {
+  smp_lock_acquire(&registry_lock);
+  for (smp_type_entry_t *e = smp_load_relaxed(&first_entry); e; e = smp_load_relaxed(&e->next)) {
+    if (!e->report_at_exit) continue;
+    smp_type_stats_t s;
+    stats_of(e, &e->ghost, &s);
+    if (s.blocks) report_left(e, &s);
+  }
+  exit_reported = true;
   smp_lock_release(&registry_lock);
 }
 
@@ -416,8 +473,11 @@ bool smp_types_find(const void *p, smp_typed_block_t *out) {
       if (!huge_at(b, &size)) return false;
     } else { // aligned to a page or more: p itself, else p - 2^k for an alignment 2^k
       if (smp_large_huge_heap(p)) return false;
-      unsigned k = (unsigned)__builtin_ctzll((uintptr_t)p);
-      for (size = 0, b = NULL; k >= 12 && k < SMP_ADDRESS_BITS; k--) {
+      // Nearest first: the first huge block found below p is the only one that can hold p (a
+      // farther one holding p would hold that block too).
+      unsigned top = (unsigned)__builtin_ctzll((uintptr_t)p);
+      b = NULL;
+      for (unsigned k = (unsigned)__builtin_ctzll(page); k <= top && k < SMP_ADDRESS_BITS; k++) {
         const char *c = (const char *)p - ((size_t)1 << k);
         if (huge_at(c, &size)) {
           b = c;
@@ -439,9 +499,12 @@ void smp_types_report_freed(const void *p, const char *function) {
   if (!smp_load_acquire(&smp_types_used) || ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) ||
       (uintptr_t)p < SMP_TYPE_HEADER || !smp_pagemap_find(p))
     return;
+  // p must lie inside the block 16 bytes below it, in p's own span: a block start that follows
+  // a free 16-byte block (in its span or the one before) is no freed typed pointer.
   const char *b = (const char *)p - SMP_TYPE_HEADER;
-  smp_span_t *s = smp_pagemap_span_checked(b);
-  if (s && s->state == SMP_SPAN_SMALL && smp_span_is_block(s, b) && smp_block_is_marked(b) &&
+  smp_span_t *s = smp_pagemap_span_checked(p);
+  if (s && s->state == SMP_SPAN_SMALL && smp_class_info[s->sizeclass].size > SMP_TYPE_HEADER &&
+      b >= smp_span_start(s) && smp_span_is_block(s, b) && smp_block_is_marked(b) &&
       smp_doublefree_confirm(s, s->sizeclass, b))
     smp_debug_fatal(function, "double free", p);
 }
@@ -471,6 +534,8 @@ static int uncount_block(void *block, size_t usable, void *arg) {
                             user_usable};
     type_rec_t *r = record(tb.entry);
     if (r) count_free(tb.entry, r, tb.usable);
+    if (tb.entry->flags & SMP_TYPE_ZERO_ON_FREE) memset(user, 0, user_usable); // a region's
+    ((uintptr_t *)user)[-1] = 0; // memory goes back to its owner: no secret, no header left
   }
   return 0;
 }
@@ -483,7 +548,7 @@ void smp_types_heap_gone(smp_heap_t *h) {
 
 // Count a request of e that failed, and fail it with err.
 static void *failed(smp_type_entry_t *e, int err) {
-  if (e) smp_fetch_add_relaxed(&e->failures, 1);
+  if (e && err != EINVAL) smp_fetch_add_relaxed(&e->failures, 1); // a bad call is no refusal
   errno = err;
   return NULL;
 }
@@ -502,9 +567,11 @@ static size_t block_size(const void *b, unsigned *cls) {
 // Every typed allocation but the hit path's: size bytes of e from heap h with flags.
 static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry_t *e,
                                       unsigned flags) {
-  if (e == NULL) return NULL; // errno set by register_type
-  type_rec_t *r = record(e);
-  if (r == NULL) return failed(e, ENOMEM);
+  type_rec_t *r = record_of(e);
+  if (r == NULL) { // the thread's first use of the type: a record to make (lock, memory)
+    if (flags & SMP_NOWAIT) return failed(e, EAGAIN);
+    if ((r = record_slow(e)) == NULL) return failed(e, ENOMEM);
+  }
   unsigned lg = (flags >> 8) & 63;
   size_t off = lg > 4 ? (size_t)1 << lg : SMP_TYPE_HEADER;
   if (size > SIZE_MAX - off) {
@@ -529,9 +596,20 @@ static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry
 
 // smp_malloc_type but its hit path (a function of its own, so that the hit path keeps no
 // register for it).
+// A typed request of heap h: t checked, registered on its first use (not with SMP_NOWAIT:
+// registering takes a lock and may map memory).
+static void *typed_request(smp_heap_t *h, size_t size, smp_type_t *t, unsigned flags) {
+  if (t == NULL || t->magic != SMP_TYPE_MAGIC) return failed(NULL, EINVAL);
+  smp_type_entry_t *e = entry_known(t);
+  if (e == NULL) {
+    if (flags & SMP_NOWAIT) return failed(NULL, EAGAIN);
+    if ((e = register_type(t)) == NULL) return NULL; // errno set
+  }
+  return typed_alloc(h, size, e, flags);
+}
+
 static SMP_NOINLINE void *malloc_type_slow(size_t size, smp_type_t *t, unsigned flags) {
-  smp_type_entry_t *e = t ? __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE) : NULL;
-  return typed_alloc(SMP_HEAP_DEFAULT, size, e ? e : register_type(t), flags);
+  return typed_request(SMP_HEAP_DEFAULT, size, t, flags);
 }
 
 // The hit path's block b of class cls when the thread's record or credit falls short (or, b
@@ -556,7 +634,7 @@ static SMP_NOINLINE void *typed_finish(char *b, unsigned cls, smp_type_entry_t *
 // thread's credit; anything else (first use, flags, a miss) is typed_alloc's, a charge that
 // needs the shared word typed_finish's. Its only calls are tail calls.
 SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
-  smp_type_entry_t *e = t ? __atomic_load_n((smp_type_entry_t **)&t->entry, __ATOMIC_ACQUIRE) : NULL;
+  smp_type_entry_t *e = t && t->magic == SMP_TYPE_MAGIC ? entry_known(t) : NULL;
   // size 0 goes the slow way (size - 1 wraps): a 16-byte block would put the pointer at the
   // next block's start.
   if (SMP_LIKELY(e != NULL && flags == 0 && size - 1 < SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
@@ -565,7 +643,8 @@ SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
     if (SMP_UNLIKELY(b == NULL)) return typed_finish(NULL, cls, e);
     type_rec_t *r = record_at(slot_of(t));
     uint64_t usable = smp_class_info[cls].size - SMP_TYPE_HEADER, credit;
-    if (SMP_UNLIKELY(r == NULL || (credit = smp_load_relaxed(&r->credit)) < usable))
+    if (SMP_UNLIKELY(r == NULL || (credit = smp_load_relaxed(&r->credit)) < usable ||
+                     smp_load_relaxed(&e->limit))) // a limit is exact: charged each time
       return typed_finish(b, cls, e);
     smp_store_relaxed(&r->credit, credit - usable);
     char *p = b + SMP_TYPE_HEADER;
@@ -579,7 +658,7 @@ SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
 
 SMP_EXPORT void *smp_heap_malloc_type(smp_heap_t *h, size_t size, smp_type_t *t, unsigned flags) {
   if (h == NULL || h == SMP_HEAP_DEFAULT) return smp_malloc_type(size, t, flags);
-  return typed_alloc(h, size, entry_of(t), flags);
+  return typed_request(h, size, t, flags);
 }
 
 // ---- free ----
@@ -611,6 +690,10 @@ SMP_INLINE void typed_release(smp_type_entry_t *e, void *p, size_t usable) {
 
 void smp_types_free_block(const smp_typed_block_t *tb) {
   typed_release(tb->entry, tb->user, tb->usable);
+  // The check word goes: a header left in a freed block (a large block's free writes no mark,
+  // and an aligned block's header lies past the mark) would otherwise still name the type when
+  // the block is handed out untyped, to a heap visit or to a second free of the old pointer.
+  ((uintptr_t *)tb->user)[-1] = 0;
   smp_free_fast(tb->block);
 }
 

@@ -54,6 +54,11 @@ void smp_types_init(uint64_t seed);
 // Fork: the registry lock (after the report's).
 void smp_types_lock_fork(void);
 void smp_types_unlock_fork(void);
+// Exit: the program's atexit handlers are running (types unregistered from now on are reported
+// by smp_types_report_at_exit, once every destructor ran), and that report (the allocator's
+// last destructor; a type unregistered later is reported at once).
+void smp_types_exiting(void);
+void smp_types_report_at_exit(void);
 // Thread exit (pthread key destructor): publish the thread's credits and give its records up.
 void smp_types_thread_exit(void *arg);
 void smp_types_set_exit_key(unsigned key);

@@ -49,6 +49,22 @@ static smp_type_stats_t stats_of(smp_type_t *t) {
   return s;
 }
 
+// A heap visit's callback: checks the usable size of the blocks it is told to look for.
+typedef struct seen {
+  void *want[4];
+  size_t usable[4];
+  int found;
+} seen_t;
+static int see_block(void *p, size_t usable, void *arg) {
+  seen_t *s = arg;
+  for (int i = 0; i < 4; i++)
+    if (p == s->want[i]) {
+      cr_assert_eq(usable, s->usable[i], "block %d: visit says %zu, smp_usable_size %zu", i, usable,
+                   s->usable[i]);
+      s->found++;
+    }
+  return 0;
+}
 Test(types, frontend_is_the_one_asked_for) {
   cr_assert(test_frontend_check("test_types", stderr), "see the FAIL line above");
 }
@@ -92,6 +108,141 @@ Test(types, every_kind_of_block_is_typed) {
   cr_assert_str_eq(s.name, "conn");
   cr_assert_str_eq(s.description, "client connections");
   cr_assert_eq(s.loaded, 1);
+}
+
+// Huge typed blocks aligned to 2 MiB beside untyped huge blocks of the same alignment: the
+// pointer (2 MiB past the block) is more aligned than the block, and other huge blocks start at
+// addresses below it; every one must still be found (the review's F1: half were not).
+Test(types, aligned_huge_blocks_are_found) {
+  enum { N = 64 };
+  void *typed[N], *plain[N];
+  for (int i = 0; i < N; i++) {
+    typed[i] = smp_malloc_type(100, M_CONN, SMP_ALIGN(2 * MiB));
+    plain[i] = smp_mallocx(2 * MiB, SMP_ALIGN(2 * MiB));
+    cr_assert_not_null(typed[i]);
+    cr_assert_not_null(plain[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(smp_type_of(typed[i]), M_CONN, "block %d at %p", i, typed[i]);
+    cr_assert_eq(smp_heap_of(typed[i]), smp_heap_default());
+    free(typed[i]);
+    free(plain[i]);
+  }
+  cr_assert_eq(stats_of(M_CONN).blocks, 0);
+}
+
+// smp_type_of on untyped block starts that follow a free 16-byte block (the last of the span
+// before): never a report (the review's F2 took them for freed typed pointers).
+static int by_address(const void *a, const void *b) {
+  char *x = *(char *const *)a, *y = *(char *const *)b;
+  return x < y ? -1 : x > y;
+}
+Test(types, block_after_a_free_16_byte_block_is_untyped) {
+  free(smp_malloc_type(10, M_CONN, 0)); // types in use
+  enum { N = 200000 };
+  static char *small[N], *other[N];
+  int no = 0, checked = 0;
+  for (int i = 0; i < N; i++) {
+    small[i] = malloc(16);
+    if (i % 50 == 0) other[no++] = malloc(i % 100 == 0 ? 100000 : 1000);
+  }
+  qsort(small, N, sizeof small[0], by_address);
+  for (int j = 0; j < no; j++) {
+    char *want = other[j] - 16;
+    char **hit = bsearch(&want, small, N, sizeof small[0], by_address);
+    if (hit == NULL) continue;
+    free(*hit);
+    *hit = NULL;
+    cr_assert_null(smp_type_of(other[j]));
+    cr_assert_geq(smp_usable_size(other[j]), 1000);
+    checked++;
+  }
+  cr_log_info("%d blocks checked after a free 16-byte block", checked);
+  cr_assert_gt(checked, 0, "the layout was not reached: the test proves nothing");
+  for (int i = 0; i < N; i++) free(small[i]);
+  for (int j = 0; j < no; j++) free(other[j]);
+}
+
+// A type's blocks are still freed by smp_free_type after its definition was unregistered (a
+// destructor that runs after the type's own, at exit: the review's F3).
+Test(types, free_after_unregister) {
+  void *p = smp_malloc_type(100, M_CONN, 0), *q = smp_malloc_type(5000, M_CONN, 0);
+  uint64_t before = stats_of(M_CONN).blocks;
+  smp_type_unregister(M_CONN);
+  q = smp_realloc_type(q, 9000, M_CONN, 0);
+  cr_assert_not_null(q);
+  smp_free_type(p, M_CONN);
+  smp_free_type(q, M_CONN);
+  cr_assert_eq(stats_of(M_CONN).blocks, before - 2);
+}
+
+// A freed typed block leaves no header behind: an untyped block later placed at the same
+// address is not taken for a typed one by a visit or a destroy (the review's F4).
+Test(types, freed_headers_are_gone) {
+  smp_heap_t *h = smp_heap_create("reuse", 0);
+  void *t1 = smp_heap_malloc_type(h, 100000, M_BUF, 0);  // large: its free writes no mark
+  void *t2 = smp_heap_malloc_type(h, 100, M_BUF, SMP_ALIGN(64)); // header past the mark
+  char *b1 = (char *)t1 - 16, *b2 = (char *)t2 - 64;
+  free(t1);
+  free(t2);
+  void *u1 = smp_heap_malloc(h, 100000, 0), *u2 = smp_heap_malloc(h, 164, SMP_ALIGN(64));
+  cr_assert_eq(u1, (void *)b1, "the large block was not reused: the test proves nothing");
+  cr_assert_eq(u2, (void *)b2, "the aligned block was not reused: the test proves nothing");
+  cr_assert_null(smp_type_of(u1));
+  cr_assert_null(smp_type_of(u2));
+  seen_t s = {.want = {u1, u2}, .usable = {smp_usable_size(u1), smp_usable_size(u2)}};
+  cr_assert_eq(smp_heap_visit(h, see_block, &s), 0);
+  cr_assert_eq(s.found, 2, "the visit saw %d of the 2 untyped blocks at their starts", s.found);
+  smp_type_stats_t before = stats_of(M_BUF);
+  smp_heap_destroy(h);
+  smp_type_stats_t after = stats_of(M_BUF);
+  cr_assert_eq(after.frees, before.frees, "destroy counted untyped blocks as frees of buf");
+  cr_assert_eq(after.in_use, before.in_use);
+}
+
+// A limit set after threads freed blocks of the type (credit they had not published) is exact.
+static void *free_many(void *arg) {
+  void **blocks = arg;
+  for (int i = 0; i < 60; i++) free(blocks[i]);
+  return NULL;
+}
+Test(types, limit_set_after_traffic_is_exact) {
+  void *blocks[60];
+  for (int i = 0; i < 60; i++) blocks[i] = smp_malloc_type(1000, M_LIMITED, 0); // 60 KB
+  pthread_t t;
+  pthread_create(&t, NULL, free_many, blocks); // its frees stay its credit until it exits:
+  pthread_join(t, NULL);                       // here they are published at its exit, so
+  void *more[60];                              // also keep a live thread's credit
+  for (int i = 0; i < 60; i++) more[i] = smp_malloc_type(1000, M_LIMITED, 0);
+  for (int i = 0; i < 60; i++) free(more[i]); // this thread's credit: 60 KB unpublished
+  cr_assert_eq(stats_of(M_LIMITED).in_use, 0);
+  cr_assert_eq(smp_type_set_limit(M_LIMITED, 32 * KiB), 0);
+  void *p = smp_malloc_type(1000, M_LIMITED, 0);
+  cr_assert_not_null(p, "nothing in use, a 32 KiB limit, a 1000-byte block refused");
+  int n = 1;
+  while (smp_malloc_type(1000, M_LIMITED, 0)) n++;
+  cr_assert_eq(n, 32 * KiB / 1008, "%d blocks under a 32 KiB limit", n);
+}
+
+Test(types, nowait_and_bad_types) {
+  smp_type_t bogus = {0};
+  char buffer[256] = {0};
+  bogus.entry = buffer; // not a type: magic 0
+  errno = 0;
+  cr_assert_null(smp_malloc_type(10, &bogus, 0));
+  cr_assert_eq(errno, EINVAL);
+  for (size_t i = 0; i < sizeof buffer; i++) cr_assert_eq(buffer[i], 0, "wrote into a non-type");
+  cr_assert_null(smp_heap_malloc_type(NULL, 10, NULL, 0));
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_null(smp_malloc_type(10, M_NEVER, SMP_NOWAIT), "registering takes a lock");
+  cr_assert_eq(errno, EAGAIN);
+  free(smp_malloc_type(10, M_NEVER, 0));
+  void *p = smp_malloc_type(10, M_NEVER, SMP_NOWAIT); // registered, record made: may go on
+  cr_assert_not_null(p);
+  free(p);
+  cr_assert_null(smp_malloc_type(10, M_NEVER, 0x40000000u), "unknown flag");
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_eq(stats_of(M_NEVER).failures, 0, "EINVAL is not a refusal");
 }
 
 Test(types, untyped_blocks_have_no_type) {
@@ -170,21 +321,6 @@ Test(types, other_heaps_and_regions) {
 
 // A heap visit sees typed blocks as the program holds them: the pointer and usable size that
 // smp_usable_size gives, not the block behind the header.
-typedef struct seen {
-  void *want[4];
-  size_t usable[4];
-  int found;
-} seen_t;
-static int see_block(void *p, size_t usable, void *arg) {
-  seen_t *s = arg;
-  for (int i = 0; i < 4; i++)
-    if (p == s->want[i]) {
-      cr_assert_eq(usable, s->usable[i], "block %d: visit says %zu, smp_usable_size %zu", i, usable,
-                   s->usable[i]);
-      s->found++;
-    }
-  return 0;
-}
 Test(types, heap_visit_sees_the_typed_pointers) {
   smp_heap_t *h = smp_heap_create("visited", 0);
   seen_t s = {.want = {smp_heap_malloc_type(h, 100, M_BUF, 0),
@@ -383,7 +519,13 @@ Test(types, zero_on_free_clears_the_block) {
     for (size_t j = 0; j < usable[i]; j++)
       cr_assert_eq(seen[j], 0, "block %d: byte %zu of %zu still holds the secret", i, j, usable[i]);
   }
+  // A secret still allocated when its region heap is destroyed is cleared too: the region
+  // goes back to its owner.
+  char *left = smp_heap_malloc_type(h, 300, M_SECRET, 0);
+  memcpy(left, secret, sizeof secret);
   smp_heap_destroy(h);
+  for (size_t j = 0; j < 300; j++)
+    cr_assert_eq(b[(left - a) + (ptrdiff_t)j], 0, "byte %zu of the secret left at destroy", j);
 }
 
 // Types walked in registration order, with their statistics; a non-zero return stops the walk.
@@ -449,6 +591,9 @@ Test(types, realloc_as_the_wrong_type_aborts) {
   expect_report("realloc_wrong_type", "smpalloc: smp_realloc_type: block of type conn, not of type buf ");
 }
 Test(types, double_free_of_a_typed_block_aborts) { expect_report("double_free", "double free"); }
+Test(types, double_free_after_reuse_aborts) {
+  expect_report("double_free_aligned_reused", "smpalloc: free: invalid pointer ");
+}
 Test(types, interior_pointer_of_a_typed_block_aborts) {
   expect_report("interior", "smpalloc: free: invalid pointer ");
 }

@@ -71,6 +71,18 @@ int main(int argc, char **argv) {
     smp_free_type(p, M_CONN);
     about_to(p);
     smp_free_type(p, M_CONN);
+  } else if (strcmp(what, "double_free_aligned_reused") == 0) {
+    // The second free of an aligned typed pointer, after its block went to an untyped malloc:
+    // the new owner's block must not be freed under it.
+    char *a = smp_malloc_type(100, M_CONN, SMP_ALIGN(64));
+    free(a);
+    char *u = smp_mallocx(164, SMP_ALIGN(64));
+    if (u != a - 64) {
+      printf("layout not reached (%p, %p)\n", (void *)a, (void *)u);
+      return 3;
+    }
+    about_to(a);
+    free(a);
   } else if (strcmp(what, "interior") == 0) {
     about_to(p + 16);
     free(p + 16);
