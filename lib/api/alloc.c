@@ -252,7 +252,7 @@ int smp_alloc_trim(void) {
   smp_init_ensure();
   size_t released = 0;
   smp_frontend_flush(); // per-CPU region locks come before the heap registry's (fork order)
-  smp_heap_each(trim_heap, &released);
+  smp_heap_each(trim_heap, &released, NULL);
   return released > 0;
 }
 
@@ -281,7 +281,7 @@ SMP_EXPORT size_t smp_usable_size(const void *ptr) { return smp_alloc_usable(ptr
 SMP_EXPORT int smp_trim(void) { return smp_alloc_trim(); }
 SMP_EXPORT void smp_stats_print(void) {
   smp_init_ensure();
-  smp_report_print(2);
+  smp_report_print(2, NULL);
 }
 SMP_EXPORT int smp_stats_get(smp_stats_t *stats) {
   if (stats == NULL || stats->version == 0 ||

@@ -39,7 +39,7 @@ static void *background_main(void *arg) {
   for (;;) {
     pass_heap(SMP_HEAP_DEFAULT, smp_frontend_is_percpu());
     smp_heap_retire_deferred(); // destroyed heaps' memory
-    smp_heap_each(pass_other, NULL);
+    smp_heap_each(pass_other, NULL, NULL);
     smp_pageheap_wait_pass();
   }
   return NULL;

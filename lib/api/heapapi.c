@@ -346,21 +346,21 @@ SMP_EXPORT int smp_heap_stats_get(smp_heap_t *h, smp_stats_t *out) {
   check_live(h, "smp_heap_stats_get");
   uint32_t filled = out->size < sizeof(smp_stats_t) ? out->size : (uint32_t)sizeof(smp_stats_t);
   smp_stats_t s = {.version = SMP_STATS_VERSION, .size = filled};
-  smp_heap_stats_fill(h, &s);
+  smp_heap_stats_fill(h, &s, NULL, NULL);
   s.percpu = 0;
   s.cpus = smp_os_cpus_allowed();
   memcpy(out, &s, filled);
   return 0;
 }
 
-void smp_heapapi_reserve_stats(uint64_t *size, uint64_t *in_use) {
-  smp_lock_acquire(&reserve_lock);
+void smp_heapapi_reserve_stats(uint64_t *size, uint64_t *in_use, smp_gather_t *g) {
+  *size = *in_use = 0;
+  if (!smp_lock_gather(&reserve_lock, g)) return;
   smp_heap_t *r = smp_load_relaxed(&reserve);
   *size = r ? reserve_len : 0;
-  *in_use = 0;
   if (r) {
     smp_stats_t s = {0};
-    smp_heap_stats_fill(r, &s);
+    smp_heap_stats_fill(r, &s, NULL, g);
     *in_use = s.in_use;
   }
   smp_lock_release(&reserve_lock);
@@ -375,7 +375,7 @@ SMP_EXPORT int smp_reserve_set(size_t bytes) {
   int err = 0;
   if (old) {
     smp_stats_t s = {0};
-    smp_heap_stats_fill(old, &s);
+    smp_heap_stats_fill(old, &s, NULL, NULL);
     if (s.in_use) err = EBUSY;
   }
   // A replaced reserve is not destroyed: a thread may have loaded it just before and be drawing

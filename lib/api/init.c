@@ -92,5 +92,5 @@ __attribute__((constructor)) static void init_at_load(void) { smp_init_ensure();
 __attribute__((destructor)) static void report_at_exit(void) {
   if (smp_load_acquire(&smp_init_state) != 2) return;
   smp_types_report_at_exit();
-  if (smp_options.stats) smp_report_print(report_fd);
+  if (smp_options.stats) smp_report_print(report_fd, NULL);
 }

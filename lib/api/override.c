@@ -96,7 +96,7 @@ EXPORT int SMP_STD(malloc_trim)(size_t pad) {
 
 EXPORT void SMP_STD(malloc_stats)(void) {
   smp_init_ensure();
-  smp_report_print(STDERR_FILENO);
+  smp_report_print(STDERR_FILENO, NULL);
 }
 
 EXPORT struct mallinfo2 SMP_STD(mallinfo2)(void) {

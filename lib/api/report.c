@@ -3,6 +3,9 @@
 // exact once the other threads are quiet. Built with SMP_STATS 0 (stats.h), the figures that
 // come from statistics counters (small blocks in use, free blocks in spans, purges, mark
 // checks, idle scans) are not known: the totals leave them at 0 and the report says so.
+// Every reader here takes the locks of what it reads as a gather says (os.h): NULL waits for
+// them (smp_stats_get, malloc_stats), a gather gives up a busy one (smp_stats_json, the stats
+// signal), and the figures behind it are left out; the report then says how many it gave up.
 #include <string.h>
 
 #include "smpalloc.h"
@@ -21,8 +24,9 @@
 #include "stats.h"
 #include "tcache.h"
 
-// Guards ts (too big for small thread stacks). Taken before any other allocator lock, and by
-// the fork handler first, so a child never inherits it held.
+// Guards ts, cs and transfer (too big for small thread stacks, or a signal handler's). Taken
+// before any other allocator lock, and by the fork handler first, so a child never inherits it
+// held. Neither malloc nor free ever takes it.
 static smp_lock_t report_lock = SMP_LOCK_INIT;
 static smp_tcache_stats_t ts;
 static smp_cpucache_stats_t cs;
@@ -45,18 +49,25 @@ static uint64_t cached_of(unsigned c) { return ts.cls[c].cached + cs.cached[c] +
 void smp_report_lock(void) { smp_lock_acquire(&report_lock); }
 void smp_report_unlock(void) { smp_lock_release(&report_lock); }
 
-static void totals_locked(smp_report_totals_t *out) {
-  smp_tcache_stats(&ts);
-  if (smp_frontend_is_percpu()) smp_cpucache_stats(&cs);
+// The default heap's totals, and per class into *classes if not NULL (report lock held).
+static void totals_locked(smp_report_totals_t *out, smp_heap_classes_t *classes, smp_gather_t *g) {
+  smp_tcache_stats(&ts, g);
+  if (smp_frontend_is_percpu()) smp_cpucache_stats(&cs, g);
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) transfer[c] = smp_central_transfer_count(smp_central_default, c);
   *out = (smp_report_totals_t){0};
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     size_t size = smp_class_info[c].size;
     smp_central_class_stats_t ccs;
-    smp_central_stats(smp_central_default, c, &ccs);
-    uint64_t held = held_of(c), cached = cached_of(c);
+    smp_central_stats(smp_central_default, c, &ccs, g);
+    uint64_t held = SMP_STATS ? held_of(c) : 0, cached = cached_of(c); // held: counted by
+                                                                        // statistics only
+    if (classes) {
+      classes->spans[c] = ccs.spans;
+      classes->out[c] = held;
+      classes->cached[c] = cached;
+    }
     out->cached += cached * size;
-    if (!SMP_STATS) continue; // held is counted by statistics only
+    if (!SMP_STATS) continue;
     uint64_t users = held > cached ? held - cached : 0;
     out->small_in_use += users * size;
     out->small_blocks += users;
@@ -64,11 +75,11 @@ static void totals_locked(smp_report_totals_t *out) {
     out->central_free += (cap > held ? cap - held : 0) * size;
   }
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(&SMP_HEAP_DEFAULT->pages, &ps);
+  smp_pageheap_stats(&SMP_HEAP_DEFAULT->pages, &ps, g);
   out->large_in_use = ps.large_bytes;
   out->large_count = ps.large_count;
-  out->huge_count = smp_large_count_of(&SMP_HEAP_DEFAULT->pages, &out->huge_in_use);
-  out->huge_cached_count = smp_large_cached_of(&SMP_HEAP_DEFAULT->pages, &out->huge_cached);
+  out->huge_count = smp_large_count_of(&SMP_HEAP_DEFAULT->pages, &out->huge_in_use, g);
+  out->huge_cached_count = smp_large_cached_of(&SMP_HEAP_DEFAULT->pages, &out->huge_cached, g);
   out->mapped = ps.mapped + out->huge_in_use + out->huge_cached;
   out->held = ps.large_bytes + ps.small_bytes + ps.huge_bytes;
   out->pageheap_free = ps.free_bytes;
@@ -82,41 +93,51 @@ static void totals_locked(smp_report_totals_t *out) {
   out->threads = ts.live;
 }
 
-void smp_report_stats(smp_stats_t *out) {
-  smp_report_totals_t r;
-  smp_report_totals(&r);
-  uint32_t filled = out->size < sizeof(smp_stats_t) ? out->size : (uint32_t)sizeof(smp_stats_t);
-  smp_stats_t s = {.version = SMP_STATS_VERSION, .size = filled};
-  s.in_use = r.small_in_use + r.large_in_use + r.huge_in_use;
-  s.cached = r.cached;
-  s.free = r.central_free + r.pageheap_free;
-  s.dirty = r.pageheap_dirty;
-  s.mapped = r.mapped;
-  s.resident = smp_pageheap_resident(&SMP_HEAP_DEFAULT->pages) +
-               smp_large_resident_of(&SMP_HEAP_DEFAULT->pages);
-  s.purged = r.purged;
-  s.purges = r.purges;
+void smp_report_stats_locked(smp_stats_t *out, smp_report_totals_t *totals,
+                             smp_heap_classes_t *classes, smp_gather_t *g) {
+  smp_report_totals_t scratch, *r = totals ? totals : &scratch;
+  totals_locked(r, classes, g);
+  smp_stats_t s = {.version = SMP_STATS_VERSION, .size = sizeof s};
+  s.in_use = r->small_in_use + r->large_in_use + r->huge_in_use;
+  s.cached = r->cached;
+  s.free = r->central_free + r->pageheap_free;
+  s.dirty = r->pageheap_dirty;
+  s.mapped = r->mapped;
+  s.resident = smp_pageheap_resident(&SMP_HEAP_DEFAULT->pages, g) +
+               smp_large_resident_of(&SMP_HEAP_DEFAULT->pages, g);
+  s.purged = r->purged;
+  s.purges = r->purges;
   // Chunks, huge blocks and cached huge mappings, the per-CPU regions and their metadata, each
   // thread cache.
-  s.mappings = r.chunks + r.huge_count + r.huge_cached_count + (smp_frontend_is_percpu() ? 2 : 0) +
-               r.threads;
-  s.chunks_unmapped = r.chunks_unmapped;
-  s.threads = r.threads;
+  s.mappings = r->chunks + r->huge_count + r->huge_cached_count +
+               (smp_frontend_is_percpu() ? 2 : 0) + r->threads;
+  s.chunks_unmapped = r->chunks_unmapped;
+  s.threads = r->threads;
   s.percpu = smp_frontend_is_percpu();
   s.background = smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING;
   s.cpus = smp_os_cpus_allowed();
   s.cache_slots = smp_frontend_is_percpu() ? smp_cpucache_count() : 0;
-  s.held = r.held;
+  s.held = r->held;
   s.failures = smp_load_relaxed(&SMP_HEAP_DEFAULT->failures);
   s.heaps = smp_heap_count();
-  smp_heapapi_reserve_stats(&s.reserve_size, &s.reserve_in_use);
-  s.huge_cached = r.huge_cached;
+  smp_heapapi_reserve_stats(&s.reserve_size, &s.reserve_in_use, g);
+  s.huge_cached = r->huge_cached;
+  *out = s;
+}
+
+void smp_report_stats(smp_stats_t *out) {
+  smp_stats_t s;
+  smp_lock_acquire(&report_lock);
+  smp_report_stats_locked(&s, NULL, NULL, NULL);
+  smp_lock_release(&report_lock);
+  uint32_t filled = out->size < sizeof(smp_stats_t) ? out->size : (uint32_t)sizeof(smp_stats_t);
+  s.size = filled;
   memcpy(out, &s, filled);
 }
 
 void smp_report_totals(smp_report_totals_t *out) {
   smp_lock_acquire(&report_lock);
-  totals_locked(out);
+  totals_locked(out, NULL, NULL);
   smp_lock_release(&report_lock);
 }
 
@@ -136,31 +157,49 @@ static void counts(smp_text_t *t, const char *label, uint64_t a, const char *mid
   smp_text_str(t, end);
 }
 
-// One line per heap other than the default one (whose figures are the report's above).
+// The heap table: a row per live heap, the default one first (its figures are the report's
+// above, passed in), then the others in the registry's order.
+typedef struct heap_table {
+  smp_text_t *t;
+  const smp_stats_t *default_stats;
+  smp_gather_t *g;
+} heap_table_t;
+
 static void print_heap(smp_heap_t *h, void *arg) {
-  smp_text_t *t = arg;
-  if (h->is_default) {
-    smp_text_str(t, "  heap                              in use        held       limit    failures\n");
-    return;
-  }
+  heap_table_t *ht = arg;
+  smp_text_t *t = ht->t;
   smp_stats_t s = {0};
-  smp_heap_stats_fill(h, &s);
+  if (h->is_default) {
+    smp_text_str(t, "  heap                              in use      cached        free        held"
+                    "       limit    failures\n");
+    s = *ht->default_stats;
+  } else {
+    smp_heap_stats_fill(h, &s, NULL, ht->g);
+  }
   smp_text_str(t, "  ");
   smp_text_str(t, h->name);
   for (size_t n = strlen(h->name); n < 30; n++) smp_text_str(t, " ");
   smp_text_bytes(t, s.in_use, 12);
+  smp_text_bytes(t, s.cached, 12);
+  smp_text_bytes(t, s.free, 12);
   smp_text_bytes(t, s.held, 12);
   if (s.limit) smp_text_bytes(t, s.limit, 12); else smp_text_str(t, "        none");
   smp_text_u64(t, s.failures, 12);
   smp_text_str(t, h->is_region ? "  region\n" : "\n");
 }
 
-void smp_report_print(int fd) {
-  smp_report_totals_t r;
-  smp_lock_acquire(&report_lock);
-  totals_locked(&r);
+void smp_report_print(int fd, smp_gather_t *g) {
   smp_text_t t;
   smp_text_init(&t, fd);
+  if (!smp_lock_gather(&report_lock, g)) {
+    smp_text_str(&t, "smpalloc " SMP_VERSION_STRING " statistics: skipped (another reader of the "
+                     "statistics was busy)\n");
+    smp_text_flush(&t);
+    return;
+  }
+  smp_report_totals_t r;
+  smp_stats_t stats; // the default heap's row of the heap table
+  smp_report_stats_locked(&stats, &r, NULL, g);
   smp_text_str(&t, "smpalloc " SMP_VERSION_STRING " statistics\n  frontend:       ");
   smp_text_str(&t, smp_frontend_name());
   smp_text_str(&t, "\n  cpus:           ");
@@ -209,7 +248,7 @@ void smp_report_print(int fd) {
   smp_text_u64(&t, r.huge_cached_count, 0);
   smp_text_str(&t, " freed huge mappings kept for reuse (all heaps: ");
   smp_large_stats_t ls;
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, g);
   counts(&t, "", ls.reuses, " reused, ", ls.maps, " mapped)\n");
   line(&t, "  mapped:      ", r.mapped, " (chunks, huge blocks and cached huge mappings)\n");
   if (SMP_STATS) {
@@ -244,22 +283,23 @@ void smp_report_print(int fd) {
       counts(&t, "  idle scans:     ", cs.scans_background, " by the background thread, ",
              cs.scans_slow, " by slow paths\n");
     }
-    smp_text_str(&t, "  cache        hits      misses    restarts      cached\n");
-    uint64_t v[4];
-    for (unsigned i = 0; smp_cpucache_cache_stats(i, v); i++) {
-      if (v[0] + v[1] + v[2] + v[3] == 0) continue;
+    smp_text_str(&t, "  cache        hits      misses    restarts      cached      budget\n");
+    smp_cpucache_cache_stats_t v;
+    for (unsigned i = 0; smp_cpucache_cache_stats(i, &v, g); i++) {
+      if (!v.used || v.hits + v.misses + v.restarts + v.cached_bytes == 0) continue;
       smp_text_u64(&t, i, 7);
-      smp_text_u64(&t, v[0], 12);
-      smp_text_u64(&t, v[1], 12);
-      smp_text_u64(&t, v[2], 12);
-      smp_text_bytes(&t, v[3], 12);
+      smp_text_u64(&t, v.hits, 12);
+      smp_text_u64(&t, v.misses, 12);
+      smp_text_u64(&t, v.restarts, 12);
+      smp_text_bytes(&t, v.cached_bytes, 12);
+      smp_text_bytes(&t, v.budget_bytes, 12);
       smp_text_str(&t, "\n");
     }
   }
   smp_text_str(&t, "  class    size  span-pages  spans   in-use blocks   cached blocks\n");
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     smp_central_class_stats_t ccs;
-    smp_central_stats(smp_central_default, c, &ccs);
+    smp_central_stats(smp_central_default, c, &ccs, g);
     uint64_t held = held_of(c), cached = cached_of(c);
     if (ccs.spans == 0 && held == 0) continue;
     smp_text_u64(&t, c, 7);
@@ -271,7 +311,14 @@ void smp_report_print(int fd) {
     smp_text_u64(&t, cached, 16);
     smp_text_str(&t, "\n");
   }
-  smp_heap_each(print_heap, &t);
+  heap_table_t ht = {&t, &stats, g};
+  smp_heap_each(print_heap, &ht, g);
+  if (g && g->busy) {
+    smp_text_str(&t, "  busy:           ");
+    smp_text_u64(&t, g->busy, 0);
+    smp_text_str(&t, " locks stayed busy: the figures they guard are left out (low)\n");
+  }
   smp_lock_release(&report_lock);
   smp_text_flush(&t);
 }
+

@@ -1,9 +1,16 @@
 // Layer: api. The statistics report: gathers the counters of every layer and prints them.
+// A gather (os.h) says how the locks of what is read are taken: NULL waits for each (exact
+// figures, what smp_stats_get and malloc_stats use); a gather never waits for one that malloc
+// or free may hold, and leaves out what a busy one guards (smp_stats_json, malloc_info, the
+// stats signal's report).
 #ifndef SMP_REPORT_H
 #define SMP_REPORT_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "heap.h"
+#include "os.h"
 
 struct smp_stats;
 
@@ -21,14 +28,24 @@ typedef struct smp_report_totals {
   size_t held;                                       // pages held for blocks, huge mappings
 } smp_report_totals_t;
 
+// The default heap's totals (every lock waited for).
 void smp_report_totals(smp_report_totals_t *out);
 // The public statistics (include/smpalloc.h); out->size says how much of *out to fill.
 void smp_report_stats(struct smp_stats *out);
-void smp_report_print(int fd);
-// Fork support: the report lock comes before every other allocator lock.
+// The report lock guards the tables a gathering fills (per class: too big for a small stack).
+// Neither malloc nor free takes it; the fork handler takes it before every other allocator lock.
 void smp_report_lock(void);
 void smp_report_unlock(void);
-// The emergency reserve's size and bytes in use (heapapi.c).
-void smp_heapapi_reserve_stats(uint64_t *size, uint64_t *in_use);
+// With the report lock held: every field of the default heap's smp_stats_t (version and size
+// say all of it), and its totals and per-class figures into *totals and *classes if not NULL,
+// locks taken as g says.
+void smp_report_stats_locked(struct smp_stats *out, smp_report_totals_t *totals,
+                             smp_heap_classes_t *classes, smp_gather_t *g);
+// The text report (malloc_stats) to fd, locks taken as g says; with a gather, a report lock
+// still busy after it (another thread reporting, or the one a signal interrupted) gives a
+// one-line "skipped" instead, and locks given up are counted on a "busy:" line.
+void smp_report_print(int fd, smp_gather_t *g);
+// The emergency reserve's size and bytes in use (heapapi.c), locks taken as g says.
+void smp_heapapi_reserve_stats(uint64_t *size, uint64_t *in_use, smp_gather_t *g);
 
 #endif

@@ -366,9 +366,11 @@ size_t smp_central_trim(smp_central_t *c) {
   return released;
 }
 
-void smp_central_stats(smp_central_t *c, unsigned cls, smp_central_class_stats_t *out) {
+void smp_central_stats(smp_central_t *c, unsigned cls, smp_central_class_stats_t *out,
+                       smp_gather_t *g) {
   central_class_t *cc = &c->cls[cls];
-  smp_lock_acquire(&cc->lock);
+  *out = (smp_central_class_stats_t){0};
+  if (!smp_lock_gather(&cc->lock, g)) return;
   out->spans = cc->spans;
   out->listed = cc->listed;
   smp_lock_release(&cc->lock);

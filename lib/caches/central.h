@@ -99,7 +99,9 @@ typedef struct smp_central_class_stats {
   size_t spans;  // spans of this class
   size_t listed; // of which on the partial list
 } smp_central_class_stats_t;
-void smp_central_stats(smp_central_t *c, unsigned cls, smp_central_class_stats_t *out);
+// Under the class lock, taken as g says (os.h): given up, both 0.
+void smp_central_stats(smp_central_t *c, unsigned cls, smp_central_class_stats_t *out,
+                       smp_gather_t *g);
 
 void smp_central_lock_all(smp_central_t *c);
 void smp_central_unlock_all(smp_central_t *c);

@@ -511,7 +511,7 @@ bool smp_cpucache_holds(unsigned cls, const void *p) {
   return each_used_batch(holds_batch, &q, true) != 0;
 }
 
-void smp_cpucache_stats(smp_cpucache_stats_t *out) {
+void smp_cpucache_stats(smp_cpucache_stats_t *out, smp_gather_t *g) {
   memset(out, 0, sizeof *out);
   out->scans_background = smp_counter_get(&scans_background);
   out->scans_slow = smp_counter_get(&scans_slow);
@@ -521,7 +521,7 @@ void smp_cpucache_stats(smp_cpucache_stats_t *out) {
   }
   for (unsigned i = 0; i < cache_count; i++) {
     cache_meta_t *m = &metas[i];
-    smp_lock_acquire(&locks[i]);
+    if (!smp_lock_gather(&locks[i], g)) continue;
     if (m->used) {
       out->capacity_bytes += m->bytes;
       out->budget_bytes += m->budget;
@@ -539,19 +539,22 @@ void smp_cpucache_stats(smp_cpucache_stats_t *out) {
   }
 }
 
-bool smp_cpucache_cache_stats(unsigned i, uint64_t out[4]) {
+bool smp_cpucache_cache_stats(unsigned i, smp_cpucache_cache_stats_t *out, smp_gather_t *g) {
   if (i >= cache_count) return false;
   cache_meta_t *m = &metas[i];
-  memset(out, 0, 4 * sizeof *out);
-  smp_lock_acquire(&locks[i]);
+  memset(out, 0, sizeof *out);
+  if (!smp_lock_gather(&locks[i], g)) return true;
   if (m->used) {
-    out[1] = smp_load_relaxed(&m->misses);
-    out[2] = smp_load_relaxed(&hdr_of(i, 0)->hits);
+    out->used = true;
+    out->misses = smp_load_relaxed(&m->misses);
+    out->restarts = smp_load_relaxed(&hdr_of(i, 0)->hits);
+    out->capacity_bytes = m->bytes;
+    out->budget_bytes = m->budget;
     for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
       cpu_hdr_t *h = hdr_of(i, c);
       uint16_t cur = smp_load_relaxed(&h->current);
-      out[0] += smp_load_relaxed(&h->hits);
-      out[3] += (cur > first[c] ? (uint64_t)(cur - first[c]) : 0) * smp_class_info[c].size;
+      out->hits += smp_load_relaxed(&h->hits);
+      out->cached_bytes += (cur > first[c] ? (uint64_t)(cur - first[c]) : 0) * smp_class_info[c].size;
     }
   }
   smp_lock_release(&locks[i]);

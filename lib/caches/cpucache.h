@@ -28,6 +28,7 @@
 
 #include "compiler.h"
 #include "config.h"
+#include "os.h"
 #include "pagemap.h"
 #include "rseq.h"
 
@@ -112,10 +113,19 @@ typedef struct smp_cpucache_stats {
   uint64_t gave[SMP_CLASS_COUNT];  // blocks to the central lists
   uint64_t cached[SMP_CLASS_COUNT];
 } smp_cpucache_stats_t;
-void smp_cpucache_stats(smp_cpucache_stats_t *out);
-// Per-cache figures for the report: index i's hits, misses, restarts, cached bytes (all 0 for
-// a cache never used); false past the last index.
-bool smp_cpucache_cache_stats(unsigned i, uint64_t out[4]);
+// Each cache is read under its region lock, taken as g says (os.h): a cache whose lock is given
+// up is left out.
+void smp_cpucache_stats(smp_cpucache_stats_t *out, smp_gather_t *g);
+// One cache's figures, for the report.
+typedef struct smp_cpucache_cache_stats {
+  bool used;                  // the cache was used (else, or if its lock was given up, all 0)
+  uint64_t hits, misses, restarts;
+  uint64_t cached_bytes;      // in its class stacks (not its outbox)
+  uint64_t capacity_bytes;    // its stacks' capacity, and the budget capacity may grow to
+  uint64_t budget_bytes;
+} smp_cpucache_cache_stats_t;
+// Index i's figures, read under its region lock taken as g says; false past the last index.
+bool smp_cpucache_cache_stats(unsigned i, smp_cpucache_cache_stats_t *out, smp_gather_t *g);
 
 void smp_cpucache_lock_all(void);
 void smp_cpucache_unlock_all(void);

@@ -173,14 +173,12 @@ void smp_hcache_each_cached(smp_hcache_set_t *set, void (*fn)(void *block, void 
     }
 }
 
-uint64_t smp_hcache_cached_bytes(smp_hcache_set_t *set) {
-  uint64_t bytes = 0;
-  smp_lock_acquire(&set->lock);
+void smp_hcache_cached(smp_hcache_set_t *set, uint64_t blocks[SMP_CLASS_COUNT], smp_gather_t *g) {
+  for (unsigned c = 0; c < SMP_CLASS_COUNT; c++) blocks[c] = 0;
+  if (!smp_lock_gather(&set->lock, g)) return;
   for (smp_hcache_t *hc = set->list; hc; hc = hc->next)
-    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
-      bytes += (uint64_t)smp_load_acquire(&hc->count[c]) * smp_class_info[c].size;
+    for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) blocks[c] += smp_load_acquire(&hc->count[c]);
   smp_lock_release(&set->lock);
-  return bytes;
 }
 
 void smp_hcache_flush_self(smp_hcache_set_t *set) {

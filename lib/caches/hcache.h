@@ -23,6 +23,7 @@
 #include "central.h"
 #include "compiler.h"
 #include "config.h"
+#include "os.h"
 #include "stats.h"
 
 #define SMP_HCACHE_WAYS 4
@@ -90,8 +91,9 @@ void smp_hcache_free_slow(smp_hcache_set_t *set, void *p, unsigned cls);
 bool smp_hcache_holds(smp_hcache_set_t *set, unsigned cls, const void *p);
 // Call fn for every block in the caches of set (set->lock held: fn must not take it).
 void smp_hcache_each_cached(smp_hcache_set_t *set, void (*fn)(void *block, void *arg), void *arg);
-// Bytes of blocks in the caches of set (statistics).
-uint64_t smp_hcache_cached_bytes(smp_hcache_set_t *set);
+// Blocks of each class in the caches of set, into blocks[] (statistics), read under set->lock
+// taken as g says (os.h): given up, all 0.
+void smp_hcache_cached(smp_hcache_set_t *set, uint64_t blocks[SMP_CLASS_COUNT], smp_gather_t *g);
 // Flush the calling thread's cache of set to the central lists (trim).
 void smp_hcache_flush_self(smp_hcache_set_t *set);
 // Heap destruction: detach every cache of set; their blocks are forgotten, not flushed.

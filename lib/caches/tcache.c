@@ -182,11 +182,14 @@ void smp_tcache_thread_exit(void *cache) {
   smp_lock_release(&registry_lock);
 }
 
-void smp_tcache_stats(smp_tcache_stats_t *out) {
+void smp_tcache_stats(smp_tcache_stats_t *out, smp_gather_t *g) {
   memset(out, 0, sizeof *out);
-  smp_lock_acquire(&registry_lock);
+  // A retiring cache moves its counts to retired_* under the lock, so both are read under it
+  // for a sum that counts each cache once; without it (given up), the retired ones alone.
+  bool locked = smp_lock_gather(&registry_lock, g);
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
     out->cls[c].held = smp_counter_get(&retired_took[c]) - smp_counter_get(&retired_gave[c]);
+  if (!locked) return;
   for (smp_tcache_t *tc = live; tc; tc = tc->next)
     for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
       out->cls[c].held += smp_counter_get(&tc->took[c]) - smp_counter_get(&tc->gave[c]);

@@ -23,6 +23,7 @@
 #include "atomic.h"
 #include "compiler.h"
 #include "config.h"
+#include "os.h"
 #include "stats.h"
 
 typedef struct smp_cache_bin {
@@ -90,7 +91,8 @@ typedef struct smp_tcache_stats {
   smp_tcache_class_stats_t cls[SMP_CLASS_COUNT];
   uint64_t live, exited; // threads with a cache; caches retired so far
 } smp_tcache_stats_t;
-void smp_tcache_stats(smp_tcache_stats_t *out);
+// Under the registry lock, taken as g says (os.h): given up, only the retired caches' figures.
+void smp_tcache_stats(smp_tcache_stats_t *out, smp_gather_t *g);
 
 // Call fn for every block in the caches of live threads (registry lock held: fn must not take it).
 void smp_tcache_each_cached(void (*fn)(void *block, void *arg), void *arg);

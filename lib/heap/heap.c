@@ -25,7 +25,7 @@ smp_central_t *const smp_central_default = &smp_heap_default_obj.central;
 
 static smp_lock_t registry_lock = SMP_LOCK_INIT;
 static smp_heap_t *others;      // registry_lock: live heaps other than the default one
-static size_t others_count;     // registry_lock
+static _Atomic size_t others_count; // written under registry_lock; read relaxed without it
 static smp_heap_t *spare;       // registry_lock: destroyed heap objects, linked through next
 static void *quarantine[SMP_HEAP_QUARANTINE]; // registry_lock: retired chunks, a ring
 static size_t quarantine_head, quarantine_len;
@@ -37,14 +37,14 @@ static void link_locked(smp_heap_t *h) {
   h->next = others;
   if (others) others->prev = h;
   others = h;
-  others_count++;
+  smp_store_relaxed(&others_count, smp_load_relaxed(&others_count) + 1);
 }
 
 static void unlink_locked(smp_heap_t *h) {
   if (h->prev) h->prev->next = h->next; else others = h->next;
   if (h->next) h->next->prev = h->prev;
   h->next = h->prev = NULL;
-  others_count--;
+  smp_store_relaxed(&others_count, smp_load_relaxed(&others_count) - 1);
 }
 
 // A zeroed heap object named name, its parts set up; NULL if the OS has no memory.
@@ -259,19 +259,16 @@ void smp_heap_delete(smp_heap_t *h, bool deferred) {
 
 bool smp_heap_retired(const void *p) { return smp_pagemap_is_retired(p); }
 
-void smp_heap_each(void (*fn)(smp_heap_t *h, void *arg), void *arg) {
-  smp_lock_acquire(&registry_lock);
-  fn(SMP_HEAP_DEFAULT, arg);
+bool smp_heap_each(void (*fn)(smp_heap_t *h, void *arg), void *arg, smp_gather_t *g) {
+  bool locked = smp_lock_gather(&registry_lock, g);
+  fn(SMP_HEAP_DEFAULT, arg); // static: never unlinked, no lock needed to reach it
+  if (!locked) return false;
   for (smp_heap_t *h = others; h; h = h->next) fn(h, arg);
   smp_lock_release(&registry_lock);
+  return true;
 }
 
-size_t smp_heap_count(void) {
-  smp_lock_acquire(&registry_lock);
-  size_t n = others_count + 1;
-  smp_lock_release(&registry_lock);
-  return n;
-}
+size_t smp_heap_count(void) { return smp_load_relaxed(&others_count) + 1; }
 
 void smp_heap_retire_deferred(void) {
   smp_lock_acquire(&registry_lock);
@@ -304,30 +301,41 @@ void smp_heap_unlock_all(void) {
   smp_lock_release(&registry_lock);
 }
 
-void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out) {
+void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out, smp_heap_classes_t *classes,
+                         smp_gather_t *g) {
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(&h->pages, &ps);
-  uint64_t small_out = 0, central_free = 0; // not counted when statistics are compiled out
-  for (unsigned c = 1; SMP_STATS && c < SMP_CLASS_COUNT; c++) {
+  smp_pageheap_stats(&h->pages, &ps, g);
+  uint64_t cached_blocks[SMP_CLASS_COUNT];
+  smp_hcache_cached(&h->caches, cached_blocks, g);
+  uint64_t small_out = 0, central_free = 0, cached = 0; // out and free: not counted when
+                                                        // statistics are compiled out
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     size_t size = smp_class_info[c].size;
     int64_t held = (int64_t)(smp_counter_get(&h->caches.took[c]) - smp_counter_get(&h->caches.gave[c]));
     uint64_t held_blocks = held > 0 ? (uint64_t)held : 0;
     smp_central_class_stats_t ccs;
-    smp_central_stats(&h->central, c, &ccs);
+    smp_central_stats(&h->central, c, &ccs, g);
     uint64_t cap = (uint64_t)ccs.spans * smp_class_info[c].capacity;
-    small_out += held_blocks * size;
-    central_free += (cap > held_blocks ? cap - held_blocks : 0) * size;
+    cached += cached_blocks[c] * size;
+    if (SMP_STATS) {
+      small_out += held_blocks * size;
+      central_free += (cap > held_blocks ? cap - held_blocks : 0) * size;
+    }
+    if (classes) {
+      classes->spans[c] = ccs.spans;
+      classes->out[c] = held_blocks;
+      classes->cached[c] = cached_blocks[c];
+    }
   }
-  uint64_t cached = smp_hcache_cached_bytes(&h->caches);
   size_t huge, cached_huge;
-  size_t huge_count = smp_large_count_of(&h->pages, &huge);
-  size_t cached_count = smp_large_cached_of(&h->pages, &cached_huge);
+  size_t huge_count = smp_large_count_of(&h->pages, &huge, g);
+  size_t cached_count = smp_large_cached_of(&h->pages, &cached_huge, g);
   out->in_use = (small_out > cached ? small_out - cached : 0) + ps.large_bytes + huge;
   out->cached = cached;
   out->free = central_free + ps.free_bytes;
   out->dirty = ps.free_dirty;
   out->mapped = ps.mapped + huge + cached_huge;
-  out->resident = smp_pageheap_resident(&h->pages) + smp_large_resident_of(&h->pages);
+  out->resident = smp_pageheap_resident(&h->pages, g) + smp_large_resident_of(&h->pages, g);
   out->purged = ps.purged_bytes;
   out->purges = ps.purge_calls;
   out->mappings = h->is_region ? 0 : ps.chunks + huge_count + cached_count;

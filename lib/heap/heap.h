@@ -66,12 +66,21 @@ void smp_heap_delete(smp_heap_t *h, bool deferred);
 // smp_heap_visit for h (the caller validated fn and h).
 int smp_heap_visit_blocks(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg);
 // Call fn for every live heap, the default one first, under the registry lock (fn must not
-// create or destroy heaps).
-void smp_heap_each(void (*fn)(smp_heap_t *h, void *arg), void *arg);
-// Live heaps, the default one included.
+// create or destroy heaps), taken as g says (os.h: NULL waits for it); given up, fn sees the
+// default heap alone and the call returns false.
+bool smp_heap_each(void (*fn)(smp_heap_t *h, void *arg), void *arg, smp_gather_t *g);
+// Live heaps, the default one included (no lock: a count stored relaxed).
 size_t smp_heap_count(void);
-// Statistics of heap h other than the default one: the smp_stats_t fields of one heap.
-void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out);
+// Per size class of one heap (statistics): spans of the class, blocks out of them (with users
+// or in caches; 0 when statistics are compiled out), and of those, blocks in caches.
+typedef struct smp_heap_classes {
+  uint64_t spans[SMP_CLASS_COUNT], out[SMP_CLASS_COUNT], cached[SMP_CLASS_COUNT];
+} smp_heap_classes_t;
+// Statistics of heap h other than the default one: the smp_stats_t fields of one heap, and
+// per class into *classes (if not NULL). Locks are taken as g says (os.h); a figure behind a
+// lock given up reads 0.
+void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out, smp_heap_classes_t *classes,
+                         smp_gather_t *g);
 // Whether p is a block of a destroyed heap whose chunk is still in the quarantine.
 bool smp_heap_retired(const void *p);
 // The background thread's share of destruction: give back the memory of destroyed heaps'

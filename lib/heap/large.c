@@ -514,8 +514,9 @@ void *smp_large_remap(void *p, size_t n) {
   return q;
 }
 
-void smp_large_stats(smp_large_stats_t *out) {
-  smp_lock_acquire(&huge_lock);
+void smp_large_stats(smp_large_stats_t *out, smp_gather_t *g) {
+  *out = (smp_large_stats_t){0};
+  if (!smp_lock_gather(&huge_lock, g)) return;
   out->huge_count = huge_count;
   out->huge_bytes = huge_bytes;
   out->cached_count = cache_len;
@@ -526,9 +527,9 @@ void smp_large_stats(smp_large_stats_t *out) {
   smp_lock_release(&huge_lock);
 }
 
-size_t smp_large_resident_of(smp_pageheap_t *ph) {
+size_t smp_large_resident_of(smp_pageheap_t *ph, smp_gather_t *g) {
   size_t bytes = 0;
-  smp_lock_acquire(&huge_lock);
+  if (!smp_lock_gather(&huge_lock, g)) return 0;
   for (size_t i = 0; i < table_cap; i++)
     if (table[i].addr > 1 && table[i].heap == ph)
       bytes += smp_os_resident((void *)table[i].addr, table[i].size + table[i].slack);
@@ -538,11 +539,12 @@ size_t smp_large_resident_of(smp_pageheap_t *ph) {
   return bytes;
 }
 
-size_t smp_large_cached_of(smp_pageheap_t *ph, size_t *bytes) {
-  size_t sum;
-  smp_lock_acquire(&huge_lock);
-  size_t n = cache_of_locked(ph, &sum);
-  smp_lock_release(&huge_lock);
+size_t smp_large_cached_of(smp_pageheap_t *ph, size_t *bytes, smp_gather_t *g) {
+  size_t sum = 0, n = 0;
+  if (smp_lock_gather(&huge_lock, g)) {
+    n = cache_of_locked(ph, &sum);
+    smp_lock_release(&huge_lock);
+  }
   if (bytes) *bytes = sum;
   return n;
 }
@@ -574,12 +576,13 @@ size_t smp_large_trim(smp_pageheap_t *ph) { return cache_release(ph, true); }
 
 void smp_large_pass(smp_pageheap_t *ph, bool idle) { cache_release(ph, idle); }
 
-size_t smp_large_count_of(smp_pageheap_t *ph, size_t *bytes) {
+size_t smp_large_count_of(smp_pageheap_t *ph, size_t *bytes, smp_gather_t *g) {
   size_t n = 0, sum = 0;
-  smp_lock_acquire(&huge_lock);
-  for (size_t i = 0; i < table_cap; i++)
-    if (table[i].addr > 1 && table[i].heap == ph) n++, sum += table[i].size + table[i].slack;
-  smp_lock_release(&huge_lock);
+  if (smp_lock_gather(&huge_lock, g)) {
+    for (size_t i = 0; i < table_cap; i++)
+      if (table[i].addr > 1 && table[i].heap == ph) n++, sum += table[i].size + table[i].slack;
+    smp_lock_release(&huge_lock);
+  }
   if (bytes) *bytes = sum;
   return n;
 }
@@ -597,7 +600,7 @@ void smp_large_release_heap(smp_pageheap_t *ph) {
 
 int smp_large_visit_huge(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg) {
   // A snapshot first: fn runs without the lock (it may allocate huge blocks elsewhere).
-  size_t n = smp_large_count_of(ph, NULL);
+  size_t n = smp_large_count_of(ph, NULL, NULL);
   if (n == 0) return 0;
   size_t bytes = smp_align_up(n * sizeof(huge_entry_t), smp_os_page_size());
   huge_entry_t *snap = smp_os_map(bytes);

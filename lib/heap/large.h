@@ -22,12 +22,14 @@
 void *smp_large_alloc(smp_pageheap_t *ph, size_t n, size_t align, bool zero, bool nowait);
 // The page heap of the huge block at p, or NULL if p starts none.
 smp_pageheap_t *smp_large_huge_heap(const void *p);
+// The statistics of the huge table below (smp_large_resident_of, _cached_of, _count_of,
+// smp_large_stats) read it under its lock, taken as g says (os.h): given up, they give 0.
 // Bytes of ph's huge blocks and cached huge mappings resident in memory (mincore: statistics
 // only).
-size_t smp_large_resident_of(smp_pageheap_t *ph);
+size_t smp_large_resident_of(smp_pageheap_t *ph, smp_gather_t *g);
 // ph's cached huge mappings (freed blocks kept for reuse), and in *bytes (if not NULL) their
 // bytes. They are not charged to ph's limit.
-size_t smp_large_cached_of(smp_pageheap_t *ph, size_t *bytes);
+size_t smp_large_cached_of(smp_pageheap_t *ph, size_t *bytes, smp_gather_t *g);
 // Unmap every cached huge mapping of ph (trim); returns the bytes given back.
 size_t smp_large_trim(smp_pageheap_t *ph);
 // The background thread's pass over ph's cached huge mappings: unmap those unused for decay_ms
@@ -35,7 +37,7 @@ size_t smp_large_trim(smp_pageheap_t *ph);
 void smp_large_pass(smp_pageheap_t *ph, bool idle);
 // ph's huge blocks, and in *bytes (if not NULL) the bytes mapped for them, slack included (in
 // OS pages; the limit charges them in 8 KiB pages).
-size_t smp_large_count_of(smp_pageheap_t *ph, size_t *bytes);
+size_t smp_large_count_of(smp_pageheap_t *ph, size_t *bytes, smp_gather_t *g);
 // Give back every huge block of ph (heap destruction): each mapping becomes an inaccessible
 // reservation, kept for a while so that a later free of the block is reported as a block of a
 // destroyed heap (the last 256 such blocks, up to 64 GiB of addresses). ph's cached mappings
@@ -64,7 +66,7 @@ typedef struct smp_large_stats {
   uint64_t maps, reuses, cache_released;
 } smp_large_stats_t;
 // Fill *out (under the huge table's lock).
-void smp_large_stats(smp_large_stats_t *out);
+void smp_large_stats(smp_large_stats_t *out, smp_gather_t *g);
 
 // Fork: take and release the huge table's lock (after every page heap's).
 void smp_large_lock_all(void);

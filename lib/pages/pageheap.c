@@ -410,17 +410,21 @@ size_t smp_pageheap_trim(smp_pageheap_t *ph) {
   return released;
 }
 
-size_t smp_pageheap_resident(smp_pageheap_t *ph) {
+size_t smp_pageheap_resident(smp_pageheap_t *ph, smp_gather_t *g) {
   size_t bytes = 0;
-  smp_lock_acquire(&ph->lock);
+  if (!smp_lock_gather(&ph->lock, g)) return 0;
   for (smp_chunk_t *c = ph->chunks; c; c = c->next)
     bytes += smp_os_resident(c->base, (size_t)c->end << SMP_PAGE_SHIFT);
   smp_lock_release(&ph->lock);
   return bytes;
 }
 
-void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out) {
-  smp_lock_acquire(&ph->lock);
+void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out, smp_gather_t *g) {
+  *out = (smp_pageheap_stats_t){0};
+  out->purged_bytes = smp_counter_get(&ph->purged_bytes);
+  out->purge_calls = smp_counter_get(&ph->purge_calls);
+  out->chunks_unmapped = smp_counter_get(&ph->chunks_unmapped);
+  if (!smp_lock_gather(&ph->lock, g)) return;
   out->chunks = ph->chunk_count;
   out->mapped = ph->fixed ? ph->usable_pages * SMP_PAGE_SIZE : ph->chunk_count * SMP_CHUNK_SIZE;
   out->free_bytes = ph->free_pages * SMP_PAGE_SIZE;
@@ -432,9 +436,6 @@ void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out) {
   out->small_bytes = ph->small_pages * SMP_PAGE_SIZE;
   out->huge_bytes = ph->huge_pages * SMP_PAGE_SIZE;
   out->limit = ph->limit_pages * SMP_PAGE_SIZE;
-  out->purged_bytes = smp_counter_get(&ph->purged_bytes);
-  out->purge_calls = smp_counter_get(&ph->purge_calls);
-  out->chunks_unmapped = smp_counter_get(&ph->chunks_unmapped);
   out->stranded_pending = ph->stranded_pending * SMP_PAGE_SIZE;
   out->passes = ph->passes;
   smp_lock_release(&ph->lock);

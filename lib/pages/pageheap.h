@@ -87,8 +87,9 @@ void smp_pageheap_set_limit(smp_pageheap_t *ph, size_t limit_pages);
 // Return the physical memory of every free span to the OS and unmap wholly free chunks.
 // Returns the number of bytes released.
 size_t smp_pageheap_trim(smp_pageheap_t *ph);
-// Bytes of the chunks resident in memory (mincore over every chunk: for statistics only).
-size_t smp_pageheap_resident(smp_pageheap_t *ph);
+// Bytes of the chunks resident in memory (mincore over every chunk: for statistics only), under
+// the lock taken as g says (os.h): given up, 0.
+size_t smp_pageheap_resident(smp_pageheap_t *ph, smp_gather_t *g);
 
 typedef struct smp_pageheap_stats {
   size_t chunks;      // chunks mapped
@@ -107,7 +108,9 @@ typedef struct smp_pageheap_stats {
   size_t stranded_pending;  // stranded bytes signalled for the next background pass to give back
   uint64_t passes;          // background passes made so far
 } smp_pageheap_stats_t;
-void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out);
+// Under the lock, taken as g says (os.h): given up, the counters (purged_bytes, purge_calls,
+// chunks_unmapped, read without it) and 0 for the rest.
+void smp_pageheap_stats(smp_pageheap_t *ph, smp_pageheap_stats_t *out, smp_gather_t *g);
 
 // For decay.c, under ph->lock: give free span s's pages back and re-file it in the clean set
 // (lazy: MADV_FREE where the kernel takes it); false if the kernel refused (s unchanged).

@@ -106,6 +106,20 @@ void smp_lock_release(smp_lock_t *lock);
 // Take the lock if it is free, without waiting or any system call; false if it is held.
 bool smp_lock_try(smp_lock_t *lock);
 
+// How a reader of statistics takes the locks of what it reads. NULL: as every other path does,
+// waiting for each lock (exact figures). Otherwise it never waits for a lock: it spins as
+// smp_lock_acquire does before it would sleep, then tries again between a few sched_yield
+// calls (a holder running elsewhere is done within that), and leaves a lock that stays busy
+// alone, counted in busy; the figures that lock guards are left out, and the caller says so.
+// For a signal handler (the thread it interrupted may hold any lock, and never releases it
+// while the handler runs) and for statistics read while the program allocates, which must
+// neither stall an allocation nor wait behind one.
+typedef struct smp_gather {
+  unsigned busy; // locks given up
+} smp_gather_t;
+// Take lock for a reader of statistics as g says; false (counted in g->busy) if it is given up.
+bool smp_lock_gather(smp_lock_t *lock, smp_gather_t *g);
+
 
 // A wake-up for one sleeper (the background thread): signal sets it and wakes the sleeper if it
 // was clear; wait sleeps up to ms unless it is set. A futex on Linux: a signal costs one atomic

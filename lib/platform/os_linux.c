@@ -16,6 +16,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -388,3 +389,24 @@ void smp_lock_acquire(smp_lock_t *lock) {
 }
 void smp_lock_release(smp_lock_t *lock) { pthread_mutex_unlock(&lock->mutex); }
 bool smp_lock_try(smp_lock_t *lock) { return pthread_mutex_trylock(&lock->mutex) == 0; }
+
+// Yields after the spins: a holder preempted on this CPU (2 cores, more threads) gets to run
+// and finish. sched_yield is a plain system call, safe in a signal handler.
+#define GATHER_YIELDS 8
+bool smp_lock_gather(smp_lock_t *lock, smp_gather_t *g) {
+  if (g == NULL) {
+    smp_lock_acquire(lock);
+    return true;
+  }
+  if (pthread_mutex_trylock(&lock->mutex) == 0) return true;
+  for (unsigned i = 0; i < SMP_LOCK_SPINS; i++) {
+    smp_cpu_relax();
+    if (pthread_mutex_trylock(&lock->mutex) == 0) return true;
+  }
+  for (unsigned i = 0; i < GATHER_YIELDS; i++) {
+    sched_yield(); // cannot fail on Linux: errno stays
+    if (pthread_mutex_trylock(&lock->mutex) == 0) return true;
+  }
+  g->busy++;
+  return false;
+}

@@ -157,9 +157,9 @@ static uint64_t nulls_seen; // NULLs checked by EXPECT_ENOMEM in the current sce
 static void assert_heap_empty(const char *when) {
   smp_trim();
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(SMP_TEST_PH, &ps);
+  smp_pageheap_stats(SMP_TEST_PH, &ps, NULL);
   smp_large_stats_t ls;
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ps.large_count, 0, "%s: %zu large spans still in use", when, ps.large_count);
   cr_assert_eq(ps.small_bytes, 0, "%s: %zu bytes of small spans left", when, ps.small_bytes);
   cr_assert_eq(ls.huge_count, 0, "%s: %zu huge blocks left", when, ls.huge_count);
@@ -298,7 +298,7 @@ Test(fault, every_api_fails_with_enomem_when_the_os_refuses) {
   exhaust_heap();
   block_t *huge = &live[HUGE], *small = &live[SMALL], *mid = &live[MID], *page = &live[PAGE];
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(SMP_TEST_PH, &ps);
+  smp_pageheap_stats(SMP_TEST_PH, &ps, NULL);
   cr_assert_eq(ps.free_bytes, 0, "the page heap is exhausted (%zu bytes left)", ps.free_bytes);
   fprintf(stderr, "fault: heap exhausted with %zu blocks in %zu chunks\n", nlive, ps.chunks);
   verify_live("after exhausting the heap");
@@ -433,7 +433,7 @@ Test(fault, huge_cache_reuse_needs_no_mmap_and_survives_refusals) {
   char *old = h->p;
   release_live(); // its mapping is kept for reuse
   smp_large_stats_t ls;
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ls.cached_count, 1);
 
   plan(REMAP, 1, 0); // growing the cached 8 MiB to 10 MiB is refused: a new mapping instead
@@ -443,7 +443,7 @@ Test(fault, huge_cache_reuse_needs_no_mmap_and_survives_refusals) {
   cr_assert_eq(c.faults[SMP_OS_FAULT_REMAP], 1);
   cr_assert_eq(c.calls[SMP_OS_FAULT_MAP], 1);
   cr_assert_neq(h->p, old);
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ls.cached_count, 1, "the range the growth could not use stays cached");
 
   plan(MAP | REMAP, 0, ALWAYS); // no new memory at all: the cached range still serves
@@ -467,7 +467,7 @@ Test(fault, huge_table_growth_failure_loses_nothing) {
     keep(p, 64); // pattern on the first bytes only: 128 x 2 MiB stays cheap
   }
   smp_large_stats_t ls;
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ls.huge_count, N);
 
   // Growing h[0] needs a table slot for the moved block; reserving it maps a new table.
@@ -485,13 +485,13 @@ Test(fault, huge_table_growth_failure_loses_nothing) {
   cr_assert_eq(c.calls[SMP_OS_FAULT_MAP], 2);
   cr_assert_eq(c.faults[SMP_OS_FAULT_MAP], 1);
   cr_assert_eq(c.unmaps, 1, "the block that could not be recorded is unmapped");
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ls.huge_count, N);
   verify_live("after table growth failures");
 
   plan(0, 0, 0);
   keep(smp_malloc(3 * MiB), 3 * MiB);
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ls.huge_count, N + 1);
   assert_recovered("after the huge table");
 }
@@ -513,7 +513,7 @@ Test(fault, failed_purges_keep_pages_dirty_and_calloc_zero) {
   for (int i = 0; i < BLOCKS; i++) smp_free(old[i]);
   smp_trim(); // flushes caches: now only purges are left for the next trim
   smp_pageheap_stats_t s0, s1;
-  smp_pageheap_stats(SMP_TEST_PH, &s0);
+  smp_pageheap_stats(SMP_TEST_PH, &s0, NULL);
   cr_assert_eq(s0.chunks, 1);
   cr_assert_eq(s0.free_dirty, 0, "this trim purged (control: purging works)");
 
@@ -524,10 +524,10 @@ Test(fault, failed_purges_keep_pages_dirty_and_calloc_zero) {
   }
   for (int i = 0; i < BLOCKS; i++) smp_free(old[i]);
   plan(PURGE, 0, ALWAYS);
-  smp_pageheap_stats(SMP_TEST_PH, &s0);
+  smp_pageheap_stats(SMP_TEST_PH, &s0, NULL);
   cr_assert_geq(s0.free_dirty, BLOCKS * n, "the freed runs are dirty");
   smp_trim();
-  smp_pageheap_stats(SMP_TEST_PH, &s1);
+  smp_pageheap_stats(SMP_TEST_PH, &s1, NULL);
   smp_os_fault_counts_t c = counts();
   print_counts("trim, every purge fails", c, 0);
   cr_assert_gt(c.faults[SMP_OS_FAULT_PURGE], 0);
@@ -546,7 +546,7 @@ Test(fault, failed_purges_keep_pages_dirty_and_calloc_zero) {
     for (int j = 0; j < BLOCKS; j++) reused += z[i] < old[j] + n && old[j] < z[i] + n;
   }
   cr_assert_gt(reused, 0, "calloc reused the dirty pages (else this proves nothing)");
-  smp_pageheap_stats(SMP_TEST_PH, &s1);
+  smp_pageheap_stats(SMP_TEST_PH, &s1, NULL);
   cr_assert_eq(s1.chunks, 1, "the free pages were all still usable: no new chunk");
   for (int i = 0; i < BLOCKS; i++) memset(z[i], 0x5a, n);
 
@@ -567,7 +567,7 @@ Test(fault, failed_purges_keep_pages_dirty_and_calloc_zero) {
 
   plan(0, 0, 0);
   smp_trim();
-  smp_pageheap_stats(SMP_TEST_PH, &s1);
+  smp_pageheap_stats(SMP_TEST_PH, &s1, NULL);
   cr_assert_eq(s1.free_dirty, 0, "the purges the OS refused succeed once it recovers");
   cr_assert_eq(s1.chunks, 1);
   assert_recovered("after failed purges");
@@ -711,8 +711,9 @@ static void *use_another_index(void *arg) {
 // Caches with at least one block cached or one hit.
 static unsigned cache_indexes_used(void) {
   unsigned used = 0;
-  uint64_t v[4];
-  for (unsigned i = 0; smp_cpucache_cache_stats(i, v); i++) used += v[0] + v[1] + v[3] != 0;
+  smp_cpucache_cache_stats_t v;
+  for (unsigned i = 0; smp_cpucache_cache_stats(i, &v, NULL); i++)
+    used += v.hits + v.misses + v.cached_bytes != 0;
   return used;
 }
 
@@ -782,9 +783,9 @@ static void *churn_until_stopped(void *arg) {
 
 Test(fault, refused_region_commit_is_tried_again_rarely) {
   if (!smp_frontend_is_percpu()) cr_skip_test("per-thread caches have no per-CPU regions");
-  uint64_t v[4];
+  smp_cpucache_cache_stats_t v;
   unsigned used = 0, regions = 0;
-  for (unsigned i = 0; smp_cpucache_cache_stats(i, v); i++) regions++, used += v[1] != 0;
+  for (unsigned i = 0; smp_cpucache_cache_stats(i, &v, NULL); i++) regions++, used += v.misses != 0;
   if (used == regions) cr_skip_test("every cache region is in use already");
   for (int i = 0; i < 64; i++) smp_free(smp_malloc(16 + (size_t)i * 8)); // spans exist: no chunk maps
   // Every commit refused; two threads at once, so one of them runs on an index whose region

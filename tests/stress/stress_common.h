@@ -524,12 +524,12 @@ static inline void stress_heap_read(stress_heap_t *h) {
   const char *fe = stress_after(text, "frontend:");
   fe += strspn(fe, " ");
   h->per_thread = strncmp(fe, "thread", 6) == 0;
-  const char *pc = strstr(text, "restarts      cached\n");
-  if (pc) { // cache hits misses restarts cached-bytes unit
+  const char *pc = strstr(text, "restarts      cached      budget\n");
+  if (pc) { // cache hits misses restarts cached-bytes unit budget-bytes unit
     pc = strchr(pc, '\n') + 1;
     unsigned long long idx, hit, miss, rs;
     int used = 0;
-    while (sscanf(pc, "%llu %llu %llu %llu %*f %*s%n", &idx, &hit, &miss, &rs, &used) == 4) {
+    while (sscanf(pc, "%llu %llu %llu %llu %*f %*s %*f %*s%n", &idx, &hit, &miss, &rs, &used) == 4) {
       h->hits += hit, h->misses += miss, h->restarts += rs;
       pc += used;
       while (*pc == '\n' || *pc == ' ') pc++;

@@ -47,7 +47,7 @@ static void clock_take_over(void) {
 }
 static uint64_t passes(void) {
   smp_pageheap_stats_t st;
-  smp_pageheap_stats(SMP_TEST_PH, &st);
+  smp_pageheap_stats(SMP_TEST_PH, &st, NULL);
   return st.passes;
 }
 #endif

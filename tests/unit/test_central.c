@@ -25,7 +25,7 @@ TestSuite(central, .init = setup);
 
 static smp_central_class_stats_t stats(unsigned cls) {
   smp_central_class_stats_t cs;
-  smp_central_stats(smp_central_default, cls, &cs);
+  smp_central_stats(smp_central_default, cls, &cs, NULL);
   return cs;
 }
 
@@ -54,7 +54,7 @@ Test(central, empty_spans_are_released_but_one_reserve_stays) {
   cr_assert_gt(smp_central_trim(smp_central_default), 0);
   cr_assert_eq(stats(cls).spans, 0, "trim releases the reserve");
   smp_pageheap_stats_t ps;
-  smp_pageheap_stats(SMP_TEST_PH, &ps);
+  smp_pageheap_stats(SMP_TEST_PH, &ps, NULL);
   cr_assert_eq(ps.small_bytes, 0);
   free(b);
 }

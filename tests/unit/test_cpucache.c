@@ -42,7 +42,7 @@ static void release(void *p, unsigned cls) {
 }
 static uint64_t cached(unsigned cls) {
   static smp_cpucache_stats_t st;
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   return st.cached[cls];
 }
 
@@ -71,10 +71,11 @@ Test(cpucache, each_index_has_its_own_cache) {
   use_index(0);
   cr_assert_eq(smp_cpucache_alloc_fast(cls), a, "cache 0 still holds its block");
   release(a, cls);
-  uint64_t v[4];
-  cr_assert(smp_cpucache_cache_stats(0, v));
-  cr_assert_gt(v[0], 0, "cache 0 counted hits");
-  cr_assert_gt(v[1], 0, "and misses");
+  smp_cpucache_cache_stats_t v;
+  cr_assert(smp_cpucache_cache_stats(0, &v, NULL));
+  cr_assert(v.used);
+  cr_assert_gt(v.hits, 0, "cache 0 counted hits");
+  cr_assert_gt(v.misses, 0, "and misses");
 }
 
 Test(cpucache, an_unregistered_thread_misses_and_falls_back) {
@@ -98,7 +99,7 @@ Test(cpucache, capacity_stays_within_the_budget) {
       for (int i = 0; i < N; i++) release(p[i], cls);
     }
   smp_cpucache_stats_t st;
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_leq(st.capacity_bytes, st.budget_bytes, "capacity %lu > budget %lu",
                 (unsigned long)st.capacity_bytes, (unsigned long)st.budget_bytes);
   cr_assert_leq(st.budget_bytes, smp_options.cache_size * SMP_CPUCACHE_GROWTH);
@@ -114,7 +115,7 @@ Test(cpucache, capacity_stays_within_the_budget) {
 Test(cpucache, a_thrashing_cache_grows_its_budget_and_a_drain_resets_it) {
   use_index(3);
   smp_cpucache_stats_t st;
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_eq(st.budgets_grown, 0);
   void *p[4];
   for (int round = 0; round < 200; round++)
@@ -122,12 +123,12 @@ Test(cpucache, a_thrashing_cache_grows_its_budget_and_a_drain_resets_it) {
       for (int i = 0; i < 4; i++) p[i] = alloc(cls);
       for (int i = 0; i < 4; i++) release(p[i], cls);
     }
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_eq(st.budgets_grown, 1, "cache 3 thrashed: its budget grew");
   cr_assert_gt(st.capacity_bytes, smp_options.cache_size, "and its capacity with it");
   cr_assert_leq(st.budget_bytes, smp_options.cache_size * (SMP_CPUCACHE_GROWTH + 1));
   smp_cpucache_drain_all();
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_eq(st.budgets_grown, 0, "the drain put it back to cache_size");
   use_index(0);
 }
@@ -140,14 +141,14 @@ Test(cpucache, a_miss_moves_at_most_half_the_capacity) {
   cr_assert_eq(smp_class_info[cls].size, 2048);
   use_index(5);
   smp_cpucache_stats_t st0, st1;
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   enum { N = 100 };
   static void *p[N];
   for (int round = 0; round < 4; round++) {
     for (int i = 0; i < N; i++) p[i] = alloc(cls);
     for (int i = 0; i < N; i++) release(p[i], cls);
   }
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   uint64_t cap = (st1.capacity_bytes - st0.capacity_bytes) / 2048;
   cr_assert_geq(cap, 8, "the class grew (capacity %lu)", (unsigned long)cap);
   cr_assert_leq(2 * cap, N);
@@ -180,7 +181,7 @@ Test(cpucache, a_cache_that_misses_rarely_keeps_its_budget) {
       for (int k = 0; k < 40; k++) release(alloc(cls), cls); // hits
     }
   smp_cpucache_stats_t st;
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_eq(st.budgets_grown, 0);
   use_index(0);
 }
@@ -194,9 +195,9 @@ Test(cpucache, a_small_block_freed_on_another_cpu_goes_to_the_outbox) {
   void *a = alloc(cls); // cache 0 took its batch: cache 0 owns the span
   use_index(1);
   smp_cpucache_stats_t st0, st1;
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   release(a, cls);
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   cr_assert_eq(st1.outbox, st0.outbox + 1, "in cache 1's outbox");
   cr_assert_eq(st1.cached[cls], st0.cached[cls], "not on a class stack");
   cr_assert(smp_cpucache_holds(cls, a), "the double-free search finds it in the outbox");
@@ -204,7 +205,7 @@ Test(cpucache, a_small_block_freed_on_another_cpu_goes_to_the_outbox) {
   cr_assert_neq(b, a, "cache 1 does not hand cache 0's block out again");
   release(b, cls);
   smp_cpucache_drain_all();
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   cr_assert_eq(st1.outbox, 0, "a drain empties the outboxes");
   cr_assert_eq(st1.took[cls], st1.gave[cls], "and every block went back");
   use_index(0);
@@ -216,9 +217,9 @@ Test(cpucache, a_small_block_freed_on_its_own_cpu_stays_there) {
   use_index(2);
   void *a = alloc(cls);
   smp_cpucache_stats_t st0, st1;
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   release(a, cls);
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   cr_assert_eq(st1.outbox, st0.outbox, "not in the outbox");
   cr_assert_eq(alloc(cls), a, "handed out again at once");
   release(a, cls);
@@ -233,9 +234,9 @@ Test(cpucache, a_full_outbox_goes_back_to_the_spans) {
   for (int i = 0; i < N; i++) p[i] = alloc(cls);
   use_index(1);
   smp_cpucache_stats_t st0, st1;
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   for (int i = 0; i < N; i++) release(p[i], cls);
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   cr_assert_leq(st1.outbox, 32, "the outbox is bounded (%lu)", (unsigned long)st1.outbox);
   cr_assert_eq(st1.cached[cls], st0.cached[cls]);
   cr_assert_eq(st1.gave[cls] - st0.gave[cls] + st1.outbox - st0.outbox, N,
@@ -251,9 +252,9 @@ Test(cpucache, a_larger_block_freed_on_another_cpu_stays_there) {
   void *a = alloc(cls);
   use_index(1);
   smp_cpucache_stats_t st0, st1;
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   release(a, cls);
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   cr_assert_eq(st1.outbox, st0.outbox);
   cr_assert_eq(alloc(cls), a, "cache 1 reuses it");
   release(a, cls);
@@ -270,12 +271,12 @@ Test(cpucache, drain_returns_every_block_and_the_cache_works_after) {
   for (int i = 0; i < 40; i++) release(p[i], cls);
   use_index(0);
   smp_cpucache_stats_t st;
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_gt(st.cached[cls], 0);
   size_t n = smp_cpucache_drain_all();
   cr_assert_geq(n, st.cached[cls]);
   cr_assert_eq(cached(cls), 0, "nothing left in any cache");
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_eq(st.took[cls], st.gave[cls], "every block taken from the central lists went back");
   void *q = alloc(cls);
   cr_assert_not_null(q, "the drained cache is usable again");
@@ -287,10 +288,10 @@ Test(cpucache, blocks_are_accounted_for) {
   void *p[100];
   for (int i = 0; i < 100; i++) p[i] = alloc(cls);
   smp_cpucache_stats_t st;
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_eq(st.took[cls] - st.gave[cls] - st.cached[cls], 100, "100 blocks are with the user");
   for (int i = 0; i < 100; i++) release(p[i], cls);
-  smp_cpucache_stats(&st);
+  smp_cpucache_stats(&st, NULL);
   cr_assert_eq(st.took[cls] - st.gave[cls], st.cached[cls]);
 }
 
@@ -359,11 +360,11 @@ Test(cpucache, a_miss_refills_no_more_than_the_class_holds) {
   unsigned cls = SMP_CLASS_COUNT - 1;
   if (smp_class_info[cls].batch <= 5) cr_skip_test("needs SMPALLOC_OPTIONS=cache_size:1g");
   smp_cpucache_stats_t st0, st1;
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   enum { N = 40 };
   void *p[N];
   for (int i = 0; i < N; i++) p[i] = alloc(cls);
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   cr_assert_eq(st1.gave[cls] - st0.gave[cls], 0, "no block given straight back (%lu were)",
                (unsigned long)(st1.gave[cls] - st0.gave[cls]));
   cr_assert_leq(st1.took[cls] - st0.took[cls], N + 4, "no more taken than used and cached");
@@ -383,20 +384,20 @@ static void miss_many(unsigned n) {
 Test(cpucache, slow_paths_leave_the_idle_scan_to_background_passes) {
   smp_os_clock_set(fake_now);
   smp_cpucache_stats_t st0, st1;
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   miss_many(8192);
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   cr_assert_geq(st1.scans_slow, st0.scans_slow + 2, "no pass ever: the slow paths scan");
   smp_cpucache_drain_idle(); // a background pass
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   cr_assert_eq(st0.scans_background, st1.scans_background + 1);
   fake_ms += SMP_CPUCACHE_PASS_STALE_MS - 1;
   miss_many(8192);
-  smp_cpucache_stats(&st1);
+  smp_cpucache_stats(&st1, NULL);
   cr_assert_eq(st1.scans_slow, st0.scans_slow, "a recent pass: the slow paths leave it to them");
   fake_ms += 1; // the pass is now stale: the background thread stopped passing
   miss_many(8192);
-  smp_cpucache_stats(&st0);
+  smp_cpucache_stats(&st0, NULL);
   cr_assert_geq(st0.scans_slow, st1.scans_slow + 2, "no pass for a while: the slow paths scan");
   smp_os_clock_set(NULL);
 }

@@ -50,11 +50,11 @@ Test(large, huge_blocks_are_dedicated_mappings) {
   cr_assert_lt(usable, n + 4096);
   memset(p, 1, usable);
   smp_large_stats_t ls;
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ls.huge_count, 1);
   cr_assert_eq(ls.huge_bytes, usable);
   smp_large_free(p, "t");
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ls.huge_count, 0);
 }
 
@@ -117,7 +117,7 @@ Test(large, many_huge_blocks_exercise_the_table) {
   }
   for (int i = 1; i < N; i += 2) smp_large_free(p[i], "t");
   smp_large_stats_t ls;
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   cr_assert_eq(ls.huge_count, 0);
 }
 
@@ -159,7 +159,7 @@ TestSuite(huge_cache, .init = cache_setup);
 
 static smp_large_stats_t large_stats(void) {
   smp_large_stats_t ls;
-  smp_large_stats(&ls);
+  smp_large_stats(&ls, NULL);
   return ls;
 }
 
@@ -345,7 +345,7 @@ Test(huge_cache, heaps_limits_and_destruction) {
   cr_assert_eq(st.huge_cached, 30 * MIB);
   cr_assert_eq(st.in_use, 0);
   size_t cached;
-  cr_assert_eq(smp_large_cached_of(ph, &cached), 1);
+  cr_assert_eq(smp_large_cached_of(ph, &cached, NULL), 1);
   cr_assert_eq(cached, 30 * MIB);
   char *d = smp_large_alloc(SMP_TEST_PH, 30 * MIB, 16, false, false);
   cr_assert_neq(d, p, "the default heap does not take another heap's range");
@@ -357,7 +357,7 @@ Test(huge_cache, heaps_limits_and_destruction) {
   cr_assert_eq(st.held, 35 * MIB, "the reused range is charged");
   cr_assert_null(smp_large_alloc(ph, 6 * MIB, 16, false, false), "the limit holds");
   smp_large_free(q, "t");
-  cr_assert_eq(smp_large_cached_of(ph, NULL), 1);
+  cr_assert_eq(smp_large_cached_of(ph, NULL, NULL), 1);
   smp_heap_destroy(h);
   cr_assert_eq(large_stats().cached_count, 0, "destroy gave the heap's cached range back");
   cr_assert_not(mapped(q, 35 * MIB));

@@ -142,16 +142,16 @@ Test(pageheap, small_class_pages_and_trim) {
   cr_assert_eq(s->state, SMP_SPAN_SMALL);
   memset(p, 1, smp_span_bytes(s));
   smp_pageheap_stats_t st;
-  smp_pageheap_stats(SMP_TEST_PH, &st);
+  smp_pageheap_stats(SMP_TEST_PH, &st, NULL);
   cr_assert_eq(st.small_bytes, 2 * SMP_PAGE_SIZE);
   smp_pageheap_free(s);
   cr_assert_eq(smp_pagemap_class(p), 0, "freed pages lose their class");
-  smp_pageheap_stats(SMP_TEST_PH, &st);
+  smp_pageheap_stats(SMP_TEST_PH, &st, NULL);
   cr_assert_gt(st.free_dirty, 0);
   cr_assert_eq(st.chunks, 1);
   size_t released = smp_pageheap_trim(SMP_TEST_PH);
   cr_assert_gt(released, 0);
-  smp_pageheap_stats(SMP_TEST_PH, &st);
+  smp_pageheap_stats(SMP_TEST_PH, &st, NULL);
   cr_assert_eq(st.free_dirty, 0);
   cr_assert_eq(st.chunks, 0, "a wholly free chunk is unmapped by trim");
   cr_assert_not(smp_pagemap_owns(p), "and its ownership bit cleared");
@@ -180,16 +180,16 @@ Test(pageheap, decay_purges_only_spans_that_came_of_age) {
   smp_chunk_t *c = smp_span_chunk(a);
   memset(smp_span_start(a), 0x5a, smp_span_bytes(a));
   smp_pageheap_stats_t st0, st1, st2;
-  smp_pageheap_stats(SMP_TEST_PH, &st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0, NULL);
   smp_pageheap_free(a);
-  smp_pageheap_stats(SMP_TEST_PH, &st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1, NULL);
   cr_assert_geq(st1.free_dirty, st0.free_dirty + 16 * SMP_PAGE_SIZE, "a freed span is dirty");
   smp_pageheap_decay(SMP_TEST_PH); // too young
-  smp_pageheap_stats(SMP_TEST_PH, &st2);
+  smp_pageheap_stats(SMP_TEST_PH, &st2, NULL);
   cr_assert_eq(st2.purged_bytes, st1.purged_bytes, "nothing is purged before decay_ms");
   advance(300);
   uint64_t due = smp_pageheap_decay(SMP_TEST_PH);
-  smp_pageheap_stats(SMP_TEST_PH, &st2);
+  smp_pageheap_stats(SMP_TEST_PH, &st2, NULL);
   cr_assert_gt(st2.purged_bytes, st1.purged_bytes, "the span was purged once of age");
   cr_assert_lt(st2.free_dirty, st1.free_dirty);
   cr_assert_eq(due, UINT64_MAX, "nothing else is due");
@@ -201,9 +201,9 @@ Test(pageheap, decay_purges_only_spans_that_came_of_age) {
   smp_pageheap_free(again);
   smp_pageheap_free(keep);
   advance(300);
-  smp_pageheap_stats(SMP_TEST_PH, &st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1, NULL);
   smp_pageheap_decay(SMP_TEST_PH);
-  smp_pageheap_stats(SMP_TEST_PH, &st2);
+  smp_pageheap_stats(SMP_TEST_PH, &st2, NULL);
   cr_assert_gt(st2.chunks_unmapped, st1.chunks_unmapped, "a wholly free chunk is unmapped");
   cr_assert_lt(st2.chunks, st1.chunks);
 }
@@ -251,10 +251,10 @@ Test(pageheap, lazy_purge_is_clean_but_not_zeroed) {
   memset(smp_span_start(a), 0x77, smp_span_bytes(a));
   smp_pageheap_stats_t st0, st1;
   smp_pageheap_free(a); // merges with the zeroed rest of the chunk: dirty as a whole
-  smp_pageheap_stats(SMP_TEST_PH, &st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0, NULL);
   advance(60);
   smp_pageheap_decay(SMP_TEST_PH);
-  smp_pageheap_stats(SMP_TEST_PH, &st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1, NULL);
   cr_assert_gt(st1.purged_bytes, st0.purged_bytes, "the span was given back");
   cr_assert_lt(st1.free_dirty, st0.free_dirty, "a lazily purged span is not dirty");
   smp_span_t *b = smp_pageheap_alloc(SMP_TEST_PH, 16, 1, &z, false);
@@ -278,9 +278,9 @@ static size_t free_many(size_t pct, smp_pageheap_stats_t *out) {
     memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
   }
   smp_pageheap_stats_t st0;
-  smp_pageheap_stats(SMP_TEST_PH, &st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0, NULL);
   for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
-  smp_pageheap_stats(SMP_TEST_PH, out);
+  smp_pageheap_stats(SMP_TEST_PH, out, NULL);
   smp_pageheap_free(keep);
   return (size_t)(out->purged_bytes - st0.purged_bytes) +
          (out->chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
@@ -319,9 +319,9 @@ static size_t burst(void) {
     memset(smp_span_start(s[i]), 0x5a, smp_span_bytes(s[i]));
   }
   smp_pageheap_stats_t st0, st1;
-  smp_pageheap_stats(SMP_TEST_PH, &st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0, NULL);
   for (int i = 0; i < BURST_SPANS; i++) smp_pageheap_free(s[i]);
-  smp_pageheap_stats(SMP_TEST_PH, &st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1, NULL);
   return (size_t)(st1.purged_bytes - st0.purged_bytes) +
          (st1.chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
 }
@@ -379,7 +379,7 @@ Test(pageheap, dirty_span_before_clean_one) {
   cr_assert_eq(smp_pageheap_trim(SMP_TEST_PH) > 0, true, "the 4-page span is given back: clean");
   smp_pageheap_free(dirty);
   smp_pageheap_stats_t st;
-  smp_pageheap_stats(SMP_TEST_PH, &st);
+  smp_pageheap_stats(SMP_TEST_PH, &st, NULL);
   cr_assert_eq(st.free_dirty, 8 * SMP_PAGE_SIZE, "only the 8-page span is dirty");
   smp_span_t *a = smp_pageheap_alloc(SMP_TEST_PH, 4, 1, &z, false);
   cr_assert_eq(smp_span_start(a), dirty_start, "4 pages cut from the dirty span, not the clean one");
@@ -408,11 +408,11 @@ Test(pageheap, background_pass_gives_back_an_idle_heap) {
   smp_pageheap_background_pass(SMP_TEST_PH, false);
   smp_pageheap_free(a); // a call after the pass
   smp_pageheap_stats_t st0, st1;
-  smp_pageheap_stats(SMP_TEST_PH, &st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0, NULL);
   calls = smp_pageheap_calls(SMP_TEST_PH);
   cr_assert_not(smp_pageheap_idle_since(SMP_TEST_PH, calls), "the heap freed a span since the pass");
   smp_pageheap_background_pass(SMP_TEST_PH, false);
-  smp_pageheap_stats(SMP_TEST_PH, &st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1, NULL);
   cr_assert_eq(st1.purged_bytes, st0.purged_bytes, "young pages stay in a busy heap");
   cr_assert_geq(st1.free_dirty, 32 * SMP_PAGE_SIZE);
   calls = smp_pageheap_calls(SMP_TEST_PH);
@@ -424,7 +424,7 @@ Test(pageheap, background_pass_gives_back_an_idle_heap) {
   calls = smp_pageheap_calls(SMP_TEST_PH);
   cr_assert(smp_pageheap_idle_since(SMP_TEST_PH, calls), "no call for half a period since the last pass: idle");
   smp_pageheap_background_pass(SMP_TEST_PH, true);
-  smp_pageheap_stats(SMP_TEST_PH, &st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1, NULL);
   cr_assert_eq(st1.free_dirty, 0, "an idle heap keeps no dirty page (%zu KiB)", st1.free_dirty >> 10);
   cr_assert_geq(st1.purged_bytes, st0.purged_bytes + 32 * SMP_PAGE_SIZE);
   smp_pageheap_free(keep);
@@ -449,9 +449,9 @@ Test(pageheap, slow_paths_defer_to_background_passes) {
     }
     if (round == 0) smp_pageheap_background_pass(SMP_TEST_PH, false);
     else advance(50);
-    smp_pageheap_stats(SMP_TEST_PH, &st0);
+    smp_pageheap_stats(SMP_TEST_PH, &st0, NULL);
     for (int i = 0; i < N; i++) smp_pageheap_free(s[i]);
-    smp_pageheap_stats(SMP_TEST_PH, &st);
+    smp_pageheap_stats(SMP_TEST_PH, &st, NULL);
     size_t purged = (size_t)(st.purged_bytes - st0.purged_bytes) +
                     (st.chunks_unmapped - st0.chunks_unmapped) * SMP_CHUNK_SIZE;
     if (round == 0) {
@@ -462,7 +462,7 @@ Test(pageheap, slow_paths_defer_to_background_passes) {
       cr_assert_gt(st.free_dirty, st.dirty_bound, "so the bound is exceeded (dirty %zu KiB)",
                    st.free_dirty >> 10);
       smp_pageheap_background_pass(SMP_TEST_PH, false);
-      smp_pageheap_stats(SMP_TEST_PH, &st);
+      smp_pageheap_stats(SMP_TEST_PH, &st, NULL);
       cr_assert_leq(st.free_dirty, st.dirty_bound, "the pass enforced the bound (dirty %zu KiB)",
                     st.free_dirty >> 10);
     } else {
@@ -493,20 +493,20 @@ static void stranded_pages(bool passes) {
   for (int i = 0; i < N; i++) smp_pageheap_free(hole[i]);
   advance(20);
   smp_pageheap_stats_t st0, st1, st2;
-  smp_pageheap_stats(SMP_TEST_PH, &st0);
+  smp_pageheap_stats(SMP_TEST_PH, &st0, NULL);
   cr_assert_geq(st0.free_dirty, N * SMP_PAGE_SIZE);
   // Runs of half a chunk: no hole fits them, so every other one maps a chunk.
   smp_span_t *big[4], *young = NULL, *guard = NULL;
   big[0] = smp_pageheap_alloc(SMP_TEST_PH, USABLE / 2 + 1, 1, &z, false); // the first chunk has no such run left
   big[1] = smp_pageheap_alloc(SMP_TEST_PH, USABLE / 2 + 1, 1, &z, false);
-  smp_pageheap_stats(SMP_TEST_PH, &st1);
+  smp_pageheap_stats(SMP_TEST_PH, &st1, NULL);
   cr_assert_gt(st1.chunks, st0.chunks, "the heap grew");
   cr_assert_eq(st1.purged_bytes, st0.purged_bytes,
                "the holes were freed after the last growth: not yet stranded");
   advance(20);
   big[2] = smp_pageheap_alloc(SMP_TEST_PH, USABLE / 2 + 1, 1, &z, false);
   big[3] = smp_pageheap_alloc(SMP_TEST_PH, USABLE / 2 + 1, 1, &z, false);
-  smp_pageheap_stats(SMP_TEST_PH, &st2);
+  smp_pageheap_stats(SMP_TEST_PH, &st2, NULL);
   cr_assert_gt(st2.chunks, st1.chunks, "the heap grew again");
   if (passes) {
     cr_assert_eq(st2.purged_bytes, st1.purged_bytes, "a background thread passes: left to it");
@@ -517,7 +517,7 @@ static void stranded_pages(bool passes) {
     smp_pageheap_free(young);
     smp_pageheap_wait_pass(); // signalled: returns at once, not in 15 s
     smp_pageheap_background_pass(SMP_TEST_PH, false);
-    smp_pageheap_stats(SMP_TEST_PH, &st2);
+    smp_pageheap_stats(SMP_TEST_PH, &st2, NULL);
     cr_assert_eq(st2.stranded_pending, 0, "no stranded page is left: nothing is pending (%zu KiB)",
                  st2.stranded_pending >> 10);
   }

@@ -16,7 +16,7 @@ TestSuite(tcache, .init = setup);
 
 static smp_tcache_class_stats_t class_stats(unsigned cls) {
   static smp_tcache_stats_t st;
-  smp_tcache_stats(&st);
+  smp_tcache_stats(&st, NULL);
   return st.cls[cls];
 }
 
@@ -84,7 +84,7 @@ Test(tcache, thread_exit_returns_every_cached_block) {
   cr_assert_eq(cs.held, 0, "exited threads hold nothing");
   cr_assert_eq(cs.cached, 0);
   smp_tcache_stats_t st;
-  smp_tcache_stats(&st);
+  smp_tcache_stats(&st, NULL);
   cr_assert_eq(st.exited, 50);
 }
 
