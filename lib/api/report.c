@@ -6,7 +6,11 @@
 // Every reader here takes the locks of what it reads as a gather says (os.h): NULL waits for
 // them (smp_stats_get, malloc_stats), a gather gives up a busy one (smp_stats_json, the stats
 // signal), and the figures behind it are left out; the report then says how many it gave up.
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "smpalloc.h"
 #include "background.h"
@@ -322,3 +326,40 @@ void smp_report_print(int fd, smp_gather_t *g) {
   smp_text_flush(&t);
 }
 
+// The stats signal (options stats_signal, stats_file): the handler writes the report itself
+// rather than wake a thread to write it. It needs no thread made at start-up (which would break
+// programs that forbid clone, as background:auto explains), the report is the process as the
+// signal found it, and everything it does is safe wherever the signal lands: it allocates
+// nothing (the formatter's buffer is on the stack, the per-class tables are the report lock's
+// static ones), it waits for no lock (a gather gives up any that stays busy: the thread it
+// interrupted may hold one and never release it while the handler runs; the report says how
+// many it gave up), and open, write, close and sched_yield are system calls that a handler may
+// make. errno is kept for the code it interrupted.
+static void stats_signal_handler(int sig) {
+  (void)sig;
+  int saved = errno;
+  int fd = STDERR_FILENO;
+  if (smp_options.stats_file[0])
+    fd = open(smp_options.stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    smp_gather_t g = {0};
+    smp_report_print(fd, &g);
+    if (fd != STDERR_FILENO) close(fd);
+  }
+  errno = saved;
+}
+
+void smp_report_signal_install(void) {
+  if (smp_options.stats_signal == 0) return;
+  // The file is opened on each report, not once here: a program may close every descriptor it
+  // did not open (daemons do), and a log rotated away is created anew.
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = stats_signal_handler;
+  sa.sa_flags = SA_RESTART; // the program's interrupted system calls carry on
+  sigemptyset(&sa.sa_mask);
+  int saved = errno;
+  if (sigaction((int)smp_options.stats_signal, &sa, NULL) != 0)
+    smp_debug_warn("stats_signal: the handler could not be installed", NULL);
+  errno = saved;
+}

@@ -45,6 +45,8 @@ void smp_report_stats_locked(struct smp_stats *out, smp_report_totals_t *totals,
 // still busy after it (another thread reporting, or the one a signal interrupted) gives a
 // one-line "skipped" instead, and locks given up are counted on a "busy:" line.
 void smp_report_print(int fd, smp_gather_t *g);
+// Install the stats signal's handler (start-up; nothing without the option stats_signal).
+void smp_report_signal_install(void);
 // The emergency reserve's size and bytes in use (heapapi.c), locks taken as g says.
 void smp_heapapi_reserve_stats(uint64_t *size, uint64_t *in_use, smp_gather_t *g);
 

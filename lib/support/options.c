@@ -1,4 +1,5 @@
 // Layer: cross-cutting. See options.h. One table: name, kind, default, help, where it lives.
+#include <signal.h>
 #include <string.h>
 
 #include "debug.h"
@@ -6,7 +7,9 @@
 
 smp_options_t smp_options;
 
-typedef enum { OPT_BOOL, OPT_SIZE, OPT_CHOICE } opt_kind_t;
+// OPT_SIGNAL: a signal number or name (USR1, SIGUSR1; 0: none). OPT_PATH: text kept whole
+// (it cannot hold a comma, the separator), default "".
+typedef enum { OPT_BOOL, OPT_SIZE, OPT_CHOICE, OPT_SIGNAL, OPT_PATH } opt_kind_t;
 
 typedef struct opt_entry {
   const char *name;
@@ -48,14 +51,39 @@ static const opt_entry_t opt_table[] = {
     {"huge_cache", OPT_SIZE, 16, 0, 64, offsetof(smp_options_t, huge_cache),
      "freed huge blocks (above 2 MiB) whose mappings a heap keeps for reuse, at most (also "
      "bounded by dirty_pct and aged by decay_ms); 0: every huge free unmaps", NULL},
+    {"stats_signal", OPT_SIGNAL, 0, 0, 0, offsetof(smp_options_t, stats_signal),
+     "a signal (USR2, SIGUSR2, 12, ...) on which the statistics report is written to stats_file, "
+     "safely while threads allocate; 0: none", NULL},
+    {"stats_file", OPT_PATH, 0, 0, 0, offsetof(smp_options_t, stats_file),
+     "the file stats_signal's reports are appended to (created if need be); default stderr", NULL},
 };
+
+// Signals a report may be asked with: those a program may catch that the kernel does not send
+// for a fault (SEGV, BUS, ILL, FPE, TRAP, SYS) or send to stop or kill it (KILL, STOP).
+static const struct {
+  const char *name;
+  int number;
+} signal_names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+                    {"USR2", SIGUSR2}, {"PIPE", SIGPIPE},   {"ALRM", SIGALRM}, {"TERM", SIGTERM},
+                    {"CHLD", SIGCHLD}, {"CONT", SIGCONT},   {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
+                    {"TTOU", SIGTTOU}, {"URG", SIGURG},     {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+                    {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+                    {"PWR", SIGPWR}};
 
 static void opt_set(const opt_entry_t *o, size_t v) {
   char *field = (char *)&smp_options + o->offset;
   if (o->kind == OPT_BOOL)
     *(bool *)field = v != 0;
+  else if (o->kind == OPT_PATH)
+    field[0] = 0; // the default; a value is copied by opt_set_text
   else
     *(size_t *)field = v;
+}
+
+static void opt_set_text(const opt_entry_t *o, const char *s, size_t n) {
+  char *field = (char *)&smp_options + o->offset;
+  memcpy(field, s, n);
+  field[n] = 0;
 }
 
 void smp_options_reset(void) {
@@ -90,6 +118,24 @@ static bool parse_size(const char *s, size_t n, size_t *out) {
   return true;
 }
 
+// A signal by number or name (any case, with or without "SIG"); 0 is none.
+static bool parse_signal(const char *s, size_t n, size_t *out) {
+  // 0, and the real-time signals, by number; the others by name or number below.
+  if (parse_size(s, n, out) && (*out == 0 || (*out >= (size_t)SIGRTMIN && *out <= (size_t)SIGRTMAX)))
+    return true;
+  char up[16];
+  if (n >= sizeof up) return false;
+  for (size_t i = 0; i < n; i++) up[i] = s[i] >= 'a' && s[i] <= 'z' ? (char)(s[i] - 32) : s[i];
+  const char *name = up;
+  if (n > 3 && memcmp(up, "SIG", 3) == 0) name += 3, n -= 3;
+  for (size_t i = 0; i < SMP_ARRAY_LEN(signal_names); i++) {
+    size_t number = (size_t)signal_names[i].number;
+    if (token_is(name, n, signal_names[i].name) || (parse_size(name, n, out) && *out == number))
+      return *out = number, true;
+  }
+  return false;
+}
+
 static bool parse_value(const opt_entry_t *o, const char *s, size_t n, size_t *out) {
   if (o->kind == OPT_BOOL) {
     if (token_is(s, n, "1") || token_is(s, n, "true") || token_is(s, n, "yes")) return *out = 1, true;
@@ -101,6 +147,8 @@ static bool parse_value(const opt_entry_t *o, const char *s, size_t n, size_t *o
       if (token_is(s, n, o->choices[i])) return *out = i, true;
     return false;
   }
+  if (o->kind == OPT_SIGNAL) return parse_signal(s, n, out);
+  if (o->kind == OPT_PATH) return n > 0 && n < SMP_OPTIONS_PATH_MAX;
   return parse_size(s, n, out) && *out >= o->min && *out <= o->max;
 }
 
@@ -140,6 +188,20 @@ void smp_options_parse(const char *spec) {
       smp_debug_warn("SMPALLOC_OPTIONS: bad value ignored", clip(tmp, sizeof tmp, item, len));
       continue;
     }
-    opt_set(o, v);
+    if (o->kind == OPT_PATH) opt_set_text(o, colon + 1, len - name_len - 1);
+    else opt_set(o, v);
+  }
+}
+
+void smp_options_each(void (*fn)(const smp_option_value_t *v, void *arg), void *arg) {
+  for (size_t i = 0; i < SMP_ARRAY_LEN(opt_table); i++) {
+    const opt_entry_t *o = &opt_table[i];
+    const char *field = (const char *)&smp_options + o->offset;
+    smp_option_value_t v = {o->name, o->kind == OPT_BOOL, NULL, 0};
+    if (o->kind == OPT_BOOL) v.number = *(const bool *)field;
+    else if (o->kind == OPT_PATH) v.text = field;
+    else v.number = *(const size_t *)field;
+    if (o->kind == OPT_CHOICE) v.text = o->choices[v.number];
+    fn(&v, arg);
   }
 }

@@ -13,6 +13,7 @@
 enum smp_frontend_choice { SMP_FRONTEND_AUTO, SMP_FRONTEND_THREAD, SMP_FRONTEND_PERCPU };
 enum smp_purge_choice { SMP_PURGE_DONTNEED, SMP_PURGE_FREE };
 enum smp_background_choice { SMP_BACKGROUND_OFF, SMP_BACKGROUND_ON, SMP_BACKGROUND_AUTO };
+#define SMP_OPTIONS_PATH_MAX 256 // a path option's value, its NUL included
 
 typedef struct smp_options {
   bool stats;        // print statistics at exit
@@ -25,9 +26,22 @@ typedef struct smp_options {
   size_t background; // enum smp_background_choice: the thread for decay and idle caches
   bool thp;          // chunks may be backed by transparent huge pages
   size_t huge_cache; // freed huge mappings kept for reuse, per heap (large.c); 0: none
+  size_t stats_signal; // the signal that writes the statistics report (report.c); 0: none
+  char stats_file[SMP_OPTIONS_PATH_MAX]; // where it writes it (appended); "": stderr
 } smp_options_t;
 
 extern SMP_HIDDEN smp_options_t smp_options;
+
+// One option as set, for the statistics: its value as a number (a boolean, a size, a signal)
+// or as text (a choice's name, a path).
+typedef struct smp_option_value {
+  const char *name;
+  bool is_bool;
+  const char *text; // NULL: the value is number
+  size_t number;
+} smp_option_value_t;
+// Call fn for every option, in the table's order.
+void smp_options_each(void (*fn)(const smp_option_value_t *v, void *arg), void *arg);
 
 // Parse spec (may be NULL) into smp_options, starting from the defaults.
 void smp_options_parse(const char *spec);
