@@ -120,6 +120,25 @@ typedef struct smp_stats {
  *  purges and chunks_unmapped read 0 (here and in smp_heap_stats_get; smp_stats_print says so). */
 SMP_API int smp_stats_get(smp_stats_t *stats);
 
+/** Write the whole allocator's statistics as one JSON object into buf: at most len bytes, the
+ *  last of them a NUL whenever len > 0 (a text longer than len - 1 bytes is cut there). Returns
+ *  the length of the whole text without its NUL, so a caller that gets len or more calls again
+ *  with a larger buffer (smp_stats_json(NULL, 0) only measures; the figures may have grown a
+ *  little by the second call). The object (schema "version" 1; each member is listed in
+ *  papers/design.md, "Statistics") holds "smpalloc" (the library version), "frontend",
+ *  "totals" (every smp_stats_t field of smp_stats_get), "heaps" (each live heap's figures, the
+ *  default one first), "caches" (per CPU cache, or the per-thread caches), "decay", "options",
+ *  "types" (each malloc type, as smp_type_foreach gives them) and "busy". Strings are escaped
+ *  (a byte that is not UTF-8 reads as U+FFFD). Allocates nothing, and never waits for a lock
+ *  that malloc or free may hold, so it neither stalls the program's allocations nor waits
+ *  behind them: a lock still busy after a few microseconds (and yields) is given up, the figures
+ *  it guards are left out (they read low), and "busy" counts such locks (0: every figure is
+ *  there). It does wait for another thread reading the statistics (smp_stats_get,
+ *  malloc_stats); so it is not for a signal handler (the option stats_signal is). Figures are
+ *  exact once the other threads are quiet; resident walks the mappings (mincore) as
+ *  smp_stats_get does. */
+SMP_API int smp_stats_json(char *buf, size_t len);
+
 /* ---- Heaps ------------------------------------------------------------------------------
  *
  * A heap is an allocator of its own: its own pages, size classes and limits, named in the

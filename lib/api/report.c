@@ -95,6 +95,8 @@ static void totals_locked(smp_report_totals_t *out, smp_heap_classes_t *classes,
   out->chunks_unmapped = ps.chunks_unmapped;
   out->passes = ps.passes;
   out->threads = ts.live;
+  out->threads_exited = ts.exited;
+  out->outbox = cs.outbox;
 }
 
 void smp_report_stats_locked(smp_stats_t *out, smp_report_totals_t *totals,

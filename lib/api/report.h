@@ -24,7 +24,8 @@ typedef struct smp_report_totals {
   size_t mapped;                     // chunks + huge mappings + cached huge mappings
   size_t pageheap_free, pageheap_dirty, pageheap_dirty_bound;
   uint64_t purged, purges, chunks, chunks_unmapped, passes; // see smp_pageheap_stats_t
-  uint64_t threads;                                  // threads with a cache
+  uint64_t threads, threads_exited;                  // threads with a cache; caches retired
+  uint64_t outbox;                                   // blocks in the per-CPU caches' outboxes
   size_t held;                                       // pages held for blocks, huge mappings
 } smp_report_totals_t;
 

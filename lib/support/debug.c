@@ -9,20 +9,39 @@
 
 void smp_text_init(smp_text_t *t, int fd) {
   t->fd = fd;
-  t->len = 0;
+  t->mem = NULL;
+  t->mem_cap = t->total = t->len = 0;
+}
+
+void smp_text_init_mem(smp_text_t *t, char *mem, size_t cap) {
+  smp_text_init(t, -1);
+  t->mem = cap ? mem : NULL;
+  t->mem_cap = cap;
+  if (t->mem) mem[0] = 0;
+}
+
+static void flush_to_mem(smp_text_t *t) {
+  size_t kept = t->total < t->mem_cap - 1 ? t->total : t->mem_cap - 1; // bytes in mem now
+  size_t room = t->mem_cap - 1 - kept, n = t->len < room ? t->len : room;
+  memcpy(t->mem + kept, t->buf, n);
+  t->mem[kept + n] = 0;
 }
 
 void smp_text_flush(smp_text_t *t) {
-  size_t off = 0;
-  while (off < t->len) {
-    ssize_t n = write(t->fd, t->buf + off, t->len - off);
-    if (n <= 0) break;
-    off += (size_t)n;
+  if (t->mem) {
+    flush_to_mem(t);
+  } else {
+    for (size_t off = 0; off < t->len;) {
+      ssize_t n = write(t->fd, t->buf + off, t->len - off);
+      if (n <= 0) break;
+      off += (size_t)n;
+    }
   }
+  t->total += t->len;
   t->len = 0;
 }
 
-static void text_put(smp_text_t *t, const char *s, size_t n) {
+void smp_text_put(smp_text_t *t, const char *s, size_t n) {
   while (n > 0) {
     if (t->len == sizeof(t->buf)) smp_text_flush(t);
     size_t room = sizeof(t->buf) - t->len;
@@ -34,7 +53,7 @@ static void text_put(smp_text_t *t, const char *s, size_t n) {
   }
 }
 
-void smp_text_str(smp_text_t *t, const char *s) { text_put(t, s, strlen(s)); }
+void smp_text_str(smp_text_t *t, const char *s) { smp_text_put(t, s, strlen(s)); }
 
 void smp_text_u64(smp_text_t *t, uint64_t v, int width) {
   char tmp[24];
@@ -43,8 +62,8 @@ void smp_text_u64(smp_text_t *t, uint64_t v, int width) {
     tmp[--i] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  for (int pad = width - ((int)sizeof(tmp) - i); pad > 0; pad--) text_put(t, " ", 1);
-  text_put(t, tmp + i, sizeof(tmp) - (size_t)i);
+  for (int pad = width - ((int)sizeof(tmp) - i); pad > 0; pad--) smp_text_put(t, " ", 1);
+  smp_text_put(t, tmp + i, sizeof(tmp) - (size_t)i);
 }
 
 void smp_text_hex(smp_text_t *t, uintptr_t v) {
@@ -56,7 +75,7 @@ void smp_text_hex(smp_text_t *t, uintptr_t v) {
   } while (v);
   tmp[--i] = 'x';
   tmp[--i] = '0';
-  text_put(t, tmp + i, sizeof(tmp) - (size_t)i);
+  smp_text_put(t, tmp + i, sizeof(tmp) - (size_t)i);
 }
 
 void smp_text_bytes(smp_text_t *t, uint64_t v, int width) {
@@ -72,15 +91,15 @@ void smp_text_bytes(smp_text_t *t, uint64_t v, int width) {
   smp_text_init(&sub, -1);
   smp_text_u64(&sub, scaled / 10, 0);
   if (u > 0) {
-    text_put(&sub, ".", 1);
+    smp_text_put(&sub, ".", 1);
     char d = (char)('0' + scaled % 10);
-    text_put(&sub, &d, 1);
+    smp_text_put(&sub, &d, 1);
   }
-  text_put(&sub, " ", 1);
+  smp_text_put(&sub, " ", 1);
   smp_text_str(&sub, unit[u]);
   memcpy(tmp, sub.buf, sub.len);
-  for (int pad = width - (int)sub.len; pad > 0; pad--) text_put(t, " ", 1);
-  text_put(t, tmp, sub.len);
+  for (int pad = width - (int)sub.len; pad > 0; pad--) smp_text_put(t, " ", 1);
+  smp_text_put(t, tmp, sub.len);
 }
 
 void smp_debug_fatal(const char *function, const char *what, const void *ptr) {
