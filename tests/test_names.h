@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define SMP_TESTING_TEST_NAMES 1
@@ -32,6 +33,7 @@
 #define malloc_usable_size smp_test_malloc_usable_size
 #define malloc_trim smp_test_malloc_trim
 #define malloc_stats smp_test_malloc_stats
+#define malloc_info smp_test_malloc_info
 #define mallinfo2() smp_test_mallinfo2() // function-like: struct mallinfo2 keeps its name
 #define mallinfo() smp_test_mallinfo()
 #define mallopt smp_test_mallopt
@@ -58,6 +60,7 @@ void *smp_test_pvalloc(size_t size);
 size_t smp_test_malloc_usable_size(void *p);
 int smp_test_malloc_trim(size_t pad);
 void smp_test_malloc_stats(void);
+int smp_test_malloc_info(int options, FILE *fp);
 struct mallinfo2 smp_test_mallinfo2(void);
 struct mallinfo smp_test_mallinfo(void);
 int smp_test_mallopt(int param, int value);

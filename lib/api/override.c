@@ -1,20 +1,27 @@
 // Layer: api. The malloc family under its standard names, for the replacing builds
 // (libsmpalloc.so, libsmpalloc.a). Each entry point inlines alloc.h's fast path. The glibc
 // __libc_* entry points are served too, so no pointer ever passes between two allocators.
-// glibc-specific calls (mallinfo2, malloc_stats, malloc_trim, mallopt) report our heap.
+// glibc-specific calls (mallinfo2, malloc_stats, malloc_info, malloc_trim, mallopt) report our
+// heap.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "alloc.h"
 #include "config.h"
+#include "debug.h"
+#include "heap.h"
 #include "init.h"
+#include "large.h"
 #include "os.h"
 #include "report.h"
+#include "sizeclass.h"
+#include "stats.h"
 
 #define EXPORT SMP_EXPORT
 
@@ -111,6 +118,142 @@ EXPORT struct mallinfo2 SMP_STD(mallinfo2)(void) {
   m.fordblks = r.cached + r.central_free + r.pageheap_free + r.huge_cached;
   m.keepcost = 0;
   return m;
+}
+
+// ---- malloc_info: glibc's XML, our figures ----
+// glibc's shape (malloc/malloc.c, __malloc_info), a <heap> per heap of ours in the order
+// smp_stats_json lists them (nr 0 is the default heap):
+//   <size from to total count>  a size class with free blocks: the request sizes it serves
+//                               (from the class below's size + 1 to its own), count the free
+//                               blocks (in caches and in spans; with SMP_STATS 0, caches only),
+//                               total their bytes
+//   <total type="fast">         the blocks in caches (the per-CPU or per-thread ones)
+//   <total type="rest">         count: the free blocks in small spans; size: all free bytes
+//                               (small spans and free page runs)
+//   <system current/max>, <aspace total/mprotect>   mapped (we keep no peak: max is current)
+// and after the heaps the sums, with <total type="mmap"> the huge blocks of every heap.
+
+typedef struct xml_sums {
+  uint64_t fast_count, fast_size, rest_count, rest_size, mapped;
+} xml_sums_t;
+
+typedef struct xml_arg {
+  smp_text_t *t;
+  smp_gather_t *g;
+  unsigned nr;
+  xml_sums_t all;
+} xml_arg_t;
+
+static smp_heap_classes_t xml_classes; // the report lock
+
+static void xml_u64(smp_text_t *t, const char *before, uint64_t v) {
+  smp_text_str(t, before);
+  smp_text_u64(t, v, 0);
+  smp_text_str(t, "\"");
+}
+
+// The <total> lines (with the huge blocks of every heap if huge is not NULL), then <system>
+// and <aspace>.
+static void xml_totals(smp_text_t *t, const xml_sums_t *x, const smp_large_stats_t *huge) {
+  xml_u64(t, "<total type=\"fast\" count=\"", x->fast_count);
+  xml_u64(t, " size=\"", x->fast_size);
+  xml_u64(t, "/>\n<total type=\"rest\" count=\"", x->rest_count);
+  xml_u64(t, " size=\"", x->rest_size);
+  smp_text_str(t, "/>\n");
+  if (huge) {
+    xml_u64(t, "<total type=\"mmap\" count=\"", huge->huge_count);
+    xml_u64(t, " size=\"", huge->huge_bytes);
+    smp_text_str(t, "/>\n");
+  }
+  static const char *const lines[] = {"<system type=\"current\"", "<system type=\"max\"",
+                                      "<aspace type=\"total\"", "<aspace type=\"mprotect\""};
+  for (size_t i = 0; i < SMP_ARRAY_LEN(lines); i++) {
+    smp_text_str(t, lines[i]);
+    xml_u64(t, " size=\"", x->mapped);
+    smp_text_str(t, "/>\n");
+  }
+}
+
+static void xml_heap(smp_heap_t *h, void *arg) {
+  xml_arg_t *a = arg;
+  smp_text_t *t = a->t;
+  smp_stats_t s;
+  if (h->is_default) smp_report_stats_locked(&s, NULL, &xml_classes, a->g);
+  else smp_heap_stats_fill(h, &s, &xml_classes, a->g);
+  xml_sums_t x = {.rest_size = s.free, .mapped = s.mapped};
+  xml_u64(t, "<heap nr=\"", a->nr++);
+  smp_text_str(t, ">\n<sizes>\n");
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    uint64_t size = smp_class_info[c].size, cached = xml_classes.cached[c];
+    uint64_t cap = xml_classes.spans[c] * smp_class_info[c].capacity, out = xml_classes.out[c];
+    uint64_t span_free = SMP_STATS && cap > out ? cap - out : 0;
+    x.fast_count += cached;
+    x.fast_size += cached * size;
+    x.rest_count += span_free;
+    if (cached + span_free == 0) continue;
+    xml_u64(t, "  <size from=\"", c > 1 ? smp_class_info[c - 1].size + 1 : 1);
+    xml_u64(t, " to=\"", size);
+    xml_u64(t, " total=\"", (cached + span_free) * size);
+    xml_u64(t, " count=\"", cached + span_free);
+    smp_text_str(t, "/>\n");
+  }
+  smp_text_str(t, "</sizes>\n");
+  xml_totals(t, &x, NULL);
+  smp_text_str(t, "</heap>\n");
+  a->all.fast_count += x.fast_count;
+  a->all.fast_size += x.fast_size;
+  a->all.rest_count += x.rest_count;
+  a->all.rest_size += x.rest_size;
+  a->all.mapped += x.mapped;
+}
+
+// The whole XML into mem (cap bytes); returns its length.
+static size_t xml_render(char *mem, size_t cap) {
+  smp_text_t t;
+  smp_text_init_mem(&t, mem, cap);
+  smp_gather_t g = {0};
+  xml_arg_t a = {&t, &g, 0, {0}};
+  smp_report_lock();
+  smp_text_str(&t, "<malloc version=\"1\">\n");
+  smp_heap_each(xml_heap, &a, &g);
+  smp_large_stats_t ls;
+  smp_large_stats(&ls, &g);
+  xml_totals(&t, &a.all, &ls);
+  smp_text_str(&t, "</malloc>\n");
+  smp_report_unlock();
+  smp_text_flush(&t);
+  return t.total;
+}
+
+// Figures gathered without waiting for a lock that malloc or free may hold (report.h), written
+// into memory of our own (mapped: not the heap being described) with the report lock held, and
+// only then to fp, whose stdio may call malloc or block on a pipe while we hold nothing.
+EXPORT int SMP_STD(malloc_info)(int options, FILE *fp) {
+  if (options != 0) return EINVAL; // as glibc: the error is the result, errno untouched
+  smp_init_ensure();
+  int saved = errno;
+  size_t cap = 64 * 1024, n = 0;
+  char *mem = NULL;
+  // A text too long for mem is rendered again into twice the length it had: it grows between
+  // two renderings by a few digits at most, or a heap or two made meanwhile.
+  for (int tries = 0; tries < 4; tries++) {
+    mem = smp_os_map(cap);
+    if (mem == NULL) break;
+    n = xml_render(mem, cap);
+    if (n < cap) break;
+    smp_os_unmap(mem, cap);
+    mem = NULL;
+    cap = smp_align_up(2 * n, smp_os_page_size());
+  }
+  int rc = 0; // an error is the result, as glibc's EINVAL: ENOMEM, or EIO if fp refused the text
+  if (mem == NULL) {
+    rc = ENOMEM;
+  } else {
+    if (fwrite(mem, 1, n, fp) != n) rc = EIO;
+    smp_os_unmap(mem, cap);
+  }
+  errno = saved;
+  return rc;
 }
 
 static int clamp_int(size_t v) { return v > INT32_MAX ? INT32_MAX : (int)v; }

@@ -4,11 +4,16 @@
   check_stats.py HELPER json   smp_stats_json's text: strict JSON (json.loads), schema version 1,
                                every member papers/design.md lists, the heap and type names that
                                need escaping read back exactly, the types' counts and sizes.
+  check_stats.py HELPER xml    malloc_info's text: well-formed XML (xml.etree) in glibc's shape,
+                               a <heap> per heap the JSON lists (nr 0, 1, ...), each with its
+                               <sizes>, totals fast and rest, system current and max, aspace
+                               total and mprotect; after them the sums, with mmap (the huge block).
 Exits 1 with a message on the first check that fails.
 """
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 ODD_HEAP = 'req"uest\\ \x01\ufffd \u00e9'  # \xff is not UTF-8: U+FFFD
 ODD_TYPE = 'odd "name"\\\n\x01\ufffd'
@@ -81,12 +86,59 @@ def check_json(text):
     return doc
 
 
+def check_totals_of(node, where, mmap):
+    kinds = [(t.get('type')) for t in node.findall('total')]
+    expect(kinds == (['fast', 'rest', 'mmap'] if mmap else ['fast', 'rest']),
+           '%s: totals %r' % (where, kinds))
+    for t in node.findall('total'):
+        int(t.get('count')), int(t.get('size'))
+    expect([(s.tag, s.get('type')) for s in node if s.tag in ('system', 'aspace')] ==
+           [('system', 'current'), ('system', 'max'), ('aspace', 'total'), ('aspace', 'mprotect')],
+           '%s: system/aspace lines' % where)
+    return {t.get('type'): (int(t.get('count')), int(t.get('size'))) for t in node.findall('total')}
+
+
+def check_xml(text, doc):
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        fail('not XML: %s\n%s' % (e, text[:2000]))
+    expect(root.tag == 'malloc' and root.get('version') == '1', 'root %s %r' % (root.tag, root.attrib))
+    heaps = root.findall('heap')
+    expect(len(heaps) == len(doc['heaps']), '%d <heap>, %d heaps' % (len(heaps), len(doc['heaps'])))
+    expect([h.get('nr') for h in heaps] == [str(i) for i in range(len(heaps))], 'heap numbers')
+    fast = rest = 0
+    for h in heaps:
+        where = 'heap %s' % h.get('nr')
+        sizes = h.find('sizes')
+        expect(sizes is not None, where + ': no <sizes>')
+        count = 0
+        for s in sizes.findall('size'):
+            lo, hi, total, n = (int(s.get(k)) for k in ('from', 'to', 'total', 'count'))
+            expect(1 <= lo <= hi and n > 0 and total == n * hi, '%s: size %r' % (where, s.attrib))
+            count += n
+        t = check_totals_of(h, where, False)
+        expect(count == t['fast'][0] + t['rest'][0], '%s: %d blocks in <sizes>, fast + rest %d' % (
+            where, count, t['fast'][0] + t['rest'][0]))
+        fast += t['fast'][0]
+        rest += t['rest'][0]
+    t = check_totals_of(root, 'malloc', True)
+    expect(t['fast'][0] == fast and t['rest'][0] == rest, 'the sums are not the heaps\' sums')
+    expect(t['mmap'][0] >= 1 and t['mmap'][1] >= 5 << 20, 'mmap: %r (a 5 MiB block is live)' % (
+        t['mmap'],))
+    return heaps
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[2] not in ('json',):
-        fail('usage: check_stats.py HELPER json')
+    if len(sys.argv) != 3 or sys.argv[2] not in ('json', 'xml'):
+        fail('usage: check_stats.py HELPER json|xml')
     helper, mode = sys.argv[1], sys.argv[2]
     doc = check_json(run(helper, 'json'))
-    print('check_stats: json: %d heaps, %d types, ok' % (len(doc['heaps']), len(doc['types'])))
+    if mode == 'json':
+        print('check_stats: json: %d heaps, %d types, ok' % (len(doc['heaps']), len(doc['types'])))
+    else:
+        heaps = check_xml(run(helper, 'xml'), doc)
+        print('check_stats: xml: %d heaps, ok' % len(heaps))
 
 
 main()

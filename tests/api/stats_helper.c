@@ -4,11 +4,15 @@
 // backslash, a newline, a control byte, a byte that is not UTF-8, an é), blocks of every tier,
 // then by mode:
 //   json     prints smp_stats_json's text on stdout (check_stats.py parses it)
+//   xml      prints malloc_info(0, stdout) (check_stats.py parses it), after checking that
+//            malloc_info(1, stdout) is EINVAL and prints nothing
 //   totals   checks that every smp_stats_t field in the JSON's "totals" equals smp_stats_get's
 //   small    checks buffers too small: the whole length returned, a NUL-terminated prefix, not a
 //            byte written past len
 // Exit 0 when the checks hold, 1 with a message on stderr when not (94: the wrong front end).
 #define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -131,13 +135,17 @@ static int run(const char *mode) {
     fputs(text, stdout);
     return 0;
   }
+  if (strcmp(mode, "xml") == 0) {
+    if (malloc_info(1, stdout) != EINVAL) return fail("malloc_info(1, ...) is not EINVAL", NULL);
+    return malloc_info(0, stdout) == 0 ? 0 : fail("malloc_info(0, stdout) failed", NULL);
+  }
   if (strcmp(mode, "totals") == 0) return check_totals();
   if (strcmp(mode, "small") == 0) return check_small();
   return fail("unknown mode", mode);
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) return fail("usage: stats_helper json|totals|small", NULL);
+  if (argc != 2) return fail("usage: stats_helper json|xml|totals|small", NULL);
   if (!test_frontend_check("api_stats_helper", stderr)) return 94;
   setup();
   return teardown(run(argv[1]));
