@@ -163,6 +163,18 @@ static void counts(smp_text_t *t, const char *label, uint64_t a, const char *mid
   smp_text_str(t, end);
 }
 
+// A name the program gave (a heap's, a type's) in a table cell: control characters, which would
+// break the table's lines, are shown as '?'. Padded with spaces to width, on the left if right.
+static void put_name(smp_text_t *t, const char *name, size_t width, bool right) {
+  size_t n = strlen(name);
+  for (size_t i = n; right && i < width; i++) smp_text_put(t, " ", 1);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    smp_text_put(t, c < 0x20 || c == 0x7f ? "?" : &name[i], 1);
+  }
+  for (size_t i = n; !right && i < width; i++) smp_text_put(t, " ", 1);
+}
+
 // The heap table: a row per live heap, the default one first (its figures are the report's
 // above, passed in), then the others in the registry's order.
 typedef struct heap_table {
@@ -183,8 +195,7 @@ static void print_heap(smp_heap_t *h, void *arg) {
     smp_heap_stats_fill(h, &s, NULL, ht->g);
   }
   smp_text_str(t, "  ");
-  smp_text_str(t, h->name);
-  for (size_t n = strlen(h->name); n < 30; n++) smp_text_str(t, " ");
+  put_name(t, h->name, 30, false);
   smp_text_bytes(t, s.in_use, 12);
   smp_text_bytes(t, s.cached, 12);
   smp_text_bytes(t, s.free, 12);
@@ -192,6 +203,51 @@ static void print_heap(smp_heap_t *h, void *arg) {
   if (s.limit) smp_text_bytes(t, s.limit, 12); else smp_text_str(t, "        none");
   smp_text_u64(t, s.failures, 12);
   smp_text_str(t, h->is_region ? "  region\n" : "\n");
+}
+
+// The malloc types' table, laid out as FreeBSD's vmstat -m: InUse is blocks, MemUse and HighUse
+// are KiB rounded up ("K"), Requests counts allocations, Size(s) lists the block sizes of the
+// classes the type's blocks came from (and "large" if some were larger). A type whose definition
+// was unloaded, and that still has blocks, is marked so. Read without locks (smp_type_foreach).
+typedef struct type_table {
+  smp_text_t *t;
+  bool header_written;
+} type_table_t;
+
+static void kib(smp_text_t *t, uint64_t bytes, int width) {
+  smp_text_u64(t, (bytes + 1023) / 1024, width - 1);
+  smp_text_put(t, "K", 1);
+}
+
+static int print_type(const smp_type_t *type, const smp_type_stats_t *s, void *arg) {
+  (void)type;
+  type_table_t *tt = arg;
+  smp_text_t *t = tt->t;
+  if (!tt->header_written) {
+    smp_text_str(t, "  malloc types:\n                Type    InUse   MemUse  HighUse   Requests  "
+                    "Size(s)\n");
+    tt->header_written = true;
+  }
+  smp_text_str(t, "  ");
+  put_name(t, s->name, 18, true);
+  smp_text_u64(t, s->blocks, 9);
+  kib(t, s->in_use, 9);
+  kib(t, s->high_water, 9);
+  smp_text_u64(t, s->requests, 11);
+  smp_text_str(t, "  ");
+  const char *comma = "";
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
+    if (!(s->classes[c / 64] >> (c % 64) & 1)) continue;
+    smp_text_str(t, comma);
+    smp_text_u64(t, smp_class_info[c].size, 0);
+    comma = ",";
+  }
+  if (s->large) {
+    smp_text_str(t, comma);
+    smp_text_str(t, "large");
+  }
+  smp_text_str(t, s->loaded ? "\n" : "  (unloaded)\n");
+  return 0;
 }
 
 void smp_report_print(int fd, smp_gather_t *g) {
@@ -319,6 +375,8 @@ void smp_report_print(int fd, smp_gather_t *g) {
   }
   heap_table_t ht = {&t, &stats, g};
   smp_heap_each(print_heap, &ht, g);
+  type_table_t tt = {&t, false};
+  smp_type_foreach(print_type, &tt);
   if (g && g->busy) {
     smp_text_str(&t, "  busy:           ");
     smp_text_u64(&t, g->busy, 0);

@@ -1,6 +1,7 @@
 // stress_stats_signal: the statistics report written by a signal handler (options stats_signal
 // and stats_file, lib/api/report.c) while threads allocate. T workers (default 4) keep 64 slots
-// each: malloc of 1 B .. 4 MiB (mostly small, some page runs, 1/512 huge), free, a block swapped
+// each: malloc of 1 B .. 4 MiB (mostly small, some page runs, 1/512 huge; 1/8 of them typed,
+// smp_malloc_type, so the reports have a type table), free, a block swapped
 // with another worker's now and then (remote frees), 1/256 malloc_trim(0) (which holds the heap
 // registry and page-heap locks for a while) and, on worker 0, 1/512 smp_stats_get (which holds
 // the report lock). The main thread raises the signal K times (-k, default 50), and after each
@@ -10,7 +11,7 @@
 // gathers made to wait for their locks, 11 runs of 12 failed so; 4 of 12 before the K signals
 // to the workers and the frequent trims).
 // Checks: 2K report titles ("smpalloc <version> statistics") in the file, each either a whole
-// report (front end, class table and heap table present) or the one-line "skipped" of a report
+// report (front end, class table, heap table and type table present) or the one-line "skipped" of a report
 // lock that stayed busy, at least one whole; errno unchanged across raise; the blocks' patterns
 // before every free.
 // The signal and the file are those of SMPALLOC_OPTIONS (stats_signal:USR2 or a number,
@@ -29,6 +30,7 @@ static stress_args_t args = {
 static atomic_bool stop;
 static _Atomic uint64_t total_ops;
 static pthread_mutex_t exchange_lock = PTHREAD_MUTEX_INITIALIZER;
+SMP_TYPE_DEFINE(M_STRESS, "stress", "blocks of stress_stats_signal's workers");
 static stress_mblock_t exchange[EXCHANGE];
 
 static void *worker(void *arg) {
@@ -47,7 +49,8 @@ static void *worker(void *arg) {
       int tier = r == 0 ? STRESS_TIER_HUGE : r < 32 ? STRESS_TIER_RUN : STRESS_TIER_SMALL;
       size_t size = tier == STRESS_TIER_SMALL ? (size_t)stress_rng_log(&rng, 1, 4096)
                                               : stress_tier_size(&rng, tier, 4 * STRESS_MIB);
-      stress_mblock_init(b, "malloc", malloc(size), size, 16, ++tag);
+      void *p = stress_rng_below(&rng, 8) == 0 ? smp_malloc_type(size, M_STRESS, 0) : malloc(size);
+      stress_mblock_init(b, "malloc", p, size, 16, ++tag);
     }
     if (stress_rng_below(&rng, 64) == 0) { // swap with the exchange: frees by other threads
       stress_mblock_t *e = &exchange[stress_rng_below(&rng, EXCHANGE)];
@@ -117,6 +120,7 @@ int main(int argc, char **argv) {
   if (fd < 0) stress_fail("cannot empty %s: %s", path, strerror(errno));
   close(fd);
 
+  free(smp_malloc_type(1, M_STRESS, 0)); // registered before the first report
   char title[64];
   snprintf(title, sizeof title, "smpalloc %s statistics", smp_version());
   pthread_t t[MAX_WORKERS];
@@ -151,11 +155,11 @@ int main(int argc, char **argv) {
   read_file(path);
   unsigned reports = count(text, title), skipped = count(text, "statistics: skipped");
   unsigned whole = count(text, "  frontend:"), tables = count(text, "class    size"),
-           heaps = count(text, "  heap     ");
+           heaps = count(text, "  heap     "), types = count(text, "  malloc types:\n");
   if (reports != want) stress_fail("%u report titles in the file, %u signals sent", reports, want);
-  if (whole + skipped != reports || tables != whole || heaps != whole)
-    stress_fail("%u reports: %u whole (%u class tables, %u heap tables), %u skipped", reports,
-                whole, tables, heaps, skipped);
+  if (whole + skipped != reports || tables != whole || heaps != whole || types != whole)
+    stress_fail("%u reports: %u whole (%u class tables, %u heap tables, %u type tables), %u "
+                "skipped", reports, whole, tables, heaps, types, skipped);
   if (whole == 0) stress_fail("every report was skipped");
   printf("stress_stats_signal: %llu ops, %u threads, %u reports (%u skipped, %u with busy locks), "
          "ok\n", (unsigned long long)atomic_load(&total_ops), args.threads, reports, skipped,
