@@ -4,8 +4,9 @@
 // come from statistics counters (small blocks in use, free blocks in spans, purges, mark
 // checks, idle scans) are not known: the totals leave them at 0 and the report says so.
 // Every reader here takes the locks of what it reads as a gather says (os.h): NULL waits for
-// them (smp_stats_get, malloc_stats), a gather gives up a busy one (smp_stats_json, the stats
-// signal), and the figures behind it are left out; the report then says how many it gave up.
+// them (smp_stats_get, malloc_stats), a gather gives up a busy one (smp_stats_json, malloc_info,
+// the stats signal), and the figures behind it are left out; the report then says how many it
+// gave up.
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
