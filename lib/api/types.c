@@ -52,6 +52,7 @@ struct smp_type_entry {
   type_rec_t *_Atomic records;    // pushed under registry_lock, read acquire
   smp_type_entry_t *_Atomic next; // registry order, appended under registry_lock
   bool report_at_exit;            // unregistered during exit with blocks left (registry_lock)
+  bool reported_at_exit;          // smp_types_report_at_exit named it (registry_lock)
   char name[NAME_MAX_LEN];
   char description[DESC_MAX_LEN];
 } __attribute__((aligned(64)));
@@ -414,7 +415,7 @@ SMP_EXPORT void smp_type_unregister(smp_type_t *t) {
     stats_of(e, t, &s);
     // At exit, later destructors may still free blocks: the report waits for the last one.
     if (s.blocks && smp_load_relaxed(&exiting) && !exit_reported) e->report_at_exit = true;
-    else if (s.blocks) report_left(e, &s);
+    else if (s.blocks && !e->reported_at_exit) report_left(e, &s);
     // t->entry stays: a destructor that runs later (or a thread still running through exit)
     // may free blocks of t by smp_free_type. An unloaded object's t is gone with its memory,
     // and a definition loaded again starts with no entry and takes this one back by name.
@@ -427,11 +428,14 @@ void smp_types_exiting(void) { smp_store_relaxed(&exiting, true); }
 
 void smp_types_report_at_exit(void) {
   smp_lock_acquire(&registry_lock);
+  // Types unregistered during exit, and types never unregistered (defined without
+  // SMP_TYPE_DEFINE's destructor, or whose destructor runs after this one).
   for (smp_type_entry_t *e = smp_load_relaxed(&first_entry); e; e = smp_load_relaxed(&e->next)) {
-    if (!e->report_at_exit) continue;
+    if (!e->report_at_exit && smp_load_relaxed(&e->type) == NULL) continue; // reported at unload
     smp_type_stats_t s;
     stats_of(e, &e->ghost, &s);
     if (s.blocks) report_left(e, &s);
+    e->reported_at_exit = true;
   }
   exit_reported = true;
   smp_lock_release(&registry_lock);
