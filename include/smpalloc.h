@@ -319,7 +319,8 @@ typedef struct smp_type {
 
 /** Unregister type t: at exit, or when the shared object defining t is unloaded (called by the
  *  destructor SMP_TYPE_DEFINE writes; a program need not call it). Reports a type that still
- *  has blocks allocated; its blocks stay valid and counted. */
+ *  has blocks allocated (during exit, after the last destructor ran); its blocks stay valid and
+ *  counted, and may still be freed by smp_free_type(p, t) while t's memory exists. */
 SMP_API void smp_type_unregister(smp_type_t *t);
 
 /** Define malloc type name (an array of one smp_type_t, so that name is the smp_type_t * the
@@ -350,18 +351,22 @@ typedef struct smp_type_stats {
   uint64_t blocks;         /**< blocks of the type now allocated */
   uint64_t requests;       /**< successful allocations so far (realloc that moves counts) */
   uint64_t frees;          /**< frees so far */
-  uint64_t failures;       /**< allocations refused (limit, or memory exhausted) */
+  uint64_t failures;       /**< allocations that returned NULL for lack of memory, the limit,
+                                 or SMP_NOWAIT (EINVAL, a bad call, is not counted) */
   uint64_t high_water;     /**< the most bytes in use at once (see smp_type_stats_get) */
   uint64_t limit;          /**< the type's limit in bytes (0: none) */
   uint64_t classes[2];     /**< bit c: blocks of size class c were allocated (classes 1-80) */
-  uint64_t large;          /**< allocations larger than the small classes (over 64 KiB) */
+  uint64_t large;          /**< allocations served by page runs or mappings (over 64 KiB, or
+                                 aligned beyond what the small classes give) */
   uint32_t flags;          /**< the type's flags */
   uint32_t loaded;         /**< 1 while its definition is loaded, 0 once unregistered */
 } smp_type_stats_t;
 
 /** Allocate size bytes of type t with flags (as smp_mallocx: SMP_ZERO, SMP_ALIGN(a),
  *  SMP_NOWAIT, SMP_RESERVE, SMP_NOFAIL) from the default heap. NULL with errno ENOMEM (memory
- *  exhausted, or the type's limit reached), EAGAIN (SMP_NOWAIT) or EINVAL (bad flags, or t is
+ *  exhausted, or the type's limit reached; with SMP_NOFAIL the limit aborts as exhaustion
+ *  does), EAGAIN (SMP_NOWAIT; also a thread's first allocation of t with SMP_NOWAIT, which
+ *  would have to register t or make the thread's record of it) or EINVAL (bad flags, or t is
  *  not a type made by SMP_TYPE_DEFINE). */
 SMP_API SMP_MALLOC_LIKE void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags);
 
@@ -371,7 +376,9 @@ SMP_API SMP_MALLOC_LIKE void *smp_heap_malloc_type(smp_heap_t *h, size_t size, s
 
 /** Resize p, a block of type t (or NULL: smp_malloc_type), to size bytes in its heap, keeping
  *  the contents up to the smaller size; size 0 frees p and returns NULL. On failure NULL with
- *  errno set and p untouched. A p of another type, or untyped, is reported and aborts. */
+ *  errno set and p untouched. A p of another type, or untyped, is reported and aborts. Plain
+ *  realloc, smp_reallocx and smp_heap_realloc keep a typed block's type too (with SMP_NOWAIT,
+ *  smp_heap_realloc of a typed block is always EAGAIN). */
 SMP_API void *smp_realloc_type(void *p, size_t size, smp_type_t *t, unsigned flags);
 
 /** Free p, a block of type t (NULL is ignored). A p that is not a live block of type t (of
