@@ -448,13 +448,14 @@ void register_smp_benchmarks() {
   find(smp.mallocx, "smp_mallocx");
   if (!smp.found()) return;
   benchmark::RegisterBenchmark("heap_pair", heap_pair)->Arg(16)->Arg(256)->Arg(4096);
-  benchmark::RegisterBenchmark("mallocx_pair", mallocx_pair)->Arg(16)->Arg(256)->Arg(4096)
+  benchmark::RegisterBenchmark("mallocx_pair", mallocx_pair)->Arg(16)->Arg(64)->Arg(256)->Arg(4096)
       ->Threads(1)->Threads(2);
   find(smp.malloc_type, "smp_malloc_type");
   find(smp.free_type, "smp_free_type");
   if (smp.malloc_type && smp.free_type)
-    benchmark::RegisterBenchmark("typed_pair", typed_pair)->Arg(16)->Arg(256)->Arg(4096)
-        ->Threads(1)->Threads(2);
+    // 48 and 240: the block classes of mallocx_pair/64 and /256 (a typed block is 16 larger).
+    benchmark::RegisterBenchmark("typed_pair", typed_pair)->Arg(16)->Arg(48)->Arg(240)->Arg(256)
+        ->Arg(4096)->Threads(1)->Threads(2);
   // 1 GiB a heap: three iterations (each fills the heap anew, ~1 s untimed).
   benchmark::RegisterBenchmark("heap_destroy", heap_destroy)
       ->Arg(1024)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
