@@ -18,9 +18,15 @@
 #include "report.h"
 #include "types.h"
 
-SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
+// The upkeep every slow path of malloc does first.
+static void slow_path_upkeep(void) {
   smp_init_ensure();
   smp_background_ensure();
+  if (SMP_UNLIKELY(smp_load_relaxed(&smp_report_signal_pending))) smp_report_signal_retry();
+}
+
+SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
+  slow_path_upkeep();
   void *p = smp_frontend_alloc_slow(cls);
   if (SMP_UNLIKELY(p == NULL)) { // the OOM handler may free memory and ask for another try
     p = smp_heapapi_default_failed(smp_class_info[cls].size, SMP_MIN_ALIGN, false);
@@ -32,8 +38,7 @@ SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
 }
 
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
-  smp_init_ensure();
-  smp_background_ensure();
+  slow_path_upkeep();
   void *p = smp_large_alloc(&SMP_HEAP_DEFAULT->pages, size, align, zero, false);
   if (p == NULL) p = smp_heapapi_default_failed(size, align, zero);
   if (p == NULL) errno = ENOMEM;

@@ -69,8 +69,8 @@ void smp_init_slow(void) {
   smp_options_parse(smp_os_getenv("SMPALLOC_OPTIONS"));
   uint64_t seed = smp_os_random_seed();
   smp_span_init_keys(seed);
-  smp_types_init(seed);
   smp_sizeclass_init(smp_options.cache_size);
+  smp_types_init(seed); // after the classes: it tabulates their typed sizes
   if (smp_options.stats) {
     int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
     if (fd >= 0) report_fd = fd;

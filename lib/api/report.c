@@ -410,8 +410,10 @@ static void stats_signal_handler(int sig) {
   errno = saved;
 }
 
-void smp_report_signal_install(void) {
-  if (smp_options.stats_signal == 0) return;
+// Tries left to install the handler, while it could not be (see smp_report_signal_install).
+_Atomic unsigned smp_report_signal_pending;
+
+static bool signal_install(void) {
   // The file is opened on each report, not once here: a program may close every descriptor it
   // did not open (daemons do), and a log rotated away is created anew.
   struct sigaction sa;
@@ -420,7 +422,22 @@ void smp_report_signal_install(void) {
   sa.sa_flags = SA_RESTART; // the program's interrupted system calls carry on
   sigemptyset(&sa.sa_mask);
   int saved = errno;
-  if (sigaction((int)smp_options.stats_signal, &sa, NULL) != 0)
-    smp_debug_warn("stats_signal: the handler could not be installed", NULL);
+  bool ok = sigaction((int)smp_options.stats_signal, &sa, NULL) == 0;
   errno = saved;
+  return ok;
+}
+
+void smp_report_signal_install(void) {
+  if (smp_options.stats_signal == 0) return;
+  // Start-up may come before a runtime that interposes sigaction is ready (the sanitizers'
+  // runtimes, which then refuse): the slow paths try again, up to 64 times, then warn.
+  if (!signal_install()) smp_store_relaxed(&smp_report_signal_pending, 64);
+}
+
+void smp_report_signal_retry(void) {
+  unsigned left = smp_load_relaxed(&smp_report_signal_pending);
+  if (left == 0 || !atomic_compare_exchange_strong(&smp_report_signal_pending, &left, left - 1))
+    return; // another thread is trying
+  if (signal_install()) smp_store_relaxed(&smp_report_signal_pending, 0);
+  else if (left == 1) smp_debug_warn("stats_signal: the handler could not be installed", NULL);
 }

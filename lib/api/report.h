@@ -48,6 +48,10 @@ void smp_report_stats_locked(struct smp_stats *out, smp_report_totals_t *totals,
 void smp_report_print(int fd, smp_gather_t *g);
 // Install the stats signal's handler (start-up; nothing without the option stats_signal).
 void smp_report_signal_install(void);
+// Nonzero while the handler of stats_signal still has to be installed (start-up could not:
+// tries left); the slow paths of malloc then call smp_report_signal_retry.
+extern _Atomic unsigned smp_report_signal_pending;
+void smp_report_signal_retry(void);
 // The emergency reserve's size and bytes in use (heapapi.c), locks taken as g says.
 void smp_heapapi_reserve_stats(uint64_t *size, uint64_t *in_use, smp_gather_t *g);
 

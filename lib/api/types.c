@@ -44,7 +44,9 @@ struct smp_type_entry {
   _Atomic uint64_t charged;       // bytes in use + every record's credit (see types.h)
   _Atomic uint64_t high_water;    // the most charged ever was
   _Atomic uint64_t limit;         // 0: none
-  _Atomic uint64_t publish_above; // a free publishes its thread's credit past this (0: a limit)
+  _Atomic uint64_t publish_above; // a free publishes its thread's credit past this (0: a limit,
+                                  // or zero-on-free: the free hit path leaves those to
+                                  // free_type_publish)
   _Atomic uint64_t failures;
   _Atomic uint64_t large;         // allocations above the small classes
   _Atomic uint64_t classes[2];    // bit c: class c was used
@@ -103,14 +105,20 @@ void smp_types_set_exit_key(unsigned key) {
 
 #define REC_ADD(field, v) smp_store_relaxed(&(field), smp_load_relaxed(&(field)) + (v))
 
+// The records of the first SMP_TYPE_NEAR types registered sit in an array of the thread's own
+// (no table pointer to load, no bound but the constant); the others in the mapped table.
+#define SMP_TYPE_NEAR 16
+static __thread type_rec_t *near_recs[SMP_TYPE_NEAR] SMP_TLS_IE;
+
 SMP_INLINE type_rec_t *record_at(size_t index) {
+  if (SMP_LIKELY(index < SMP_TYPE_NEAR)) return near_recs[index];
   return index < self.cap ? self.recs[index] : NULL;
 }
 SMP_INLINE type_rec_t *record_of(const smp_type_entry_t *e) { return record_at(e->index); }
 // The slot of a registered type t (its entry was loaded with acquire): its entry's index. Read
 // from t, not from the entry, so the record's lookup does not wait for the entry's load.
 SMP_INLINE size_t slot_of(const smp_type_t *t) {
-  return (size_t)__atomic_load_n(&t->slot, __ATOMIC_RELAXED) - 1;
+  return (size_t)__atomic_load_n(&t->slot, __ATOMIC_RELAXED);
 }
 
 static bool table_grow(size_t need) {
@@ -130,7 +138,7 @@ static bool table_grow(size_t need) {
 // The calling thread's record for e: a free one of e's taken over, or a new one. NULL if the
 // OS has no memory for it.
 static SMP_NOINLINE type_rec_t *record_slow(smp_type_entry_t *e) {
-  if (e->index >= self.cap && !table_grow(e->index)) return NULL;
+  if (e->index >= SMP_TYPE_NEAR && e->index >= self.cap && !table_grow(e->index)) return NULL;
   uintptr_t me = (uintptr_t)&self_id;
   type_rec_t *r;
   for (r = smp_load_acquire(&e->records); r; r = r->next) {
@@ -149,7 +157,8 @@ static SMP_NOINLINE type_rec_t *record_slow(smp_type_entry_t *e) {
     smp_lock_release(&registry_lock);
     if (r == NULL) return NULL;
   }
-  self.recs[e->index] = r;
+  if (e->index < SMP_TYPE_NEAR) near_recs[e->index] = r;
+  else self.recs[e->index] = r;
   if (!self.key_set && exit_key_valid) { // the destructor runs only for a non-NULL value
     pthread_setspecific(exit_key, (void *)1);
     self.key_set = true;
@@ -176,6 +185,9 @@ static void record_release(type_rec_t *r) {
 void smp_types_thread_exit(void *arg) {
   (void)arg;
   self.key_set = false; // a later typed call in this thread's destructors sets it again
+  for (size_t i = 0; i < SMP_TYPE_NEAR; i++)
+    if (near_recs[i]) record_release(near_recs[i]);
+  memset(near_recs, 0, sizeof near_recs);
   for (size_t i = 0; i < self.cap; i++)
     if (self.recs[i]) record_release(self.recs[i]);
   if (self.recs) smp_os_unmap(self.recs, self.cap * sizeof *self.recs);
@@ -243,6 +255,12 @@ SMP_INLINE void count_alloc(smp_type_entry_t *e, type_rec_t *r, unsigned cls) {
   else if (SMP_UNLIKELY(!smp_load_relaxed(&e->class_used[cls]))) class_first_used(e, cls);
 }
 
+// A free of e publishes its thread's credit past this: at once for a type with a limit (the limit
+// is exact) or cleared when freed (so the free hit path, which takes neither, has one test).
+static uint64_t publish_threshold(const smp_type_entry_t *e) {
+  return smp_load_relaxed(&e->limit) || (e->flags & SMP_TYPE_ZERO_ON_FREE) ? 0 : SMP_TYPE_CREDIT;
+}
+
 SMP_INLINE void count_free(smp_type_entry_t *e, type_rec_t *r, uint64_t n) {
   REC_ADD(r->frees, 1);
   uint64_t credit = smp_load_relaxed(&r->credit) + n;
@@ -274,7 +292,12 @@ SMP_INLINE smp_type_entry_t *header_entry(const void *p, unsigned off_log2) {
   return (smp_type_entry_t *)(w0 & ~(uintptr_t)63);
 }
 
+// Per size class, what a typed block of it holds: the class size less the header.
+static uint32_t typed_usable[SMP_CLASS_COUNT];
+
 void smp_types_init(uint64_t seed) {
+  for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
+    typed_usable[c] = (uint32_t)smp_class_info[c].size - SMP_TYPE_HEADER;
   uint64_t z = seed + 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -324,10 +347,10 @@ static SMP_NOINLINE smp_type_entry_t *register_type(smp_type_t *t) {
   if (e == NULL && (e = meta_alloc(sizeof *e)) != NULL) {
     e->index = entries++;
     e->flags = t->flags;
-    smp_store_relaxed(&e->publish_above, SMP_TYPE_CREDIT);
+    smp_store_relaxed(&e->publish_above, publish_threshold(e));
     copy_name(e->name, sizeof e->name, t->name ? t->name : "?");
     copy_name(e->description, sizeof e->description, t->description);
-    e->ghost = (smp_type_t){SMP_TYPE_MAGIC, t->flags, e->name, e->description, e, e->index + 1, 0};
+    e->ghost = (smp_type_t){SMP_TYPE_MAGIC, t->flags, e->name, e->description, e, e->index, 0};
     if (last_entry) smp_store_release(&last_entry->next, e);
     else smp_store_release(&first_entry, e);
     last_entry = e;
@@ -335,7 +358,7 @@ static SMP_NOINLINE smp_type_entry_t *register_type(smp_type_t *t) {
   }
   if (e) {
     smp_store_release(&e->type, t);
-    __atomic_store_n(&t->slot, (uintptr_t)e->index + 1, __ATOMIC_RELAXED); // before entry:
+    __atomic_store_n(&t->slot, (uintptr_t)e->index, __ATOMIC_RELAXED); // before entry:
     __atomic_store_n((smp_type_entry_t **)&t->entry, e, __ATOMIC_RELEASE); // read after it
   }
   smp_lock_release(&registry_lock);
@@ -622,7 +645,7 @@ static SMP_NOINLINE void *malloc_type_slow(size_t size, smp_type_t *t, unsigned 
 static SMP_NOINLINE void *typed_finish(char *b, unsigned cls, smp_type_entry_t *e) {
   if (b == NULL && (b = smp_alloc_class(cls)) == NULL) return failed(e, ENOMEM);
   type_rec_t *r = record(e);
-  uint64_t usable = smp_class_info[cls].size - SMP_TYPE_HEADER;
+  uint64_t usable = typed_usable[cls];
   if (r == NULL || !charge_slow(e, r, usable)) {
     smp_block_unmark(b);
     smp_free(b);
@@ -634,26 +657,47 @@ static SMP_NOINLINE void *typed_finish(char *b, unsigned cls, smp_type_entry_t *
   return p;
 }
 
+// The hit path charged and counted a block of class cls that its front end then did not have:
+// the block comes from the front end's slow path (and with no memory, the charge and the count
+// are undone: the only time a reader may see requests go back, by the failed one).
+static SMP_NOINLINE void *typed_refund_finish(smp_type_entry_t *e, unsigned cls) {
+  char *b = smp_alloc_class(cls);
+  if (b == NULL) {
+    type_rec_t *r = record_of(e);
+    REC_ADD(r->credit, typed_usable[cls]);
+    smp_store_relaxed(&r->allocs, smp_load_relaxed(&r->allocs) - 1);
+    return failed(e, ENOMEM);
+  }
+  char *p = b + SMP_TYPE_HEADER;
+  header_write(p, e, 4);
+  if (!smp_load_relaxed(&e->class_used[cls])) class_first_used(e, cls);
+  return p;
+}
+
 // The hit path: a small block of the default heap popped from the front end, charged to the
 // thread's credit; anything else (first use, flags, a miss) is typed_alloc's, a charge that
 // needs the shared word typed_finish's. Its only calls are tail calls.
 SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
   smp_type_entry_t *e = t && t->magic == SMP_TYPE_MAGIC ? entry_known(t) : NULL;
-  // size 0 goes the slow way (size - 1 wraps): a 16-byte block would put the pointer at the
+  // One test for flags 0 and 0 < size <= SMP_SMALL_MAX - 16 (flags sit above size - 1's bits).
+  // Size 0 goes the slow way (size - 1 wraps): a 16-byte block would put the pointer at the
   // next block's start.
-  if (SMP_LIKELY(e != NULL && flags == 0 && size - 1 < SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
+  if (SMP_LIKELY(e != NULL &&
+                 ((size - 1) | (uint64_t)flags << 32) < SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
     unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER);
-    char *b = smp_frontend_alloc_fast(cls);
-    if (SMP_UNLIKELY(b == NULL)) return typed_finish(NULL, cls, e);
+    // Counted before the pop, so that only e and cls live across it (the rseq sequence needs
+    // the other registers): a pop that misses gives the credit back.
     type_rec_t *r = record_at(slot_of(t));
-    uint64_t usable = smp_class_info[cls].size - SMP_TYPE_HEADER, credit;
+    uint64_t usable = typed_usable[cls], credit;
     if (SMP_UNLIKELY(r == NULL || (credit = smp_load_relaxed(&r->credit)) < usable ||
                      smp_load_relaxed(&e->limit))) // a limit is exact: charged each time
-      return typed_finish(b, cls, e);
+      return typed_finish(NULL, cls, e);
     smp_store_relaxed(&r->credit, credit - usable);
+    REC_ADD(r->allocs, 1);
+    char *b = smp_frontend_alloc_fast(cls);
+    if (SMP_UNLIKELY(b == NULL)) return typed_refund_finish(e, cls);
     char *p = b + SMP_TYPE_HEADER;
     header_write(p, e, 4); // its word 1 is the block's mark word: no unmark needed
-    REC_ADD(r->allocs, 1);
     if (SMP_UNLIKELY(!smp_load_relaxed(&e->class_used[cls]))) class_first_used(e, cls);
     return p;
   }
@@ -716,6 +760,17 @@ static SMP_NOINLINE void free_type_slow(void *p, smp_type_t *t) {
   type_mismatch("smp_free_type", NULL, t, p); // a live untyped block
 }
 
+// The free hit path's block p (header checked, type t's) when its thread's credit is to be
+// published or the type clears its blocks.
+static SMP_NOINLINE void free_type_publish(smp_type_entry_t *e, type_rec_t *r, char *p, size_t cls) {
+  uint64_t usable = typed_usable[cls];
+  count_free(e, r, usable);
+  if (e->flags & SMP_TYPE_ZERO_ON_FREE) memset(p, 0, usable);
+  char *b = p - SMP_TYPE_HEADER;
+  smp_block_mark(b);
+  if (!smp_frontend_free_fast(b, cls)) smp_frontend_free_slow(b, cls);
+}
+
 // The hit path: a block of the default heap's small classes with the plain 16-byte header, of
 // type t, freed by a thread that has its record, into the front end. Only tail calls.
 SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
@@ -734,9 +789,13 @@ SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
       smp_type_entry_t *e = (smp_type_entry_t *)(w0 & ~(uintptr_t)63);
       type_rec_t *r;
       if (SMP_LIKELY(h[1] == header_check(w0, p) && t != NULL && e == entry_known(t) &&
-                     (r = record_at(slot_of(t))) != NULL &&
-                     !(e->flags & SMP_TYPE_ZERO_ON_FREE))) {
-        count_free(e, r, smp_class_info[cls].size - SMP_TYPE_HEADER);
+                     (r = record_at(slot_of(t))) != NULL)) {
+        uint64_t usable = typed_usable[cls];
+        uint64_t credit = smp_load_relaxed(&r->credit) + usable;
+        if (SMP_UNLIKELY(credit > smp_load_relaxed(&e->publish_above)))
+          return free_type_publish(e, r, p, cls);
+        REC_ADD(r->frees, 1);
+        smp_store_relaxed(&r->credit, credit);
         smp_block_mark(b); // its word 1 held the header's check, never its mark
         if (SMP_LIKELY(smp_frontend_free_fast(b, cls))) return;
         smp_frontend_free_slow(b, cls);
@@ -833,6 +892,6 @@ SMP_EXPORT int smp_type_set_limit(smp_type_t *t, size_t bytes) {
   smp_type_entry_t *e = t && t->magic == SMP_TYPE_MAGIC ? entry_of(t) : NULL;
   if (e == NULL) return t && t->magic == SMP_TYPE_MAGIC ? ENOMEM : EINVAL;
   smp_store_relaxed(&e->limit, (uint64_t)bytes);
-  smp_store_relaxed(&e->publish_above, bytes ? 0 : SMP_TYPE_CREDIT); // a limit wants it exact
+  smp_store_relaxed(&e->publish_above, publish_threshold(e));
   return 0;
 }
