@@ -115,10 +115,16 @@ SMP_INLINE type_rec_t *record_at(size_t index) {
   return index < self.cap ? self.recs[index] : NULL;
 }
 SMP_INLINE type_rec_t *record_of(const smp_type_entry_t *e) { return record_at(e->index); }
-// The slot of a registered type t (its entry was loaded with acquire): its entry's index. Read
-// from t, not from the entry, so the record's lookup does not wait for the entry's load.
+// The slot of a registered type t (its entry was loaded with acquire): its entry's index, read
+// from t, not from the entry, so the record's lookup does not wait for the entry's load. A type
+// with a limit has SLOT_LIMITED in its slot, so that no record is found there: the hit paths
+// leave such a type to the slow ones (which charge exactly) with no test of their own.
+#define SLOT_LIMITED ((uintptr_t)1 << 63)
 SMP_INLINE size_t slot_of(const smp_type_t *t) {
   return (size_t)__atomic_load_n(&t->slot, __ATOMIC_RELAXED);
+}
+static uintptr_t slot_value(const smp_type_entry_t *e) {
+  return (uintptr_t)e->index | (smp_load_relaxed(&e->limit) ? SLOT_LIMITED : 0);
 }
 
 static bool table_grow(size_t need) {
@@ -358,7 +364,7 @@ static SMP_NOINLINE smp_type_entry_t *register_type(smp_type_t *t) {
   }
   if (e) {
     smp_store_release(&e->type, t);
-    __atomic_store_n(&t->slot, (uintptr_t)e->index, __ATOMIC_RELAXED); // before entry:
+    __atomic_store_n(&t->slot, slot_value(e), __ATOMIC_RELAXED); // before entry:
     __atomic_store_n((smp_type_entry_t **)&t->entry, e, __ATOMIC_RELEASE); // read after it
   }
   smp_lock_release(&registry_lock);
@@ -670,7 +676,6 @@ static SMP_NOINLINE void *typed_refund_finish(smp_type_entry_t *e, unsigned cls)
   }
   char *p = b + SMP_TYPE_HEADER;
   header_write(p, e, 4);
-  if (!smp_load_relaxed(&e->class_used[cls])) class_first_used(e, cls);
   return p;
 }
 
@@ -686,19 +691,18 @@ SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
                  ((size - 1) | (uint64_t)flags << 32) < SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
     unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER);
     // Counted before the pop, so that only e and cls live across it (the rseq sequence needs
-    // the other registers): a pop that misses gives the credit back.
+    // the other registers): a pop that misses takes its block from the slow path.
     type_rec_t *r = record_at(slot_of(t));
     uint64_t usable = typed_usable[cls], credit;
-    if (SMP_UNLIKELY(r == NULL || (credit = smp_load_relaxed(&r->credit)) < usable ||
-                     smp_load_relaxed(&e->limit))) // a limit is exact: charged each time
-      return typed_finish(NULL, cls, e);
+    if (SMP_UNLIKELY(r == NULL || (credit = smp_load_relaxed(&r->credit)) < usable))
+      return typed_finish(NULL, cls, e); // also a type with a limit (see slot_of)
     smp_store_relaxed(&r->credit, credit - usable);
     REC_ADD(r->allocs, 1);
+    if (SMP_UNLIKELY(!smp_load_relaxed(&e->class_used[cls]))) class_first_used(e, cls);
     char *b = smp_frontend_alloc_fast(cls);
     if (SMP_UNLIKELY(b == NULL)) return typed_refund_finish(e, cls);
     char *p = b + SMP_TYPE_HEADER;
     header_write(p, e, 4); // its word 1 is the block's mark word: no unmark needed
-    if (SMP_UNLIKELY(!smp_load_relaxed(&e->class_used[cls]))) class_first_used(e, cls);
     return p;
   }
   return malloc_type_slow(size, t, flags);
@@ -891,7 +895,13 @@ SMP_EXPORT int smp_type_foreach(int (*fn)(const smp_type_t *, const smp_type_sta
 SMP_EXPORT int smp_type_set_limit(smp_type_t *t, size_t bytes) {
   smp_type_entry_t *e = t && t->magic == SMP_TYPE_MAGIC ? entry_of(t) : NULL;
   if (e == NULL) return t && t->magic == SMP_TYPE_MAGIC ? ENOMEM : EINVAL;
+  smp_lock_acquire(&registry_lock); // against a registration writing the slot
   smp_store_relaxed(&e->limit, (uint64_t)bytes);
   smp_store_relaxed(&e->publish_above, publish_threshold(e));
+  __atomic_store_n(&e->ghost.slot, slot_value(e), __ATOMIC_RELAXED);
+  smp_type_t *def = smp_load_relaxed(&e->type);
+  if (def) __atomic_store_n(&def->slot, slot_value(e), __ATOMIC_RELAXED);
+  if (t != def) __atomic_store_n(&t->slot, slot_value(e), __ATOMIC_RELAXED);
+  smp_lock_release(&registry_lock);
   return 0;
 }
