@@ -308,7 +308,7 @@ typedef struct smp_type {
   const char *name;        /**< short name, as vmstat -m's Type column */
   const char *description; /**< what the type's blocks are for */
   void *entry;             /**< the allocator's record of the type (set on first use) */
-  uintptr_t slot;          /**< the allocator's number for the type, plus 1 (set with entry) */
+  uintptr_t slot;          /**< the allocator's number for the type, and a bit when it has a limit */
   uintptr_t reserved;
 } smp_type_t;
 
