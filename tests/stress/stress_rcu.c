@@ -1,0 +1,187 @@
+// stress_rcu: RCU-deferred free (include/smpalloc_rcu.h) under one liburcu flavour (built three
+// times: STRESS_RCU_MEMB, _QSBR, _BP). Reader threads look up nodes of a shared table inside
+// read-side sections and check every byte of each node they see; updater threads replace nodes
+// (rcu_xchg_pointer) and defer the old ones with smp_free_rcu, while allocating and freeing
+// blocks of the nodes' size that they fill with a poison pattern, so that a node freed before
+// its grace period ended is soon reused and overwritten: a reader then sees a node that is not
+// whole and the test fails. Built with STRESS_RCU_EARLY (the defect: plain free instead of
+// smp_free_rcu) it fails, which shows that it can. Then: smp_rcu_barrier from every updater at
+// once, a fork with batches pending (the child allocates, defers and barriers on its own), and
+// at the end every deferred block freed (smp_rcu_stats_get), and an exit with a batch pending.
+#include "stress_common.h"
+
+#if defined(STRESS_RCU_QSBR)
+#include <urcu-qsbr.h>
+#define FLAVOUR "qsbr"
+#elif defined(STRESS_RCU_BP)
+#include <urcu-bp.h>
+#define FLAVOUR "bp"
+#else
+#include <urcu.h>
+#define FLAVOUR "memb"
+#endif
+#include <sys/wait.h>
+
+#include "smpalloc.h"
+#include "smpalloc_rcu.h"
+
+#define SLOTS 256
+#define NODE_WORDS 14 // a 128-byte node: magic, serial, 14 words of pattern
+#define MAGIC 0x4c49564e4f44454bull
+#define POISON 0xdeadbeefdeadbeefull
+
+typedef struct node {
+  uint64_t magic;
+  uint64_t serial;
+  uint64_t word[NODE_WORDS];
+} node_t;
+
+static node_t *_Atomic slots[SLOTS];
+static stress_args_t args = {.threads = 4, .iters = 200000, .seconds = 3, .seed = 1};
+static stress_budget_t budget;
+static _Atomic bool stop;
+static _Atomic uint64_t deferred, reads, serials;
+
+static uint64_t pattern(uint64_t serial, unsigned i) { return stress_mix64(serial * 31 + i); }
+
+static node_t *node_new(void) {
+  node_t *n = malloc(sizeof *n);
+  if (n == NULL) stress_fail("malloc of a node failed");
+  n->serial = atomic_fetch_add(&serials, 1);
+  for (unsigned i = 0; i < NODE_WORDS; i++) n->word[i] = pattern(n->serial, i);
+  n->magic = MAGIC;
+  return n;
+}
+
+static void node_check(const node_t *n) {
+  uint64_t magic = n->magic, serial = n->serial;
+  if (magic != MAGIC)
+    stress_fail(FLAVOUR ": a reader saw a node with magic %llx (freed before its grace period?)",
+                (unsigned long long)magic);
+  for (unsigned i = 0; i < NODE_WORDS; i++)
+    if (n->word[i] != pattern(serial, i))
+      stress_fail(FLAVOUR ": node %llu word %u is %llx (freed before its grace period?)",
+                  (unsigned long long)serial, i, (unsigned long long)n->word[i]);
+}
+
+static void *reader(void *arg) {
+  stress_rng_t rng;
+  stress_rng_seed(&rng, (uint64_t)(uintptr_t)arg);
+#ifndef STRESS_RCU_BP
+  rcu_register_thread();
+#endif
+  uint64_t n = 0;
+  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    rcu_read_lock();
+    for (int k = 0; k < 16; k++) {
+      node_t *p = rcu_dereference(slots[stress_rng_below(&rng, SLOTS)]);
+      if (p) node_check(p);
+    }
+    rcu_read_unlock();
+#ifdef STRESS_RCU_QSBR
+    rcu_quiescent_state();
+#endif
+    n++;
+  }
+#ifndef STRESS_RCU_BP
+  rcu_unregister_thread();
+#endif
+  atomic_fetch_add(&reads, n);
+  return NULL;
+}
+
+static void *updater(void *arg) {
+  stress_rng_t rng;
+  stress_rng_seed(&rng, (uint64_t)(uintptr_t)arg);
+  void *churn[64] = {0};
+  for (uint64_t i = 0; stress_continue(&budget, i); i++) {
+    node_t *fresh = node_new();
+    node_t *old = rcu_xchg_pointer(&slots[stress_rng_below(&rng, SLOTS)], fresh);
+    if (old) {
+#ifdef STRESS_RCU_EARLY
+      free(old); // the defect this test must catch
+#else
+      if (smp_free_rcu(old) != 0) stress_fail("smp_free_rcu failed: errno %d", errno);
+#endif
+      atomic_fetch_add(&deferred, 1);
+    }
+    // Blocks of the node's class, poisoned whole, so that a node freed early is overwritten.
+    unsigned c = (unsigned)stress_rng_below(&rng, 64);
+    free(churn[c]);
+    churn[c] = malloc(sizeof(node_t));
+    if (churn[c]) memset(churn[c], 0xef, sizeof(node_t));
+    if (i % 5000 == 0) smp_rcu_flush();
+  }
+  for (unsigned c = 0; c < 64; c++) free(churn[c]);
+  smp_rcu_barrier(); // from every updater at once
+  return NULL;
+}
+
+static void fork_with_pending(void) {
+  for (int i = 0; i < 100; i++) { // a partly filled batch when the fork happens
+    node_t *old = rcu_xchg_pointer(&slots[i], node_new());
+    if (old && smp_free_rcu(old) == 0) atomic_fetch_add(&deferred, 1);
+  }
+  call_rcu_before_fork(); // liburcu's hooks, which any program that uses call_rcu owes a fork
+  pid_t pid = fork();
+  if (pid < 0) stress_fail("fork failed");
+  if (pid > 0) call_rcu_after_fork_parent();
+  if (pid == 0) { // the child defers and waits on its own
+    call_rcu_after_fork_child();
+    for (int i = 0; i < 2000; i++) {
+      node_t *n = node_new();
+      if (smp_free_rcu(n) != 0) _exit(3);
+    }
+    smp_rcu_barrier();
+    smp_rcu_stats_t s = {.version = SMP_RCU_STATS_VERSION, .size = sizeof s};
+    smp_rcu_stats_get(&s);
+    _exit(s.freed_blocks >= 2000 ? 0 : 4);
+  }
+  int status;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    stress_fail("the fork child failed (status 0x%x)", status);
+}
+
+int main(int argc, char **argv) {
+  stress_args_parse(&args, "stress_rcu", "readers and updaters of an RCU table; -t updaters",
+                    argc, argv);
+  stress_require_smpalloc();
+  budget = stress_budget(args.iters, args.seconds);
+#ifndef STRESS_RCU_BP
+  rcu_register_thread();
+#endif
+  for (int i = 0; i < SLOTS; i++) slots[i] = node_new();
+#ifdef STRESS_RCU_QSBR
+  rcu_thread_offline(); // the main thread only updates from here on
+#endif
+  unsigned nreaders = args.threads, nupdaters = args.threads;
+  pthread_t r[64], u[64];
+  for (unsigned i = 0; i < nreaders && i < 64; i++)
+    pthread_create(&r[i], NULL, reader, (void *)(uintptr_t)(args.seed * 100 + i));
+  for (unsigned i = 0; i < nupdaters && i < 64; i++)
+    pthread_create(&u[i], NULL, updater, (void *)(uintptr_t)(args.seed * 1000 + i));
+  for (unsigned i = 0; i < nupdaters && i < 64; i++) pthread_join(u[i], NULL);
+  atomic_store(&stop, true);
+  for (unsigned i = 0; i < nreaders && i < 64; i++) pthread_join(r[i], NULL);
+  // Readers gone (a child cannot end a grace period that waits for a reader thread it did not
+  // inherit), batches pending: fork.
+  fork_with_pending();
+  smp_rcu_barrier();
+  smp_rcu_stats_t s = {.version = SMP_RCU_STATS_VERSION, .size = sizeof s};
+  if (smp_rcu_stats_get(&s) != 0) stress_fail("smp_rcu_stats_get failed");
+#ifndef STRESS_RCU_EARLY
+  if (s.pending_blocks != 0 || s.pending_bytes != 0 || s.freed_blocks != atomic_load(&deferred))
+    stress_fail(FLAVOUR ": after the barrier: pending %llu blocks, %llu bytes; freed %llu of %llu",
+                (unsigned long long)s.pending_blocks, (unsigned long long)s.pending_bytes,
+                (unsigned long long)s.freed_blocks, (unsigned long long)atomic_load(&deferred));
+#endif
+  // Exit with a batch pending: freed or not, nothing may crash or be reported.
+  for (int i = 0; i < 10; i++) smp_free_rcu(rcu_xchg_pointer(&slots[i], node_new()));
+#ifdef STRESS_RCU_QSBR
+  rcu_thread_online();
+#endif
+  printf("stress_rcu (" FLAVOUR "): %llu deferred, %llu read-side sections, %llu batches, ok\n",
+         (unsigned long long)atomic_load(&deferred), (unsigned long long)atomic_load(&reads),
+         (unsigned long long)s.batches);
+  return 0;
+}
