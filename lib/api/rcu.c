@@ -25,6 +25,8 @@
 #include "debug.h"
 #include "init.h"
 #include "os.h"
+#include "pagemap.h"
+#include "sizeclass.h"
 
 #define BATCH_BYTES 4096
 #define FLAVOURS 4                                // flavours one thread may use at once
@@ -174,7 +176,11 @@ static SMP_NOINLINE thread_rcu_t *record_acquire(void) {
 
 SMP_EXPORT int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flavor) {
   if (p == NULL) return 0;
-  size_t usable = smp_usable_size(p); // reports a pointer that is no live block of ours
+  // The block's size: from its page class for the default heap's small blocks (free checks
+  // them fully when the batch is freed), else smp_usable_size, which reports a pointer that is
+  // no live block of ours.
+  size_t cls = smp_pagemap_owns(p) ? smp_pagemap_class(p) : 0;
+  size_t usable = cls ? smp_class_info[cls].size : smp_usable_size(p);
   thread_rcu_t *t = self ? self : record_acquire();
   if (t == NULL) goto no_memory;
   record_lock(t);
