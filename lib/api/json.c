@@ -9,6 +9,9 @@
 #include <stddef.h>
 
 #include "smpalloc.h"
+#if SMP_HAVE_URCU
+#include "smpalloc_rcu.h"
+#endif
 #include "assertion.h"
 #include "cpucache.h"
 #include "debug.h"
@@ -270,6 +273,17 @@ SMP_EXPORT int smp_stats_json(char *buf, size_t len) {
   begin(&j, "types", "[");
   smp_type_foreach(type_member, &j);
   end(&j, "]");
+#if SMP_HAVE_URCU
+  smp_rcu_stats_t rs = {.version = SMP_RCU_STATS_VERSION, .size = sizeof rs};
+  smp_rcu_stats_get(&rs); // record locks are held only inside smp_free_rcu, never by malloc
+  begin(&j, "rcu", "{");
+  number(&j, "pending_blocks", rs.pending_blocks);
+  number(&j, "pending_bytes", rs.pending_bytes);
+  number(&j, "batches", rs.batches);
+  number(&j, "freed_blocks", rs.freed_blocks);
+  number(&j, "oldest_ms", rs.oldest_ms);
+  end(&j, "}");
+#endif
   number(&j, "busy", g.busy); // last: every gathering above may add to it
   end(&j, "}");
   smp_report_unlock();

@@ -28,6 +28,9 @@
 #include "sizeclass.h"
 #include "stats.h"
 #include "tcache.h"
+#if SMP_HAVE_URCU
+#include "smpalloc_rcu.h"
+#endif
 
 // Guards ts, cs and transfer (too big for small thread stacks, or a signal handler's). Taken
 // before any other allocator lock, and by the fork handler first, so a child never inherits it
@@ -378,6 +381,23 @@ void smp_report_print(int fd, smp_gather_t *g) {
   smp_heap_each(print_heap, &ht, g);
   type_table_t tt = {&t, false};
   smp_type_foreach(print_type, &tt);
+#if SMP_HAVE_URCU
+  // Not in the stats signal's report: the thread it interrupted may hold its record's lock.
+  smp_rcu_stats_t rs = {.version = SMP_RCU_STATS_VERSION, .size = sizeof rs};
+  if (g == NULL && smp_rcu_stats_get(&rs) == 0 && (rs.batches || rs.pending_blocks)) {
+    smp_text_str(&t, "  rcu deferred:   ");
+    smp_text_u64(&t, rs.pending_blocks, 0);
+    smp_text_str(&t, " blocks (");
+    smp_text_bytes(&t, rs.pending_bytes, 0);
+    smp_text_str(&t, ") wait for a grace period, the oldest batch for ");
+    smp_text_u64(&t, rs.oldest_ms, 0);
+    smp_text_str(&t, " ms; ");
+    smp_text_u64(&t, rs.batches, 0);
+    smp_text_str(&t, " batches sent, ");
+    smp_text_u64(&t, rs.freed_blocks, 0);
+    smp_text_str(&t, " blocks freed\n");
+  }
+#endif
   if (g && g->busy) {
     smp_text_str(&t, "  busy:           ");
     smp_text_u64(&t, g->busy, 0);

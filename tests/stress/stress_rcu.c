@@ -175,6 +175,13 @@ int main(int argc, char **argv) {
                 (unsigned long long)s.pending_blocks, (unsigned long long)s.pending_bytes,
                 (unsigned long long)s.freed_blocks, (unsigned long long)atomic_load(&deferred));
 #endif
+  // The JSON and the report name the deferred frees.
+  static char json[1 << 20];
+  smp_stats_json(json, sizeof json);
+  char want[96];
+  snprintf(want, sizeof want, "\"freed_blocks\":%llu", (unsigned long long)s.freed_blocks);
+  if (strstr(json, "\"rcu\":{") == NULL || strstr(json, want) == NULL)
+    stress_fail(FLAVOUR ": smp_stats_json has no rcu member with %s", want);
   // Exit with a batch pending: freed or not, nothing may crash or be reported.
   for (int i = 0; i < 10; i++) smp_free_rcu(rcu_xchg_pointer(&slots[i], node_new()));
 #ifdef STRESS_RCU_QSBR
