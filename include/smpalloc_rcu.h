@@ -13,8 +13,11 @@
  *   smp_free_rcu(old);            // freed once every reader that could see it has left
  *
  * Pointers are batched per thread into page-sized arrays, one call_rcu per full batch, as the
- * kernel's kvfree_rcu does; the callback frees the batch's blocks. smp_free_rcu never blocks
- * and never writes into the block it defers (readers may still be reading it).
+ * kernel's kvfree_rcu does; the callback frees the batch's blocks. A batch also goes when it is
+ * 100 ms old at its thread's next deferral; a thread that stops deferring keeps its partial
+ * batch until it defers again, exits, calls smp_rcu_flush, or any thread calls smp_rcu_barrier.
+ * smp_free_rcu never blocks and never writes into the block it defers (readers may still be
+ * reading it).
  */
 #ifndef SMPALLOC_RCU_H
 #define SMPALLOC_RCU_H
@@ -53,7 +56,8 @@ typedef struct smp_rcu_stats {
   uint64_t pending_bytes;  /**< their usable bytes */
   uint64_t batches;        /**< batches sent to call_rcu so far */
   uint64_t freed_blocks;   /**< blocks freed after their grace period so far */
-  uint64_t oldest_ms;      /**< age of the oldest batch sent and not yet freed (0: none) */
+  uint64_t oldest_ms;      /**< how long the oldest block still pending has waited, in ms
+                                (0: none) */
 } smp_rcu_stats_t;
 
 /** Fill *out (version and size set by the caller). 0, or EINVAL. */

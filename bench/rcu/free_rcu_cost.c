@@ -2,8 +2,11 @@
 // (liburcu memb): smp_free_rcu against call_rcu with a callback per object (the object carries
 // its rcu_head) and defer_rcu. Each thread allocates 64-byte blocks and defers them; the time of
 // the deferring loop (allocation included, the same for all three) is divided by the calls, and
-// the malloc/free loop alone is shown for reference. Medians of 5 runs. Run:
-// build-bench/bench/free_rcu_cost [calls per thread].
+// the malloc/free loop alone is shown for reference. Medians of 5 runs. Then the reclamation
+// latency: one thread defers a block every 10 us for 2 s while the main thread reads, every
+// millisecond, how long the oldest block still pending has waited (smp_rcu_stats_get's
+// oldest_ms): the 50th and 99th percentiles and the most of those samples bound the latency of
+// the blocks from above. Run: build-bench/bench/free_rcu_cost [calls per thread].
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +61,39 @@ static int by_value(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+static _Atomic int latency_stop;
+static void *defer_slowly(void *arg) {
+  (void)arg;
+  rcu_register_thread();
+  struct timespec pause = {0, 10000};
+  while (!latency_stop) {
+    smp_free_rcu(malloc(64));
+    nanosleep(&pause, NULL);
+  }
+  rcu_unregister_thread();
+  return NULL;
+}
+
+static void latency(void) {
+  enum { SAMPLES = 2000 };
+  static double age[SAMPLES];
+  pthread_t t;
+  pthread_create(&t, NULL, defer_slowly, NULL);
+  struct timespec ms = {0, 1000000};
+  for (int i = 0; i < SAMPLES; i++) {
+    nanosleep(&ms, NULL);
+    smp_rcu_stats_t s = {.version = SMP_RCU_STATS_VERSION, .size = sizeof s};
+    smp_rcu_stats_get(&s);
+    age[i] = (double)s.oldest_ms;
+  }
+  latency_stop = 1;
+  pthread_join(t, NULL);
+  qsort(age, SAMPLES, sizeof age[0], by_value);
+  printf("reclamation (memb, a block every 10 us): oldest pending p50 %.0f ms, p99 %.0f ms, "
+         "most %.0f ms (%d samples, 1 ms apart)\n",
+         age[SAMPLES / 2], age[SAMPLES * 99 / 100], age[SAMPLES - 1], SAMPLES);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) calls = atol(argv[1]);
   const char *names[] = {"malloc+free (reference)", "smp_free_rcu", "call_rcu per object",
@@ -83,5 +119,6 @@ int main(int argc, char **argv) {
     printf("%-26s %6.1f ns per call (median of %d runs, %d threads, %ld calls each)\n",
            names[mode], med[mode][RUNS / 2], RUNS, THREADS, calls);
   }
+  latency();
   return 0;
 }

@@ -31,11 +31,14 @@
 #define BATCH_BYTES 4096
 #define FLAVOURS 4                                // flavours one thread may use at once
 #define STALL_BYTES ((uint64_t)256 << 20)         // pending past this: a warning (once)
+#define BATCH_AGE_MS 100 // a partial batch this old goes at its thread's next deferral (checked
+                         // every 32 blocks: the clock is read that often)
 
 typedef struct batch {
   struct rcu_head head;
   const struct rcu_flavor_struct *flavor;
   struct batch *prev, *next; // the sent list (sent_lock)
+  uint64_t made_ms;           // its first block's deferral
   uint64_t sent_ms;
   uint64_t bytes;            // usable bytes of its blocks
   uint32_t n;
@@ -194,6 +197,7 @@ SMP_EXPORT int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flav
     b->flavor = flavor;
     b->n = 0;
     b->bytes = 0;
+    b->made_ms = smp_os_now_ms();
     i = free_slot;
     t->f[i].flavor = flavor;
     t->f[i].batch = b;
@@ -201,7 +205,7 @@ SMP_EXPORT int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flav
   batch_t *b = t->f[i].batch;
   b->ptr[b->n++] = p;
   b->bytes += usable;
-  if (b->n == BATCH_CAP) {
+  if (b->n == BATCH_CAP || (b->n % 32 == 0 && smp_os_now_ms() - b->made_ms >= BATCH_AGE_MS)) {
     t->f[i].batch = NULL;
     t->f[i].flavor = NULL;
     record_unlock(t);
@@ -230,13 +234,15 @@ SMP_EXPORT int smp_rcu_stats_get(smp_rcu_stats_t *out) {
   if (out == NULL || out->version == 0 || out->size < offsetof(smp_rcu_stats_t, pending_bytes))
     return EINVAL;
   smp_rcu_stats_t s = {.version = SMP_RCU_STATS_VERSION, .size = sizeof s};
-  uint64_t partial_blocks = 0, partial_bytes = 0;
+  uint64_t partial_blocks = 0, partial_bytes = 0, oldest_partial = 0;
   for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
     record_lock(t);
     for (unsigned i = 0; i < FLAVOURS; i++)
       if (t->f[i].batch) {
         partial_blocks += t->f[i].batch->n;
         partial_bytes += t->f[i].batch->bytes;
+        if (oldest_partial == 0 || t->f[i].batch->made_ms < oldest_partial)
+          oldest_partial = t->f[i].batch->made_ms;
       }
     record_unlock(t);
   }
@@ -245,8 +251,9 @@ SMP_EXPORT int smp_rcu_stats_get(smp_rcu_stats_t *out) {
   s.batches = smp_load_relaxed(&batches_sent);
   s.freed_blocks = smp_load_relaxed(&freed_blocks);
   smp_lock_acquire(&sent_lock);
-  uint64_t oldest = sent_oldest ? sent_oldest->sent_ms : 0;
+  uint64_t oldest = sent_oldest ? sent_oldest->made_ms : 0;
   smp_lock_release(&sent_lock);
+  if (oldest_partial && (oldest == 0 || oldest_partial < oldest)) oldest = oldest_partial;
   uint64_t now = smp_os_now_ms();
   s.oldest_ms = oldest && now > oldest ? now - oldest : 0;
   uint32_t filled = out->size < sizeof s ? out->size : (uint32_t)sizeof s;
