@@ -37,6 +37,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <urcu.h>
@@ -505,10 +506,12 @@ static int execute(struct conn *c, size_t argc) {
     return wstr(c, "*0\r\n");
   }
   if (is(av[0], al[0], "COMMAND")) return wstr(c, "*0\r\n");
-  char b[128];
-  snprintf(b, sizeof b, "-ERR unknown command '%.*s'\r\n", (int)(al[0] > 64 ? 64 : al[0]), av[0]);
-  for (char *s = b; *s; s++)
-    if ((unsigned char)*s < 32 && s[0] != '\r' && s[0] != '\n') *s = '?';
+  char name[65], b[128];
+  size_t nl = al[0] > 64 ? 64 : al[0];
+  for (size_t i = 0; i < nl; i++) // no control bytes (CR, LF, NUL) in the one-line reply
+    name[i] = (unsigned char)av[0][i] < 32 || av[0][i] == 127 ? '?' : av[0][i];
+  name[nl] = 0;
+  snprintf(b, sizeof b, "-ERR unknown command '%s'\r\n", name);
   return wstr(c, b);
 }
 
@@ -652,8 +655,18 @@ static void *worker_main(void *arg) {
   struct worker *w = arg;
   rcu_register_thread();
   struct epoll_event evs[MAX_EVENTS];
+  struct timespec last_flush;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &last_flush);
   while (!atomic_load(&stopping)) {
     int n = epoll_wait(w->epfd, evs, MAX_EVENTS, 100);
+    // smp_free_rcu batches per thread: send a partly filled batch at least every 100 ms, or
+    // a worker that went quiet would keep its old values (counted against --max-memory).
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if ((now.tv_sec - last_flush.tv_sec) * 1000 + (now.tv_nsec - last_flush.tv_nsec) / 1000000 >= 100) {
+      smp_rcu_flush();
+      last_flush = now;
+    }
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL) { // new connections from the acceptor
         int fds[64];

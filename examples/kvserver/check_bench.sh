@@ -1,0 +1,57 @@
+#!/bin/bash
+# ctest's example_kvserver_bench: kvserver under redis-benchmark (every test prints a rate and
+# no error), then replies checked with redis-cli, then SIGTERM and exit status 0.
+# Usage: check_bench.sh KVSERVER
+. "$(dirname "$0")/kv_start.sh"
+start_server "$1" --threads 2
+echo "kvserver on 127.0.0.1:$PORT"
+
+out=$(timeout 40 redis-benchmark -h 127.0.0.1 -p "$PORT" -n 20000 -c 8 -t ping,set,get,incr,mset -q 2>&1)
+rc=$?
+# -q rewrites a progress line with \r; keep the final figures only.
+res=$(printf '%s\n' "$out" | tr '\r' '\n' | grep 'requests per second')
+printf '%s\n' "$res"
+[ "$rc" = 0 ] || fail "redis-benchmark exited with $rc: $out"
+for t in PING_INLINE PING_MBULK SET GET INCR 'MSET (10 keys)'; do
+  printf '%s\n' "$res" | grep -q "^$t: [0-9.]* requests per second" || fail "no rate for $t"
+done
+if printf '%s\n' "$out" | grep -Eiq 'error|WARNING'; then fail "redis-benchmark reported: $out"; fi
+
+cli() { timeout 5 redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
+expect() { # expect WANT CMD...
+  want=$1; shift
+  got=$(cli "$@") || fail "redis-cli $* failed"
+  [ "$got" = "$want" ] || fail "$*: got '${got:0:200}', want '$want'"
+}
+expect OK SET greeting "hello world"
+expect "hello world" GET greeting
+expect OK SET greeting replaced
+expect replaced GET greeting
+expect "" GET nosuchkey
+expect 1 INCR ctr
+expect 2 INCR ctr
+expect 2 GET ctr
+expect OK SET notnum abc
+got=$(cli INCR notnum); [[ "$got" == *"not an integer"* ]] || fail "INCR of a string: '$got'"
+expect OK MSET k1 v1 k2 v2 k3 v3
+expect v1 GET k1
+expect v3 GET k3
+expect 2 DEL k1 k2 nosuchkey
+expect "" GET k1
+expect v3 GET k3
+big=$(head -c 300000 /dev/zero | tr '\0' x)
+# -x: the value from stdin (300000 bytes is over one argument's limit for exec)
+got=$(printf '%s' "$big" | cli -x SET big) || fail "SET big failed"
+[ "$got" = OK ] || fail "SET big: '${got:0:200}'"
+[ "$(cli GET big)" = "$big" ] || fail "300000-byte value does not round-trip"
+info=$(cli INFO) || fail "INFO failed"
+printf '%s' "$info" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+names = {t["name"] for t in d["types"]}
+missing = {"key", "value", "conn"} - names
+sys.exit("INFO types lack %s (have %s)" % (missing, names) if missing else 0)
+' || fail "INFO is not JSON with types key, value and conn: ${info:0:400}"
+expect PONG PING
+stop_server
+echo PASS
