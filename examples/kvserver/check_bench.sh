@@ -17,6 +17,18 @@ for t in PING_INLINE PING_MBULK SET GET INCR 'MSET (10 keys)'; do
 done
 if printf '%s\n' "$out" | grep -Eiq 'error|WARNING'; then fail "redis-benchmark reported: $out"; fi
 
+# Again over 5000 random keys, 16 commands pipelined per write: every SET replaces a node (and
+# defers the old one), and replies for many commands go out in one buffer.
+out=$(timeout 30 redis-benchmark -h 127.0.0.1 -p "$PORT" -n 20000 -c 8 -r 5000 -P 16 -t set,get,incr -q 2>&1)
+rc=$?
+res=$(printf '%s\n' "$out" | tr '\r' '\n' | grep 'requests per second')
+printf 'pipelined (-P 16, -r 5000):\n%s\n' "$res"
+[ "$rc" = 0 ] || fail "redis-benchmark -P 16 exited with $rc: $out"
+for t in SET GET INCR; do
+  printf '%s\n' "$res" | grep -q "^$t: [0-9.]* requests per second" || fail "-P 16: no rate for $t"
+done
+if printf '%s\n' "$out" | grep -Eiq 'error|WARNING'; then fail "redis-benchmark -P 16 reported: $out"; fi
+
 cli() { timeout 5 redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
 expect() { # expect WANT CMD...
   want=$1; shift
