@@ -41,9 +41,27 @@ void smp_text_flush(smp_text_t *t) {
   t->len = 0;
 }
 
+// A full buffer bound for a file goes out up to its last newline, the rest staying for the next
+// write: each write(2) then ends a line, so text that another writer appends to the same file
+// meanwhile (O_APPEND: the stats signal's reports, warnings) falls between lines, never inside
+// one. A buffer with no newline goes whole.
+static void flush_full(smp_text_t *t) {
+  size_t end = t->len;
+  while (end > 0 && t->buf[end - 1] != '\n') end--;
+  if (t->mem || end == 0) {
+    smp_text_flush(t);
+    return;
+  }
+  size_t rest = t->len - end;
+  t->len = end;
+  smp_text_flush(t);
+  memmove(t->buf, t->buf + end, rest);
+  t->len = rest;
+}
+
 void smp_text_put(smp_text_t *t, const char *s, size_t n) {
   while (n > 0) {
-    if (t->len == sizeof(t->buf)) smp_text_flush(t);
+    if (t->len == sizeof(t->buf)) flush_full(t);
     size_t room = sizeof(t->buf) - t->len;
     size_t k = n < room ? n : room;
     memcpy(t->buf + t->len, s, k);
