@@ -1710,8 +1710,10 @@ Test(destroy, memory_returns_to_the_os) {
               (unsigned long long)p2.heaps);
   cr_assert_leq(rss2 + (rss1 - rss0) * 9 / 10, rss1, "destroy gave back only %zd of %zu bytes "
                 "of resident memory", (ssize_t)rss1 - (ssize_t)rss2, rss1 - rss0);
-  cr_assert_leq(p2.mapped, p1.mapped, "process mapped grew at destroy");
-  cr_assert_leq(p2.resident, p1.resident, "process resident grew at destroy");
+  // Other threads of the process (Criterion's, the background thread) may allocate meanwhile:
+  // the default heap may map one chunk more, or touch a few pages, while 36 MiB go back.
+  cr_assert_leq(p2.mapped, p1.mapped + 4 * MiB, "process mapped grew at destroy");
+  cr_assert_leq(p2.resident, p1.resident + 1 * MiB, "process resident grew at destroy");
   cr_assert_eq(p2.heaps, p1.heaps - 1, "heaps %llu -> %llu at destroy",
                (unsigned long long)p1.heaps, (unsigned long long)p2.heaps);
 }
