@@ -1,7 +1,15 @@
 // Layer: api. See types.h for the header of a typed block and the counters.
 // Registry: entries (allocator memory, 64-aligned, never freed) on one list in registration
 // order. Appends and record creation take registry_lock; readers (statistics, smp_type_foreach,
-// the JSON) walk the lists with acquire loads and take no lock. An entry outlives its
+// the JSON) walk the lists with acquire loads and take no lock. Memory orders: an entry or
+// record is filled, then linked with a release store (entry->next, first_entry, e->records), so
+// a reader's acquire load sees it whole; t->entry is stored with release after t->slot, and the
+// hit paths load it with acquire before the slot. A record changes hands by a CAS of its owner
+// from 0 (acquire) after its last owner published its credit and stored 0 (release), so the
+// new owner continues from the counts the old one left. Counters are single-writer (relaxed
+// load and store by the owner, relaxed loads by readers); charged, high_water, failures and
+// the class bits are relaxed atomics, exact once the writers are quiet. stress_types (and its
+// ThreadSanitizer run) races readers against writers and threads that hand their records on. An entry outlives its
 // definition: when a shared object that defined a type is unloaded, the entry keeps a copy of
 // the names (its `ghost` type) and goes on counting the blocks still allocated; a definition of
 // the same name loaded again takes the entry back.
