@@ -4,8 +4,13 @@
 // call_rcu (through liburcu's rcu_flavor_struct, which the caller passes: smpalloc does not link
 // liburcu); its callback, after a grace period, frees every block in it and the batch.
 // Concurrency: a thread's record is used by its thread and, to take its partial batches, by
-// smp_rcu_barrier and the statistics, so it has a spin lock (one exchange per call; another
-// thread holds it only for a few loads and stores). Records are never freed: a thread's exit
+// smp_rcu_barrier and the statistics, so it has a spin lock of its own (one exchange per call,
+// acquire, released by a release store; smp_lock_t would cost a second atomic per call, and
+// another thread holds it only for a few loads and stores). Records are linked with a release
+// store once filled and walked with acquire loads; a record changes hands by a CAS of its owner
+// from 0 (acquire) after the exiting owner's release store of 0. stress_rcu (per flavour, also
+// under AddressSanitizer) checks every byte readers see while batches move. Records are never
+// freed: a thread's exit
 // sends its batches and gives the record up for the next new thread. Sent batches sit on one
 // list (sent_lock) so that the statistics know the oldest; their counts are atomics.
 // Fork: the child's records are unlocked, the other threads' given up (their partial batches
