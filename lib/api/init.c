@@ -87,7 +87,13 @@ void smp_init_slow(void) {
 }
 
 #if SMP_INIT_AT_LOAD
-__attribute__((constructor)) static void init_at_load(void) { smp_init_ensure(); }
+__attribute__((constructor)) static void init_at_load(void) {
+  smp_init_ensure();
+  // A sanitizer runtime's sigaction refuses while its pre-init runs (it mallocs, so start-up may
+  // run inside it); constructors come after every pre-init, so the stats_signal handler is in
+  // place before main, not at some later slow path.
+  if (smp_load_relaxed(&smp_report_signal_pending)) smp_report_signal_retry();
+}
 #endif
 
 __attribute__((destructor)) static void report_at_exit(void) {

@@ -103,6 +103,17 @@ static unsigned count(const char *s, const char *needle) {
 }
 
 int main(int argc, char **argv) {
+  // Checked before anything allocates: the handler must be in place when main starts, even where
+  // a sanitizer runtime refused sigaction during its pre-init (UBSan's refused the install then,
+  // and the first signal killed the test, when no slow path happened to try again before it).
+  const char *early = getenv("SMPALLOC_OPTIONS");
+  char early_sig[32];
+  if (early && test_option_last(early, "stats_signal", early_sig, sizeof early_sig)) {
+    struct sigaction now;
+    if (signal_of(early_sig) > 0 && sigaction(signal_of(early_sig), NULL, &now) == 0 &&
+        now.sa_handler == SIG_DFL)
+      stress_fail("stats_signal:%s: no handler installed when main starts", early_sig);
+  }
   stress_args_parse(&args, "stress_stats_signal",
                     "-t workers, -k signals raised (as many sent to workers), -s time cap", argc,
                     argv);
