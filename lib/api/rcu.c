@@ -29,13 +29,13 @@
 #include "compiler.h"
 #include "debug.h"
 #include "init.h"
+#include "options.h"
 #include "os.h"
 #include "pagemap.h"
 #include "sizeclass.h"
 
 #define BATCH_BYTES 4096
 #define FLAVOURS 4                                // flavours one thread may use at once
-#define STALL_BYTES ((uint64_t)256 << 20)         // pending past this: a warning (once)
 #define BATCH_AGE_MS 100 // a partial batch this old goes at its thread's next deferral (checked
                          // every 32 blocks: the clock is read that often)
 
@@ -109,9 +109,9 @@ static void batch_send(batch_t *b) {
   atomic_fetch_add_explicit(&batches_sent, 1, memory_order_relaxed);
   uint64_t bytes = atomic_fetch_add_explicit(&pending_bytes, b->bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&pending_blocks, b->n, memory_order_relaxed);
-  if (bytes + b->bytes > STALL_BYTES && !smp_load_relaxed(&stall_warned) &&
-      !atomic_exchange(&stall_warned, true))
-    smp_debug_warn("smp_free_rcu: more than 256 MiB wait for a grace period",
+  if (smp_options.rcu_stall && bytes + b->bytes > smp_options.rcu_stall &&
+      !smp_load_relaxed(&stall_warned) && !atomic_exchange(&stall_warned, true))
+    smp_debug_warn("smp_free_rcu: more bytes than rcu_stall wait for a grace period",
                    "a reader that never leaves its read-side section, or a QSBR thread that "
                    "never reports a quiescent state?");
   b->flavor->update_call_rcu(&b->head, batch_freed);

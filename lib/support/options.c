@@ -56,6 +56,10 @@ static const opt_entry_t opt_table[] = {
      "safely while threads allocate; 0: none", NULL},
     {"stats_file", OPT_PATH, 0, 0, 0, offsetof(smp_options_t, stats_file),
      "the file stats_signal's reports are appended to (created if need be); default stderr", NULL},
+    {"rcu_stall", OPT_SIZE, (size_t)256 << 20, 0, (size_t)1 << 40,
+     offsetof(smp_options_t, rcu_stall),
+     "smp_free_rcu warns (once) when more bytes than this wait for a grace period (a reader "
+     "that never leaves its read-side section); 0: never", NULL},
 };
 
 // Signals a report may be asked with: those a program may catch that the kernel does not send

@@ -28,6 +28,7 @@ typedef struct smp_options {
   size_t huge_cache; // freed huge mappings kept for reuse, per heap (large.c); 0: none
   size_t stats_signal; // the signal that writes the statistics report (report.c); 0: none
   char stats_file[SMP_OPTIONS_PATH_MAX]; // where it writes it (appended); "": stderr
+  size_t rcu_stall;  // smp_free_rcu: bytes waiting for a grace period past which it warns; 0: never
 } smp_options_t;
 
 extern SMP_HIDDEN smp_options_t smp_options;
