@@ -12,12 +12,17 @@
  *   old = rcu_xchg_pointer(&table->slot, fresh);
  *   smp_free_rcu(old);            // freed once every reader that could see it has left
  *
- * Pointers are batched per thread into page-sized arrays, one call_rcu per full batch, as the
- * kernel's kvfree_rcu does; the callback frees the batch's blocks. A batch also goes when it is
- * 100 ms old at its thread's next deferral; a thread that stops deferring keeps its partial
- * batch until it defers again, exits, calls smp_rcu_flush, or any thread calls smp_rcu_barrier.
- * smp_free_rcu never blocks and never writes into the block it defers (readers may still be
- * reading it).
+ * Pointers are batched per thread into page-sized arrays, one call_rcu per full batch (504
+ * blocks, or blocks of 1 MiB together), as the kernel's kvfree_rcu does; the callback frees the
+ * batch's blocks. A batch also goes when it is 100 ms old at its thread's next deferral; a
+ * thread that stops deferring keeps its partial batch until it defers again, exits, calls
+ * smp_rcu_flush, or any thread calls smp_rcu_flush_all or smp_rcu_barrier (a server's timer
+ * thread may call smp_rcu_flush_all now and then). smp_free_rcu never blocks and never writes
+ * into the block it defers (readers may still be reading it).
+ *
+ * As liburcu asks of call_rcu, the calls that send batches (all but the statistics) are made by
+ * threads registered with the flavour (for QSBR: online), except smp_rcu_barrier, which waits
+ * for a grace period (QSBR: from an offline thread). None of them from a signal handler.
  */
 #ifndef SMPALLOC_RCU_H
 #define SMPALLOC_RCU_H
@@ -37,6 +42,12 @@ extern "C" {
  *  reported and aborts, as free does. */
 SMP_API int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flavor);
 
+/** As smp_free_rcu_flavor, but where p cannot be queued (no memory for a batch) it waits for a
+ *  grace period of flavor and frees p at once, as the kernel's kvfree_rcu_mightsleep does, so
+ *  it never fails. May sleep: only outside read-side sections (QSBR: its synchronize_rcu takes
+ *  an online caller offline while it waits). */
+SMP_API void smp_free_rcu_mightsleep_flavor(void *p, const struct rcu_flavor_struct *flavor);
+
 /** Every block deferred with flavor before this call (by any thread) has been freed when it
  *  returns: the threads' partly filled batches are sent, then liburcu's barrier for flavor
  *  waits for their callbacks. May sleep: not inside a read-side section. */
@@ -46,6 +57,13 @@ SMP_API void smp_rcu_barrier_flavor(const struct rcu_flavor_struct *flavor);
  *  blocks and then idles would otherwise hold them until it defers more, exits, or a barrier
  *  runs). Never blocks. */
 SMP_API void smp_rcu_flush_flavor(const struct rcu_flavor_struct *flavor);
+
+/** Every thread's partly filled batch of flavor is sent now, without waiting for a grace period
+ *  (smp_rcu_barrier is this, then the wait). It may wait a moment for a thread that is inside
+ *  smp_free_rcu. Returns 0, or EPERM when the kernel refused the membarrier system call that
+ *  lets it take other threads' batches (a seccomp filter installed after they began): then only
+ *  the caller's went. */
+SMP_API int smp_rcu_flush_all_flavor(const struct rcu_flavor_struct *flavor);
 
 /** Deferred-free statistics, all flavours together (versioned as smp_stats_t). */
 #define SMP_RCU_STATS_VERSION 1
@@ -67,6 +85,8 @@ SMP_API int smp_rcu_stats_get(smp_rcu_stats_t *out);
 #define smp_free_rcu(p) smp_free_rcu_flavor((p), &rcu_flavor)
 #define smp_rcu_barrier() smp_rcu_barrier_flavor(&rcu_flavor)
 #define smp_rcu_flush() smp_rcu_flush_flavor(&rcu_flavor)
+#define smp_rcu_flush_all() smp_rcu_flush_all_flavor(&rcu_flavor)
+#define smp_free_rcu_mightsleep(p) smp_free_rcu_mightsleep_flavor((p), &rcu_flavor)
 
 #ifdef __cplusplus
 }

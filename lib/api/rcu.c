@@ -1,24 +1,39 @@
 // Layer: api. RCU-deferred free (include/smpalloc_rcu.h).
 // Each thread that defers blocks has a record (thread_rcu_t) holding, per RCU flavour it used, a
-// partly filled batch: a page-sized array of pointers. A full batch is sent with the flavour's
-// call_rcu (through liburcu's rcu_flavor_struct, which the caller passes: smpalloc does not link
-// liburcu); its callback, after a grace period, frees every block in it and the batch.
-// Concurrency: a thread's record is used by its thread and, to take its partial batches, by
-// smp_rcu_barrier and the statistics, so it has a spin lock of its own (one exchange per call,
-// acquire, released by a release store; smp_lock_t would cost a second atomic per call, and
-// another thread holds it only for a few loads and stores). Records are linked with a release
-// store once filled and walked with acquire loads; a record changes hands by a CAS of its owner
-// from 0 (acquire) after the exiting owner's release store of 0. stress_rcu (per flavour, also
-// under AddressSanitizer) checks every byte readers see while batches move. Records are never
-// freed: a thread's exit
-// sends its batches and gives the record up for the next new thread. Sent batches sit on one
-// list (sent_lock) so that the statistics know the oldest; their counts are atomics.
+// partly filled batch: a page-sized array of pointers. A full batch (504 blocks, or 1 MiB of
+// blocks, or its first block 100 ms old) is sent with the flavour's call_rcu (through liburcu's
+// rcu_flavor_struct, which the caller passes: smpalloc does not link liburcu); its callback,
+// after a grace period, frees every block in it and the batch.
+// Concurrency. A record is its owner's, except when a thief (smp_rcu_barrier, under steal_lock)
+// takes its partial batches. They agree as in Dekker's algorithm, on two flags of the record:
+//   owner: busy = 1; fence; if (steal) { busy = 0 (release); wait for steal == 0 (acquire) }
+//          ... the batches ...; busy = 0 (release)
+//   thief: steal = 1; fence; wait for busy == 0 (acquire); ... the batches ...; steal = 0 (release)
+// so that never both go on: either the owner sees steal or the thief sees busy. The owner's
+// fence is nothing but a compiler barrier, and the thief's a membarrier(PRIVATE_EXPEDITED)
+// system call, which runs a full barrier on every CPU running one of our threads (fence_mode,
+// chosen once, when the first record is made); where membarrier is not there (old kernels,
+// valgrind, seccomp) or under ThreadSanitizer (which knows nothing of it), the owner's store is
+// an exchange and the thief's fence a seq_cst fence: the plain Dekker, one atomic per call. If
+// membarrier fails later (a seccomp filter installed since), a thief takes only its own record
+// and says so once. The releases and acquires above make what one wrote in the batches visible to
+// the other. The statistics read a record's figures (blocks, bytes, age of its batches), which
+// its owner stores relaxed, without either flag. Records are linked with a release store once
+// filled and walked with acquire loads; a record changes hands by a CAS of its owner from 0
+// (acquire) after the exiting owner's release store of 0. Records are never freed: a thread's
+// exit sends its batches and gives the record up for the next new thread. stress_rcu (per
+// flavour, also under AddressSanitizer) checks every byte readers see while batches move and
+// runs smp_rcu_barrier from every updater at once. Sent batches sit on one list (sent_lock) so
+// that the statistics know the oldest; their counts are atomics.
 // Fork: the child's records are unlocked, the other threads' given up (their partial batches
 // go with the next thread that takes the record, after a grace period of the child's).
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/membarrier.h>
 
 #include <urcu/call-rcu.h>
 #include <urcu/flavor.h>
@@ -36,6 +51,7 @@
 
 #define BATCH_BYTES 4096
 #define FLAVOURS 4                                // flavours one thread may use at once
+#define BATCH_SEND_BYTES ((uint64_t)1 << 20) // a batch holding this much goes at once
 #define BATCH_AGE_MS 100 // a partial batch this old goes at its thread's next deferral (checked
                          // every 32 blocks: the clock is read that often)
 
@@ -52,11 +68,14 @@ typedef struct batch {
 #define BATCH_CAP ((BATCH_BYTES - sizeof(batch_t)) / sizeof(void *))
 
 typedef struct thread_rcu {
-  _Atomic int lock;
+  _Atomic int busy;  // its owner is at its batches (only the owner writes it)
+  _Atomic int steal; // a thief wants them (thieves write it, under steal_lock)
   _Atomic uintptr_t owner; // the owning thread's id, 0: free
+  bool marked;             // the thief at it has set steal (steal_lock)
   struct {
     const struct rcu_flavor_struct *flavor;
     batch_t *batch;
+    _Atomic uint64_t blocks, bytes, made_ms; // the batch's, for the statistics (0: none)
   } f[FLAVOURS];
   struct thread_rcu *next; // the registry (immutable once published)
 } thread_rcu_t;
@@ -68,18 +87,49 @@ static bool exit_key_made;
 static __thread thread_rcu_t *self SMP_TLS_IE;
 static __thread char self_id SMP_TLS_IE;
 
+static smp_lock_t steal_lock = SMP_LOCK_INIT;
+static bool fence_mode;          // set once, under registry_lock, before the first record
+static _Atomic bool fence_failed; // membarrier refused after it worked: thieves take only theirs
+
 static smp_lock_t sent_lock = SMP_LOCK_INIT;
 static batch_t *sent_oldest, *sent_newest; // sent_lock
 static _Atomic uint64_t pending_blocks, pending_bytes, batches_sent, freed_blocks;
-static _Atomic bool stall_warned;
+static _Atomic bool stall_warned, flush_warned;
 
-static void record_lock(thread_rcu_t *t) {
-  for (unsigned spins = 0; atomic_exchange_explicit(&t->lock, 1, memory_order_acquire); spins++) {
-    if (spins < 128) smp_cpu_relax();
-    else sched_yield();
+// Whether the asymmetric fence works here (see the header).
+static bool fence_available(void) {
+#if defined(__SANITIZE_THREAD__)
+  return false;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return false;
+#endif
+#endif
+  int saved = errno;
+  bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+            syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  errno = saved;
+  return ok;
+}
+
+// The owner takes its record: busy, unless a thief is at it (then it waits for the thief).
+static inline void record_enter(thread_rcu_t *t) {
+  for (;;) {
+    if (SMP_LIKELY(fence_mode)) {
+      smp_store_relaxed(&t->busy, 1);
+      atomic_signal_fence(memory_order_seq_cst); // the thief's membarrier makes it a full fence
+    } else {
+      atomic_exchange(&t->busy, 1); // seq_cst: the thief's store and load are too
+    }
+    if (SMP_LIKELY(atomic_load(&t->steal) == 0)) return;
+    smp_store_release(&t->busy, 0);
+    for (unsigned spins = 0; smp_load_acquire(&t->steal); spins++) {
+      if (spins < 128) smp_cpu_relax();
+      else sched_yield();
+    }
   }
 }
-static void record_unlock(thread_rcu_t *t) { smp_store_release(&t->lock, 0); }
+static inline void record_leave(thread_rcu_t *t) { smp_store_release(&t->busy, 0); }
 
 static void batch_freed(struct rcu_head *head) {
   batch_t *b = (batch_t *)head;
@@ -117,20 +167,80 @@ static void batch_send(batch_t *b) {
   b->flavor->update_call_rcu(&b->head, batch_freed);
 }
 
-// Take every batch of flavor (NULL: of every flavour) out of record t, and send them.
-static void record_send(thread_rcu_t *t, const struct rcu_flavor_struct *flavor) {
-  batch_t *out[FLAVOURS];
+// Take every batch of flavor (NULL: of every flavour) out of record t, into out; returns how
+// many. The caller is t's owner inside record_enter, or a thief that holds t.
+static unsigned record_take(thread_rcu_t *t, const struct rcu_flavor_struct *flavor,
+                            batch_t **out) {
   unsigned n = 0;
-  record_lock(t);
   for (unsigned i = 0; i < FLAVOURS; i++) {
     if (t->f[i].batch && (flavor == NULL || t->f[i].flavor == flavor)) {
       out[n++] = t->f[i].batch;
       t->f[i].batch = NULL;
       t->f[i].flavor = NULL;
+      smp_store_relaxed(&t->f[i].blocks, 0);
+      smp_store_relaxed(&t->f[i].bytes, 0);
+      smp_store_relaxed(&t->f[i].made_ms, 0);
     }
   }
-  record_unlock(t);
+  return n;
+}
+
+// The calling thread sends its own batches of flavor (NULL: all).
+static void own_send(thread_rcu_t *t, const struct rcu_flavor_struct *flavor) {
+  batch_t *out[FLAVOURS];
+  record_enter(t);
+  unsigned n = record_take(t, flavor, out);
+  record_leave(t);
   for (unsigned i = 0; i < n; i++) batch_send(out[i]);
+}
+
+// Whether t's figures show a batch (of any flavour): relaxed reads, no handshake.
+static bool record_has_batch(thread_rcu_t *t) {
+  for (unsigned i = 0; i < FLAVOURS; i++)
+    if (smp_load_relaxed(&t->f[i].made_ms) != 0) return true;
+  return false;
+}
+
+// Send every thread's batches of flavor: the caller's own, and the others' taken from them as
+// the header says. Returns false if membarrier failed, so that only the caller's went.
+static bool all_send(const struct rcu_flavor_struct *flavor) {
+  if (self) own_send(self, flavor);
+  smp_lock_acquire(&steal_lock);
+  // Only records whose figures show a batch: a deferral that happened before this call stored
+  // them before it returned. (Taking the others too would also starve their owners, whom a thief
+  // that loops keeps out.)
+  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
+    t->marked = t != self && record_has_batch(t);
+    if (t->marked) atomic_store(&t->steal, 1); // seq_cst: the plain Dekker's store
+  }
+  bool ok = true;
+  if (fence_mode) {
+    int saved = errno;
+    ok = !smp_load_relaxed(&fence_failed) &&
+         syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+    errno = saved;
+    if (!ok) smp_store_relaxed(&fence_failed, true);
+  } else {
+    atomic_thread_fence(memory_order_seq_cst);
+  }
+  batch_t *out[FLAVOURS];
+  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
+    if (!t->marked) continue;
+    unsigned n = 0;
+    if (ok) {
+      for (unsigned spins = 0; atomic_load(&t->busy); spins++) { // seq_cst, and an acquire
+        if (spins < 128) smp_cpu_relax();
+        else sched_yield();
+      }
+      n = record_take(t, flavor, out);
+    }
+    smp_store_release(&t->steal, 0);
+    // Sent with the lock held (call_rcu does not wait for anything of ours): a batch taken is
+    // out of every record, so the statistics would miss it until it is on the sent list.
+    for (unsigned i = 0; i < n; i++) batch_send(out[i]);
+  }
+  smp_lock_release(&steal_lock);
+  return ok;
 }
 
 static void thread_exit(void *arg) {
@@ -138,18 +248,26 @@ static void thread_exit(void *arg) {
   thread_rcu_t *t = self;
   if (t == NULL) return;
   self = NULL;
-  record_send(t, NULL);
+  own_send(t, NULL);
   smp_store_release(&t->owner, 0);
 }
 
-static void fork_prepare(void) { smp_lock_acquire(&registry_lock); }
-static void fork_parent(void) { smp_lock_release(&registry_lock); }
+static void fork_prepare(void) {
+  smp_lock_acquire(&steal_lock);
+  smp_lock_acquire(&registry_lock);
+}
+static void fork_parent(void) {
+  smp_lock_release(&registry_lock);
+  smp_lock_release(&steal_lock);
+}
 static void fork_child(void) {
   smp_lock_release(&registry_lock);
+  smp_lock_release(&steal_lock);
   // The other threads are gone: their records are free for the child's new threads (with
-  // whatever partial batches they held), and no lock is held by anyone.
+  // whatever partial batches they held), and no thief is at any.
   for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
-    smp_store_relaxed(&t->lock, 0);
+    smp_store_relaxed(&t->busy, 0);
+    smp_store_relaxed(&t->steal, 0);
     if (t != self) smp_store_relaxed(&t->owner, 0);
   }
 }
@@ -167,6 +285,7 @@ static SMP_NOINLINE thread_rcu_t *record_acquire(void) {
     if (!exit_key_made) {
       exit_key_made = pthread_key_create(&exit_key, thread_exit) == 0;
       pthread_atfork(fork_prepare, fork_parent, fork_child);
+      fence_mode = fence_available(); // before any record is published (release below)
     }
     t = smp_os_map(sizeof *t); // a page: records are few (one per thread that defers)
     if (t) {
@@ -191,14 +310,14 @@ SMP_EXPORT int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flav
   size_t usable = cls ? smp_class_info[cls].size : smp_usable_size(p);
   thread_rcu_t *t = self ? self : record_acquire();
   if (t == NULL) goto no_memory;
-  record_lock(t);
+  record_enter(t);
   unsigned i, free_slot = FLAVOURS;
   for (i = 0; i < FLAVOURS && t->f[i].flavor != flavor; i++)
     if (t->f[i].flavor == NULL && free_slot == FLAVOURS) free_slot = i;
   if (i == FLAVOURS) { // this flavour's first block since its last batch went
-    if (free_slot == FLAVOURS) goto unlock_no_memory; // a fifth flavour at once
+    if (free_slot == FLAVOURS) goto leave_no_memory; // a fifth flavour at once
     batch_t *b = smp_malloc(BATCH_BYTES);
-    if (b == NULL) goto unlock_no_memory;
+    if (b == NULL) goto leave_no_memory;
     b->flavor = flavor;
     b->n = 0;
     b->bytes = 0;
@@ -206,32 +325,53 @@ SMP_EXPORT int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flav
     i = free_slot;
     t->f[i].flavor = flavor;
     t->f[i].batch = b;
+    smp_store_relaxed(&t->f[i].made_ms, b->made_ms);
   }
   batch_t *b = t->f[i].batch;
   b->ptr[b->n++] = p;
   b->bytes += usable;
-  if (b->n == BATCH_CAP || (b->n % 32 == 0 && smp_os_now_ms() - b->made_ms >= BATCH_AGE_MS)) {
-    t->f[i].batch = NULL;
-    t->f[i].flavor = NULL;
-    record_unlock(t);
+  if (b->n == BATCH_CAP || b->bytes >= BATCH_SEND_BYTES ||
+      (b->n % 32 == 0 && smp_os_now_ms() - b->made_ms >= BATCH_AGE_MS)) {
+    batch_t *out[FLAVOURS];
+    record_take(t, flavor, out);
+    record_leave(t);
     batch_send(b);
     return 0;
   }
-  record_unlock(t);
+  smp_store_relaxed(&t->f[i].blocks, b->n);
+  smp_store_relaxed(&t->f[i].bytes, b->bytes);
+  record_leave(t);
   return 0;
-unlock_no_memory:
-  record_unlock(t);
+leave_no_memory:
+  record_leave(t);
 no_memory:
   errno = ENOMEM;
   return ENOMEM;
 }
 
+SMP_EXPORT void smp_free_rcu_mightsleep_flavor(void *p, const struct rcu_flavor_struct *flavor) {
+  int saved = errno;
+  if (smp_free_rcu_flavor(p, flavor) == 0) return;
+  flavor->update_synchronize_rcu(); // no reader that could see p is left
+  smp_free(p);
+  errno = saved;
+}
+
 SMP_EXPORT void smp_rcu_flush_flavor(const struct rcu_flavor_struct *flavor) {
-  if (self) record_send(self, flavor);
+  if (self) own_send(self, flavor);
+}
+
+SMP_EXPORT int smp_rcu_flush_all_flavor(const struct rcu_flavor_struct *flavor) {
+  if (all_send(flavor)) return 0;
+  if (!atomic_exchange(&flush_warned, true))
+    smp_debug_warn("smp_rcu_flush_all, smp_rcu_barrier: membarrier refused (a seccomp filter?)",
+                   "other threads' partly filled batches go when they defer again, flush, or "
+                   "exit; barriers do not wait for them");
+  return EPERM;
 }
 
 SMP_EXPORT void smp_rcu_barrier_flavor(const struct rcu_flavor_struct *flavor) {
-  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) record_send(t, flavor);
+  smp_rcu_flush_all_flavor(flavor);
   flavor->barrier();
 }
 
@@ -240,17 +380,13 @@ SMP_EXPORT int smp_rcu_stats_get(smp_rcu_stats_t *out) {
     return EINVAL;
   smp_rcu_stats_t s = {.version = SMP_RCU_STATS_VERSION, .size = sizeof s};
   uint64_t partial_blocks = 0, partial_bytes = 0, oldest_partial = 0;
-  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
-    record_lock(t);
-    for (unsigned i = 0; i < FLAVOURS; i++)
-      if (t->f[i].batch) {
-        partial_blocks += t->f[i].batch->n;
-        partial_bytes += t->f[i].batch->bytes;
-        if (oldest_partial == 0 || t->f[i].batch->made_ms < oldest_partial)
-          oldest_partial = t->f[i].batch->made_ms;
-      }
-    record_unlock(t);
-  }
+  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next)
+    for (unsigned i = 0; i < FLAVOURS; i++) {
+      partial_blocks += smp_load_relaxed(&t->f[i].blocks);
+      partial_bytes += smp_load_relaxed(&t->f[i].bytes);
+      uint64_t made = smp_load_relaxed(&t->f[i].made_ms);
+      if (made && (oldest_partial == 0 || made < oldest_partial)) oldest_partial = made;
+    }
   s.pending_blocks = smp_load_relaxed(&pending_blocks) + partial_blocks;
   s.pending_bytes = smp_load_relaxed(&pending_bytes) + partial_bytes;
   s.batches = smp_load_relaxed(&batches_sent);

@@ -5,10 +5,14 @@
 // blocks of the nodes' size that they fill with a poison pattern, so that a node freed before
 // its grace period ended is soon reused and overwritten: a reader then sees a node that is not
 // whole and the test fails. Built with STRESS_RCU_EARLY (the defect: plain free instead of
-// smp_free_rcu) it fails, which shows that it can. Then: smp_rcu_barrier from every updater at
-// once, a fork with batches pending (the child allocates, defers and barriers on its own), and
+// smp_free_rcu) it fails, which shows that it can. Each updater also calls smp_rcu_flush_all
+// every 64 deferrals (and smp_rcu_barrier every 8192), taking the others' partial batches from
+// under them. Then: smp_rcu_barrier
+// from every updater at once, a fork with batches pending (the child allocates, defers and barriers on its own), and
 // at the end every deferred block freed (smp_rcu_stats_get), and an exit with a batch pending.
-// -m nofork leaves the fork out (for the AddressSanitizer build, which runs no fork test).
+// -m nofork leaves the fork out (for the AddressSanitizer build, which runs no fork test);
+// -m nomembarrier makes the membarrier system call fail (seccomp) before the first deferral, so
+// that the records' handshake runs its plain-Dekker form (an exchange per call).
 #include "stress_common.h"
 
 #if defined(STRESS_RCU_QSBR)
@@ -41,7 +45,7 @@ static node_t *slots[SLOTS]; // written by rcu_xchg_pointer, read by rcu_derefer
 static stress_args_t args = {.threads = 4, .iters = 200000, .seconds = 3, .seed = 1, .mode = "all"};
 static stress_budget_t budget;
 static _Atomic bool stop;
-static _Atomic uint64_t deferred, reads, serials;
+static _Atomic uint64_t deferred, reads, serials, flushes;
 
 static uint64_t pattern(uint64_t serial, unsigned i) { return stress_mix64(serial * 31 + i); }
 
@@ -111,7 +115,14 @@ static void *updater(void *arg) {
     free(churn[c]);
     churn[c] = malloc(sizeof(node_t));
     if (churn[c]) memset(churn[c], 0xef, sizeof(node_t));
+    // The other updaters' partial batches taken from under them (lib/api/rcu.c's busy/steal
+    // handshake), which a batch lost, sent twice or written after it went would show (the
+    // count at the end, a double free, a reader's check); now and then a barrier, or only
+    // this thread's own batch.
+    if (i % 64 == 32 && smp_rcu_flush_all() != 0) stress_fail("smp_rcu_flush_all failed");
+    if (i % 8192 == 0) smp_rcu_barrier();
     if (i % 5000 == 0) smp_rcu_flush();
+    atomic_fetch_add_explicit(&flushes, i % 64 == 32, memory_order_relaxed);
   }
   for (unsigned c = 0; c < 64; c++) free(churn[c]);
   smp_rcu_barrier(); // from every updater at once
@@ -148,6 +159,7 @@ int main(int argc, char **argv) {
                     argc, argv);
   stress_require_smpalloc();
   budget = stress_budget(args.iters, args.seconds);
+  if (strcmp(args.mode, "nomembarrier") == 0) stress_block_membarrier();
 #ifndef STRESS_RCU_BP
   rcu_register_thread();
 #endif
@@ -188,8 +200,9 @@ int main(int argc, char **argv) {
 #ifdef STRESS_RCU_QSBR
   rcu_thread_online();
 #endif
-  printf("stress_rcu (" FLAVOUR "): %llu deferred, %llu read-side sections, %llu batches, ok\n",
-         (unsigned long long)atomic_load(&deferred), (unsigned long long)atomic_load(&reads),
-         (unsigned long long)s.batches);
+  printf("stress_rcu (" FLAVOUR "): %llu deferred, %llu read-side sections, %llu batches, %llu "
+         "flushes of all meanwhile, ok\n", (unsigned long long)atomic_load(&deferred),
+         (unsigned long long)atomic_load(&reads), (unsigned long long)s.batches,
+         (unsigned long long)atomic_load(&flushes));
   return 0;
 }

@@ -11,12 +11,9 @@
 // A trimmer thread calls malloc_trim(0) all along, so caches are drained (freeze, membarrier
 // fence, flush, unfreeze) while their CPUs use them. -m nofence also installs a seccomp filter
 // that makes membarrier fail after start-up: a drain must then give up, not guess.
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "stress_common.h"
@@ -169,17 +166,6 @@ static void *trimmer(void *arg) {
 }
 
 // From now on membarrier fails with EPERM in this process (no_new_privs: no privilege needed).
-static void block_membarrier(void) {
-  struct sock_filter f[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
-  struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-    stress_fail("cannot install the seccomp filter: %s", strerror(errno));
-}
-
 static void *signaller(void *arg) {
   (void)arg;
   stress_rng_t rng;
@@ -202,7 +188,7 @@ int main(int argc, char **argv) {
   stress_require_smpalloc();
   bool storm = args.mode == NULL || strcmp(args.mode, "quiet") != 0;
 
-  if (args.mode && strcmp(args.mode, "nofence") == 0) block_membarrier();
+  if (args.mode && strcmp(args.mode, "nofence") == 0) stress_block_membarrier();
   double started = stress_now();
   budget = stress_budget(0, args.seconds);
   struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
