@@ -69,7 +69,7 @@ SMP_API int smp_trim(void);
 SMP_API void smp_stats_print(void);
 
 /** The version of struct smp_stats this header describes. */
-#define SMP_STATS_VERSION 3
+#define SMP_STATS_VERSION 4
 
 /** Heap statistics, filled by smp_stats_get. Versioned: the caller sets version and size; a
  *  library fills only the fields within the caller's size, so programs built against an older
@@ -106,6 +106,13 @@ typedef struct smp_stats {
   /* version 3 */
   uint64_t huge_cached;    /**< mappings of freed huge blocks kept for reuse (counted in mapped,
                                  resident and mappings; not in free, nor in held) */
+  /* version 4: RCU-deferred free (smpalloc_rcu.h), all flavours (smp_stats_get only; 0 in a
+     library built without liburcu's headers) */
+  uint64_t rcu_pending_blocks; /**< deferred and not yet freed (counted in in_use) */
+  uint64_t rcu_pending_bytes;  /**< their usable bytes */
+  uint64_t rcu_batches;        /**< batches sent to call_rcu so far */
+  uint64_t rcu_freed_blocks;   /**< blocks freed after their grace period so far */
+  uint64_t rcu_oldest_ms;      /**< how long the oldest block still pending has waited (ms) */
 } smp_stats_t;
 
 /** Fill *stats with the default heap's statistics as of now, with the process-wide fields

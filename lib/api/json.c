@@ -138,7 +138,8 @@ static const stats_field_t stats_fields[] = {
     FIELD(heaps, false),       FIELD(reserve_size, false),   FIELD(reserve_in_use, false),
     FIELD(huge_cached, true),
 };
-_Static_assert(sizeof(smp_stats_t) == offsetof(smp_stats_t, huge_cached) + 8,
+// The version 4 fields (rcu_*) are the "rcu" member's.
+_Static_assert(offsetof(smp_stats_t, rcu_pending_blocks) == offsetof(smp_stats_t, huge_cached) + 8,
                "a field added to smp_stats_t needs its row in stats_fields");
 
 static void stats_members(json_t *j, const smp_stats_t *s, bool per_heap_only) {
@@ -275,7 +276,7 @@ SMP_EXPORT int smp_stats_json(char *buf, size_t len) {
   end(&j, "]");
 #if SMP_HAVE_URCU
   smp_rcu_stats_t rs = {.version = SMP_RCU_STATS_VERSION, .size = sizeof rs};
-  smp_rcu_stats_get(&rs); // record locks are held only inside smp_free_rcu, never by malloc
+  smp_rcu_stats_get(&rs); // its one lock (the sent list's) is never held by malloc
   begin(&j, "rcu", "{");
   number(&j, "pending_blocks", rs.pending_blocks);
   number(&j, "pending_bytes", rs.pending_bytes);

@@ -140,6 +140,16 @@ void smp_report_stats(smp_stats_t *out) {
   smp_lock_acquire(&report_lock);
   smp_report_stats_locked(&s, NULL, NULL, NULL);
   smp_lock_release(&report_lock);
+#if SMP_HAVE_URCU
+  smp_rcu_stats_t rs = {.version = SMP_RCU_STATS_VERSION, .size = sizeof rs};
+  if (smp_rcu_stats_get(&rs) == 0) {
+    s.rcu_pending_blocks = rs.pending_blocks;
+    s.rcu_pending_bytes = rs.pending_bytes;
+    s.rcu_batches = rs.batches;
+    s.rcu_freed_blocks = rs.freed_blocks;
+    s.rcu_oldest_ms = rs.oldest_ms;
+  }
+#endif
   uint32_t filled = out->size < sizeof(smp_stats_t) ? out->size : (uint32_t)sizeof(smp_stats_t);
   s.size = filled;
   memcpy(out, &s, filled);
@@ -382,7 +392,7 @@ void smp_report_print(int fd, smp_gather_t *g) {
   type_table_t tt = {&t, false};
   smp_type_foreach(print_type, &tt);
 #if SMP_HAVE_URCU
-  // Not in the stats signal's report: the thread it interrupted may hold its record's lock.
+  // Not in the stats signal's report: the thread it interrupted may hold the sent list's lock.
   smp_rcu_stats_t rs = {.version = SMP_RCU_STATS_VERSION, .size = sizeof rs};
   if (g == NULL && smp_rcu_stats_get(&rs) == 0 && (rs.batches || rs.pending_blocks)) {
     smp_text_str(&t, "  rcu deferred:   ");

@@ -4,7 +4,8 @@
 //    The main thread defers 64 KiB blocks until twice the rcu_stall bound (SMPALLOC_OPTIONS,
 //    set by the test: 4m) waits. Checks: nothing is freed meanwhile (freed_blocks stays 0: a
 //    free would come before its grace period), pending bytes count every block deferred, the
-//    warning names the stall once (stderr is read back from a file), and once the reader
+//    warning names the stall once (stderr is read back from a file), smp_stats_get's rcu_*
+//    fields agree with smp_rcu_stats_get, and once the reader
 //    reports a quiescent state, smp_rcu_barrier frees every block.
 // 2. smp_free_rcu_mightsleep where nothing can be queued: five copies of the QSBR flavour
 //    (distinct addresses, the same grace periods) hold the thread's four batch slots and ask
@@ -85,6 +86,14 @@ static void stalled_reader_case(size_t stall_bytes) {
     stress_fail("pending %llu blocks, %llu bytes: want %zu blocks, at least %llu bytes",
                 (unsigned long long)s.pending_blocks, (unsigned long long)s.pending_bytes,
                 blocks, (unsigned long long)blocks * BLOCK);
+  smp_stats_t all = {.version = SMP_STATS_VERSION, .size = sizeof all};
+  if (smp_stats_get(&all) != 0 || all.rcu_pending_blocks != s.pending_blocks ||
+      all.rcu_pending_bytes != s.pending_bytes || all.rcu_freed_blocks != 0)
+    stress_fail("smp_stats_get: rcu pending %llu blocks, %llu bytes, %llu freed; "
+                "smp_rcu_stats_get: %llu, %llu, 0", (unsigned long long)all.rcu_pending_blocks,
+                (unsigned long long)all.rcu_pending_bytes,
+                (unsigned long long)all.rcu_freed_blocks, (unsigned long long)s.pending_blocks,
+                (unsigned long long)s.pending_bytes);
   const char *warning = strstr(text, "smp_free_rcu: more bytes than rcu_stall");
   if (warning == NULL) stress_fail("no stall warning on stderr (it had: \"%s\")", text);
   if (strstr(warning + 1, "smp_free_rcu: more bytes than rcu_stall"))
