@@ -48,6 +48,7 @@
 #include "os.h"
 #include "pagemap.h"
 #include "sizeclass.h"
+#include "types.h"
 
 #define BATCH_BYTES 4096
 #define FLAVOURS 4                                // flavours one thread may use at once
@@ -133,13 +134,14 @@ static inline void record_leave(thread_rcu_t *t) { smp_store_release(&t->busy, 0
 
 static void batch_freed(struct rcu_head *head) {
   batch_t *b = (batch_t *)head;
-  for (uint32_t i = 0; i < b->n; i++) smp_free(b->ptr[i]);
+  // Off the list first: every block of a batch on the list is still allocated (pending_visit).
   smp_lock_acquire(&sent_lock);
   if (b->prev) b->prev->next = b->next;
   else sent_oldest = b->next;
   if (b->next) b->next->prev = b->prev;
   else sent_newest = b->prev;
   smp_lock_release(&sent_lock);
+  for (uint32_t i = 0; i < b->n; i++) smp_free(b->ptr[i]);
   atomic_fetch_sub_explicit(&pending_blocks, b->n, memory_order_relaxed);
   atomic_fetch_sub_explicit(&pending_bytes, b->bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&freed_blocks, b->n, memory_order_relaxed);
@@ -243,6 +245,47 @@ static bool all_send(const struct rcu_flavor_struct *flavor) {
   return ok;
 }
 
+// Call each(p, arg) for every pointer deferred and not yet freed: in the records' batches (taken
+// as a thief takes them, and put back) and in the sent batches, each once (steal_lock and
+// sent_lock held throughout, so no batch moves from a record to the list meanwhile). Where
+// membarrier fails, other threads' partial batches are left out. For the reports of types'
+// blocks left (types.h).
+static void pending_visit(void (*each)(void *p, void *arg), void *arg) {
+  smp_lock_acquire(&steal_lock);
+  smp_lock_acquire(&sent_lock);
+  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
+    t->marked = t != self && record_has_batch(t);
+    if (t->marked) atomic_store(&t->steal, 1);
+  }
+  bool ok = true;
+  if (fence_mode) {
+    int saved = errno;
+    ok = !smp_load_relaxed(&fence_failed) &&
+         syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+    errno = saved;
+  } else {
+    atomic_thread_fence(memory_order_seq_cst);
+  }
+  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
+    if (t != self && !t->marked) continue;
+    if (t->marked) {
+      for (unsigned spins = 0; ok && atomic_load(&t->busy); spins++) {
+        if (spins < 128) smp_cpu_relax();
+        else sched_yield();
+      }
+    }
+    if (t == self || ok)
+      for (unsigned i = 0; i < FLAVOURS; i++)
+        for (uint32_t k = 0; t->f[i].batch && k < t->f[i].batch->n; k++)
+          each(t->f[i].batch->ptr[k], arg);
+    if (t->marked) smp_store_release(&t->steal, 0);
+  }
+  for (batch_t *b = sent_oldest; b; b = b->next)
+    for (uint32_t k = 0; k < b->n; k++) each(b->ptr[k], arg);
+  smp_lock_release(&sent_lock);
+  smp_lock_release(&steal_lock);
+}
+
 static void thread_exit(void *arg) {
   (void)arg;
   thread_rcu_t *t = self;
@@ -286,6 +329,7 @@ static SMP_NOINLINE thread_rcu_t *record_acquire(void) {
       exit_key_made = pthread_key_create(&exit_key, thread_exit) == 0;
       pthread_atfork(fork_prepare, fork_parent, fork_child);
       fence_mode = fence_available(); // before any record is published (release below)
+      smp_store_release(&smp_types_deferred_visit, pending_visit);
     }
     t = smp_os_map(sizeof *t); // a page: records are few (one per thread that defers)
     if (t) {

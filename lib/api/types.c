@@ -63,11 +63,14 @@ struct smp_type_entry {
   smp_type_entry_t *_Atomic next; // registry order, appended under registry_lock
   bool report_at_exit;            // unregistered during exit with blocks left (registry_lock)
   bool reported_at_exit;          // smp_types_report_at_exit named it (registry_lock)
+  uint64_t deferred_blocks;       // of its blocks, waiting for a grace period (registry_lock,
+  uint64_t deferred_bytes;        //   counted by count_deferred for a report)
   char name[NAME_MAX_LEN];
   char description[DESC_MAX_LEN];
 } __attribute__((aligned(64)));
 
 _Atomic bool smp_types_used;
+smp_deferred_visit_t *_Atomic smp_types_deferred_visit;
 static uintptr_t header_key; // odd; written once at start-up
 static smp_lock_t registry_lock = SMP_LOCK_INIT;
 static smp_type_entry_t *_Atomic first_entry;
@@ -428,6 +431,30 @@ static smp_type_t *type_seen(smp_type_entry_t *e) {
   return t ? t : &e->ghost;
 }
 
+static void deferred_one(void *p, void *arg) {
+  (void)arg;
+  smp_typed_block_t tb;
+  if (!smp_types_find(p, &tb)) return;
+  tb.entry->deferred_blocks++;
+  tb.entry->deferred_bytes += tb.usable;
+}
+
+// Each type's blocks that wait for a grace period, into deferred_blocks and deferred_bytes
+// (registry_lock).
+static void count_deferred(void) {
+  for (smp_type_entry_t *e = smp_load_relaxed(&first_entry); e; e = smp_load_relaxed(&e->next))
+    e->deferred_blocks = e->deferred_bytes = 0;
+  smp_deferred_visit_t *visit = smp_load_acquire(&smp_types_deferred_visit);
+  if (visit) visit(deferred_one, NULL);
+}
+
+// Type e's blocks left (s, its statistics) less those waiting for a grace period
+// (count_deferred ran): what a report of blocks still allocated names.
+static void left_of(const smp_type_entry_t *e, smp_type_stats_t *s) {
+  s->blocks = s->blocks > e->deferred_blocks ? s->blocks - e->deferred_blocks : 0;
+  s->in_use = s->in_use > e->deferred_bytes ? s->in_use - e->deferred_bytes : 0;
+}
+
 // "smpalloc: type conn: 12 blocks, 4.5 KiB still allocated" (registry_lock).
 static void report_left(const smp_type_entry_t *e, const smp_type_stats_t *s) {
   if (warn_fd < 0) return;
@@ -450,6 +477,10 @@ SMP_EXPORT void smp_type_unregister(smp_type_t *t) {
   if (e && t != &e->ghost && smp_load_relaxed(&e->type) == t) {
     smp_type_stats_t s;
     stats_of(e, t, &s);
+    if (s.blocks) {
+      count_deferred();
+      left_of(e, &s);
+    }
     // At exit, later destructors may still free blocks: the report waits for the last one.
     if (s.blocks && smp_load_relaxed(&exiting) && !exit_reported) e->report_at_exit = true;
     else if (s.blocks && !e->reported_at_exit) report_left(e, &s);
@@ -467,10 +498,12 @@ void smp_types_report_at_exit(void) {
   smp_lock_acquire(&registry_lock);
   // Types unregistered during exit, and types never unregistered (defined without
   // SMP_TYPE_DEFINE's destructor, or whose destructor runs after this one).
+  count_deferred();
   for (smp_type_entry_t *e = smp_load_relaxed(&first_entry); e; e = smp_load_relaxed(&e->next)) {
     if (!e->report_at_exit && smp_load_relaxed(&e->type) == NULL) continue; // reported at unload
     smp_type_stats_t s;
     stats_of(e, &e->ghost, &s);
+    left_of(e, &s);
     if (s.blocks) report_left(e, &s);
     e->reported_at_exit = true;
   }

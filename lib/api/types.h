@@ -49,6 +49,12 @@ typedef struct smp_typed_block {
 // Whether any type was ever registered (no typed block can exist before).
 extern SMP_HIDDEN _Atomic bool smp_types_used;
 
+// Blocks that wait for an RCU grace period (smp_free_rcu, rcu.c) are freed as far as the program
+// is concerned: the reports of blocks left (at exit, at unload) leave them out. rcu.c sets this
+// to its visit of every pointer still pending, before its first deferral.
+typedef void smp_deferred_visit_t(void (*each)(void *p, void *arg), void *arg);
+extern SMP_HIDDEN smp_deferred_visit_t *_Atomic smp_types_deferred_visit;
+
 // Start-up: the check word's key, from the process seed.
 void smp_types_init(uint64_t seed);
 // Fork: the registry lock (after the report's).
