@@ -14,11 +14,12 @@
  *
  * Pointers are batched per thread into page-sized arrays, one call_rcu per full batch (504
  * blocks, or blocks of 1 MiB together), as the kernel's kvfree_rcu does; the callback frees the
- * batch's blocks. A batch also goes when it is 100 ms old at its thread's next deferral; a
- * thread that stops deferring keeps its partial batch until it defers again, exits, calls
- * smp_rcu_flush, or any thread calls smp_rcu_flush_all or smp_rcu_barrier (a server's timer
- * thread may call smp_rcu_flush_all now and then). smp_free_rcu never blocks and never writes
- * into the block it defers (readers may still be reading it).
+ * batch's blocks. A batch also goes when it is 100 ms old at its thread's next deferral, and a
+ * thread's partial batch 1 s old goes when another thread sends one of the same flavour; so
+ * only while no thread defers does a partial batch wait, until its thread defers again, exits,
+ * calls smp_rcu_flush, or any thread calls smp_rcu_flush_all or smp_rcu_barrier.
+ * smp_free_rcu never blocks and never writes into the block it defers (readers may still be
+ * reading it).
  *
  * As liburcu asks of call_rcu, the calls that send batches (all but the statistics) are made by
  * threads registered with the flavour (for QSBR: online), except smp_rcu_barrier, which waits

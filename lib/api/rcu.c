@@ -3,9 +3,11 @@
 // partly filled batch: a page-sized array of pointers. A full batch (504 blocks, or 1 MiB of
 // blocks, or its first block 100 ms old) is sent with the flavour's call_rcu (through liburcu's
 // rcu_flavor_struct, which the caller passes: smpalloc does not link liburcu); its callback,
-// after a grace period, frees every block in it and the batch.
-// Concurrency. A record is its owner's, except when a thief (smp_rcu_barrier, under steal_lock)
-// takes its partial batches. They agree as in Dekker's algorithm, on two flags of the record:
+// after a grace period, frees every block in it and the batch. A thread that sends a batch also
+// sends other threads' partial batches of its flavour that are 1 s old (stale_send).
+// Concurrency. A record is its owner's, except when a thief (smp_rcu_flush_all, smp_rcu_barrier,
+// stale_send, the type reports' visit; one at a time, under steal_lock) takes or reads its
+// partial batches. They agree as in Dekker's algorithm, on two flags of the record:
 //   owner: busy = 1; fence; if (steal) { busy = 0 (release); wait for steal == 0 (acquire) }
 //          ... the batches ...; busy = 0 (release)
 //   thief: steal = 1; fence; wait for busy == 0 (acquire); ... the batches ...; steal = 0 (release)
@@ -55,6 +57,7 @@
 #define BATCH_SEND_BYTES ((uint64_t)1 << 20) // a batch holding this much goes at once
 #define BATCH_AGE_MS 100 // a partial batch this old goes at its thread's next deferral (checked
                          // every 32 blocks: the clock is read that often)
+#define STALE_MS 1000    // another thread's partial batch this old goes when a batch is sent
 
 typedef struct batch {
   struct rcu_head head;
@@ -169,13 +172,15 @@ static void batch_send(batch_t *b) {
   b->flavor->update_call_rcu(&b->head, batch_freed);
 }
 
-// Take every batch of flavor (NULL: of every flavour) out of record t, into out; returns how
-// many. The caller is t's owner inside record_enter, or a thief that holds t.
+// Take every batch of flavor (NULL: of every flavour) begun before made_before (ms) out of
+// record t, into out; returns how many. The caller is t's owner inside record_enter, or a thief
+// that holds t.
 static unsigned record_take(thread_rcu_t *t, const struct rcu_flavor_struct *flavor,
-                            batch_t **out) {
+                            uint64_t made_before, batch_t **out) {
   unsigned n = 0;
   for (unsigned i = 0; i < FLAVOURS; i++) {
-    if (t->f[i].batch && (flavor == NULL || t->f[i].flavor == flavor)) {
+    if (t->f[i].batch && (flavor == NULL || t->f[i].flavor == flavor) &&
+        t->f[i].batch->made_ms < made_before) {
       out[n++] = t->f[i].batch;
       t->f[i].batch = NULL;
       t->f[i].flavor = NULL;
@@ -191,58 +196,96 @@ static unsigned record_take(thread_rcu_t *t, const struct rcu_flavor_struct *fla
 static void own_send(thread_rcu_t *t, const struct rcu_flavor_struct *flavor) {
   batch_t *out[FLAVOURS];
   record_enter(t);
-  unsigned n = record_take(t, flavor, out);
+  unsigned n = record_take(t, flavor, UINT64_MAX, out);
   record_leave(t);
   for (unsigned i = 0; i < n; i++) batch_send(out[i]);
 }
 
-// Whether t's figures show a batch (of any flavour): relaxed reads, no handshake.
-static bool record_has_batch(thread_rcu_t *t) {
-  for (unsigned i = 0; i < FLAVOURS; i++)
-    if (smp_load_relaxed(&t->f[i].made_ms) != 0) return true;
+// Whether t's figures show a batch (of any flavour) begun before made_before: relaxed reads, no
+// handshake.
+static bool record_has_batch(thread_rcu_t *t, uint64_t made_before) {
+  for (unsigned i = 0; i < FLAVOURS; i++) {
+    uint64_t made = smp_load_relaxed(&t->f[i].made_ms);
+    if (made != 0 && made < made_before) return true;
+  }
   return false;
 }
 
-// Send every thread's batches of flavor: the caller's own, and the others' taken from them as
-// the header says. Returns false if membarrier failed, so that only the caller's went.
-static bool all_send(const struct rcu_flavor_struct *flavor) {
-  if (self) own_send(self, flavor);
+// A thief's work, as the header says: steal_begin takes steal_lock, sets steal on every other
+// thread's record whose figures show a batch begun before made_before (marked), and fences;
+// false if membarrier failed (then no record may be taken). steal_wait(t) waits until a marked
+// record's owner is out, after which the thief holds it until steal_release(t). steal_end
+// releases the marked records left, and steal_lock. Only records with a batch: a deferral that
+// happened before steal_begin stored its figures before it returned (taking the others too
+// would also starve their owners, whom a thief that loops keeps out).
+static bool steal_begin(uint64_t made_before) {
   smp_lock_acquire(&steal_lock);
-  // Only records whose figures show a batch: a deferral that happened before this call stored
-  // them before it returned. (Taking the others too would also starve their owners, whom a thief
-  // that loops keeps out.)
   for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
-    t->marked = t != self && record_has_batch(t);
+    t->marked = t != self && record_has_batch(t, made_before);
     if (t->marked) atomic_store(&t->steal, 1); // seq_cst: the plain Dekker's store
   }
-  bool ok = true;
-  if (fence_mode) {
-    int saved = errno;
-    ok = !smp_load_relaxed(&fence_failed) &&
-         syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
-    errno = saved;
-    if (!ok) smp_store_relaxed(&fence_failed, true);
-  } else {
+  if (!fence_mode) {
     atomic_thread_fence(memory_order_seq_cst);
+    return true;
   }
-  batch_t *out[FLAVOURS];
-  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
+  int saved = errno;
+  bool ok = !smp_load_relaxed(&fence_failed) &&
+            syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  errno = saved;
+  if (!ok) smp_store_relaxed(&fence_failed, true);
+  return ok;
+}
+static void steal_wait(thread_rcu_t *t) {
+  for (unsigned spins = 0; atomic_load(&t->busy); spins++) { // seq_cst, and an acquire
+    if (spins < 128) smp_cpu_relax();
+    else sched_yield();
+  }
+}
+static void steal_release(thread_rcu_t *t) {
+  t->marked = false;
+  smp_store_release(&t->steal, 0);
+}
+static void steal_end(void) {
+  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next)
+    if (t->marked) steal_release(t);
+  smp_lock_release(&steal_lock);
+}
+
+// Send the other threads' batches of flavor begun before made_before. Returns false if
+// membarrier failed, so that none went.
+static bool others_send(const struct rcu_flavor_struct *flavor, uint64_t made_before) {
+  bool ok = steal_begin(made_before);
+  for (thread_rcu_t *t = smp_load_acquire(&records); ok && t; t = t->next) {
     if (!t->marked) continue;
-    unsigned n = 0;
-    if (ok) {
-      for (unsigned spins = 0; atomic_load(&t->busy); spins++) { // seq_cst, and an acquire
-        if (spins < 128) smp_cpu_relax();
-        else sched_yield();
-      }
-      n = record_take(t, flavor, out);
-    }
-    smp_store_release(&t->steal, 0);
-    // Sent with the lock held (call_rcu does not wait for anything of ours): a batch taken is
+    steal_wait(t);
+    batch_t *out[FLAVOURS];
+    unsigned n = record_take(t, flavor, made_before, out);
+    // Sent with the record still held (call_rcu waits for nothing of ours): a batch taken is
     // out of every record, so the statistics would miss it until it is on the sent list.
     for (unsigned i = 0; i < n; i++) batch_send(out[i]);
+    steal_release(t);
   }
-  smp_lock_release(&steal_lock);
+  steal_end();
   return ok;
+}
+
+// Every thread's batches of flavor, the caller's own included.
+static bool all_send(const struct rcu_flavor_struct *flavor) {
+  if (self) own_send(self, flavor);
+  return others_send(flavor, UINT64_MAX);
+}
+
+// After the calling thread sent a batch of flavor: other threads' partial batches of flavor
+// begun STALE_MS ago or more go too, so that a thread that stopped deferring does not keep its
+// blocks while others defer. A walk of the records' figures (relaxed loads) per batch sent.
+static SMP_NOINLINE void stale_send(const struct rcu_flavor_struct *flavor) {
+  uint64_t now = smp_os_now_ms();
+  if (now < STALE_MS) return;
+  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next)
+    if (t != self && record_has_batch(t, now - STALE_MS)) {
+      others_send(flavor, now - STALE_MS);
+      return;
+    }
 }
 
 // Call each(p, arg) for every pointer deferred and not yet freed: in the records' batches (taken
@@ -250,40 +293,26 @@ static bool all_send(const struct rcu_flavor_struct *flavor) {
 // sent_lock held throughout, so no batch moves from a record to the list meanwhile). Where
 // membarrier fails, other threads' partial batches are left out. For the reports of types'
 // blocks left (types.h).
+static void record_visit(thread_rcu_t *t, void (*each)(void *p, void *arg), void *arg) {
+  for (unsigned i = 0; i < FLAVOURS; i++)
+    for (uint32_t k = 0; t->f[i].batch && k < t->f[i].batch->n; k++)
+      each(t->f[i].batch->ptr[k], arg);
+}
+
 static void pending_visit(void (*each)(void *p, void *arg), void *arg) {
-  smp_lock_acquire(&steal_lock);
+  bool ok = steal_begin(UINT64_MAX);
   smp_lock_acquire(&sent_lock);
-  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
-    t->marked = t != self && record_has_batch(t);
-    if (t->marked) atomic_store(&t->steal, 1);
+  for (thread_rcu_t *t = smp_load_acquire(&records); ok && t; t = t->next) {
+    if (!t->marked) continue;
+    steal_wait(t);
+    record_visit(t, each, arg);
+    steal_release(t);
   }
-  bool ok = true;
-  if (fence_mode) {
-    int saved = errno;
-    ok = !smp_load_relaxed(&fence_failed) &&
-         syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
-    errno = saved;
-  } else {
-    atomic_thread_fence(memory_order_seq_cst);
-  }
-  for (thread_rcu_t *t = smp_load_acquire(&records); t; t = t->next) {
-    if (t != self && !t->marked) continue;
-    if (t->marked) {
-      for (unsigned spins = 0; ok && atomic_load(&t->busy); spins++) {
-        if (spins < 128) smp_cpu_relax();
-        else sched_yield();
-      }
-    }
-    if (t == self || ok)
-      for (unsigned i = 0; i < FLAVOURS; i++)
-        for (uint32_t k = 0; t->f[i].batch && k < t->f[i].batch->n; k++)
-          each(t->f[i].batch->ptr[k], arg);
-    if (t->marked) smp_store_release(&t->steal, 0);
-  }
+  if (self) record_visit(self, each, arg); // the caller owns it, and is not inside smp_free_rcu
   for (batch_t *b = sent_oldest; b; b = b->next)
     for (uint32_t k = 0; k < b->n; k++) each(b->ptr[k], arg);
   smp_lock_release(&sent_lock);
-  smp_lock_release(&steal_lock);
+  steal_end();
 }
 
 static void thread_exit(void *arg) {
@@ -377,9 +406,10 @@ SMP_EXPORT int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flav
   if (b->n == BATCH_CAP || b->bytes >= BATCH_SEND_BYTES ||
       (b->n % 32 == 0 && smp_os_now_ms() - b->made_ms >= BATCH_AGE_MS)) {
     batch_t *out[FLAVOURS];
-    record_take(t, flavor, out);
+    record_take(t, flavor, UINT64_MAX, out);
     record_leave(t);
     batch_send(b);
+    if (smp_load_relaxed(&records)->next) stale_send(flavor); // more than one record
     return 0;
   }
   smp_store_relaxed(&t->f[i].blocks, b->n);

@@ -13,6 +13,10 @@
 //    smp_free_rcu_mightsleep_flavor must wait for a grace period itself: a reader holds one
 //    open (online, no quiescent state) and notes when it leaves; the call may not return
 //    before.
+// 3. A thread that defers a few blocks and then idles (alive, offline) while the main thread
+//    goes on deferring for 1.3 s: its partial batch must go within a second or so of the main
+//    thread's batches (lib/api/rcu.c's stale_send), so that liburcu's own rcu_barrier (which
+//    waits only for batches sent) leaves nothing pending.
 #include "stress_common.h"
 
 #include <fcntl.h>
@@ -153,6 +157,49 @@ static void mightsleep_case(void) {
          "the reader\n", waited * 1e3);
 }
 
+static _Atomic int idler_state; // 1: deferred its blocks, 2: told to exit
+
+static void *idler(void *arg) {
+  (void)arg;
+  rcu_register_thread();
+  for (int i = 0; i < 10; i++)
+    if (smp_free_rcu(malloc(64)) != 0) stress_fail("smp_free_rcu failed");
+  rcu_thread_offline(); // idle from now on: holds up no grace period
+  atomic_store(&idler_state, 1);
+  while (atomic_load(&idler_state) != 2) usleep(1000);
+  rcu_thread_online();
+  rcu_unregister_thread();
+  return NULL;
+}
+
+static void idle_thread_case(void) {
+  pthread_t t;
+  atomic_store(&idler_state, 0);
+  stress_thread_start(&t, idler, NULL);
+  while (atomic_load(&idler_state) != 1) usleep(1000);
+  uint64_t base = stats().pending_blocks;
+  if (base < 10) stress_fail("the idle thread's 10 blocks are not pending (%llu)",
+                             (unsigned long long)base);
+  double start = stress_now();
+  while (stress_now() - start < 1.3) { // 32 blocks every 5 ms: a batch goes every 100 ms
+    for (int i = 0; i < 32; i++)
+      if (smp_free_rcu(malloc(64)) != 0) stress_fail("smp_free_rcu failed");
+    rcu_quiescent_state();
+    usleep(5000);
+  }
+  smp_rcu_flush();
+  rcu_thread_offline();
+  rcu_barrier(); // liburcu's: the batches sent, not the idle thread's partial one
+  rcu_thread_online();
+  smp_rcu_stats_t s = stats();
+  atomic_store(&idler_state, 2);
+  stress_thread_join(t);
+  if (s.pending_blocks != 0)
+    stress_fail("%llu blocks still pending: the idle thread's partial batch did not go",
+                (unsigned long long)s.pending_blocks);
+  printf("stress_rcu_stall: an idle thread's partial batch went while another deferred\n");
+}
+
 int main(int argc, char **argv) {
   stress_args_t args = {.threads = 1, .iters = 1, .seconds = 30, .seed = 1};
   stress_args_parse(&args, "stress_rcu_stall", "a stalled QSBR reader; mightsleep", argc, argv);
@@ -166,6 +213,7 @@ int main(int argc, char **argv) {
   rcu_register_thread();
   stalled_reader_case(stall);
   mightsleep_case();
+  idle_thread_case();
   rcu_unregister_thread();
   return 0;
 }
