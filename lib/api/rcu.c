@@ -144,7 +144,14 @@ static void batch_freed(struct rcu_head *head) {
   if (b->next) b->next->prev = b->prev;
   else sent_newest = b->prev;
   smp_lock_release(&sent_lock);
-  for (uint32_t i = 0; i < b->n; i++) smp_free(b->ptr[i]);
+  // The blocks are cold (deferred a grace period ago) and free reads and writes each one's
+  // first words: fetch a few ahead (a prefetch never faults, whatever the pointer).
+  enum { AHEAD = 8 };
+  for (uint32_t i = 0; i < AHEAD && i < b->n; i++) __builtin_prefetch(b->ptr[i], 1);
+  for (uint32_t i = 0; i < b->n; i++) {
+    if (i + AHEAD < b->n) __builtin_prefetch(b->ptr[i + AHEAD], 1);
+    smp_free(b->ptr[i]);
+  }
   atomic_fetch_sub_explicit(&pending_blocks, b->n, memory_order_relaxed);
   atomic_fetch_sub_explicit(&pending_bytes, b->bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&freed_blocks, b->n, memory_order_relaxed);
