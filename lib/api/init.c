@@ -23,15 +23,24 @@
 #include "span.h"
 #include "tcache.h"
 #include "types.h"
+#if SMP_HAVE_URCU
+#include "rcu.h"
+#endif
 
 _Atomic int smp_init_state;
 // With stats:1, a private copy of stderr taken at start-up: programs such as the coreutils
 // close stderr in an atexit handler, before the report at exit is written.
 static int report_fd = STDERR_FILENO;
 
+// RCU-deferred free's handlers (rcu.h) run inside these, so that the locks go in one order:
+// after the malloc types' lock (whose reports call into it) and before every heap lock (which
+// its threads may wait for).
 static void fork_prepare(void) {
   smp_report_lock();
   smp_types_lock_fork();
+#if SMP_HAVE_URCU
+  smp_rcu_fork_prepare();
+#endif
   smp_heapapi_lock_fork();
   smp_cpucache_lock_all();
   smp_heap_lock_all();
@@ -40,19 +49,31 @@ static void fork_prepare(void) {
   smp_hcache_lock_fork();
 }
 
-static void fork_parent(void) {
+static void unlock_all(void) {
   smp_hcache_unlock_fork();
   smp_tcache_unlock_all();
   smp_large_unlock_all();
   smp_heap_unlock_all();
   smp_cpucache_unlock_all();
   smp_heapapi_unlock_fork();
+}
+
+static void fork_parent(void) {
+  unlock_all();
+#if SMP_HAVE_URCU
+  smp_rcu_fork_parent();
+#endif
   smp_types_unlock_fork();
   smp_report_unlock();
 }
 
 static void fork_child(void) {
-  fork_parent(); // the child's only thread is the one that locked them
+  unlock_all(); // the child's only thread is the one that locked them
+#if SMP_HAVE_URCU
+  smp_rcu_fork_child();
+#endif
+  smp_types_unlock_fork();
+  smp_report_unlock();
   smp_tcache_adopt_orphans();
   smp_os_forked();
   smp_background_forked();

@@ -19,6 +19,7 @@
 extern SMP_HIDDEN _Atomic int smp_init_state; // 0 not started, 1 running, 2 done
 
 void smp_init_slow(void);
+
 SMP_INLINE void smp_init_ensure(void) {
   if (SMP_UNLIKELY(smp_load_acquire(&smp_init_state) != 2)) smp_init_slow();
 }

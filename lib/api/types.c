@@ -448,8 +448,9 @@ static void count_deferred(void) {
   if (visit) visit(deferred_one, NULL);
 }
 
-// Type e's blocks left (s, its statistics) less those waiting for a grace period
-// (count_deferred ran): what a report of blocks still allocated names.
+// Type e's blocks left (s, its statistics, read after count_deferred ran) less those waiting
+// for a grace period: what a report of blocks still allocated names. Deferred blocks freed
+// between the count and the read make it low, never high.
 static void left_of(const smp_type_entry_t *e, smp_type_stats_t *s) {
   s->blocks = s->blocks > e->deferred_blocks ? s->blocks - e->deferred_blocks : 0;
   s->in_use = s->in_use > e->deferred_bytes ? s->in_use - e->deferred_bytes : 0;
@@ -477,8 +478,9 @@ SMP_EXPORT void smp_type_unregister(smp_type_t *t) {
   if (e && t != &e->ghost && smp_load_relaxed(&e->type) == t) {
     smp_type_stats_t s;
     stats_of(e, t, &s);
-    if (s.blocks) {
-      count_deferred();
+    if (s.blocks) { // the deferred ones counted first, so that the count read next excludes
+      count_deferred(); // no block freed meanwhile: an under-count, never a false report
+      stats_of(e, t, &s);
       left_of(e, &s);
     }
     // At exit, later destructors may still free blocks: the report waits for the last one.

@@ -25,6 +25,7 @@
 #include <urcu.h>
 #define FLAVOUR "memb"
 #endif
+#include <signal.h>
 #include <sys/wait.h>
 
 #include "smpalloc.h"
@@ -100,7 +101,13 @@ static void *updater(void *arg) {
   stress_rng_t rng;
   stress_rng_seed(&rng, (uint64_t)(uintptr_t)arg);
   void *churn[64] = {0};
+#ifndef STRESS_RCU_BP
+  rcu_register_thread(); // as liburcu asks of a thread that calls call_rcu (QSBR: online)
+#endif
   for (uint64_t i = 0; stress_continue(&budget, i); i++) {
+#ifdef STRESS_RCU_QSBR
+    rcu_quiescent_state(); // an updater reads nothing: every iteration is a quiescent state
+#endif
     node_t *fresh = node_new();
     node_t *old = rcu_xchg_pointer(&slots[stress_rng_below(&rng, SLOTS)], fresh);
     if (old) {
@@ -127,6 +134,46 @@ static void *updater(void *arg) {
   }
   for (unsigned c = 0; c < 64; c++) free(churn[c]);
   smp_rcu_barrier(); // from every updater at once
+#ifndef STRESS_RCU_BP
+  smp_rcu_flush(); // the thread's last partial batch, while it may still call call_rcu
+  rcu_unregister_thread();
+#endif
+  return NULL;
+}
+
+// Forks again and again while the updaters defer (unless -m nofork): the fork handlers hold every
+// record and the sent list's lock, so a child never inherits a lock held or a batch half
+// written; each child defers a full batch and more, takes every partial batch
+// (smp_rcu_flush_all) and finds its batches sent, under an alarm: a child that hangs is killed
+// and fails the test.
+static _Atomic bool updaters_done;
+static _Atomic uint64_t forks;
+static void *forker(void *arg) {
+  (void)arg;
+  while (!atomic_load(&updaters_done)) {
+    call_rcu_before_fork();
+    pid_t pid = fork();
+    if (pid < 0) stress_fail("fork failed");
+    if (pid == 0) {
+      call_rcu_after_fork_child();
+      alarm(10);
+      smp_rcu_stats_t s0 = {.version = SMP_RCU_STATS_VERSION, .size = sizeof s0}, s = s0;
+      if (smp_rcu_stats_get(&s0) != 0) _exit(5);
+      for (int i = 0; i < 600; i++)
+        if (smp_free_rcu(malloc(sizeof(node_t))) != 0) _exit(3);
+      if (smp_rcu_flush_all() != 0) _exit(4);
+      // No barrier: a grace period in the child would wait for readers it did not inherit.
+      // Its 600 went as two batches at least (one full, one flushed).
+      _exit(smp_rcu_stats_get(&s) == 0 && s.batches >= s0.batches + 2 ? 0 : 6);
+    }
+    call_rcu_after_fork_parent();
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      stress_fail("a child forked while updaters deferred failed (status 0x%x%s)", status,
+                  WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? ": hung" : "");
+    atomic_fetch_add(&forks, 1);
+    usleep(5000);
+  }
   return NULL;
 }
 
@@ -141,14 +188,16 @@ static void fork_with_pending(void) {
   if (pid > 0) call_rcu_after_fork_parent();
   if (pid == 0) { // the child defers and waits on its own
     call_rcu_after_fork_child();
+    smp_rcu_stats_t s0 = {.version = SMP_RCU_STATS_VERSION, .size = sizeof s0}, s = s0;
+    smp_rcu_stats_get(&s0); // the parent's counts, inherited
     for (int i = 0; i < 2000; i++) {
       node_t *n = node_new();
       if (smp_free_rcu(n) != 0) _exit(3);
     }
-    smp_rcu_barrier();
-    smp_rcu_stats_t s = {.version = SMP_RCU_STATS_VERSION, .size = sizeof s};
+    smp_rcu_barrier(); // its own 2000 and the parent's pending ones, the child's copies
     smp_rcu_stats_get(&s);
-    _exit(s.freed_blocks >= 2000 ? 0 : 4);
+    _exit(s.freed_blocks >= s0.freed_blocks + s0.pending_blocks + 2000 && s.pending_blocks == 0
+              ? 0 : 4);
   }
   int status;
   if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -174,7 +223,12 @@ int main(int argc, char **argv) {
     pthread_create(&r[i], NULL, reader, (void *)(uintptr_t)(args.seed * 100 + i));
   for (unsigned i = 0; i < nupdaters && i < 64; i++)
     pthread_create(&u[i], NULL, updater, (void *)(uintptr_t)(args.seed * 1000 + i));
+  pthread_t f;
+  bool forking = strcmp(args.mode, "nofork") != 0;
+  if (forking) pthread_create(&f, NULL, forker, NULL);
   for (unsigned i = 0; i < nupdaters && i < 64; i++) pthread_join(u[i], NULL);
+  atomic_store(&updaters_done, true);
+  if (forking) pthread_join(f, NULL);
   atomic_store(&stop, true);
   for (unsigned i = 0; i < nreaders && i < 64; i++) pthread_join(r[i], NULL);
   // Readers gone (a child cannot end a grace period that waits for a reader thread it did not
@@ -208,8 +262,8 @@ int main(int argc, char **argv) {
   rcu_thread_online();
 #endif
   printf("stress_rcu (" FLAVOUR "): %llu deferred, %llu read-side sections, %llu batches, %llu "
-         "flushes of all meanwhile, ok\n", (unsigned long long)atomic_load(&deferred),
+         "flushes of all and %llu forks meanwhile, ok\n", (unsigned long long)atomic_load(&deferred),
          (unsigned long long)atomic_load(&reads), (unsigned long long)s.batches,
-         (unsigned long long)atomic_load(&flushes));
+         (unsigned long long)atomic_load(&flushes), (unsigned long long)atomic_load(&forks));
   return 0;
 }
