@@ -108,7 +108,7 @@ typedef struct smp_stats {
                                  resident and mappings; not in free, nor in held) */
   /* version 4: RCU-deferred free (smpalloc_rcu.h), all flavours (smp_stats_get only; 0 in a
      library built without liburcu's headers) */
-  uint64_t rcu_pending_blocks; /**< deferred and not yet freed (counted in in_use) */
+  uint64_t rcu_pending_blocks; /**< deferred and not yet freed (still in their heaps' in_use) */
   uint64_t rcu_pending_bytes;  /**< their usable bytes */
   uint64_t rcu_batches;        /**< batches sent to call_rcu so far */
   uint64_t rcu_freed_blocks;   /**< blocks freed after their grace period so far */

@@ -12,18 +12,21 @@
  *   old = rcu_xchg_pointer(&table->slot, fresh);
  *   smp_free_rcu(old);            // freed once every reader that could see it has left
  *
- * Pointers are batched per thread into page-sized arrays, one call_rcu per full batch (504
- * blocks, or blocks of 1 MiB together), as the kernel's kvfree_rcu does; the callback frees the
- * batch's blocks. A batch also goes when it is 100 ms old at its thread's next deferral, and a
- * thread's partial batch 1 s old goes when another thread sends one of the same flavour; so
- * only while no thread defers does a partial batch wait, until its thread defers again, exits,
- * calls smp_rcu_flush, or any thread calls smp_rcu_flush_all or smp_rcu_barrier.
- * smp_free_rcu never blocks and never writes into the block it defers (readers may still be
- * reading it).
+ * Pointers are batched per thread into page-sized arrays, one call_rcu per batch (503 blocks,
+ * or blocks of 1 MiB together), as the kernel's kvfree_rcu does; the callback frees the batch's
+ * blocks. A partial batch also goes when it is 100 ms old at its thread's next deferral, and a
+ * thread's partial batch 1 s old goes when another thread sends a batch of the same flavour;
+ * otherwise it waits until its thread defers again, exits, calls smp_rcu_flush, or any thread
+ * calls smp_rcu_flush_all or smp_rcu_barrier. smp_free_rcu never waits for a grace period and
+ * never writes into the block it defers (readers may still be reading it); it may wait a
+ * moment for a lock, or for another thread that is taking its batch.
  *
- * As liburcu asks of call_rcu, the calls that send batches (all but the statistics) are made by
- * threads registered with the flavour (for QSBR: online), except smp_rcu_barrier, which waits
- * for a grace period (QSBR: from an offline thread). None of them from a signal handler.
+ * As liburcu asks of call_rcu, every call but the statistics is made by a thread registered
+ * with the flavour (QSBR: online), outside read-side sections for smp_rcu_barrier and
+ * smp_free_rcu_mightsleep, which wait for a grace period; none from a signal handler. A thread
+ * sends its partial batch when it exits, so a thread that unregisters calls smp_rcu_flush()
+ * first. A block of a heap other than the default one must have been freed (smp_rcu_barrier)
+ * before its heap is destroyed.
  */
 #ifndef SMPALLOC_RCU_H
 #define SMPALLOC_RCU_H
@@ -37,10 +40,10 @@ extern "C" {
 #endif
 
 /** Free p (a block of any smp_ or malloc call, or NULL) after a grace period of flavor. Never
- *  blocks, never writes into *p. Returns 0, or ENOMEM (errno set too) when no batch could be
- *  made for it: then p is not freed at all (never early); the caller may retry, or wait for a
- *  grace period (synchronize_rcu) and free it. A pointer that is not a live block of ours is
- *  reported and aborts, as free does. */
+ *  waits for a grace period, never writes into *p. Returns 0, or ENOMEM (errno set too) when no
+ *  batch could be made for it: then p is not freed at all (never early); the caller may retry,
+ *  or use smp_free_rcu_mightsleep. A pointer that is not a live block of ours is reported and
+ *  aborts, as free does: at once for most, at the latest when its batch is freed. */
 SMP_API int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flavor);
 
 /** As smp_free_rcu_flavor, but where p cannot be queued (no memory for a batch) it waits for a
@@ -51,7 +54,9 @@ SMP_API void smp_free_rcu_mightsleep_flavor(void *p, const struct rcu_flavor_str
 
 /** Every block deferred with flavor before this call (by any thread) has been freed when it
  *  returns: the threads' partly filled batches are sent, then liburcu's barrier for flavor
- *  waits for their callbacks. May sleep: not inside a read-side section. */
+ *  waits for their callbacks. May sleep: not inside a read-side section. Where the kernel
+ *  refuses membarrier (smp_rcu_flush_all returns EPERM) other threads' partial batches are not
+ *  waited for; a warning says so once. */
 SMP_API void smp_rcu_barrier_flavor(const struct rcu_flavor_struct *flavor);
 
 /** The calling thread's partly filled batch of flavor is sent now (a thread that defers a few

@@ -1,12 +1,12 @@
-// Layer: api. RCU-deferred free (include/smpalloc_rcu.h).
+// Layer: api. RCU-deferred free (include/smpalloc_rcu.h; papers/design.md, "RCU-deferred free").
 // Each thread that defers blocks has a record (thread_rcu_t) holding, per RCU flavour it used, a
-// partly filled batch: a page-sized array of pointers. A full batch (504 blocks, or 1 MiB of
+// partly filled batch: a page-sized array of pointers. A full batch (503 blocks, or 1 MiB of
 // blocks, or its first block 100 ms old) is sent with the flavour's call_rcu (through liburcu's
 // rcu_flavor_struct, which the caller passes: smpalloc does not link liburcu); its callback,
 // after a grace period, frees every block in it and the batch. A thread that sends a batch also
 // sends other threads' partial batches of its flavour that are 1 s old (stale_send).
 // Concurrency. A record is its owner's, except when a thief (smp_rcu_flush_all, smp_rcu_barrier,
-// stale_send, the type reports' visit; one at a time, under steal_lock) takes or reads its
+// stale_send, the type reports' visit, fork; one at a time, under steal_lock) takes or reads its
 // partial batches. They agree as in Dekker's algorithm, on two flags of the record:
 //   owner: busy = 1; fence; if (steal) { busy = 0 (release); wait for steal == 0 (acquire) }
 //          ... the batches ...; busy = 0 (release)
@@ -18,17 +18,22 @@
 // valgrind, seccomp) or under ThreadSanitizer (which knows nothing of it), the owner's store is
 // an exchange and the thief's fence a seq_cst fence: the plain Dekker, one atomic per call. If
 // membarrier fails later (a seccomp filter installed since), a thief takes only its own record
-// and says so once. The releases and acquires above make what one wrote in the batches visible to
-// the other. The statistics read a record's figures (blocks, bytes, age of its batches), which
-// its owner stores relaxed, without either flag. Records are linked with a release store once
-// filled and walked with acquire loads; a record changes hands by a CAS of its owner from 0
+// and says so once. The releases and acquires above make what one wrote in the batches visible
+// to the other. Neither side allocates while it holds a record, and sent_lock (the sent list) is
+// a leaf lock that an owner takes inside its record and a thief only after every record it
+// waits for is out. A batch leaves its record onto the sent list inside the record, counted in
+// `calling` until its call_rcu is done (release), which smp_rcu_barrier waits to see at 0
+// (acquire). The statistics read a record's figures (blocks, bytes, age of its batches), which
+// whoever holds it stores relaxed, without either flag. Records are linked with a release store
+// once filled and walked with acquire loads; a record changes hands by a CAS of its owner from 0
 // (acquire) after the exiting owner's release store of 0. Records are never freed: a thread's
 // exit sends its batches and gives the record up for the next new thread. stress_rcu (per
-// flavour, also under AddressSanitizer) checks every byte readers see while batches move and
-// runs smp_rcu_barrier from every updater at once. Sent batches sit on one list (sent_lock) so
-// that the statistics know the oldest; their counts are atomics.
-// Fork: the child's records are unlocked, the other threads' given up (their partial batches
-// go with the next thread that takes the record, after a grace period of the child's).
+// flavour, also under AddressSanitizer, and once without membarrier) checks every byte readers
+// see while the updaters take each other's batches and another thread forks; stress_rcu_stall
+// the stalled reader, mightsleep and stale sends.
+// Fork: the handlers run inside the allocator's (rcu.h): every record held, the sent list
+// locked; the child gives up the other threads' records (their partial batches go with the next
+// thread that takes one, after a grace period of the child's).
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
