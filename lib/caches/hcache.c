@@ -79,8 +79,14 @@ static void release_way(smp_hcache_t *hc) {
 }
 
 static __thread unsigned next_victim SMP_TLS_IE; // the way a fifth heap takes next
+static __thread uint64_t misses SMP_TLS_IE;       // this thread's lookups that found no cache
+static __thread uint64_t born[SMP_HCACHE_WAYS] SMP_TLS_IE; // misses when each way was filled
 
-// A way for a new cache: an empty one, a detached one (reclaimed), or the oldest (flushed).
+// A way for a new cache: an empty one, a detached one (reclaimed), or the oldest (flushed);
+// SMP_HCACHE_WAYS if the oldest was filled fewer than SMP_HCACHE_KEEP misses ago. A thread
+// that works with more heaps at once than it has ways (a server with a heap per connection)
+// would otherwise flush a cache and fill another at every call; it goes to the heap's central
+// lists directly instead, and the ways change at most once per KEEP / WAYS misses.
 static unsigned free_way(void) {
   for (unsigned i = 0; i < SMP_HCACHE_WAYS; i++)
     if (smp_hcache_ways[i] == NULL) return i;
@@ -90,8 +96,11 @@ static unsigned free_way(void) {
       smp_hcache_ways[i] = NULL;
       return i;
     }
-  // All four in use: the oldest goes (ways fill in order, and victims rotate: first in, first out).
-  unsigned oldest = next_victim++ % SMP_HCACHE_WAYS;
+  // All four in use: the oldest goes (ways fill in order, and victims rotate: first in, first
+  // out), unless it is too young.
+  unsigned oldest = next_victim % SMP_HCACHE_WAYS;
+  if (misses - born[oldest] < SMP_HCACHE_KEEP) return SMP_HCACHE_WAYS;
+  next_victim++;
   release_way(smp_hcache_ways[oldest]);
   smp_hcache_ways[oldest] = NULL;
   return oldest;
@@ -101,13 +110,16 @@ static unsigned free_way(void) {
 static smp_hcache_t *find_or_create(smp_hcache_set_t *set, bool nowait) {
   smp_hcache_t *hc = smp_hcache_find(set);
   if (hc || nowait || exited || smp_options.debug) return hc; // debug mode caches nothing
+  misses++;
+  unsigned way = free_way();
+  if (way == SMP_HCACHE_WAYS) return NULL; // too many heaps at once: this call goes direct
   smp_lock_acquire(&spare_lock);
   hc = spare;
   if (hc) spare = hc->next;
   smp_lock_release(&spare_lock);
   if (hc == NULL && (hc = smp_os_map(sizeof *hc)) == NULL) return NULL;
-  memset(hc, 0, sizeof *hc);
-  unsigned way = free_way();
+  memset(hc->count, 0, sizeof hc->count); // the slots above a count are never read
+  hc->prev = NULL;
   smp_lock_acquire(&set->lock);
   hc->next = set->list;
   if (set->list) set->list->prev = hc;
@@ -115,6 +127,7 @@ static smp_hcache_t *find_or_create(smp_hcache_set_t *set, bool nowait) {
   smp_store_relaxed(&hc->set, set);
   smp_lock_release(&set->lock);
   smp_hcache_ways[way] = hc;
+  born[way] = misses;
   if (have_exit_key && !exit_key_set) {
     exit_key_set = true;
     pthread_setspecific(exit_key, (void *)1); // may call calloc: the cache is in place

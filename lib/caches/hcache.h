@@ -1,6 +1,8 @@
 // Layer: caches. The front end of the heaps other than the default one (smp_heap_create): per
 // thread, per heap (up to SMP_HCACHE_WAYS heaps at once), per size class, a small stack of free
-// blocks. The default heap keeps its own front end (frontend.h), and its hit paths never look
+// blocks. A thread that works with more heaps at once goes to their central lists directly for
+// the others, and changes a way (flushing its cache) at most once per SMP_HCACHE_KEEP / WAYS
+// lookups that missed. The default heap keeps its own front end (frontend.h), and its hit paths never look
 // here: blocks of other heaps carry page class 0, so free's fast path sends them to the slow
 // path, which pushes them into the calling thread's cache of their heap.
 // Ownership: a cache belongs to its thread (the only one that pushes and pops) and sits on its
@@ -28,6 +30,7 @@
 
 #define SMP_HCACHE_WAYS 4
 #define SMP_HCACHE_CAP 16
+#define SMP_HCACHE_KEEP 64 // a way filled fewer of its thread's misses ago is not evicted
 
 typedef struct smp_hcache_set smp_hcache_set_t;
 typedef struct smp_hcache smp_hcache_t;
