@@ -1,6 +1,7 @@
 # Sourced by the kvserver checks (bash): start_server BIN [ARGS...] starts kvserver on a free
 # loopback port (random in 20000-59999, retried while busy), sets PORT and PID, and waits until
-# it answers PING. The EXIT trap kills it on every failure path.
+# it answers PING; with KV_PRELOAD set, the server (only) runs with LD_PRELOAD=$KV_PRELOAD. The
+# EXIT trap kills it on every failure path.
 PID=
 cleanup() { if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi; }
 trap cleanup EXIT
@@ -11,7 +12,7 @@ start_server() {
   bin=$1; shift
   for try in 1 2 3 4 5 6 7 8 9 10; do
     PORT=$((20000 + RANDOM % 40000))
-    "$bin" --port "$PORT" "$@" 2>"$LOG" &
+    env ${KV_PRELOAD:+LD_PRELOAD="$KV_PRELOAD"} "$bin" --port "$PORT" "$@" 2>"$LOG" &
     PID=$!
     for i in $(seq 1 50); do
       if ! kill -0 "$PID" 2>/dev/null; then break; fi

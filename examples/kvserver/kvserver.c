@@ -20,6 +20,13 @@
 //
 // SIGTERM/SIGINT: stop accepting, close every connection, smp_rcu_barrier, free the table,
 // exit 0.
+//
+// Built with -DKV_PORTABLE (kvserver-portable), the same server runs on any malloc: the section
+// "the allocator" below turns each smp_ call into what a program without smpalloc writes:
+// malloc/free for the typed blocks (types ignored), malloc/realloc/free for a connection's
+// buffers (freed one by one at close), liburcu's call_rcu (an rcu_head in the node, one callback
+// per node) for the deferred frees, and INFO a short JSON of the process's RSS. --max-memory
+// needs the types' limits, so that build refuses it.
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -43,12 +50,22 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
+#ifdef KV_PORTABLE
+typedef enum { M_KEY, M_VALUE, M_CONN } kv_type_t; // named for the reader; malloc ignores them
+typedef struct kv_no_heap kv_heap_t;                // never made: a NULL placeholder
+#define KV_NODE_RCU_HEAD struct rcu_head rh;        // call_rcu's link, in the node
+#else
 #include "smpalloc.h"
 #include "smpalloc_rcu.h"
+
+typedef smp_type_t *kv_type_t;
+typedef smp_heap_t kv_heap_t;
+#define KV_NODE_RCU_HEAD // smp_free_rcu keeps its own record of a deferred block
 
 SMP_TYPE_DEFINE(M_KEY, "key", "kvserver: table nodes with their keys");
 SMP_TYPE_DEFINE(M_VALUE, "value", "kvserver: values");
 SMP_TYPE_DEFINE(M_CONN, "conn", "kvserver: connections");
+#endif
 
 #define MAX_VALUE (1u << 20)         // largest bulk string (key or value) accepted
 #define MAX_ARGS (1u << 16)          // most arguments in one command
@@ -60,6 +77,7 @@ SMP_TYPE_DEFINE(M_CONN, "conn", "kvserver: connections");
 
 struct node {
   struct cds_lfht_node lfn;
+  KV_NODE_RCU_HEAD
   char *val; // M_VALUE block of vlen bytes (at least 1 allocated)
   uint32_t vlen;
   uint32_t klen;
@@ -69,7 +87,7 @@ struct node {
 struct conn {
   int fd;
   int want_out;        // EPOLLOUT registered
-  smp_heap_t *heap;    // rbuf, wbuf and argv come from here
+  kv_heap_t *heap;     // rbuf, wbuf and argv come from here (NULL in KV_PORTABLE)
   char *rbuf, *wbuf;
   size_t rlen, rcap, wlen, wpos, wcap;
   const char **argv;   // into rbuf
@@ -84,6 +102,100 @@ struct worker {
   int pipefd[2]; // the acceptor writes new fds into [1]
   struct conn *conns;
 };
+
+// ---- the allocator: smpalloc's API, or (KV_PORTABLE) the C library's and call_rcu -----------
+
+#ifdef KV_PORTABLE
+static inline void *type_malloc(size_t n, kv_type_t t) { (void)t; return malloc(n); }
+static inline void *type_zalloc(size_t n, kv_type_t t) { (void)t; return calloc(1, n); }
+static inline void type_free(void *p, kv_type_t t) { (void)t; free(p); }
+// --max-memory: the limit is smpalloc's (per type); there is none here.
+static inline int type_set_limit(kv_type_t t, size_t bytes) {
+  (void)t;
+  (void)bytes;
+  return ENOTSUP;
+}
+
+static inline int heap_open(kv_heap_t **h) { *h = NULL; return 0; }
+static inline void *heap_malloc(kv_heap_t *h, size_t n) { (void)h; return malloc(n); }
+static inline void *heap_realloc(kv_heap_t *h, void *p, size_t n) { (void)h; return realloc(p, n); }
+static inline void heap_free(kv_heap_t *h, void *p) { (void)h; free(p); }
+// A connection's buffers, one by one (the smpalloc build destroys their heap instead).
+static inline void conn_buffers_free(struct conn *c) {
+  free(c->rbuf);
+  free(c->wbuf);
+  free((void *)c->argv);
+  free(c->argl);
+}
+
+static void node_free_cb(struct rcu_head *rh) {
+  struct node *nd = caa_container_of(rh, struct node, rh);
+  free(nd->val);
+  free(nd);
+}
+// After a grace period; call_rcu never fails nor waits, so readers may call it too.
+static void node_free_rcu(struct node *nd) { call_rcu(&nd->rh, node_free_cb); }
+static void node_free_rcu_reader(struct node *nd) { node_free_rcu(nd); }
+static inline void deferred_flush(void) {} // call_rcu's own thread runs the callbacks
+static inline void deferred_barrier(void) { rcu_barrier(); }
+
+// INFO: the process's size from /proc/self/statm, as JSON; snprintf's contract (the length it
+// needs, -1 on error).
+static int stats_json(char *buf, size_t cap) {
+  char st[128];
+  unsigned long long vsz = 0, rss = 0;
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, st, sizeof st - 1) : -1;
+  if (fd >= 0) close(fd);
+  if (n <= 0) return -1;
+  st[n] = 0;
+  if (sscanf(st, "%llu %llu", &vsz, &rss) != 2) return -1;
+  unsigned long long page = (unsigned long long)sysconf(_SC_PAGESIZE);
+  return snprintf(buf, cap, "{\"build\":\"portable\",\"rss_bytes\":%llu,\"vm_bytes\":%llu}",
+                  rss * page, vsz * page);
+}
+#else
+static inline void *type_malloc(size_t n, kv_type_t t) { return smp_malloc_type(n, t, 0); }
+static inline void *type_zalloc(size_t n, kv_type_t t) { return smp_malloc_type(n, t, SMP_ZERO); }
+static inline void type_free(void *p, kv_type_t t) { smp_free_type(p, t); }
+static inline int type_set_limit(kv_type_t t, size_t bytes) { return smp_type_set_limit(t, bytes); }
+
+static inline int heap_open(kv_heap_t **h) {
+  *h = smp_heap_create("conn", CONN_HEAP_LIMIT);
+  return *h ? 0 : -1;
+}
+static inline void *heap_malloc(kv_heap_t *h, size_t n) { return smp_heap_malloc(h, n, 0); }
+static inline void *heap_realloc(kv_heap_t *h, void *p, size_t n) {
+  return smp_heap_realloc(h, p, n, 0);
+}
+static inline void heap_free(kv_heap_t *h, void *p) { (void)h; smp_free(p); }
+static inline void conn_buffers_free(struct conn *c) {
+  smp_heap_destroy(c->heap); // rbuf, wbuf, argv: all at once
+}
+
+// After a grace period: readers may still hold nd.
+static void node_free_rcu(struct node *nd) {
+  // smp_free_rcu fails only with ENOMEM (no batch); then wait for readers and free at once.
+  // Never called inside a read-side section when that fallback runs (see callers).
+  if (smp_free_rcu(nd->val) != 0) {
+    synchronize_rcu();
+    smp_free_type(nd->val, M_VALUE);
+  }
+  if (smp_free_rcu(nd) != 0) {
+    synchronize_rcu();
+    smp_free_type(nd, M_KEY);
+  }
+}
+// The same from inside a read-side section, at exit: what smp_free_rcu cannot defer is left.
+static void node_free_rcu_reader(struct node *nd) {
+  smp_free_rcu(nd->val);
+  smp_free_rcu(nd);
+}
+// smp_free_rcu batches per thread: a worker sends its partly filled batch now and then.
+static inline void deferred_flush(void) { smp_rcu_flush(); }
+static inline void deferred_barrier(void) { smp_rcu_barrier(); }
+static inline int stats_json(char *buf, size_t cap) { return smp_stats_json(buf, cap); }
+#endif
 
 static struct cds_lfht *table;
 static atomic_int stopping;
@@ -117,11 +229,11 @@ static int match_key(struct cds_lfht_node *lfn, const void *arg) {
 // A new node holding key and a copy of val; NULL (errno ENOMEM) when the types' limits or
 // memory refuse it.
 static struct node *node_new(const char *k, size_t kl, const char *v, size_t vl) {
-  struct node *nd = smp_malloc_type(sizeof *nd + kl, M_KEY, 0);
+  struct node *nd = type_malloc(sizeof *nd + kl, M_KEY);
   if (!nd) return NULL;
-  nd->val = smp_malloc_type(vl ? vl : 1, M_VALUE, 0);
+  nd->val = type_malloc(vl ? vl : 1, M_VALUE);
   if (!nd->val) {
-    smp_free_type(nd, M_KEY);
+    type_free(nd, M_KEY);
     errno = ENOMEM;
     return NULL;
   }
@@ -131,20 +243,6 @@ static struct node *node_new(const char *k, size_t kl, const char *v, size_t vl)
   nd->vlen = (uint32_t)vl;
   cds_lfht_node_init(&nd->lfn);
   return nd;
-}
-
-// After a grace period: readers may still hold nd.
-static void node_free_rcu(struct node *nd) {
-  // smp_free_rcu fails only with ENOMEM (no batch); then wait for readers and free at once.
-  // Never called inside a read-side section when that fallback runs (see callers).
-  if (smp_free_rcu(nd->val) != 0) {
-    synchronize_rcu();
-    smp_free_type(nd->val, M_VALUE);
-  }
-  if (smp_free_rcu(nd) != 0) {
-    synchronize_rcu();
-    smp_free_type(nd, M_KEY);
-  }
 }
 
 // Insert or replace; 0 or ENOMEM.
@@ -233,8 +331,8 @@ static int kv_incr(const char *k, size_t kl, long long *out) {
       return 0;
     }
     // Lost a race: nd was never published, so it can go at once.
-    smp_free_type(nd->val, M_VALUE);
-    smp_free_type(nd, M_KEY);
+    type_free(nd->val, M_VALUE);
+    type_free(nd, M_KEY);
   }
 }
 
@@ -244,7 +342,7 @@ static int wreserve(struct conn *c, size_t n) {
   if (c->wlen + n <= c->wcap) return 0;
   size_t cap = c->wcap ? c->wcap : 4096;
   while (cap < c->wlen + n) cap *= 2;
-  char *p = smp_heap_realloc(c->heap, c->wbuf, cap, 0);
+  char *p = heap_realloc(c->heap, c->wbuf, cap);
   if (!p) return -1;
   c->wbuf = p;
   c->wcap = cap;
@@ -283,10 +381,10 @@ static int argv_room(struct conn *c, size_t n) {
   if (n <= c->argcap) return 0;
   size_t cap = c->argcap ? c->argcap : 16;
   while (cap < n) cap *= 2;
-  const char **a = smp_heap_realloc(c->heap, (void *)c->argv, cap * sizeof *a, 0);
+  const char **a = heap_realloc(c->heap, (void *)c->argv, cap * sizeof *a);
   if (!a) return -1;
   c->argv = a;
-  size_t *l = smp_heap_realloc(c->heap, c->argl, cap * sizeof *l, 0);
+  size_t *l = heap_realloc(c->heap, c->argl, cap * sizeof *l);
   if (!l) return -1;
   c->argl = l;
   c->argcap = cap;
@@ -425,18 +523,18 @@ static int arity_err(struct conn *c, const char *cmd) {
 
 static int cmd_info(struct conn *c) {
   for (int tries = 0; tries < 4; tries++) {
-    int n = smp_stats_json(NULL, 0);
+    int n = stats_json(NULL, 0);
     if (n < 0) break;
     size_t cap = (size_t)n + 4096;
-    char *buf = smp_heap_malloc(c->heap, cap, 0);
+    char *buf = heap_malloc(c->heap, cap);
     if (!buf) return wstr(c, "-ERR out of memory\r\n");
-    int m = smp_stats_json(buf, cap);
+    int m = stats_json(buf, cap);
     if (m >= 0 && (size_t)m < cap) {
       int r = wbulk(c, buf, (size_t)m);
-      smp_free(buf);
+      heap_free(c->heap, buf);
       return r;
     }
-    smp_free(buf);
+    heap_free(c->heap, buf);
   }
   return wstr(c, "-ERR statistics unavailable\r\n");
 }
@@ -523,23 +621,22 @@ static void conn_close(struct worker *w, struct conn *c) {
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  smp_heap_destroy(c->heap); // rbuf, wbuf, argv: all at once
-  smp_free_type(c, M_CONN);
+  conn_buffers_free(c);
+  type_free(c, M_CONN);
 }
 
 static struct conn *conn_open(struct worker *w, int fd) {
-  struct conn *c = smp_malloc_type(sizeof *c, M_CONN, SMP_ZERO);
+  struct conn *c = type_zalloc(sizeof *c, M_CONN);
   if (!c) return NULL;
   c->fd = fd;
-  c->heap = smp_heap_create("conn", CONN_HEAP_LIMIT);
-  if (!c->heap) {
-    smp_free_type(c, M_CONN);
+  if (heap_open(&c->heap) != 0) {
+    type_free(c, M_CONN);
     return NULL;
   }
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
   if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    smp_heap_destroy(c->heap);
-    smp_free_type(c, M_CONN);
+    conn_buffers_free(c);
+    type_free(c, M_CONN);
     return NULL;
   }
   c->next = w->conns;
@@ -608,7 +705,7 @@ static int conn_read(struct conn *c) {
       }
       size_t cap = c->rcap ? c->rcap * 2 : 16384;
       if (cap > MAX_RBUF) cap = MAX_RBUF;
-      char *p = smp_heap_realloc(c->heap, c->rbuf, cap, 0);
+      char *p = heap_realloc(c->heap, c->rbuf, cap);
       if (!p) return -1;
       c->rbuf = p;
       c->rcap = cap;
@@ -664,7 +761,7 @@ static void *worker_main(void *arg) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
     if ((now.tv_sec - last_flush.tv_sec) * 1000 + (now.tv_nsec - last_flush.tv_nsec) / 1000000 >= 100) {
-      smp_rcu_flush();
+      deferred_flush();
       last_flush = now;
     }
     for (int i = 0; i < n; i++) {
@@ -680,7 +777,7 @@ static void *worker_main(void *arg) {
     }
   }
   while (w->conns) conn_close(w, w->conns);
-  smp_rcu_flush();
+  deferred_flush();
   rcu_unregister_thread();
   return NULL;
 }
@@ -705,7 +802,11 @@ int main(int argc, char **argv) {
     if (*end) usage();
   }
   if (port < 0 || port > 65535 || threads < 1 || threads > 256) usage();
-  if (maxmem) smp_type_set_limit(M_VALUE, (size_t)maxmem);
+  int refused = maxmem ? type_set_limit(M_VALUE, (size_t)maxmem) : 0;
+  if (refused) {
+    fprintf(stderr, "kvserver: --max-memory: %s\n", strerror(refused));
+    return 64;
+  }
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -778,20 +879,19 @@ int main(int argc, char **argv) {
   free(workers);
 
   // No reader is left: wait for the deferred frees, then free what the table still holds.
-  smp_rcu_barrier();
+  deferred_barrier();
   struct cds_lfht_iter it;
   struct node *nd;
   unsigned long left = 0;
   rcu_read_lock();
   cds_lfht_for_each_entry(table, &it, nd, lfn) {
     if (cds_lfht_del(table, &nd->lfn) == 0) {
-      smp_free_rcu(nd->val);
-      smp_free_rcu(nd);
+      node_free_rcu_reader(nd);
       left++;
     }
   }
   rcu_read_unlock();
-  smp_rcu_barrier();
+  deferred_barrier();
   if (cds_lfht_destroy(table, NULL) != 0) fprintf(stderr, "kvserver: table not empty\n");
   rcu_unregister_thread();
   fprintf(stderr, "kvserver: stopped, %lu keys freed\n", left);
