@@ -17,6 +17,21 @@ A run that exits nonzero, times out or (for a 'time=' workload) lacks 'peak_rss=
 the others still run, the tables use the runs that worked, and the script lists every failed run
 at the end and exits 1.
 
+Server mode (--server CLIENT, repeatable): the command after -- is a server that listens on
+127.0.0.1 (its '{port}' words get the port: --port, else a free one per run). For each CLIENT,
+each run starts the server under one allocator (--variant NAME=PROGRAM adds a row that runs
+PROGRAM in its place under smpalloc's library, e.g. a build of it that calls smpalloc's API),
+waits until the port accepts a connection (--ready-timeout, 10 s), runs CLIENT (split as a shell
+would, '{port}' replaced, nothing preloaded, --timeout bounds it), takes the requests per second
+it prints (redis-benchmark's -q lines 'SET: 12345.67 requests per second' or its --csv rows),
+waits --idle seconds (1) so an allocator's decay can return memory, reads the server's VmHWM
+(peak RSS) and VmRSS (final RSS) from /proc, and stops it with SIGTERM: it must exit 0 within
+10 s. The server must be the process started (exec, not a shell that forks it). A run fails
+when the server does not start, dies, exits non-zero or the client fails or prints no rate. The
+table gives per allocator the median req/s of each test and of the geometric mean of a run's
+tests, the spread of that geomean over the runs, and the median RSS, each with its ratio to
+--base (default smpalloc; a req/s ratio above 1 means faster).
+
 Progress goes to stderr: the run under way, rep i/N, runs done of the total, time left.
 --csv and --json write every run's raw values and the medians, tagged with the commit, date,
 machine, kernel, compiler, glibc and each allocator's library and Debian package version.
@@ -24,6 +39,10 @@ machine, kernel, compiler, glibc and each allocator's library and Debian package
 Usage: compare.py --lib smpalloc=PATH [--lib NAME=PATH[@VAR=VALUE...] ...] [--reps N]
                   [--no-glibc] [--wall] [--timeout S] [--csv FILE] [--json FILE]
                   [--meta KEY=VALUE ...] -- CMD ... [--- CMD ...]
+       compare.py --lib smpalloc=PATH [--lib ...] [--reps N] [--no-glibc] [--timeout S]
+                  [--csv FILE] [--json FILE] [--meta ...] --server CLIENT [--server CLIENT ...]
+                  [--port N] [--idle S] [--ready-timeout S] [--variant NAME=PROGRAM ...]
+                  [--base NAME] -- SERVER ARGS...
 """
 import argparse
 import csv
@@ -35,6 +54,7 @@ import platform
 import re
 import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -291,6 +311,332 @@ def write_csv(path, meta, workloads):
                             "rss_final_ratio": ratio.get("rss_final_kib")})
 
 
+# ---- server mode (--server) ----------------------------------------------------------------
+# Each run starts the server under one allocator, waits until it accepts connections on its
+# port, runs the client, reads the rates the client printed, waits --idle seconds, reads the
+# server's VmHWM (peak RSS) and VmRSS (final RSS), then stops it with SIGTERM: it must exit 0.
+
+SERVER_FIELDS = ("peak_rss_kib", "rss_final_kib")
+RATE_LINE = re.compile(r"^\s*(\S.*?): ([0-9]+(?:\.[0-9]+)?) requests per second")
+RATE_CSV = re.compile(r'^"([^"]+)","([0-9]+(?:\.[0-9]+)?)"')
+
+
+def parse_rates(text):
+    """{test: requests per second} from a client's output: redis-benchmark's -q lines
+    ('SET: 12345.67 requests per second, ...', progress overwritten with \\r) or its --csv rows
+    ('"SET","12345.67",...', after a '"test","rps",...' header). A test seen twice: the last."""
+    rates = {}
+    for line in re.split(r"[\r\n]+", text):
+        m = RATE_LINE.match(line) or RATE_CSV.match(line.strip())
+        if m:
+            rates[m.group(1)] = float(m.group(2))
+    return rates
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_status_kib(pid, field):
+    """The KiB of a /proc/PID/status line (VmHWM, VmRSS), or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def shown(words):
+    """words as a shell would take them, '{port}' left unquoted, the program by its base name."""
+    return " ".join(w if re.fullmatch(r"[A-Za-z0-9_,./=:@%+{}-]+", w) else shlex.quote(w)
+                    for w in [os.path.basename(words[0])] + words[1:])
+
+
+def with_port(words, port):
+    """words with every '{port}' replaced by port."""
+    return [w.replace("{port}", str(port)) for w in words]
+
+
+def tail_of(*texts, lines=8):
+    """The last lines of the texts joined, indented for the failure list."""
+    tail = "\n".join(t.strip() for t in texts if t and t.strip()).splitlines()[-lines:]
+    return ("\n      " + "\n      ".join(tail)) if tail else ""
+
+
+def server_once(server, client, path, settings, a):
+    """One run: server (words) under the allocator of path and settings, driven by client
+    (words); both with '{port}' replaced. Returns a dict: ok, rates {test: req/s}, the
+    SERVER_FIELDS, client_s (the client's wall time), server_exit, and error when it failed."""
+    port = a.port or free_port()
+    server, client = with_port(server, port), with_port(client, port)
+    run = {"port": port, "rates": {}, "peak_rss_kib": None, "rss_final_kib": None,
+           "client_s": None, "server_exit": None, "ok": False}
+    with tempfile.TemporaryFile() as slog:
+        def log():
+            """What the server printed so far."""
+            slog.seek(0)
+            return slog.read().decode(errors="replace")
+        try:
+            proc = subprocess.Popen(server, env=allocators.environment(path, settings),
+                                    stdin=subprocess.DEVNULL, stdout=slog, stderr=slog,
+                                    start_new_session=True)
+        except OSError as e:
+            run["error"] = f"cannot start the server: {e}"
+            return run
+
+        def stop(problem):
+            """SIGTERM, then wait up to 10 s for the exit (SIGKILL after); returns the failure,
+            if any: problem, else a non-zero exit or no exit."""
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                run["server_exit"] = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return problem or "the server did not exit within 10 s of SIGTERM"
+            if problem:
+                return problem
+            return (f"the server exited with {run['server_exit']} after SIGTERM"
+                    if run["server_exit"] != 0 else None)
+
+        # Ready: the port accepts a connection (while the server is still running).
+        deadline, problem = time.monotonic() + a.ready_timeout, None
+        while True:
+            if proc.poll() is not None:
+                problem = f"the server exited with {proc.returncode} before accepting connections"
+                break
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                problem = f"the server accepted no connection on port {port} in {a.ready_timeout:g} s"
+                break
+            time.sleep(0.05)
+        if problem:
+            run["error"] = (stop(problem) or problem) + tail_of(log())
+            return run
+        code, out, err, wall, _, timed_out = spawn_measured(
+            client, allocators.environment("", {}), a.timeout)
+        run["client_s"] = wall
+        run["rates"] = parse_rates(out + "\n" + err)
+        if timed_out:
+            problem = f"the client timed out after {a.timeout:g} s"
+        elif code != 0:
+            problem = f"the client exited with {code}"
+        elif not run["rates"]:
+            problem = "no 'requests per second' in the client's output"
+        elif proc.poll() is not None:
+            problem = f"the server exited with {proc.returncode} during the client's run"
+        if not problem:
+            time.sleep(a.idle)
+            run["peak_rss_kib"] = proc_status_kib(proc.pid, "VmHWM")
+            run["rss_final_kib"] = proc_status_kib(proc.pid, "VmRSS")
+            if run["peak_rss_kib"] is None or run["rss_final_kib"] is None:
+                problem = f"cannot read /proc/{proc.pid}/status (did the server exit?)"
+        problem = stop(problem)
+        if problem:
+            run["error"] = problem + tail_of(out if code else "", err, log())
+        run["ok"] = problem is None
+        return run
+
+
+def rate_geomean(rates, tests):
+    """Geometric mean of the rates of tests (None unless every one is there)."""
+    vals = [rates.get(t) for t in tests]
+    return statistics.geometric_mean(vals) if all(v for v in vals) else None
+
+
+def server_main(a, cmds, meta):
+    """Run the server command under every allocator (and --variant) for every client of
+    --server; print the tables, save --csv/--json; 1 if any run failed."""
+    if len(cmds) != 1:
+        raise SystemExit("compare.py --server: one server command after -- (no ---)")
+    server = cmds[0]
+    rows = [(n, p, s, None) for n, p, s in allocators.parse_libs(a.lib, glibc=not a.no_glibc)]
+    by_name = {n: (p, s) for n, p, s, _ in rows}
+    for spec in a.variant:
+        name, _, program = spec.partition("=")
+        if not name or not program or name in by_name or "smpalloc" not in by_name:
+            raise SystemExit(f"--variant {spec}: expected NAME=PROGRAM, a new NAME, and smpalloc")
+        at = [n for n, *_ in rows].index("smpalloc") + 1
+        rows.insert(at, (name, *by_name["smpalloc"], program))
+        by_name[name] = by_name["smpalloc"]
+    names = [n for n, *_ in rows]
+    base = a.base or "smpalloc"
+    if base not in names:
+        raise SystemExit(f"--base {base}: not one of {names}")
+    meta["allocators"] += [{"name": n, "path": p or None, "settings": s, "program": prog,
+                            "package": None, "package_version": None}
+                           for n, p, s, prog in rows if prog]
+    printed = []
+
+    def out(line=""):
+        """Print a line of the report and keep it for the JSON's copy of the tables."""
+        print(line, flush=True)
+        printed.append(line)
+
+    what_server = shown(server)
+    out(f"# server: {what_server}; {a.reps} runs each, allocators alternating; medians; "
+        f"ratio = allocator / {base}")
+    out(f"# req/s ratio >1: faster than {base}; RSS ratio >1: more memory. Peak RSS: the "
+        f"server's VmHWM; final RSS: its VmRSS {a.idle:g} s after the client finished")
+    for n, _, _, prog in rows:
+        if prog:
+            out(f"# {n}: {os.path.basename(prog)} in place of {os.path.basename(server[0])}, "
+                f"under smpalloc's library")
+    progress = Progress(len(a.server) * a.reps * len(rows))
+    workloads, failures = [], []
+    geo = {n: [[], [], []] for n in names}  # rate, peak RSS, final RSS ratios
+    try:
+        for client_text in a.server:
+            client = shlex.split(client_text)
+            what = shown(client)
+            runs = []
+            for rep in range(a.reps):
+                for i, (name, path, settings, prog) in enumerate(allocators.in_turn(rows, rep)):
+                    progress.show(what, name, rep + 1, a.reps, i == 0)
+                    cmd = ([prog] if prog else server[:1]) + server[1:]
+                    run = server_once(cmd, client, path, settings, a)
+                    progress.done += 1
+                    run.update(allocator=name, rep=rep + 1)
+                    runs.append(run)
+                    if not run["ok"]:
+                        failures.append((what, name, rep + 1, run["error"]))
+            if progress.tty:
+                print("\r" + " " * progress.width + "\r", end="", file=sys.stderr, flush=True)
+                progress.width = 0
+            ok = {n: [r for r in runs if r["allocator"] == n and r["ok"]] for n in names}
+            tests = list(dict.fromkeys(t for r in runs if r["ok"] for t in r["rates"]))
+            med = {}
+            for n in names:
+                m = {f: statistics.median(r[f] for r in ok[n]) if ok[n] else None
+                     for f in SERVER_FIELDS}
+                rates = {t: [r["rates"][t] for r in ok[n] if t in r["rates"]] for t in tests}
+                m["rates"] = {t: statistics.median(v) if v else None for t, v in rates.items()}
+                per_run = [g for g in (rate_geomean(r["rates"], tests) for r in ok[n]) if g]
+                m["geomean"] = statistics.median(per_run) if per_run else None
+                m["geomean_spread"] = ((max(per_run) - min(per_run)) / m["geomean"]
+                                       if len(per_run) > 1 else None)
+                m["runs"] = len(ok[n])
+                med[n] = m
+
+            def div(x, y):
+                """x / y, or None when either is missing."""
+                return x / y if x is not None and y else None
+            ratio = {n: {"rates": {t: div(med[n]["rates"][t], med[base]["rates"][t])
+                                   for t in tests},
+                         "geomean": div(med[n]["geomean"], med[base]["geomean"]),
+                         **{f: div(med[n][f], med[base][f]) for f in SERVER_FIELDS}}
+                     for n in names}
+            out()
+            out(f"{what}")
+            width = max([16] + [len(n) for n in names])
+            heads = [(t, max(9, len(t))) for t in tests] + [("geomean", 9)]
+            out(f"  {'req/s':<{width}}" + "".join(f" {h:>{w}} {'ratio':>5}" for h, w in heads)
+                + f" {'spread':>6}  {'peak RSS KiB':>12} {'ratio':>5} {'final RSS KiB':>13}"
+                f" {'ratio':>5}")
+            for n in names:
+                if not ok[n]:
+                    out(f"  {n:<{width}} failed")
+                    continue
+                cells = ""
+                for t, w in heads:
+                    v = med[n]["geomean"] if t == "geomean" else med[n]["rates"].get(t)
+                    r = ratio[n]["geomean"] if t == "geomean" else ratio[n]["rates"].get(t)
+                    cells += (f" {v:>{w}.0f}" if v else f" {'-':>{w}}") + (
+                        f" {r:>5.2f}" if r else f" {'-':>5}")
+                sp = med[n]["geomean_spread"]
+                cells += f" {sp * 100:>5.0f}%" if sp is not None else f" {'-':>6}"
+                for f, w in (("peak_rss_kib", 12), ("rss_final_kib", 13)):
+                    v, r = med[n][f], ratio[n][f]
+                    cells += (" " if f == "peak_rss_kib" else "") + f" {round(v):>{w}d}" + (
+                        f" {r:>5.2f}" if r else f" {'-':>5}")
+                out(f"  {n:<{width}}{cells}")
+                for c, f in enumerate(("geomean", *SERVER_FIELDS)):
+                    if ratio[n][f] is not None:
+                        geo[n][c].append(ratio[n][f])
+            short = [f"{n} {len(ok[n])} of {a.reps}" for n in names if len(ok[n]) < a.reps]
+            if short:
+                out(f"  (runs that worked: {', '.join(short)}; see the failed runs below)")
+            out("  (spread: (max - min) / median of the runs' geomean req/s)")
+            workloads.append({"name": what, "client": client, "server": server, "tests": tests,
+                              "runs": runs, "median": med, "ratio": ratio})
+    except KeyboardInterrupt:
+        print("\ncompare.py: interrupted", file=sys.stderr)
+        return 130
+    progress.finish()
+    geomeans = {}
+    if len(a.server) > 1:
+        out()
+        out(f"geometric mean of ratios over the clients (allocator / {base})")
+    for n in names:
+        gr, gp, gf = (geomean(g) for g in geo[n])
+        geomeans[n] = {"rate": gr, "peak_rss": gp, "rss_final": gf, "workloads": len(geo[n][0])}
+        if len(a.server) > 1:
+            out(f"  {n:<16} " + (f"req/s {gr:5.2f}   peak rss {gp:5.2f}   final rss {gf:5.2f}"
+                                 if gr else "no client worked")
+                + (f"   [{len(geo[n][0])} of {len(a.server)} clients]"
+                   if gr and len(geo[n][0]) < len(a.server) else ""))
+    if failures:
+        out()
+        out(f"failed runs ({len(failures)}):")
+        for what, name, rep, err in failures:
+            out(f"  {what} under {name}, rep {rep}: {err}")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(json_clean({"meta": meta, "mode": "server", "base": base, "reps": a.reps,
+                                  "server": server, "workloads": workloads,
+                                  "geomean": geomeans, "failures": len(failures),
+                                  "table": "\n".join(printed).strip("\n") + "\n"}), fh, indent=1)
+    if a.csv:
+        write_server_csv(a.csv, meta, workloads)
+    return 1 if failures else 0
+
+
+def write_server_csv(path, meta, workloads):
+    """One row per run and test and one per median and test (test 'geomean' included), each
+    with the run's metadata columns and the server's RSS."""
+    cols = ["commit", "dirty", "date", "cpu_model", "cpus", "kernel", "compiler", "glibc",
+            "workload", "allocator", "kind", "rep", "ok", "server_exit", "test", "rps",
+            "rps_ratio", *SERVER_FIELDS, "peak_rss_ratio", "rss_final_ratio"]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, cols)
+        w.writeheader()
+        common = {k: meta[k] for k in cols[:8]}
+        for wl in workloads:
+            for name, med in wl["median"].items():
+                row = {**common, "workload": wl["name"], "allocator": name}
+                for run in wl["runs"]:
+                    if run["allocator"] != name:
+                        continue
+                    for t in wl["tests"] + ["geomean"]:
+                        rps = (rate_geomean(run["rates"], wl["tests"]) if t == "geomean"
+                               else run["rates"].get(t))
+                        w.writerow({**row, "kind": "run", "rep": run["rep"], "ok": run["ok"],
+                                    "server_exit": run["server_exit"], "test": t, "rps": rps,
+                                    **{f: run[f] for f in SERVER_FIELDS}})
+                ratio = wl["ratio"][name]
+                for t in wl["tests"] + ["geomean"]:
+                    w.writerow({**row, "kind": "median", "ok": med["runs"] > 0, "test": t,
+                                "rps": med["geomean"] if t == "geomean" else med["rates"][t],
+                                "rps_ratio": ratio["geomean"] if t == "geomean"
+                                else ratio["rates"][t],
+                                **{f: med[f] for f in SERVER_FIELDS},
+                                "peak_rss_ratio": ratio["peak_rss_kib"],
+                                "rss_final_ratio": ratio["rss_final_kib"]})
+
+
 def main():
     """Parse the options, run every command under every allocator, print and save results."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -306,6 +652,19 @@ def main():
     ap.add_argument("--json", help="write runs, medians, ratios, tables and metadata as JSON")
     ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                     help="extra metadata for --csv/--json (e.g. invocation=...)")
+    ap.add_argument("--server", action="append", default=[], metavar="CLIENT",
+                    help="server mode: the command after -- is a server, and CLIENT (one "
+                    "string, split as a shell would, no shell run) drives it; repeatable")
+    ap.add_argument("--port", type=int, default=0,
+                    help="server mode: the port for {port} (default: a free one per run)")
+    ap.add_argument("--idle", type=float, default=1.0,
+                    help="server mode: seconds from the client's end to the final RSS")
+    ap.add_argument("--ready-timeout", type=float, default=10.0,
+                    help="server mode: seconds for the server to accept a connection")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=PROGRAM",
+                    help="server mode: one more row NAME, PROGRAM in place of the server "
+                    "command's first word, under smpalloc's library")
+    ap.add_argument("--base", help="server mode: the row of the ratios (default smpalloc)")
     ap.add_argument("rest", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmds = parse_commands(a.rest)
@@ -314,6 +673,11 @@ def main():
     libs = allocators.parse_libs(a.lib, glibc=not a.no_glibc)
     if not libs:
         ap.error("no allocator to run")
+    if a.server:
+        extra = dict(kv.split("=", 1) for kv in a.meta)
+        return server_main(a, cmds, machine_info(libs, extra))
+    if a.variant or a.base or a.port:
+        ap.error("--variant, --base and --port go with --server")
     names = [n for n, _, _ in libs]
     base = names[1] if len(names) > 1 and not a.no_glibc else names[0]
     extra = dict(kv.split("=", 1) for kv in a.meta)
