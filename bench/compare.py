@@ -369,6 +369,37 @@ def tail_of(*texts, lines=8):
     return ("\n      " + "\n      ".join(tail)) if tail else ""
 
 
+def client_run(client, server, timeout):
+    """Run client (nothing preloaded) while server (a Popen) serves; it is killed when the
+    server exits or after timeout seconds (0: none). Returns (exit status, stdout, stderr,
+    wall seconds, timed out)."""
+    with tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.Popen(client, env=allocators.environment("", {}),
+                                    stdin=subprocess.DEVNULL, stdout=fout, stderr=ferr,
+                                    start_new_session=True)
+        except OSError as e:
+            return 127, "", str(e), 0.0, False
+        timed_out = False
+        try:
+            while proc.poll() is None:
+                timed_out = bool(timeout) and time.monotonic() - t0 > timeout
+                if timed_out or server.poll() is not None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    break
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        wall = time.monotonic() - t0
+        fout.seek(0)
+        ferr.seek(0)
+        return (proc.returncode, fout.read().decode(errors="replace"),
+                ferr.read().decode(errors="replace"), wall, timed_out)
+
+
 def server_once(server, client, path, settings, a):
     """One run: server (words) under the allocator of path and settings, driven by client
     (words); both with '{port}' replaced. Returns a dict: ok, rates {test: req/s}, the
@@ -426,18 +457,17 @@ def server_once(server, client, path, settings, a):
         if problem:
             run["error"] = (stop(problem) or problem) + tail_of(log())
             return run
-        code, out, err, wall, _, timed_out = spawn_measured(
-            client, allocators.environment("", {}), a.timeout)
+        code, out, err, wall, timed_out = client_run(client, proc, a.timeout)
         run["client_s"] = wall
         run["rates"] = parse_rates(out + "\n" + err)
-        if timed_out:
+        if proc.poll() is not None:
+            problem = f"the server exited with {proc.returncode} during the client's run"
+        elif timed_out:
             problem = f"the client timed out after {a.timeout:g} s"
         elif code != 0:
             problem = f"the client exited with {code}"
         elif not run["rates"]:
             problem = "no 'requests per second' in the client's output"
-        elif proc.poll() is not None:
-            problem = f"the server exited with {proc.returncode} during the client's run"
         if not problem:
             time.sleep(a.idle)
             run["peak_rss_kib"] = proc_status_kib(proc.pid, "VmHWM")
