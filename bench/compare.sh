@@ -12,7 +12,9 @@
 # starts CMD under one allocator, waits until its port accepts, runs CLIENT, and reports the
 # requests per second CLIENT printed (redis-benchmark -q or --csv) and the server's peak RSS
 # (VmHWM) and final RSS (VmRSS after --idle seconds), then SIGTERM: it must exit 0 (compare.py's
-# header has the details). The word {port} in CMD and CLIENT becomes the run's port.
+# header has the details). The word {port} in CMD and CLIENT becomes the run's port. Leave out
+# redis-benchmark's --threads: with it (7.0.15) every test lasted a multiple of 0.25 s (its
+# throughput timer's period), so its rates are steps of 12% or more that hide the allocators.
 # Usage: bench/compare.sh [--reps N] [--alloc a,b,c] [--wall] [--timeout S] [--csv F] [--json F]
 #                         -- CMD ARGS...
 #        bench/compare.sh [--reps N] [--alloc a,b,c] [--timeout S] [--csv F] [--json F]
