@@ -173,18 +173,12 @@ static inline void conn_buffers_free(struct conn *c) {
   smp_heap_destroy(c->heap); // rbuf, wbuf, argv: all at once
 }
 
-// After a grace period: readers may still hold nd.
+// After a grace period: readers may still hold nd. Where no batch can be made (ENOMEM),
+// smp_free_rcu_mightsleep waits for the readers and frees at once: never called inside a
+// read-side section (see callers).
 static void node_free_rcu(struct node *nd) {
-  // smp_free_rcu fails only with ENOMEM (no batch); then wait for readers and free at once.
-  // Never called inside a read-side section when that fallback runs (see callers).
-  if (smp_free_rcu(nd->val) != 0) {
-    synchronize_rcu();
-    smp_free_type(nd->val, M_VALUE);
-  }
-  if (smp_free_rcu(nd) != 0) {
-    synchronize_rcu();
-    smp_free_type(nd, M_KEY);
-  }
+  smp_free_rcu_mightsleep(nd->val);
+  smp_free_rcu_mightsleep(nd);
 }
 // The same from inside a read-side section, at exit: what smp_free_rcu cannot defer is left.
 static void node_free_rcu_reader(struct node *nd) {
