@@ -62,7 +62,7 @@
 #define FLAVOURS 4                                // flavours one thread may use at once
 #define BATCH_SEND_BYTES ((uint64_t)1 << 20) // a batch holding this much goes at once
 #define BATCH_AGE_MS 100 // a partial batch this old goes at its thread's next deferral (the
-                         // clock is read at each of a batch's first 32 deferrals, then every 32)
+                         // clock is read when the batch holds 2, 4, 8, 16 blocks, then every 32)
 #define STALE_MS 1000    // another thread's partial batch this old goes when a batch is sent
 
 typedef struct batch {
@@ -458,7 +458,8 @@ SMP_EXPORT int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flav
   b->ptr[b->n++] = p;
   b->bytes += usable;
   if (b->n == BATCH_CAP || b->bytes >= BATCH_SEND_BYTES ||
-      ((b->n <= 32 || b->n % 32 == 0) && smp_os_now_ms() - b->made_ms >= BATCH_AGE_MS)) {
+      (((b->n & (b->n - 1)) == 0 || b->n % 32 == 0) &&
+       smp_os_now_ms() - b->made_ms >= BATCH_AGE_MS)) {
     batch_queue(t, i);
     record_leave(t);
     batch_call(b);
