@@ -240,6 +240,26 @@ class Progress:
         elif first_of_rep:
             print(msg.replace(f": {name} rep", ": rep"), file=sys.stderr, flush=True)
 
+    def rotate(self, what, rows, reps, once, failures):
+        """Run workload `what` reps times under every row (allocators alternating, a new order
+        each rep: allocators.in_turn), once(row) giving each run's record; returns the records,
+        each with its allocator and rep, and appends (what, allocator, rep, error) to failures
+        for the runs that failed."""
+        runs = []
+        for rep in range(reps):
+            for i, row in enumerate(allocators.in_turn(rows, rep)):
+                self.show(what, row[0], rep + 1, reps, i == 0)
+                run = once(row)
+                self.done += 1
+                run.update(allocator=row[0], rep=rep + 1)
+                runs.append(run)
+                if not run["ok"]:
+                    failures.append((what, row[0], rep + 1, run["error"]))
+        if self.tty:
+            print("\r" + " " * self.width + "\r", end="", file=sys.stderr, flush=True)
+            self.width = 0
+        return runs
+
     def finish(self):
         """Clear the line and say how long the whole run took."""
         s = round(time.monotonic() - self.t0)
@@ -532,20 +552,11 @@ def server_main(a, cmds, meta):
         for client_text in a.server:
             client = shlex.split(client_text)
             what = shown(client)
-            runs = []
-            for rep in range(a.reps):
-                for i, (name, path, settings, prog) in enumerate(allocators.in_turn(rows, rep)):
-                    progress.show(what, name, rep + 1, a.reps, i == 0)
-                    cmd = ([prog] if prog else server[:1]) + server[1:]
-                    run = server_once(cmd, client, path, settings, a)
-                    progress.done += 1
-                    run.update(allocator=name, rep=rep + 1)
-                    runs.append(run)
-                    if not run["ok"]:
-                        failures.append((what, name, rep + 1, run["error"]))
-            if progress.tty:
-                print("\r" + " " * progress.width + "\r", end="", file=sys.stderr, flush=True)
-                progress.width = 0
+            def once(row):
+                name, path, settings, prog = row
+                cmd = ([prog] if prog else server[:1]) + server[1:]
+                return server_once(cmd, client, path, settings, a)
+            runs = progress.rotate(what, rows, a.reps, once, failures)
             ok = {n: [r for r in runs if r["allocator"] == n and r["ok"]] for n in names}
             tests = list(dict.fromkeys(t for r in runs if r["ok"] for t in r["rates"]))
             med = {}
@@ -728,19 +739,9 @@ def main():
     try:
         for cmd in cmds:
             what = shlex.join([os.path.basename(cmd[0])] + cmd[1:])
-            runs = []
-            for rep in range(a.reps):
-                for i, (name, path, settings) in enumerate(allocators.in_turn(libs, rep)):
-                    progress.show(what, name, rep + 1, a.reps, i == 0)
-                    run = run_once(cmd, path, settings, a.timeout, a.wall)
-                    progress.done += 1
-                    run.update(allocator=name, rep=rep + 1)
-                    runs.append(run)
-                    if not run["ok"]:
-                        failures.append((what, name, rep + 1, run["error"]))
-            if progress.tty:
-                print("\r" + " " * progress.width + "\r", end="", file=sys.stderr, flush=True)
-                progress.width = 0
+            runs = progress.rotate(what, libs, a.reps,
+                                   lambda row: run_once(cmd, row[1], row[2], a.timeout, a.wall),
+                                   failures)
             # A command either reports its time or is timed from outside, not both by turns.
             if any(r["ok"] and r["measured"] == "workload" for r in runs):
                 for r in runs:
