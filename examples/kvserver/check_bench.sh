@@ -1,7 +1,8 @@
 #!/bin/bash
 # ctest's example_kvserver_bench (and _portable, _portable_preload): kvserver under
 # redis-benchmark (every test prints a rate and no error), then replies checked with redis-cli,
-# then SIGTERM and exit status 0.
+# then SIGTERM and exit status 0. With --preload, the library must be mapped in the server; the
+# portable build alone must have no libsmpalloc.
 # Usage: check_bench.sh [--portable] [--preload LIB] KVSERVER
 #   --portable     KVSERVER is kvserver-portable: INFO is its RSS JSON, not smpalloc's statistics
 #   --preload LIB  run the server (only) with LD_PRELOAD=LIB
@@ -17,6 +18,14 @@ while [ $# -gt 1 ]; do
 done
 start_server "$1" --threads 2
 echo "kvserver on 127.0.0.1:$PORT"
+# The allocator is the one asked for: the preloaded library mapped, and the portable build
+# alone with no smpalloc at all (it is not linked to it).
+if [ -n "${KV_PRELOAD:-}" ]; then
+  lib=$(realpath -e "$KV_PRELOAD") || fail "no library $KV_PRELOAD"
+  grep -qF "$lib" "/proc/$PID/maps" || fail "$KV_PRELOAD is not mapped in the server"
+elif [ "$portable" = 1 ]; then
+  grep -q libsmpalloc "/proc/$PID/maps" && fail "the portable build has libsmpalloc mapped"
+fi
 
 out=$(timeout 40 redis-benchmark -h 127.0.0.1 -p "$PORT" -n 20000 -c 8 -t ping,set,get,incr,mset -q 2>&1)
 rc=$?
