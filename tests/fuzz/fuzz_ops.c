@@ -266,7 +266,9 @@ static size_t budget(size_t n) {
     if (huge_used >= HUGE_BUDGET) n = SMALL_MAX + n % (HUGE_MIN - SMALL_MAX);
     else huge_used++;
   }
-  if (big_used + n > BIG_BUDGET) return n % SMALL_MAX;
+  // Folded into the small tier, never to 0: realloc(p, 0) frees, which no op expects from a
+  // fold (stale_chain would see NULL).
+  if (big_used + n > BIG_BUDGET) return 1 + n % SMALL_MAX;
   big_used += n;
   return n;
 }
