@@ -62,8 +62,11 @@
 
 // Per-CPU caches: one region of 2^SMP_CPUCACHE_SHIFT bytes per cache index (CPU or mm_cid):
 // per-class headers, then slots of 8 bytes addressed by 16-bit indexes.
-#define SMP_CPUCACHE_SHIFT 18
+// 512 KiB: the classes' slot ranges (cpucache.c) take 342 KiB.
+#define SMP_CPUCACHE_SHIFT 19
 #define SMP_CPUCACHE_REGION ((size_t)1 << SMP_CPUCACHE_SHIFT)
+// The most bytes of blocks one class of a per-CPU cache may hold (its slot range).
+#define SMP_CPUCACHE_CLASS_BYTES ((size_t)1 << 20)
 
 _Static_assert(SMP_CPUCACHE_REGION / 8 <= 65536, "slot indexes fit in 16 bits");
 _Static_assert(SMP_CHUNK_SHIFT > SMP_PAGE_SHIFT, "chunks hold pages");

@@ -126,11 +126,14 @@ bool smp_cpucache_init(const char **reason) {
     *reason = info.reason;
     return false;
   }
-  // Fixed slot ranges: up to 64 KiB of blocks per class, 4 to 1024 slots.
+  // Fixed slot ranges: up to 1 MiB of blocks per class (the default budget: one class may
+  // take a whole cache), 8 to 1024 slots. With 64 KiB, a program holding 1000 blocks of
+  // 128 bytes or more missed on every 32nd call (bench/micro batch_1000/1024: 24.6 ns per
+  // call against gperftools' 4.5; 4.6 with this rule).
   unsigned next = FIRST_SLOT;
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
-    size_t m = 65536 / smp_class_info[c].size;
-    m = m < 4 ? 4 : m > 1024 ? 1024 : m;
+    size_t m = SMP_CPUCACHE_CLASS_BYTES / smp_class_info[c].size;
+    m = m < 8 ? 8 : m > 1024 ? 1024 : m;
     first[c] = (uint16_t)next;
     max_cap[c] = (uint16_t)m;
     next += (unsigned)m;
