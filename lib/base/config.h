@@ -65,8 +65,10 @@
 // 512 KiB: the classes' slot ranges (cpucache.c) take 342 KiB.
 #define SMP_CPUCACHE_SHIFT 19
 #define SMP_CPUCACHE_REGION ((size_t)1 << SMP_CPUCACHE_SHIFT)
-// The most bytes of blocks one class of a per-CPU cache may hold (its slot range).
+// The most bytes of blocks one class of a per-CPU cache may hold (its slot range), and what
+// any miss may grow it to (beyond: only allocation misses, within the budget; cpucache.c).
 #define SMP_CPUCACHE_CLASS_BYTES ((size_t)1 << 20)
+#define SMP_CPUCACHE_BASE_BYTES ((size_t)64 << 10)
 
 _Static_assert(SMP_CPUCACHE_REGION / 8 <= 65536, "slot indexes fit in 16 bits");
 _Static_assert(SMP_CHUNK_SHIFT > SMP_PAGE_SHIFT, "chunks hold pages");

@@ -58,7 +58,7 @@ static cache_meta_t *metas;        // cache_count entries
 // locks inside the metadata (1.5 KiB apart) made every reserved index's entry resident (256 of
 // them where the kernel's cpumask has 256 bits), though only used indexes need theirs.
 static smp_lock_t *locks;          // cache_count entries
-static uint16_t first[STACKS], max_cap[STACKS];
+static uint16_t first[STACKS], max_cap[STACKS], base_cap[STACKS];
 static size_t budget; // cache_size: every cache's budget at first and after a drain
 static bool by_mm_cid;
 static smp_counter_t direct_took[SMP_CLASS_COUNT], direct_gave[SMP_CLASS_COUNT];
@@ -127,15 +127,17 @@ bool smp_cpucache_init(const char **reason) {
     return false;
   }
   // Fixed slot ranges: up to 1 MiB of blocks per class (the default budget: one class may
-  // take a whole cache), 8 to 1024 slots. With 64 KiB, a program holding 1000 blocks of
-  // 128 bytes or more missed on every 32nd call (bench/micro batch_1000/1024: 24.6 ns per
-  // call against gperftools' 4.5; 4.6 with this rule).
+  // take a whole cache), 8 to 1024 slots; any miss grows a class up to 64 KiB of blocks (4 to
+  // 1024), and only allocation misses with room in the budget beyond (grow_locked).
   unsigned next = FIRST_SLOT;
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++) {
     size_t m = SMP_CPUCACHE_CLASS_BYTES / smp_class_info[c].size;
     m = m < 8 ? 8 : m > 1024 ? 1024 : m;
+    size_t b = SMP_CPUCACHE_BASE_BYTES / smp_class_info[c].size;
+    b = b < 4 ? 4 : b > m ? m : b;
     first[c] = (uint16_t)next;
     max_cap[c] = (uint16_t)m;
+    base_cap[c] = (uint16_t)b;
     next += (unsigned)m;
   }
   for (unsigned c = 1; c < SMP_CLASS_COUNT; c++)
@@ -221,13 +223,28 @@ static unsigned shrink_locked(cache_meta_t *m, int index, unsigned v, unsigned w
 }
 
 // Class cls missed on this index: grow it by its step, within the budget, taking capacity from
-// other classes round-robin when needed, a step at a time (lock held).
-static void grow_locked(cache_meta_t *m, int index, unsigned cls) {
+// other classes round-robin when needed, a step at a time (lock held). Beyond its base
+// capacity (SMP_CPUCACHE_BASE_BYTES of blocks), a class grows only when an allocation found it
+// empty (alloc_miss) and the budget has room: a program that allocates a batch and frees it
+// (1000 blocks of 1 KiB: bench/micro batch_1000/1024 took 24.6 ns per call, gperftools 4.5)
+// then keeps the whole batch, while a class that only frees (a consumer) or that would take
+// the room of other busy classes stays at its base. Every miss growing a class to 1 MiB made
+// prodcons 26% and mt_churn 4 600000 16384 44% slower: the consumer's cache held 1024 cold
+// blocks, and 50 busy classes took capacity from each other.
+static void grow_locked(cache_meta_t *m, int index, unsigned cls, bool alloc_miss) {
   unsigned cap = m->cap[cls];
   if (cap >= max_cap[cls]) return;
   unsigned add = grow_step(cls);
   if (cap + add > max_cap[cls]) add = max_cap[cls] - cap;
   size_t need = add * smp_class_info[cls].size;
+  if (cap + add > base_cap[cls]) {
+    if (cap >= base_cap[cls]) {
+      if (!alloc_miss || m->bytes + need > m->budget) return;
+    } else { // up to the base first
+      add = base_cap[cls] - cap;
+      need = add * smp_class_info[cls].size;
+    }
+  }
   if (m->bytes + need > m->budget) m->steals++;
   for (unsigned scanned = 0; m->bytes + need > m->budget && scanned < SMP_CLASS_COUNT;
        scanned++) {
@@ -317,10 +334,10 @@ static void drain_idle_if_no_pass(void) {
 }
 
 // Slow-path preamble: the index (registering the thread if needed), with the region ready and
-// class cls grown if it can be (none if cls is 0); its capacity then goes to *cap (if cap is
-// not NULL). Returns -1
-// (capacity 0) if this thread cannot use the per-CPU caches.
-static int prepare(unsigned cls, unsigned *cap) {
+// class cls grown if it can be (none if cls is 0; alloc_miss: an allocation found it empty);
+// its capacity then goes to *cap (if cap is not NULL). Returns -1 (capacity 0) if this thread
+// cannot use the per-CPU caches.
+static int prepare(unsigned cls, bool alloc_miss, unsigned *cap) {
   if (cap) *cap = 0;
   int index = smp_rseq_current_index();
   if (index < 0) {
@@ -343,7 +360,7 @@ static int prepare(unsigned cls, unsigned *cap) {
   }
   if ((misses & (SMP_CPUCACHE_ADAPT_MISSES - 1)) == SMP_CPUCACHE_ADAPT_MISSES - 1)
     adapt_locked(m, (unsigned)index);
-  if (cls) grow_locked(m, index, cls);
+  if (cls) grow_locked(m, index, cls, alloc_miss);
   if (cap) *cap = m->cap[cls];
   smp_lock_release(&locks[index]);
   return index;
@@ -351,7 +368,7 @@ static int prepare(unsigned cls, unsigned *cap) {
 
 void *smp_cpucache_alloc_slow(unsigned cls) {
   unsigned cap;
-  int index = prepare(cls, &cap);
+  int index = prepare(cls, true, &cap);
   // The block asked for, and a batch for the cache, no more than half its capacity (an alloc
   // misses on an empty class): a class that could not grow takes one block, not a batch to
   // give back, and one filled to the brim would flush on the next free.
@@ -378,7 +395,7 @@ void *smp_cpucache_alloc_nowait(unsigned cls) {
 // A block of another cache whose outbox push missed: the outbox is full (or frozen, or the
 // region not yet in use). Its blocks go back to their spans as one batch, then p goes in.
 static void outbox_flush(void *p) {
-  int index = prepare(0, NULL);
+  int index = prepare(0, false, NULL);
   if (index >= 0) {
     void *out[OUTBOX_SLOTS];
     give_mixed(index, out, smp_rseq_pop_batch(smp_cpucache_base, SMP_CPUCACHE_OUTBOX_HDR, out,
@@ -394,7 +411,7 @@ void smp_cpucache_free_slow(void *p, unsigned cls) {
     return;
   }
   unsigned cap;
-  int index = prepare(cls, &cap);
+  int index = prepare(cls, false, &cap);
   if (index >= 0) {
     if (smp_cpucache_free_fast(p, cls)) return; // it grew
     void *out[64];

@@ -171,6 +171,67 @@ Test(cpucache, a_miss_moves_at_most_half_the_capacity) {
   use_index(0);
 }
 
+// Capacity of cache index i, in blocks of size bytes.
+static uint64_t capacity_of(unsigned i, size_t size) {
+  smp_cpucache_cache_stats_t cs;
+  cr_assert(smp_cpucache_cache_stats(i, &cs, NULL));
+  return cs.capacity_bytes / size;
+}
+
+// Any miss grows a class up to its base (SMP_CPUCACHE_BASE_BYTES of blocks); beyond it, only
+// allocation misses grow it, and only with room in the budget. A consumer (frees only) stays at
+// its base; a batch of 300 allocated and freed again and again ends up held whole; a class
+// beyond its base never takes capacity from another one.
+Test(cpucache, a_class_grows_past_its_base_only_on_allocation_misses_with_room) {
+  unsigned cls = 40; // 2048 bytes: base 32 blocks, at most 512
+  size_t size = smp_class_info[cls].size;
+  unsigned base = (unsigned)(SMP_CPUCACHE_BASE_BYTES / size);
+  cr_assert_eq(size, 2048);
+  enum { N = 300 };
+  static void *p[N];
+  // A consumer: the blocks come from index 7, index 6 only frees them.
+  use_index(7);
+  for (int i = 0; i < N; i++) p[i] = alloc(cls);
+  use_index(6);
+  for (int i = 0; i < N; i++) release(p[i], cls);
+  uint64_t cap = capacity_of(6, size);
+  cr_assert(cap >= 8 && cap <= base, "a consumer's class stays within its base: %lu of %u",
+            (unsigned long)cap, base);
+  // A batch allocated and freed on index 6: the allocation misses grow it past the base.
+  for (int round = 0; round < 40; round++) {
+    for (int i = 0; i < N; i++) p[i] = alloc(cls);
+    for (int i = 0; i < N; i++) release(p[i], cls);
+  }
+  cap = capacity_of(6, size);
+  cr_assert(cap >= N && cap <= 512, "the batch fits: capacity %lu", (unsigned long)cap);
+  // Index 8: class 56 (8 KiB) holds most of a batch of 100 (at least 512 KiB of the 1 MiB
+  // budget), then class 40's batches may grow it past its base only into the room left: class
+  // 56 keeps its blocks.
+  use_index(8);
+  unsigned big = 56;
+  cr_assert_eq(smp_class_info[big].size, 8192);
+  static void *q[100];
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < 100; i++) q[i] = alloc(big);
+    for (int i = 0; i < 100; i++) release(q[i], big);
+  }
+  uint64_t held = cached(big); // only index 8 ever cached class 56
+  cr_assert_geq(held, 64, "class 56 holds most of its batch: %lu", (unsigned long)held);
+  uint64_t before = cached(cls);
+  for (int round = 0; round < 40; round++) {
+    for (int i = 0; i < N; i++) p[i] = alloc(cls);
+    for (int i = 0; i < N; i++) release(p[i], cls);
+  }
+  cr_assert_eq(cached(big), held, "class 56 lost blocks to class 40: %lu of %lu",
+               (unsigned long)cached(big), (unsigned long)held);
+  cr_assert_gt(cached(cls), before + base, "class 40 grew past its base into the room left");
+  smp_cpucache_cache_stats_t cs;
+  cr_assert(smp_cpucache_cache_stats(8, &cs, NULL));
+  cr_assert_leq(cs.capacity_bytes, cs.budget_bytes);
+  cr_assert_eq(cs.budget_bytes, smp_options.cache_size, "no steal, so no budget growth");
+  use_index(0);
+}
+
 // The same classes with many hits between misses: the budget stays.
 Test(cpucache, a_cache_that_misses_rarely_keeps_its_budget) {
   use_index(4);
