@@ -209,7 +209,26 @@ static void *realloc_move(void *p, size_t size, size_t keep) {
   return q;
 }
 
+// A small block that grows moves to at least a quarter more than it had (within the small
+// classes), so a string or array grown a few bytes at a time moves once per quarter, not at
+// every class boundary (realloc_strings, which appends 1 to 1024 bytes per call: 0.111 s
+// against 0.118).
+static void *realloc_small(void *p, size_t size, size_t usable) {
+  if (smp_alloc_realloc_keeps(size, usable)) return p;
+  size_t room = usable + usable / 4;
+  if (size > usable && size < room && room <= SMP_SMALL_MAX) return realloc_move(p, room, usable);
+  return realloc_move(p, size, usable);
+}
+
 void *smp_alloc_realloc(void *p, size_t size, const char *function) {
+  // The common case first, with free's hit-path test: a small block of the default heap (owned,
+  // a page class, on a block boundary: a typed pointer never is) holding no free mark.
+  if (SMP_LIKELY(smp_pagemap_owns(p)) && size != 0) { // NULL is not owned
+    size_t cls = smp_pagemap_class(p);
+    if (SMP_LIKELY(smp_sizeclass_on_boundary(cls, smp_pagemap_span_offset(p)) &&
+                   !smp_block_is_marked(p)))
+      return realloc_small(p, size, smp_class_info[cls].size);
+  }
   if (p == NULL) return smp_alloc_fast(size);
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) return smp_types_realloc_block(&tb, p, size, NULL, 0, function);
@@ -220,10 +239,7 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
   if (!in_small_span(p) && smp_alloc_heap_of(p) != SMP_HEAP_DEFAULT) // stays in its heap
     return smp_alloc_heap_realloc(NULL, p, size, 0, function);
   size_t usable = smp_alloc_usable(p, function); // validates p
-  if (in_small_span(p)) {
-    if (smp_alloc_realloc_keeps(size, usable)) return p;
-    return realloc_move(p, size, usable);
-  }
+  if (in_small_span(p)) return realloc_small(p, size, usable); // held its free mark: live
   // Large or huge: shrinking into the small classes moves (and frees whole pages).
   if (size <= SMP_SMALL_MAX && size < usable / 2) return realloc_move(p, size, usable);
   if (smp_large_resize(p, size)) return p;

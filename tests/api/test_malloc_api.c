@@ -592,6 +592,22 @@ Test(realloc, small_shrink_in_place) {
   free(q);
 }
 
+// A small block that grows moves to a quarter more than it had, so the next few appends of a
+// string grown by realloc stay in place (lib/api/alloc.c, realloc_small).
+Test(realloc, small_growth_leaves_room) {
+  char *p = malloc(1000);
+  cr_assert_not_null(p);
+  size_t usable = malloc_usable_size(p);
+  pattern_fill(p, 1000, 5);
+  char *q = realloc(p, usable + 8);
+  cr_assert_not_null(q);
+  cr_assert_geq(malloc_usable_size(q), usable + usable / 4, "grown from %zu to only %zu", usable,
+                malloc_usable_size(q));
+  cr_assert_eq(pattern_check(q, 1000, 5), 1000);
+  cr_assert_eq(realloc(q, usable + usable / 4), q, "the next appends stay in place");
+  free(q);
+}
+
 Test(realloc, huge_grow_keeps_contents, .timeout = 30) {
   size_t size = 8 * MiB;
   char *p = malloc(size);
