@@ -44,6 +44,7 @@ typedef struct cache_meta {
   unsigned victim;                      // lock: next class to take capacity from
   size_t budget;                        // lock: bytes of capacity allowed (see adapt_locked)
   uint32_t steals;                      // lock: misses that took capacity since the last adapt
+  bool overflowed[STACKS];              // lock: a free found the class full (since the last drain)
   uint64_t adapt_hits;                  // lock: hits seen by the last adapt
   uint64_t idle_hits;                   // lock: hits seen by the last idle scan
   _Atomic uint64_t misses;              // any thread, relaxed
@@ -225,12 +226,14 @@ static unsigned shrink_locked(cache_meta_t *m, int index, unsigned v, unsigned w
 // Class cls missed on this index: grow it by its step, within the budget, taking capacity from
 // other classes round-robin when needed, a step at a time (lock held). Beyond its base
 // capacity (SMP_CPUCACHE_BASE_BYTES of blocks), a class grows only when an allocation found it
-// empty (alloc_miss) and the budget has room: a program that allocates a batch and frees it
-// (1000 blocks of 1 KiB: bench/micro batch_1000/1024 took 24.6 ns per call, gperftools 4.5)
-// then keeps the whole batch, while a class that only frees (a consumer) or that would take
-// the room of other busy classes stays at its base. Every miss growing a class to 1 MiB made
-// prodcons 26% and mt_churn 4 600000 16384 44% slower: the consumer's cache held 1024 cold
-// blocks, and 50 busy classes took capacity from each other.
+// empty (alloc_miss) after a free had found it full, and the budget has room: a program that
+// allocates a batch and frees it (1000 blocks of 1 KiB: bench/micro batch_1000/1024 took 24.6
+// ns per call, gperftools 4.5) then keeps the whole batch, while a class that only frees (a
+// consumer), only allocates (a producer, or a program building its data: fragmentation's
+// first phase, 4% slower when those classes grew) or would take the room of other busy
+// classes stays at its base. Every miss growing a class to 1 MiB made prodcons 26% and
+// mt_churn 4 600000 16384 44% slower: the consumer's cache held 1024 cold blocks, and 50 busy
+// classes took capacity from each other.
 static void grow_locked(cache_meta_t *m, int index, unsigned cls, bool alloc_miss) {
   unsigned cap = m->cap[cls];
   if (cap >= max_cap[cls]) return;
@@ -239,7 +242,7 @@ static void grow_locked(cache_meta_t *m, int index, unsigned cls, bool alloc_mis
   size_t need = add * smp_class_info[cls].size;
   if (cap + add > base_cap[cls]) {
     if (cap >= base_cap[cls]) {
-      if (!alloc_miss || m->bytes + need > m->budget) return;
+      if (!alloc_miss || !m->overflowed[cls] || m->bytes + need > m->budget) return;
     } else { // up to the base first
       add = base_cap[cls] - cap;
       need = add * smp_class_info[cls].size;
@@ -360,6 +363,7 @@ static int prepare(unsigned cls, bool alloc_miss, unsigned *cap) {
   }
   if ((misses & (SMP_CPUCACHE_ADAPT_MISSES - 1)) == SMP_CPUCACHE_ADAPT_MISSES - 1)
     adapt_locked(m, (unsigned)index);
+  if (cls && !alloc_miss) m->overflowed[cls] = true;
   if (cls) grow_locked(m, index, cls, alloc_miss);
   if (cap) *cap = m->cap[cls];
   smp_lock_release(&locks[index]);
@@ -455,6 +459,7 @@ static size_t drain_indexes_locked(const unsigned *list, unsigned n) {
     cache_meta_t *m = &metas[i];
     m->budget = budget;
     m->steals = 0;
+    memset(m->overflowed, 0, sizeof m->overflowed);
     for (unsigned c = 1; c < STACKS; c++) {
       cpu_hdr_t *h = hdr_of(i, c);
       unsigned cur = smp_load_relaxed(&h->current);

@@ -179,9 +179,10 @@ static uint64_t capacity_of(unsigned i, size_t size) {
 }
 
 // Any miss grows a class up to its base (SMP_CPUCACHE_BASE_BYTES of blocks); beyond it, only
-// allocation misses grow it, and only with room in the budget. A consumer (frees only) stays at
-// its base; a batch of 300 allocated and freed again and again ends up held whole; a class
-// beyond its base never takes capacity from another one.
+// allocation misses of a class that a free found full grow it, and only with room in the
+// budget. A producer (allocates only) and a consumer (frees only) stay at their base; a batch
+// of 300 allocated and freed again and again ends up held whole; a class beyond its base never
+// takes capacity from another one.
 Test(cpucache, a_class_grows_past_its_base_only_on_allocation_misses_with_room) {
   unsigned cls = 40; // 2048 bytes: base 32 blocks, at most 512
   size_t size = smp_class_info[cls].size;
@@ -192,6 +193,9 @@ Test(cpucache, a_class_grows_past_its_base_only_on_allocation_misses_with_room) 
   // A consumer: the blocks come from index 7, index 6 only frees them.
   use_index(7);
   for (int i = 0; i < N; i++) p[i] = alloc(cls);
+  uint64_t made = capacity_of(7, size);
+  cr_assert(made >= 8 && made <= base, "a producer's class stays within its base: %lu of %u",
+            (unsigned long)made, base);
   use_index(6);
   for (int i = 0; i < N; i++) release(p[i], cls);
   uint64_t cap = capacity_of(6, size);
