@@ -13,7 +13,10 @@
 // is not a single-store commit: capacity changes (set_end, only by a thread on that index),
 // initialisation and draining. Capacity: a byte budget per cache (cache_size); a class that
 // misses grows by a step (half its share of the budget), taking capacity from other classes
-// round-robin when over budget; a miss moves up to a batch (sized by bytes) within capacity.
+// round-robin when over budget, up to its base (SMP_CPUCACHE_BASE_BYTES of blocks); past the
+// base, up to SMP_CPUCACHE_CLASS_BYTES, only on allocation misses of a class a free also found
+// full, into room left in the budget (grow_locked); a miss moves up to a batch (sized by bytes)
+// within capacity.
 // Drain (trim, idle caches): under the region lock, freeze every header ({end 0, begin 0xffff}:
 // all operations miss), fence with membarrier(PRIVATE_EXPEDITED_RSEQ) so no sequence that saw
 // the old header is still running, then read current, flush the slots, and unfreeze (the
