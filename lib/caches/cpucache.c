@@ -147,7 +147,7 @@ bool smp_cpucache_init(const char **reason) {
   first[OUTBOX] = (uint16_t)next;
   max_cap[OUTBOX] = OUTBOX_SLOTS;
   next += OUTBOX_SLOTS;
-  if (next > SMP_CPUCACHE_REGION / 8) {
+  if (next > SMP_CPUCACHE_REGION / 8 || next > UINT16_MAX) { // ends are 16-bit
     *reason = "per-CPU region too small for the class layout";
     return false;
   }
@@ -363,7 +363,7 @@ static int prepare(unsigned cls, bool alloc_miss, unsigned *cap) {
   }
   if ((misses & (SMP_CPUCACHE_ADAPT_MISSES - 1)) == SMP_CPUCACHE_ADAPT_MISSES - 1)
     adapt_locked(m, (unsigned)index);
-  if (cls && !alloc_miss) m->overflowed[cls] = true;
+  if (cls && !alloc_miss && m->cap[cls] != 0) m->overflowed[cls] = true; // full, not unsized
   if (cls) grow_locked(m, index, cls, alloc_miss);
   if (cap) *cap = m->cap[cls];
   smp_lock_release(&locks[index]);

@@ -236,6 +236,27 @@ Test(cpucache, a_class_grows_past_its_base_only_on_allocation_misses_with_room) 
   use_index(0);
 }
 
+// A drain forgets which classes overflowed: a class that a free found full, drained, then only
+// allocated from, stays at its base (its capacity is kept through the drain).
+Test(cpucache, a_drain_forgets_which_classes_overflowed) {
+  unsigned cls = 40; // 2048 bytes: base 32 blocks
+  size_t size = smp_class_info[cls].size;
+  unsigned base = (unsigned)(SMP_CPUCACHE_BASE_BYTES / size);
+  enum { N = 300 };
+  static void *p[N];
+  use_index(9);
+  for (int i = 0; i < 40; i++) p[i] = alloc(cls);  // grows to its base
+  for (int i = 0; i < 40; i++) release(p[i], cls); // and overflows
+  cr_assert_eq(capacity_of(9, size), base);
+  smp_cpucache_drain_all();
+  for (int i = 0; i < N; i++) p[i] = alloc(cls); // allocation misses only
+  uint64_t cap = capacity_of(9, size);
+  cr_assert_leq(cap, base, "grew past its base after the drain: %lu of %u", (unsigned long)cap,
+                base);
+  for (int i = 0; i < N; i++) release(p[i], cls);
+  use_index(0);
+}
+
 // The same classes with many hits between misses: the budget stays.
 Test(cpucache, a_cache_that_misses_rarely_keeps_its_budget) {
   use_index(4);
