@@ -90,6 +90,21 @@ def debian_package(path):
     return None, None
 
 
+def checkout_of(path):
+    """(commit, dirty) of the git checkout a library file lies in, read now; (None, None) when
+    it lies in none. dirty: tracked files differ from the commit."""
+    where = os.path.dirname(os.path.abspath(path))
+    commit = command_output(["git", "rev-parse", "--short", "HEAD"], cwd=where)
+    if commit is None:
+        return None, None
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return commit, None
+    return commit, bool(status.returncode == 0 and status.stdout.strip())
+
+
 def machine_info(libs, extra):
     """Metadata of this run: commit, date, machine, toolchain and the allocators' origins."""
     commit = command_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO) or "unknown"
@@ -120,8 +135,11 @@ def machine_info(libs, extra):
     for name, path, settings in libs:
         pkg, ver = debian_package(path) if path else (
             "libc6", command_output(["dpkg-query", "-W", "-f=${Version}", "libc6"]))
-        origins.append({"name": name, "path": path or None, "settings": settings,
-                           "package": pkg, "package_version": ver})
+        origin = {"name": name, "path": path or None, "settings": settings,
+                  "package": pkg, "package_version": ver}
+        if path and not pkg:  # a build: the commit of the checkout it lies in, as the run starts
+            origin["git_commit"], origin["git_dirty"] = checkout_of(path)
+        origins.append(origin)
     return {
         "tool": "bench/compare.py",
         "commit": commit,

@@ -29,7 +29,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import statistics
 import sys
 
@@ -212,25 +211,14 @@ def allocator_line(a, meta):
         origin = f"{a['package'].split(':')[0]} {a.get('package_version') or ''}".strip()
     elif a.get("path") and a["path"].startswith(REPO + "/"):
         origin = (a["path"].replace(REPO + "/", "") + f", built at {meta.get('commit', '?')}")
-    elif a.get("path"):  # another checkout (an earlier build to compare with): its own commit
-        origin = a["path"] + f", {outside_commit(a['path'])}"
+    elif a.get("path"):  # another build (an earlier one to compare with): what the run recorded
+        origin = a["path"]
+        if a.get("git_commit"):
+            dirty = " with uncommitted changes" if a.get("git_dirty") else ""
+            origin += f", in a checkout of {a['git_commit']}{dirty} when the run began"
     else:
         origin = "system"
     return f"{a['name']} ({origin}{', ' + settings if settings else ''})"
-
-
-def outside_commit(path):
-    """'built in a checkout of <commit>' for a library in another git checkout (its HEAD when the
-    report is written), or 'not from this repository'."""
-    try:
-        out = subprocess.run(["git", "-C", os.path.dirname(path), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-    except OSError:
-        out = None
-    if out is not None and out.returncode == 0 and out.stdout.strip():
-        return f"built in a checkout of {out.stdout.strip()}"
-    return "not from this repository"
-
 
 def generate(run, micro, instr, run_path, micro_path, instr_path, plots):
     """The markdown between the markers. plots: [(file name under plots dir, link, title)]."""
