@@ -221,14 +221,9 @@ static void *realloc_small(void *p, size_t size, size_t usable) {
 }
 
 void *smp_alloc_realloc(void *p, size_t size, const char *function) {
-  // The common case first, with free's hit-path test: a small block of the default heap (owned,
-  // a page class, on a block boundary: a typed pointer never is) holding no free mark.
-  if (SMP_LIKELY(smp_pagemap_owns(p)) && size != 0) { // NULL is not owned
-    size_t cls = smp_pagemap_class(p);
-    if (SMP_LIKELY(smp_sizeclass_on_boundary(cls, smp_pagemap_span_offset(p)) &&
-                   !smp_block_is_marked(p)))
-      return realloc_small(p, size, smp_class_info[cls].size);
-  }
+  // The common case first, with free's hit-path test (a typed pointer never passes it).
+  size_t cls = size != 0 ? smp_alloc_small_class_fast(p) : 0;
+  if (SMP_LIKELY(cls != 0)) return realloc_small(p, size, smp_class_info[cls].size);
   if (p == NULL) return smp_alloc_fast(size);
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) return smp_types_realloc_block(&tb, p, size, NULL, 0, function);

@@ -82,17 +82,30 @@ SMP_INLINE bool smp_alloc_realloc_keeps(size_t size, size_t usable) {
                             smp_class_info[smp_sizeclass_of(size)].size == usable);
 }
 
-SMP_INLINE void smp_free_fast(void *p) {
+// Free's hit-path test: the class of p if p is a small block of the default heap (owned, in a
+// page with a class, on a block boundary) that holds no free mark, else 0 (NULL, other heaps'
+// blocks, typed pointers, interior pointers and suspects: the slow paths validate those).
+SMP_INLINE size_t smp_alloc_small_class_fast(const void *p) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
     size_t cls = smp_pagemap_class(p); // size_t: gcc zero-extends it once, not once per use
-    // Class 0 (not a small block) fails the boundary test too: its magic is 0.
+    // Class 0 (not a small block) fails the boundary test too: its magic is 0. Said to the
+    // compiler, so that a caller's test of the result folds into this one.
     if (SMP_LIKELY(smp_sizeclass_on_boundary(cls, smp_pagemap_span_offset(p)) &&
                    !smp_block_is_marked(p))) {
-      smp_block_mark(p);
-      if (SMP_LIKELY(smp_frontend_free_fast(p, cls))) return;
-      smp_frontend_free_slow(p, cls);
-      return;
+      SMP_ASSUME(cls != 0);
+      return cls;
     }
+  }
+  return 0;
+}
+
+SMP_INLINE void smp_free_fast(void *p) {
+  size_t cls = smp_alloc_small_class_fast(p);
+  if (SMP_LIKELY(cls != 0)) {
+    smp_block_mark(p);
+    if (SMP_LIKELY(smp_frontend_free_fast(p, cls))) return;
+    smp_frontend_free_slow(p, cls);
+    return;
   }
   smp_free_slow(p, "free");
 }
