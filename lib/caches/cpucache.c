@@ -363,8 +363,10 @@ static int prepare(unsigned cls, bool alloc_miss, unsigned *cap) {
   }
   if ((misses & (SMP_CPUCACHE_ADAPT_MISSES - 1)) == SMP_CPUCACHE_ADAPT_MISSES - 1)
     adapt_locked(m, (unsigned)index);
-  if (cls && !alloc_miss && m->cap[cls] != 0) m->overflowed[cls] = true; // full, not unsized
-  if (cls) grow_locked(m, index, cls, alloc_miss);
+  if (cls) {
+    if (!alloc_miss && m->cap[cls] != 0) m->overflowed[cls] = true; // full, not unsized
+    grow_locked(m, index, cls, alloc_miss);
+  }
   if (cap) *cap = m->cap[cls];
   smp_lock_release(&locks[index]);
   return index;
