@@ -13,10 +13,13 @@
 #include "large.h"
 #include "pageheap.h"
 #include "central.h"
+#include "harden.h"
 #include "heap.h"
 #include "options.h"
 #include "report.h"
 #include "types.h"
+
+smp_alloc_limits_t smp_alloc_limits = {1024, SMP_SMALL_MAX, SMP_SMALL_MAX - 16};
 
 // The upkeep every slow path of malloc does first.
 static void slow_path_upkeep(void) {
@@ -27,6 +30,11 @@ static void slow_path_upkeep(void) {
 
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
   slow_path_upkeep();
+  // Hardened, only two requests reach here (harden.h): one of 0 bytes, through the 16-byte
+  // class whose caches no hardened block fills, and the process's first, made before start-up
+  // set the limits. Each gets all its class's bytes.
+  if (SMP_UNLIKELY(smp_harden_on))
+    return smp_heapapi_alloc(SMP_HEAP_DEFAULT, smp_class_info[cls].size, SMP_MIN_ALIGN, false);
   void *p = smp_frontend_alloc_slow(cls);
   if (SMP_UNLIKELY(p == NULL)) { // the OOM handler may free memory and ask for another try
     p = smp_heapapi_default_failed(smp_class_info[cls].size, SMP_MIN_ALIGN, false);
@@ -39,6 +47,7 @@ SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
 
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
   slow_path_upkeep();
+  if (SMP_UNLIKELY(smp_harden_on)) return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero);
   void *p = smp_large_alloc(&SMP_HEAP_DEFAULT->pages, size, align, zero, false);
   if (p == NULL) p = smp_heapapi_default_failed(size, align, zero);
   if (p == NULL) errno = ENOMEM;
@@ -109,6 +118,21 @@ static SMP_NOINLINE void free_slow_rest(void *p, const char *function) {
     smp_types_free_block(&tb);
     return;
   }
+  if (SMP_UNLIKELY(smp_harden_on)) {
+    // debug:1 checks that p's heap is live before reading it, as other_heap_free's caller does.
+    smp_chunk_t *c = smp_options.debug ? smp_pagemap_find(p) : NULL;
+    smp_heap_t *h = c && !smp_heap_of_chunk(c)->is_default ? smp_heap_of_chunk(c) : NULL;
+    if (h) smp_heapapi_enter(h, function);
+    smp_hardened_t hb;
+    bool found = smp_harden_find(p, &hb); // never a block start either
+    if (found) smp_harden_free(&hb, function);
+    if (h) smp_heapapi_leave(h);
+    if (found) return;
+  }
+  smp_alloc_free_block(p, function);
+}
+
+void smp_alloc_free_block(void *p, const char *function) {
   if (in_small_span(p)) { // the default heap's small blocks (no other heap sets page classes)
     unsigned cls = small_class_checked(p, function); // misaligned, interior or double free
     smp_block_mark(p);
@@ -132,9 +156,67 @@ static SMP_NOINLINE void free_slow_rest(void *p, const char *function) {
 SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
     smp_chunk_t *c = smp_pagemap_chunk(p);
-    if (!c->heap->class_pages && !smp_options.debug && other_heap_free_fast(c, p)) return;
+    if (!c->heap->class_pages && !smp_options.debug && !smp_harden_on && other_heap_free_fast(c, p))
+      return;
   }
   free_slow_rest(p, function);
+}
+
+// The huge block whose mapping starts at b, if any: its usable size.
+static bool huge_at(const void *b, size_t *usable) {
+  if (smp_large_huge_heap(b) == NULL) return false;
+  *usable = smp_large_usable(b, "smp_alloc_block_around");
+  return true;
+}
+
+bool smp_alloc_block_around(const void *p, char **start, size_t *bytes) {
+  char *b;
+  size_t size;
+  if (smp_pagemap_find(p)) {
+    smp_span_t *s = smp_pagemap_span_checked(p);
+    if (s == NULL) return false;
+    char *first = smp_span_start(s);
+    if (s->state == SMP_SPAN_SMALL) {
+      size = smp_class_info[s->sizeclass].size;
+      size_t in = (size_t)((const char *)p - first);
+      if ((const char *)p < first || in >= (size_t)s->capacity * size) return false;
+      b = first + in / size * size;
+    } else if (s->state == SMP_SPAN_LARGE) {
+      b = first;
+      size = smp_span_bytes(s);
+    } else {
+      return false;
+    }
+  } else { // a huge mapping starts at a page boundary below p
+    size_t page = smp_os_page_size(), in = (uintptr_t)p & (page - 1);
+    if (in) {
+      b = (char *)p - in;
+      if (!huge_at(b, &size)) return false;
+    } else { // aligned to a page or more: p itself, else p - 2^k for an alignment 2^k
+      if (smp_large_huge_heap(p)) {
+        b = (char *)p;
+        size = smp_large_usable(p, "smp_alloc_block_around");
+      } else {
+        // Nearest first: the first huge block found below p is the only one that can hold p
+        // (a farther one holding p would hold that block too).
+        // (p - 2^k with k past p's alignment too: a typed block inside a hardened one lies
+        // twice its alignment into its mapping.)
+        b = NULL;
+        for (unsigned k = (unsigned)__builtin_ctzll(page); k < SMP_ADDRESS_BITS; k++) {
+          char *c = (char *)p - ((size_t)1 << k);
+          if (huge_at(c, &size)) {
+            b = c;
+            break;
+          }
+        }
+        if (b == NULL) return false;
+      }
+    }
+  }
+  if ((size_t)((const char *)p - b) >= size) return false;
+  *start = b;
+  *bytes = size;
+  return true;
 }
 
 smp_heap_t *smp_alloc_block_info(const void *p, const char *function, size_t *usable,
@@ -181,6 +263,7 @@ void *smp_alloc_calloc(size_t count, size_t size) {
 void *smp_alloc_aligned(size_t align, size_t size) {
   if (align <= SMP_MIN_ALIGN) return smp_alloc_fast(size);
   smp_init_ensure();
+  if (SMP_UNLIKELY(smp_harden_on)) return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, false);
   if (size <= SMP_SMALL_MAX && align <= SMP_PAGE_SIZE) {
     unsigned cls = smp_sizeclass_aligned(size, align);
     if (cls < SMP_CLASS_COUNT) return smp_alloc_class(cls);
@@ -192,6 +275,11 @@ size_t smp_alloc_usable(const void *p, const char *function) {
   if (p == NULL) return 0;
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) return tb.usable;
+  smp_hardened_t hb;
+  if (SMP_UNLIKELY(smp_harden_find(p, &hb))) {
+    if (hb.quarantined) smp_debug_fatal(function, "use after free (block in quarantine)", p);
+    return hb.size;
+  }
   if (in_small_span(p))
     return smp_class_info[small_class_checked(p, function)].size;
   size_t usable;
@@ -227,6 +315,7 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
   if (p == NULL) return smp_alloc_fast(size);
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) return smp_types_realloc_block(&tb, p, size, NULL, 0, function);
+  if (SMP_UNLIKELY(smp_harden_on)) return smp_alloc_heap_realloc(NULL, p, size, 0, function);
   if (size == 0) { // glibc's behaviour: free and return NULL
     smp_free_fast(p);
     return NULL;
@@ -266,6 +355,7 @@ static void trim_heap(smp_heap_t *h, void *arg) {
 
 int smp_alloc_trim(void) {
   smp_init_ensure();
+  if (smp_harden_on) smp_harden_drain();
   size_t released = 0;
   smp_frontend_flush(); // per-CPU region locks come before the heap registry's (fork order)
   smp_heap_each(trim_heap, &released, NULL);

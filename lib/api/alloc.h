@@ -22,9 +22,15 @@ extern "C" {
 void *smp_alloc_malloc(size_t size);
 void smp_alloc_free(void *p);
 
+struct smp_heap;
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls);
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero);
 SMP_NOINLINE void smp_free_slow(void *p, const char *function);
+// Free p as a block of its heap (no typed or hardened pointer: the caller looked for those).
+void smp_alloc_free_block(void *p, const char *function);
+// size bytes aligned to align (a power of two) from heap h, with every round heap_alloc makes
+// (handler, errors); hardened when hardening is on. For the slow paths of malloc.
+void *smp_heapapi_alloc(struct smp_heap *h, size_t size, size_t align, bool zero);
 void *smp_alloc_calloc(size_t count, size_t size);
 void *smp_alloc_realloc(void *p, size_t size, const char *function);
 // align must be a power of two; NULL with errno ENOMEM on failure.
@@ -32,11 +38,13 @@ void *smp_alloc_aligned(size_t align, size_t size);
 size_t smp_alloc_usable(const void *p, const char *function);
 void smp_alloc_free_sized(void *p, size_t size, const char *function);
 int smp_alloc_trim(void);
-struct smp_heap;
 // Validate p (a live block of ours, else a report) and return its heap, its usable size and
 // whether it is a small block.
 struct smp_heap *smp_alloc_block_info(const void *p, const char *function, size_t *usable,
                                       bool *small);
+// The block of any heap whose bytes hold p (p may lie past its start): its start and size, or
+// false. Never reports, never reads the block; a block freed meanwhile may still be found.
+bool smp_alloc_block_around(const void *p, char **start, size_t *bytes);
 // The heap of p, or NULL if p is not a block of ours (never reports; for smp_heap_of).
 struct smp_heap *smp_alloc_heap_of(const void *p);
 // A default-heap request of the malloc family failed for lack of memory: count it, and retry
@@ -69,9 +77,20 @@ SMP_INLINE void *smp_alloc_class(unsigned cls) {
   return smp_alloc_small_slow(cls);
 }
 
+// The sizes the hit paths serve: up to table_max through the class table, up to small_max
+// through smp_sizeclass_of_large, and typed requests (types.c) up to typed_max. Hardening
+// (harden.h) sets all three to 0 at start-up, so that every request takes a slow path (a
+// compare with a variable is one instruction, as one with a constant is).
+typedef struct smp_alloc_limits {
+  size_t table_max, small_max, typed_max;
+} smp_alloc_limits_t;
+extern SMP_HIDDEN smp_alloc_limits_t smp_alloc_limits;
+
 SMP_INLINE void *smp_alloc_fast(size_t size) {
-  if (SMP_LIKELY(size <= 1024)) return smp_alloc_class(smp_class_table[(size + 15) >> 4]);
-  if (SMP_LIKELY(size <= SMP_SMALL_MAX)) return smp_alloc_class(smp_sizeclass_of_large(size));
+  if (SMP_LIKELY(size <= smp_alloc_limits.table_max))
+    return smp_alloc_class(smp_class_table[(size + 15) >> 4]);
+  if (SMP_LIKELY(size <= smp_alloc_limits.small_max))
+    return smp_alloc_class(smp_sizeclass_of_large(size));
   return smp_alloc_large_slow(size, SMP_MIN_ALIGN, false);
 }
 

@@ -13,6 +13,7 @@
 #include "alloc.h"
 #include "background.h"
 #include "debug.h"
+#include "harden.h"
 #include "heap.h"
 #include "init.h"
 #include "large.h"
@@ -140,16 +141,36 @@ static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *
   if (debug) smp_heapapi_enter(h, function); else check_live(h, function);
   size_t align = align_of(flags);
   bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
+  size_t asked = size;
+  if (SMP_UNLIKELY(smp_harden_on)) { // a hardened block: room for its header and canary
+    if (!smp_harden_block_size(asked, align, &size)) size = SIZE_MAX; // fails below
+    zero = false;                                                     // finish clears
+  }
   void *p;
   if ((p = alloc_once(h, size, align, zero, nowait)) == NULL && !nowait) {
     smp_fetch_add_relaxed(&h->failures, 1); // one per request, however often it is retried
-    while (p == NULL && oom_retry(size, h)) p = alloc_once(h, size, align, zero, false);
+    // Hardened, the quarantine's blocks (and those the handler freed into it) go back first.
+    if (smp_harden_on) {
+      smp_harden_drain();
+      p = alloc_once(h, size, align, zero, false);
+    }
+    while (p == NULL && oom_retry(asked, h)) {
+      if (smp_harden_on) smp_harden_drain();
+      p = alloc_once(h, size, align, zero, false);
+    }
   }
   if (p == NULL && (flags & (SMP_RESERVE | SMP_NOFAIL))) p = reserve_alloc(size, align, zero, nowait);
-  if (p == NULL && (flags & SMP_NOFAIL)) out_of_memory(function, size, h);
+  if (p == NULL && (flags & SMP_NOFAIL)) out_of_memory(function, asked, h);
   if (p == NULL) errno = nowait ? EAGAIN : ENOMEM;
+  if (p && smp_harden_on) p = smp_harden_finish(p, asked, align, flags & SMP_ZERO, function);
   if (debug) smp_heapapi_leave(h);
   return p;
+}
+
+void *smp_heapapi_alloc(smp_heap_t *h, size_t size, size_t align, bool zero) {
+  unsigned flags = (zero ? SMP_ZERO : 0) |
+                   (align > SMP_MIN_ALIGN ? (unsigned)__builtin_ctzll(align) << ALIGN_SHIFT : 0);
+  return heap_alloc(h, size, flags, "malloc");
 }
 
 SMP_EXPORT void *smp_heap_malloc(smp_heap_t *h, size_t size, unsigned flags) {
@@ -157,7 +178,9 @@ SMP_EXPORT void *smp_heap_malloc(smp_heap_t *h, size_t size, unsigned flags) {
     if (SMP_LIKELY(flags == 0)) return smp_alloc_fast(size);
     return heap_alloc(SMP_HEAP_DEFAULT, size, flags, "smp_heap_malloc");
   }
-  if (SMP_LIKELY(flags == 0 && size <= SMP_SMALL_MAX)) { // debug:1 has no heap caches: a miss
+  // debug:1 has no heap caches: a miss. Hardened, small_max is 0 and the 16-byte class a
+  // request of 0 bytes pops is one no hardened block uses (harden.h): a miss too.
+  if (SMP_LIKELY(flags == 0 && size <= smp_alloc_limits.small_max)) {
     void *p = smp_hcache_alloc_fast(&h->caches, smp_sizeclass_of(size));
     if (SMP_LIKELY(p != NULL)) {
       smp_block_unmark(p);
@@ -186,6 +209,8 @@ smp_heap_t *smp_alloc_heap_of(const void *p) {
   if (p == NULL) return NULL;
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) p = tb.block;
+  smp_hardened_t hb;
+  if (smp_harden_find(p, &hb)) p = hb.start;
   smp_chunk_t *c = smp_pagemap_find(p);
   if (c) {
     smp_span_t *s = smp_pagemap_span_checked(p);
@@ -214,6 +239,23 @@ static void *realloc_nowait(smp_heap_t *h, void *p, size_t size, unsigned flags)
   return NULL;
 }
 
+// A hardened block always moves (a stale pointer to it then finds a freed block), and its
+// canary is checked as it goes.
+static void *harden_realloc(const smp_hardened_t *hb, smp_heap_t *h, size_t size, unsigned flags,
+                            const char *function) {
+  if (hb->quarantined) smp_harden_free(hb, function); // reports the block freed before
+  if (size == 0) {
+    smp_harden_free(hb, function);
+    return NULL;
+  }
+  void *q = heap_alloc(h ? h : smp_alloc_heap_of(hb->start), size, flags & ~SMP_ZERO, function);
+  if (q == NULL) return NULL;
+  memcpy(q, hb->user, hb->size < size ? hb->size : size);
+  if ((flags & SMP_ZERO) && size > hb->size) memset((char *)q + hb->size, 0, size - hb->size);
+  smp_harden_free(hb, function);
+  return q;
+}
+
 void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags,
                              const char *function) {
   if (!flags_valid(flags)) {
@@ -225,6 +267,8 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
   if (flags & SMP_NOWAIT) return realloc_nowait(h, p, size, flags);
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) return smp_types_realloc_block(&tb, p, size, h, flags, function);
+  smp_hardened_t hb;
+  if (SMP_UNLIKELY(smp_harden_find(p, &hb))) return harden_realloc(&hb, h, size, flags, function);
   size_t usable;
   bool small;
   smp_heap_t *from = smp_alloc_block_info(p, function, &usable, &small); // validates p
@@ -292,6 +336,7 @@ SMP_EXPORT void smp_heap_destroy(smp_heap_t *h) {
       smp_debug_fatal("smp_heap_destroy", "heap in use by another thread", h);
   }
   smp_types_heap_gone(h);
+  smp_harden_heap_gone(h); // after the types': their visit reads the headers it clears
   smp_heap_delete(h, smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING);
 }
 
@@ -300,8 +345,14 @@ typedef struct visit_call {
   int (*fn)(void *, size_t, void *);
   void *arg;
 } visit_call_t;
+// Hardened, it sees a live hardened block's pointer and size, and no block in the quarantine.
 static int visit_typed(void *block, size_t usable, void *arg) {
   visit_call_t *v = arg;
+  if (smp_harden_on) {
+    char *hardened;
+    if (!smp_harden_user_of(block, usable, &hardened, &usable)) return 0;
+    block = hardened;
+  }
   void *user;
   size_t user_usable;
   if (smp_types_user_of(block, usable, &user, &user_usable)) return v->fn(user, user_usable, v->arg);
@@ -313,7 +364,7 @@ SMP_EXPORT int smp_heap_visit(smp_heap_t *h, int (*fn)(void *, size_t, void *), 
   smp_init_ensure();
   h = h ? h : SMP_HEAP_DEFAULT;
   check_live(h, "smp_heap_visit");
-  if (!smp_load_acquire(&smp_types_used)) return smp_heap_visit_blocks(h, fn, arg);
+  if (!smp_load_acquire(&smp_types_used) && !smp_harden_on) return smp_heap_visit_blocks(h, fn, arg);
   visit_call_t v = {fn, arg};
   return smp_heap_visit_blocks(h, visit_typed, &v);
 }

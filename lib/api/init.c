@@ -13,6 +13,7 @@
 #include "frontend.h"
 #include "hcache.h"
 #include "heap.h"
+#include "harden.h"
 #include "init.h"
 #include "large.h"
 #include "options.h"
@@ -41,6 +42,7 @@ static void fork_prepare(void) {
 #if SMP_HAVE_URCU
   smp_rcu_fork_prepare();
 #endif
+  smp_harden_lock_fork();
   smp_heapapi_lock_fork();
   smp_cpucache_lock_all();
   smp_heap_lock_all();
@@ -56,6 +58,7 @@ static void unlock_all(void) {
   smp_heap_unlock_all();
   smp_cpucache_unlock_all();
   smp_heapapi_unlock_fork();
+  smp_harden_unlock_fork();
 }
 
 static void fork_parent(void) {
@@ -92,6 +95,8 @@ void smp_init_slow(void) {
   smp_span_init_keys(seed);
   smp_sizeclass_init(smp_options.cache_size);
   smp_types_init(seed); // after the classes: it tabulates their typed sizes
+  smp_harden_init(seed);
+  if (smp_harden_on) smp_alloc_limits = (smp_alloc_limits_t){0, 0, 0}; // see harden.h
   if (smp_options.stats) {
     int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
     if (fd >= 0) report_fd = fd;
@@ -119,6 +124,7 @@ __attribute__((constructor)) static void init_at_load(void) {
 
 __attribute__((destructor)) static void report_at_exit(void) {
   if (smp_load_acquire(&smp_init_state) != 2) return;
+  if (smp_harden_on) smp_harden_at_exit();
   smp_types_report_at_exit();
   if (smp_options.stats) smp_report_print(report_fd, NULL);
 }

@@ -98,6 +98,18 @@ static void totals_locked(smp_report_totals_t *out, smp_heap_classes_t *classes,
   out->chunks = ps.chunks;
   out->chunks_unmapped = ps.chunks_unmapped;
   out->passes = ps.passes;
+  // Blocks in hardening's quarantine are freed as far as the program knows: apart.
+  smp_heap_t *h = SMP_HEAP_DEFAULT;
+  size_t *in_use[3] = {&out->small_in_use, &out->large_in_use, &out->huge_in_use};
+  size_t *count[3] = {&out->small_blocks, &out->large_count, &out->huge_count};
+  for (unsigned k = 0; k < 3; k++) {
+    uint64_t bytes = smp_load_relaxed(&h->quarantined_bytes[k]);
+    uint64_t blocks = smp_load_relaxed(&h->quarantined_blocks[k]);
+    *in_use[k] = *in_use[k] > bytes ? *in_use[k] - bytes : 0;
+    *count[k] = *count[k] > blocks ? *count[k] - blocks : 0;
+    out->quarantined += bytes;
+    out->quarantined_blocks += blocks;
+  }
   out->threads = ts.live;
   out->threads_exited = ts.exited;
   out->outbox = cs.outbox;
@@ -303,6 +315,11 @@ void smp_report_print(int fd, smp_gather_t *g) {
   line(&t, "    huge:      ", r.huge_in_use, " in ");
   smp_text_u64(&t, r.huge_count, 0);
   smp_text_str(&t, " mappings\n");
+  if (smp_options.quarantine) {
+    line(&t, "  quarantine:  ", r.quarantined, " in ");
+    smp_text_u64(&t, r.quarantined_blocks, 0);
+    smp_text_str(&t, " freed blocks held back from reuse (hardening)\n");
+  }
   if (smp_frontend_is_percpu()) {
     line(&t, "  cached:      ", r.cached, " in per-CPU and transfer caches, and ");
     smp_text_u64(&t, cs.outbox, 0);

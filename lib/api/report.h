@@ -20,6 +20,7 @@ typedef struct smp_report_totals {
   size_t central_free;               // bytes free in small spans
   size_t large_in_use, large_count;  // page-heap blocks
   size_t huge_in_use, huge_count;    // dedicated mappings
+  size_t quarantined, quarantined_blocks; // freed, held by hardening's quarantine (harden.h)
   size_t huge_cached, huge_cached_count; // mappings of freed huge blocks kept for reuse
   size_t mapped;                     // chunks + huge mappings + cached huge mappings
   size_t pageheap_free, pageheap_dirty, pageheap_dirty_bound;

@@ -24,6 +24,7 @@
 #include "alloc.h"
 #include "debug.h"
 #include "doublefree.h"
+#include "harden.h"
 #include "heap.h"
 #include "init.h"
 #include "large.h"
@@ -515,54 +516,15 @@ void smp_types_report_at_exit(void) {
 
 // ---- finding a typed block from its pointer ----
 
-// The huge block whose mapping starts at b, if any: its usable size.
-static bool huge_at(const void *b, size_t *usable) {
-  if (smp_large_huge_heap(b) == NULL) return false;
-  *usable = smp_large_usable(b, "smp_type_of");
-  return true;
-}
-
 bool smp_types_find(const void *p, smp_typed_block_t *out) {
   if (!smp_load_acquire(&smp_types_used) || ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) || p == NULL)
     return false;
-  const char *b;
+  char *b;
   size_t size;
-  if (smp_pagemap_find(p)) {
-    smp_span_t *s = smp_pagemap_span_checked(p);
-    if (s == NULL) return false;
-    const char *start = smp_span_start(s);
-    if (s->state == SMP_SPAN_SMALL) {
-      size = smp_class_info[s->sizeclass].size;
-      size_t in = (size_t)((const char *)p - start);
-      if ((const char *)p < start || in >= (size_t)s->capacity * size) return false;
-      b = start + in / size * size;
-    } else if (s->state == SMP_SPAN_LARGE) {
-      b = start;
-      size = smp_span_bytes(s);
-    } else {
-      return false;
-    }
-  } else { // a huge mapping starts at a page boundary below p
-    size_t page = smp_os_page_size(), in = (uintptr_t)p & (page - 1);
-    if (in) {
-      b = (const char *)p - in;
-      if (!huge_at(b, &size)) return false;
-    } else { // aligned to a page or more: p itself, else p - 2^k for an alignment 2^k
-      if (smp_large_huge_heap(p)) return false;
-      // Nearest first: the first huge block found below p is the only one that can hold p (a
-      // farther one holding p would hold that block too).
-      unsigned top = (unsigned)__builtin_ctzll((uintptr_t)p);
-      b = NULL;
-      for (unsigned k = (unsigned)__builtin_ctzll(page); k <= top && k < SMP_ADDRESS_BITS; k++) {
-        const char *c = (const char *)p - ((size_t)1 << k);
-        if (huge_at(c, &size)) {
-          b = c;
-          break;
-        }
-      }
-      if (b == NULL) return false;
-    }
-  }
+  if (!smp_alloc_block_around(p, &b, &size)) return false;
+  // In hardened mode a typed block lies inside a hardened one (harden.h): its header and
+  // pointer are the hardened block's user bytes.
+  if (smp_harden_on && !smp_harden_user_of(b, size, &b, &size)) return false;
   size_t off = (size_t)((const char *)p - b);
   if (off < SMP_TYPE_HEADER || off >= size || (off & (off - 1))) return false;
   smp_type_entry_t *e = header_entry(p, (unsigned)__builtin_ctzll(off));
@@ -571,18 +533,35 @@ bool smp_types_find(const void *p, smp_typed_block_t *out) {
   return true;
 }
 
-void smp_types_report_freed(const void *p, const char *function) {
-  if (!smp_load_acquire(&smp_types_used) || ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) ||
-      (uintptr_t)p < SMP_TYPE_HEADER || !smp_pagemap_find(p))
-    return;
-  // p must lie inside the block 16 bytes below it, in p's own span: a block start that follows
-  // a free 16-byte block (in its span or the one before) is no freed typed pointer.
-  const char *b = (const char *)p - SMP_TYPE_HEADER;
+// Whether p is depth bytes (16 or 32) past the start of a small block confirmed free, and
+// inside it: the pointer of a freed typed or hardened block (32: a typed block inside a
+// hardened one).
+static bool freed_past_header(const void *p, size_t depth) {
+  if (((uintptr_t)p & (SMP_MIN_ALIGN - 1)) || (uintptr_t)p < depth || !smp_pagemap_find(p))
+    return false;
+  // p must lie inside the block depth bytes below it, in p's own span: a block start that
+  // follows a free block of depth bytes or less (in its span or the one before) is none.
+  const char *b = (const char *)p - depth;
   smp_span_t *s = smp_pagemap_span_checked(p);
-  if (s && s->state == SMP_SPAN_SMALL && smp_class_info[s->sizeclass].size > SMP_TYPE_HEADER &&
-      b >= smp_span_start(s) && smp_span_is_block(s, b) && smp_block_is_marked(b) &&
-      smp_doublefree_confirm(s, s->sizeclass, b))
-    smp_debug_fatal(function, "double free", p);
+  return s && s->state == SMP_SPAN_SMALL && smp_class_info[s->sizeclass].size > depth &&
+         b >= smp_span_start(s) && smp_span_is_block(s, b) && smp_block_is_marked(b) &&
+         smp_doublefree_confirm(s, s->sizeclass, b);
+}
+
+void smp_types_report_freed(const void *p, const char *function) {
+  bool freed = false;
+  if (smp_harden_on) {
+    // Hardened (harden.h): p or, for a typed block, p - 16 is a hardened block's pointer, in
+    // the quarantine or, out of it, 16 bytes past a free block's start.
+    smp_hardened_t hb;
+    const char *inner = (const char *)p - SMP_TYPE_HEADER;
+    freed = (smp_harden_find(p, &hb) && hb.quarantined) || freed_past_header(p, 16) ||
+            (smp_load_acquire(&smp_types_used) &&
+             ((smp_harden_find(inner, &hb) && hb.quarantined) || freed_past_header(p, 32)));
+  } else if (smp_load_acquire(&smp_types_used)) {
+    freed = freed_past_header(p, 16);
+  }
+  if (freed) smp_debug_fatal(function, "double free", p);
 }
 
 bool smp_types_user_of(void *block, size_t usable, void **user, size_t *user_usable) {
@@ -602,6 +581,11 @@ bool smp_types_user_of(void *block, size_t usable, void **user, size_t *user_usa
 
 static int uncount_block(void *block, size_t usable, void *arg) {
   (void)arg;
+  if (smp_harden_on) { // a typed block lies inside a live hardened one (harden.h)
+    char *hardened;
+    if (!smp_harden_user_of(block, usable, &hardened, &usable)) return 0;
+    block = hardened;
+  }
   void *user;
   size_t user_usable;
   if (smp_types_user_of(block, usable, &user, &user_usable)) {
@@ -631,7 +615,7 @@ static void *failed(smp_type_entry_t *e, int err) {
 
 // The usable size and class (0: large or huge) of block b, just allocated.
 static size_t block_size(const void *b, unsigned *cls) {
-  smp_span_t *s = smp_pagemap_find(b) ? smp_pagemap_span_checked(b) : NULL;
+  smp_span_t *s = smp_pagemap_find(b) && !smp_harden_on ? smp_pagemap_span_checked(b) : NULL;
   if (s && s->state == SMP_SPAN_SMALL) {
     *cls = s->sizeclass;
     return smp_class_info[*cls].size;
@@ -731,7 +715,7 @@ SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
   // Size 0 goes the slow way (size - 1 wraps): a 16-byte block would put the pointer at the
   // next block's start.
   if (SMP_LIKELY(e != NULL &&
-                 ((size - 1) | (uint64_t)flags << 32) < SMP_SMALL_MAX - SMP_TYPE_HEADER)) {
+                 ((size - 1) | (uint64_t)flags << 32) < smp_alloc_limits.typed_max)) {
     unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER);
     // Counted before the pop, so that only e and cls live across it (the rseq sequence needs
     // the other registers): a pop that misses takes its block from the slow path.

@@ -79,8 +79,8 @@ bool smp_types_user_of(void *block, size_t usable, void **user, size_t *user_usa
 // Heap h is about to be destroyed with its blocks: its typed blocks count as freed (a visit
 // of its blocks, only for a heap that ever had a typed block).
 void smp_types_heap_gone(struct smp_heap *h);
-// Report p as a double free (and abort) if it is the pointer of a typed block freed before:
-// 16 bytes past the start of a block that is confirmed free. Returns otherwise.
+// Report p as a double free (and abort) if it is the pointer of a typed or hardened block
+// freed before: 16 bytes past the start of a block that is confirmed free. Returns otherwise.
 void smp_types_report_freed(const void *p, const char *function);
 // The slow paths of plain free, realloc and smp_usable_size for a typed block found by
 // smp_types_find: free it (its type's counters right), resize it keeping its type, its usable

@@ -331,6 +331,9 @@ void smp_heap_stats_fill(smp_heap_t *h, smp_stats_t *out, smp_heap_classes_t *cl
   size_t huge_count = smp_large_count_of(&h->pages, &huge, g);
   size_t cached_count = smp_large_cached_of(&h->pages, &cached_huge, g);
   out->in_use = (small_out > cached ? small_out - cached : 0) + ps.large_bytes + huge;
+  uint64_t quarantined = 0;
+  for (unsigned k = 0; k < 3; k++) quarantined += smp_load_relaxed(&h->quarantined_bytes[k]);
+  out->in_use = out->in_use > quarantined ? out->in_use - quarantined : 0;
   out->cached = cached;
   out->free = central_free + ps.free_bytes;
   out->dirty = ps.free_dirty;

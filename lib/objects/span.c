@@ -5,6 +5,7 @@
 
 uintptr_t smp_block_link_key;
 uintptr_t smp_block_mark_key = 0x5eed5eed5eed5eedull | 1;
+bool smp_span_carve_clears_trailer;
 
 void smp_span_init_keys(uint64_t seed) {
   uint64_t a = seed * 0x9e3779b97f4a7c15ull, b = (seed ^ (seed >> 29)) * 0xbf58476d1ce4e5b9ull;
@@ -50,6 +51,8 @@ unsigned smp_span_pop(smp_span_t *s, void **out, unsigned n) {
     size_t size = smp_class_info[s->sizeclass].size;
     unsigned k = n - got < s->carve_left ? n - got : s->carve_left;
     for (unsigned i = 0; i < k; i++) out[got++] = s->carve + i * size;
+    if (SMP_UNLIKELY(smp_span_carve_clears_trailer))
+      for (unsigned i = 1; i <= k; i++) ((uintptr_t *)(s->carve + i * size))[-1] = 0;
     s->carve += k * size;
     s->carve_left -= k;
   }

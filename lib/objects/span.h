@@ -20,6 +20,9 @@
 
 extern SMP_HIDDEN uintptr_t smp_block_link_key; // written once at start-up
 extern SMP_HIDDEN uintptr_t smp_block_mark_key; // written once at start-up; odd
+// Hardening with junk:1 (harden.h): carving clears each block's last word, so that a block of
+// this life of the span never holds a trailer written in another. Set once at start-up.
+extern SMP_HIDDEN bool smp_span_carve_clears_trailer;
 
 SMP_INLINE void smp_block_set_link(void *b, void *next) {
   ((uintptr_t *)b)[0] = (uintptr_t)next ^ smp_block_link_key;

@@ -60,6 +60,17 @@ static const opt_entry_t opt_table[] = {
      offsetof(smp_options_t, rcu_stall),
      "smp_free_rcu warns (once) when more bytes than this wait for a grace period (a reader "
      "that never leaves its read-side section); 0: never", NULL},
+    {"junk", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, junk),
+     "fill allocated blocks with 0xa5 and freed ones with 0xdeadc0de; a small block's free "
+     "pattern is checked when it is handed out again (a write after free is reported)", NULL},
+    {"zero_free", OPT_BOOL, 0, 0, 1, offsetof(smp_options_t, zero_free),
+     "clear freed blocks (no secret outlives its block); junk:1 fills them instead", NULL},
+    {"redzone", OPT_SIZE, 0, 0, 4096, offsetof(smp_options_t, redzone),
+     "bytes of canary after every block (with the slack up to its end), checked on free and "
+     "realloc: an overflow is reported with the first byte written", NULL},
+    {"quarantine", OPT_SIZE, 0, 0, (size_t)1 << 36, offsetof(smp_options_t, quarantine),
+     "freed blocks wait in a FIFO of this many bytes before reuse (k/m/g): double frees of "
+     "them are reported, and with junk:1 so are writes to them", NULL},
 };
 
 // Signals a report may be asked with: those a program may catch that the kernel does not send

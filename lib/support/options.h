@@ -29,6 +29,10 @@ typedef struct smp_options {
   size_t stats_signal; // the signal that writes the statistics report (report.c); 0: none
   char stats_file[SMP_OPTIONS_PATH_MAX]; // where it writes it (appended); "": stderr
   size_t rcu_stall;  // smp_free_rcu: bytes waiting for a grace period past which it warns; 0: never
+  bool junk;         // hardening (harden.h): fill blocks on malloc and free, check on reuse
+  bool zero_free;    // hardening: clear freed blocks
+  size_t redzone;    // hardening: canary bytes after every block
+  size_t quarantine; // hardening: bytes of freed blocks held back from reuse
 } smp_options_t;
 
 extern SMP_HIDDEN smp_options_t smp_options;

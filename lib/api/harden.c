@@ -1,0 +1,417 @@
+// Layer: api. See harden.h.
+// The quarantine is one FIFO ring for the process under one lock (a mutex: hardened mode is for
+// finding bugs, not for speed): a free pushes its block and pops the oldest ones while the ring
+// holds more than its bytes, checking them and giving them back to their heaps.
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "debug.h"
+#include "doublefree.h"
+#include "harden.h"
+#include "heap.h"
+#include "options.h"
+#include "os.h"
+#include "span.h"
+
+#define HEADER 16
+#define SIZE_BITS 48
+#define SIZE_MASK (((uint64_t)1 << SIZE_BITS) - 1)
+#define STATE_LIVE 1u
+#define STATE_QUARANTINED 2u
+#define SMALLEST_BLOCK 32      // a header and at least one byte: never the 16-byte class
+#define ALLOC_JUNK 0xa5
+#define FREE_JUNK 0xdeadc0deu
+#define CANARY 0xfd
+
+bool smp_harden_on;
+static uintptr_t header_key = 0x9e3779b97f4a7c15ull; // odd; set at start-up
+static uintptr_t trailer_key = 0xbf58476d1ce4e5b9ull; // odd; set at start-up
+
+typedef struct quarantined {
+  char *user;        // NULL: its heap was destroyed
+  smp_heap_t *heap;
+  size_t bytes;      // its block's size, what it counts against the quarantine
+  unsigned kind;     // 0 small, 1 large, 2 huge: its heap's counters (heap.h)
+} quarantined_t;
+
+// The heap's statistics count q's block apart from those in use (delta 1), or no more (-1).
+static void account(const quarantined_t *q, int delta) {
+  smp_fetch_add_relaxed(&q->heap->quarantined_blocks[q->kind], (uint64_t)(int64_t)delta);
+  smp_fetch_add_relaxed(&q->heap->quarantined_bytes[q->kind], (uint64_t)((int64_t)delta * (int64_t)q->bytes));
+}
+
+static struct {
+  smp_lock_t lock;
+  quarantined_t *ring; // mapped at the first free
+  size_t cap, head, count, bytes;
+} quar = {SMP_LOCK_INIT, NULL, 0, 0, 0, 0};
+
+void smp_harden_init(uint64_t seed) {
+  smp_harden_on = smp_options.junk || smp_options.zero_free || smp_options.redzone ||
+                  smp_options.quarantine;
+  uint64_t a = (seed ^ 0x6a09e667f3bcc909ull) * 0xd6e8feb86659fd93ull;
+  header_key = (uintptr_t)(a ^ (a >> 32)) | 1;
+  trailer_key = (uintptr_t)((a >> 17) * 0x9e3779b97f4a7c15ull) | 1;
+  // Carving clears the trailers of its blocks (see harden.h).
+  smp_span_carve_clears_trailer = smp_harden_on && smp_options.junk;
+}
+
+void smp_harden_lock_fork(void) { smp_lock_acquire(&quar.lock); }
+void smp_harden_unlock_fork(void) { smp_lock_release(&quar.lock); }
+
+static size_t offset_for(size_t align) { return align > HEADER ? align : HEADER; }
+
+bool smp_harden_block_size(size_t size, size_t align, size_t *bytes) {
+  size_t extra = offset_for(align) + smp_options.redzone;
+  if (size > SIZE_MASK || size > SIZE_MAX - extra) return false;
+  size_t n = size + extra;
+  *bytes = n < SMALLEST_BLOCK ? SMALLEST_BLOCK : n;
+  return true;
+}
+
+// ---- header and trailer ----
+
+static uintptr_t check_of(uintptr_t w0, const char *user) {
+  return (w0 ^ (uintptr_t)user) * header_key;
+}
+static void header_write(char *user, size_t size, size_t off, unsigned state) {
+  uintptr_t w0 = (uintptr_t)size | (uintptr_t)__builtin_ctzll(off) << SIZE_BITS |
+                 (uintptr_t)state << 56;
+  ((uintptr_t *)user)[-2] = w0;
+  ((uintptr_t *)user)[-1] = check_of(w0, user);
+}
+static void header_clear(char *user) { ((uintptr_t *)user)[-1] = 0; }
+
+// The header at user, if it was written for user, is off bytes into its block and fits in
+// bytes: its state (0: none).
+static unsigned header_state(const char *user, size_t off, size_t bytes, size_t *size) {
+  uintptr_t w0 = ((const uintptr_t *)user)[-2];
+  if (((const uintptr_t *)user)[-1] != check_of(w0, user)) return 0;
+  unsigned state = (unsigned)(w0 >> 56);
+  *size = w0 & SIZE_MASK;
+  if ((w0 >> SIZE_BITS & 63) != (unsigned)__builtin_ctzll(off) || *size > bytes - off ||
+      (state != STATE_LIVE && state != STATE_QUARANTINED))
+    return 0;
+  return state;
+}
+
+static uintptr_t trailer_of(const char *start, size_t bytes) {
+  return ((uintptr_t)start ^ bytes) * trailer_key;
+}
+static uintptr_t *trailer_at(char *start, size_t bytes) {
+  return (uintptr_t *)(start + bytes) - 1;
+}
+
+// Whether the block at start is a small one (its trailer and reuse check apply).
+static bool is_small(const void *start) {
+  smp_span_t *s = smp_pagemap_find(start) ? smp_pagemap_span_checked(start) : NULL;
+  return s && s->state == SMP_SPAN_SMALL;
+}
+
+// ---- reports ----
+
+static void put_heap(smp_text_t *t, const void *start) {
+  smp_heap_t *h = smp_alloc_heap_of(start);
+  smp_text_str(t, ", heap \"");
+  smp_text_str(t, h ? h->name : "?");
+  smp_text_str(t, "\"");
+}
+
+SMP_NORETURN SMP_COLD static void report(const char *function, const char *what, const char *user,
+                                         const char *start, size_t size, const char *detail,
+                                         size_t offset, unsigned found, unsigned expected) {
+  smp_text_t t;
+  smp_text_init(&t, 2);
+  smp_text_str(&t, "smpalloc: ");
+  smp_text_str(&t, function);
+  smp_text_str(&t, ": ");
+  smp_text_str(&t, what);
+  smp_text_str(&t, ": block ");
+  smp_text_hex(&t, (uintptr_t)user);
+  smp_text_str(&t, " of ");
+  smp_text_u64(&t, size, 0);
+  smp_text_str(&t, " bytes");
+  if (is_small(start)) {
+    smp_span_t *s = smp_pagemap_span_checked(start);
+    smp_text_str(&t, " (size class ");
+    smp_text_u64(&t, s->sizeclass, 0);
+    smp_text_str(&t, ", ");
+    smp_text_u64(&t, smp_class_info[s->sizeclass].size, 0);
+    smp_text_str(&t, "-byte blocks)");
+  }
+  put_heap(&t, start);
+  if (detail) {
+    smp_text_str(&t, ": ");
+    smp_text_str(&t, detail);
+    smp_text_str(&t, " at offset ");
+    smp_text_u64(&t, offset, 0);
+    smp_text_str(&t, " (byte 0x");
+    static const char hex[] = "0123456789abcdef";
+    char b[2] = {hex[found >> 4 & 15], hex[found & 15]};
+    smp_text_put(&t, b, 2);
+    smp_text_str(&t, ", expected 0x");
+    b[0] = hex[expected >> 4 & 15], b[1] = hex[expected & 15];
+    smp_text_put(&t, b, 2);
+    smp_text_str(&t, ")");
+  }
+  smp_text_str(&t, "\n");
+  smp_text_flush(&t);
+  abort();
+}
+
+// ---- fills and checks ----
+
+static void fill_free_pattern(char *from, char *to) {
+  for (uint32_t *w = (uint32_t *)from; (char *)w < to; w++) *w = FREE_JUNK;
+}
+static unsigned free_pattern_byte(const char *at) {
+  return (FREE_JUNK >> 8 * ((uintptr_t)at & 3)) & 0xff; // from a 4-aligned fill start
+}
+// The first byte in [from, to) (both 8-aligned) that is not the free pattern, or NULL.
+static const char *free_pattern_broken(const char *from, const char *to) {
+  const uint64_t want = (uint64_t)FREE_JUNK << 32 | FREE_JUNK;
+  for (const char *p = from; p < to; p += 8) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    if (v != want)
+      for (unsigned i = 0; i < 8; i++)
+        if ((unsigned char)p[i] != free_pattern_byte(p + i)) return p + i;
+  }
+  return NULL;
+}
+
+// The parts of a freed block the free pattern covers: padding before the header, then from the
+// pointer to the trailer (small) or over the whole 8-byte words of the requested bytes (large).
+// Fills and checks go by words: both ends are 8-aligned.
+static char *junk_end(char *start, size_t bytes, char *user, size_t size, bool small) {
+  return small ? (char *)trailer_at(start, bytes) : user + (size & ~(size_t)7);
+}
+
+static void check_free_pattern(char *start, size_t bytes, char *user, size_t size, bool small,
+                               const char *function, const char *when) {
+  const char *bad = free_pattern_broken(start + HEADER, user - HEADER);
+  if (bad == NULL) bad = free_pattern_broken(user, junk_end(start, bytes, user, size, small));
+  if (bad && bad < user) // the alignment padding: offset from the block's start
+    report(function, when, user, start, size, "its padding written after free, from its start",
+           (size_t)(bad - start), (unsigned char)*bad, free_pattern_byte(bad));
+  if (bad)
+    report(function, when, user, start, size, "written after free", (size_t)(bad - user),
+           (unsigned char)*bad, free_pattern_byte(bad));
+}
+
+static void check_canary(const smp_hardened_t *hb, const char *function) {
+  const char *from = hb->user + hb->size, *to = hb->start + hb->bytes;
+  for (const char *p = from; p < to; p++)
+    if ((unsigned char)*p != CANARY)
+      report(function, "buffer overflow", hb->user, hb->start, hb->size,
+             "written past its end", (size_t)(p - hb->user), (unsigned char)*p, CANARY);
+}
+
+// ---- allocation ----
+
+void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, const char *function) {
+  char *start = block, *found;
+  size_t bytes;
+  if (!smp_alloc_block_around(start, &found, &bytes) || found != start)
+    smp_debug_fatal(function, "hardening: a heap handed out a block it does not know", block);
+  bool small = is_small(start);
+  if (smp_options.junk && small) {
+    uintptr_t *trailer = trailer_at(start, bytes);
+    if (*trailer == trailer_of(start, bytes)) {
+      // Freed here with the pattern, and not touched by the allocator since: the pattern must
+      // be whole. The pointer it had is not known; its usual one (16 bytes in) is reported.
+      const char *bad = free_pattern_broken(start + HEADER, (const char *)trailer);
+      if (bad)
+        report(function, "write after free", start + HEADER, start, bytes - HEADER,
+               "written after free", (size_t)(bad - (start + HEADER)), (unsigned char)*bad,
+               free_pattern_byte(bad));
+      *trailer = 0;
+    }
+  }
+  size_t off = offset_for(align);
+  char *user = start + off;
+  header_write(user, size, off, STATE_LIVE);
+  if (zero)
+    memset(user, 0, size);
+  else if (smp_options.junk)
+    memset(user, ALLOC_JUNK, size);
+  if (smp_options.redzone) memset(user + size, CANARY, bytes - off - size);
+  return user;
+}
+
+// ---- finding ----
+
+bool smp_harden_find(const void *p, smp_hardened_t *out) {
+  if (!smp_harden_on || ((uintptr_t)p & (HEADER - 1)) || p == NULL) return false;
+  char *start;
+  size_t bytes, size;
+  if (!smp_alloc_block_around(p, &start, &bytes)) return false;
+  size_t off = (size_t)((const char *)p - start);
+  if (off < HEADER || (off & (off - 1))) return false;
+  unsigned state = header_state(p, off, bytes, &size);
+  if (state == 0) return false;
+  *out = (smp_hardened_t){start, bytes, (char *)p, size, state == STATE_QUARANTINED};
+  return true;
+}
+
+bool smp_harden_user_of(char *start, size_t bytes, char **user, size_t *size) {
+  for (unsigned k = 4; ((size_t)1 << k) < bytes && k < 63; k++) {
+    char *p = start + ((size_t)1 << k);
+    size_t n;
+    unsigned state = header_state(p, (size_t)1 << k, bytes, &n);
+    if (state == STATE_LIVE) {
+      *user = p;
+      *size = n;
+      return true;
+    }
+    if (state) return false; // quarantined: freed as far as the program knows
+  }
+  return false;
+}
+
+// ---- free ----
+
+// Give the block back to its heap: the header goes first (no stale header names the block).
+static void release(char *start, char *user) {
+  // A small block under junk:1 gets the pattern where its header was too (past its first 16
+  // bytes, where its reuse check looks: the header of an aligned block).
+  if (smp_options.junk && user - start > HEADER && is_small(start))
+    fill_free_pattern(user - HEADER, user);
+  else
+    header_clear(user);
+  size_t cls = smp_alloc_small_class_fast(start);
+  if (cls != 0) { // the default heap's small block: free's own hit path
+    smp_block_mark(start);
+    if (!smp_frontend_free_fast(start, (unsigned)cls)) smp_frontend_free_slow(start, (unsigned)cls);
+    return;
+  }
+  smp_alloc_free_block(start, "free");
+}
+
+// A block leaves the quarantine: its pattern must be whole (junk), then it goes back.
+static void evict(const quarantined_t *q) {
+  smp_hardened_t hb;
+  if (!smp_harden_find(q->user, &hb) || !hb.quarantined)
+    smp_debug_fatal("free", "hardening: a quarantined block lost its header", q->user);
+  if (smp_options.junk)
+    check_free_pattern(hb.start, hb.bytes, hb.user, hb.size, is_small(hb.start), "free",
+                       "write after free");
+  release(hb.start, hb.user);
+}
+
+// The oldest block leaves the quarantine (lock held, count > 0).
+static void evict_oldest(void) {
+  quarantined_t q = quar.ring[quar.head];
+  quar.head = (quar.head + 1) % quar.cap;
+  quar.count--;
+  quar.bytes -= q.bytes;
+  if (q.user) {
+    account(&q, -1);
+    evict(&q);
+  }
+}
+
+// Evictions run under the lock, so that a heap destroyed meanwhile (smp_harden_heap_gone, which
+// takes it) never has a block of it given back after it died. Lock order: quarantine -> heaps.
+static void quarantine_push(const smp_hardened_t *hb) {
+  quarantined_t in = {hb->user, smp_alloc_heap_of(hb->start), hb->bytes,
+                      is_small(hb->start) ? 0 : smp_pagemap_find(hb->start) ? 1 : 2};
+  smp_lock_acquire(&quar.lock);
+  if (quar.ring == NULL) {
+    size_t cap = smp_options.quarantine / SMALLEST_BLOCK + 1;
+    quar.ring = smp_os_map(cap * sizeof(quarantined_t));
+    if (quar.ring == NULL) { // no memory for the ring: the block goes back at once
+      smp_lock_release(&quar.lock);
+      release(hb->start, hb->user);
+      return;
+    }
+    quar.cap = cap;
+  }
+  if (quar.count == quar.cap) evict_oldest(); // full of small blocks
+  quar.ring[(quar.head + quar.count) % quar.cap] = in;
+  quar.count++;
+  quar.bytes += in.bytes;
+  account(&in, 1);
+  while (quar.count && quar.bytes > smp_options.quarantine) evict_oldest();
+  smp_lock_release(&quar.lock);
+}
+
+void smp_harden_free(const smp_hardened_t *hb, const char *function) {
+  if (hb->quarantined) report(function, "double free", hb->user, hb->start, hb->size, NULL, 0, 0, 0);
+  if (smp_options.redzone) check_canary(hb, function);
+  bool small = is_small(hb->start);
+  if (smp_options.junk) {
+    fill_free_pattern(hb->start + HEADER, hb->user - HEADER);
+    fill_free_pattern(hb->user, junk_end(hb->start, hb->bytes, hb->user, hb->size, small));
+  } else if (smp_options.zero_free) {
+    memset(hb->user, 0, hb->size);
+  }
+  if (small && smp_options.junk) *trailer_at(hb->start, hb->bytes) = trailer_of(hb->start, hb->bytes);
+  if (smp_options.quarantine) {
+    header_write(hb->user, hb->size, (size_t)(hb->user - hb->start), STATE_QUARANTINED);
+    quarantine_push(hb);
+    return;
+  }
+  release(hb->start, hb->user);
+}
+
+// ---- heaps, statistics ----
+
+static int clear_header(void *block, size_t bytes, void *arg) {
+  (void)arg;
+  for (unsigned k = 4; ((size_t)1 << k) < bytes && k < 63; k++) {
+    char *p = (char *)block + ((size_t)1 << k);
+    size_t n;
+    if (header_state(p, (size_t)1 << k, bytes, &n)) {
+      header_clear(p);
+      break;
+    }
+  }
+  return 0;
+}
+
+void smp_harden_heap_gone(smp_heap_t *h) {
+  if (!smp_harden_on) return;
+  smp_lock_acquire(&quar.lock);
+  for (size_t i = 0; i < quar.count; i++) {
+    quarantined_t *q = &quar.ring[(quar.head + i) % quar.cap];
+    if (q->user && q->heap == h) {
+      account(q, -1);
+      quar.bytes -= q->bytes;
+      q->bytes = 0;
+      q->user = NULL;
+    }
+  }
+  smp_lock_release(&quar.lock);
+  // The heap's memory may go back to its owner (a region) or to another heap: no header of
+  // ours may outlive it there.
+  smp_heap_visit_blocks(h, clear_header, NULL);
+}
+
+void smp_harden_drain(void) {
+  if (!smp_options.quarantine) return;
+  smp_lock_acquire(&quar.lock);
+  while (quar.count) evict_oldest();
+  smp_lock_release(&quar.lock);
+}
+
+void smp_harden_at_exit(void) {
+  if (!smp_options.quarantine || !smp_options.junk) return;
+  smp_lock_acquire(&quar.lock); // held: the process ends here or in the report
+  for (size_t i = 0; i < quar.count; i++) {
+    const quarantined_t *q = &quar.ring[(quar.head + i) % quar.cap];
+    smp_hardened_t hb;
+    if (q->user && smp_harden_find(q->user, &hb) && hb.quarantined)
+      check_free_pattern(hb.start, hb.bytes, hb.user, hb.size, is_small(hb.start), "exit",
+                         "write after free");
+  }
+  smp_lock_release(&quar.lock);
+}
+
+void smp_harden_quarantine_stats(size_t *blocks, size_t *bytes) {
+  smp_lock_acquire(&quar.lock);
+  *blocks = quar.count;
+  *bytes = quar.bytes;
+  smp_lock_release(&quar.lock);
+}

@@ -1,0 +1,81 @@
+// Layer: api. Hardening (SMPALLOC_OPTIONS junk, zero_free, redzone, quarantine): a layer between
+// the program and the heaps that finds writes after free, overflows and double frees.
+//
+// With any of the four options on, every block the program gets is a hardened block: a block of
+// its heap, asked for with room for a 16-byte header before the pointer and a canary after the
+// requested bytes, the pointer handed out `off` bytes past the block's start (16, or the
+// alignment asked for when larger):
+//   [start .. start+off-16)   alignment padding (only when off > 16)
+//   [ptr-16 .. ptr)           header: word 0 = size | log2(off) << 48 | state << 56,
+//                             word 1 = (word 0 ^ ptr) * key, key a per-process odd secret
+//   [ptr .. ptr+size)         the program's bytes (malloc_usable_size says size: nothing more)
+//   [ptr+size .. end)         canary (redzone:N asks N bytes of it; the block's slack is too)
+// As with typed blocks (types.h), the pointer is never a block start, so the hit paths of free
+// never take a hardened block: they send it to the slow path, which finds the header. malloc's
+// hit path takes none either: smp_alloc_limits sends every request but one of 0 bytes to
+// smp_alloc_large_slow, and the 16-byte class a request of 0 bytes pops is one hardened blocks
+// never use (their smallest block is 32 bytes), so that pop misses and reaches
+// smp_alloc_small_slow. The hit paths keep their instructions; only their limits are loaded.
+//
+// A freed block is checked (header state, canary), then cleared (zero_free) or filled with
+// 0xdeadc0de (junk), then held in the quarantine or given back to its heap. A junk-filled small
+// block ends in a trailer word, (start ^ size) * key2, that says the block holds the free
+// pattern: when its heap hands it out again the pattern is checked, and a byte that changed is
+// a write after free. The trailer makes that certain: it is written only by a free here, the
+// block's last word is never written by the allocator while the block is free (its links and
+// mark are its first 16 bytes), and carving a span clears its blocks' trailers (span.c), so no
+// trailer survives from a block of another life of the span's pages.
+#ifndef SMP_HARDEN_H
+#define SMP_HARDEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+
+struct smp_heap;
+
+// Set once at start-up, before the first block: any of the four options is on.
+extern SMP_HIDDEN bool smp_harden_on;
+
+// A hardened block found from its pointer.
+typedef struct smp_hardened {
+  char *start;       // the block its heap handed out
+  size_t bytes;      // that block's size
+  char *user;        // the pointer the program holds
+  size_t size;       // the bytes it asked for
+  bool quarantined;  // freed, waiting in the quarantine (the program must not touch it)
+} smp_hardened_t;
+
+// Start-up, after the options: whether hardening is on, its keys.
+void smp_harden_init(uint64_t seed);
+// The bytes to ask a heap for, for size bytes aligned to align (a power of two of at least
+// 16); false if that overflows.
+bool smp_harden_block_size(size_t size, size_t align, size_t *bytes);
+// Make start (a block just handed out by a heap, asked with smp_harden_block_size's bytes) a
+// hardened block of size bytes aligned to align, zeroed if asked; its pointer. A small block
+// that holds the free pattern is checked first (a write after free is reported).
+void *smp_harden_finish(void *start, size_t size, size_t align, bool zero, const char *function);
+// Whether p is the pointer of a hardened block (live or quarantined); if so *out describes it.
+// Never reports; certain (the header's check word).
+bool smp_harden_find(const void *p, smp_hardened_t *out);
+// Whether the block at start (bytes long, from a heap visit or smp_alloc_block_around) is a live
+// hardened block: its pointer and size.
+bool smp_harden_user_of(char *start, size_t bytes, char **user, size_t *size);
+// Free the hardened block hb (from smp_harden_find): a quarantined one is a double free. The
+// canary is checked first (an overflow is reported).
+void smp_harden_free(const smp_hardened_t *hb, const char *function);
+// Heap h is about to be destroyed: the quarantine lets its blocks go (they die with it).
+void smp_harden_heap_gone(struct smp_heap *h);
+// Trim: every block leaves the quarantine (checked) for its heap, which may then return memory.
+void smp_harden_drain(void);
+// Exit: with junk:1, the blocks still in the quarantine are checked for writes after free.
+void smp_harden_at_exit(void);
+// Quarantine contents, for the statistics.
+void smp_harden_quarantine_stats(size_t *blocks, size_t *bytes);
+// Fork: the quarantine's lock (after the types', before the heaps').
+void smp_harden_lock_fork(void);
+void smp_harden_unlock_fork(void);
+
+#endif
