@@ -115,7 +115,7 @@ static SMP_NOINLINE void free_slow_rest(void *p, const char *function) {
   smp_init_ensure();
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) { // never a block start: a typed block's pointer is past its header
-    smp_types_free_block(&tb);
+    smp_types_free_block(&tb, function);
     return;
   }
   if (SMP_UNLIKELY(smp_harden_on)) {

@@ -118,9 +118,13 @@ static void put_heap(smp_text_t *t, const void *start) {
   smp_text_str(t, "\"");
 }
 
+// "smpalloc: <function>: <what>: block <user> of <size> bytes (<class>), heap <name>, type
+// <type>: <detail> at offset <offset> (byte <found>, expected <expected>)", then abort. type and
+// detail may be NULL.
 SMP_NORETURN SMP_COLD static void report(const char *function, const char *what, const char *user,
-                                         const char *start, size_t size, const char *detail,
-                                         size_t offset, unsigned found, unsigned expected) {
+                                         const char *start, size_t size, const char *type,
+                                         const char *detail, size_t offset, unsigned found,
+                                         unsigned expected) {
   smp_text_t t;
   smp_text_init(&t, 2);
   smp_text_str(&t, "smpalloc: ");
@@ -141,6 +145,10 @@ SMP_NORETURN SMP_COLD static void report(const char *function, const char *what,
     smp_text_str(&t, "-byte blocks)");
   }
   put_heap(&t, start);
+  if (type) {
+    smp_text_str(&t, ", type ");
+    smp_text_str(&t, type);
+  }
   if (detail) {
     smp_text_str(&t, ": ");
     smp_text_str(&t, detail);
@@ -193,19 +201,25 @@ static void check_free_pattern(char *start, size_t bytes, char *user, size_t siz
   const char *bad = free_pattern_broken(start + HEADER, user - HEADER);
   if (bad == NULL) bad = free_pattern_broken(user, junk_end(start, bytes, user, size, small));
   if (bad && bad < user) // the alignment padding: offset from the block's start
-    report(function, when, user, start, size, "its padding written after free, from its start",
+    report(function, when, user, start, size, NULL, "its padding written after free, from its start",
            (size_t)(bad - start), (unsigned char)*bad, free_pattern_byte(bad));
   if (bad)
-    report(function, when, user, start, size, "written after free", (size_t)(bad - user),
+    report(function, when, user, start, size, NULL, "written after free", (size_t)(bad - user),
            (unsigned char)*bad, free_pattern_byte(bad));
+}
+
+// The pointer a report names (a typed block's, inside the hardened one), and its bytes.
+static const char *shown_of(const smp_hardened_t *hb) { return hb->shown ? hb->shown : hb->user; }
+static size_t shown_size(const smp_hardened_t *hb) {
+  return hb->size - (size_t)(shown_of(hb) - hb->user);
 }
 
 static void check_canary(const smp_hardened_t *hb, const char *function) {
   const char *from = hb->user + hb->size, *to = hb->start + hb->bytes;
   for (const char *p = from; p < to; p++)
     if ((unsigned char)*p != CANARY)
-      report(function, "buffer overflow", hb->user, hb->start, hb->size,
-             "written past its end", (size_t)(p - hb->user), (unsigned char)*p, CANARY);
+      report(function, "buffer overflow", shown_of(hb), hb->start, shown_size(hb), hb->type,
+             "written past its end", (size_t)(p - shown_of(hb)), (unsigned char)*p, CANARY);
 }
 
 // ---- allocation ----
@@ -223,7 +237,7 @@ void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, const
       // be whole. The pointer it had is not known; its usual one (16 bytes in) is reported.
       const char *bad = free_pattern_broken(start + HEADER, (const char *)trailer);
       if (bad)
-        report(function, "write after free", start + HEADER, start, bytes - HEADER,
+        report(function, "write after free", start + HEADER, start, bytes - HEADER, NULL,
                "written after free", (size_t)(bad - (start + HEADER)), (unsigned char)*bad,
                free_pattern_byte(bad));
       *trailer = 0;
@@ -251,7 +265,7 @@ bool smp_harden_find(const void *p, smp_hardened_t *out) {
   if (off < HEADER || (off & (off - 1))) return false;
   unsigned state = header_state(p, off, bytes, &size);
   if (state == 0) return false;
-  *out = (smp_hardened_t){start, bytes, (char *)p, size, state == STATE_QUARANTINED};
+  *out = (smp_hardened_t){start, bytes, (char *)p, size, state == STATE_QUARANTINED, NULL, NULL};
   return true;
 }
 
@@ -337,9 +351,14 @@ static void quarantine_push(const smp_hardened_t *hb) {
   smp_lock_release(&quar.lock);
 }
 
-void smp_harden_free(const smp_hardened_t *hb, const char *function) {
-  if (hb->quarantined) report(function, "double free", hb->user, hb->start, hb->size, NULL, 0, 0, 0);
+void smp_harden_check(const smp_hardened_t *hb, const char *function) {
+  if (hb->quarantined)
+    report(function, "double free", shown_of(hb), hb->start, shown_size(hb), hb->type, NULL, 0, 0, 0);
   if (smp_options.redzone) check_canary(hb, function);
+}
+
+void smp_harden_free(const smp_hardened_t *hb, const char *function) {
+  smp_harden_check(hb, function);
   bool small = is_small(hb->start);
   if (smp_options.junk) {
     fill_free_pattern(hb->start + HEADER, hb->user - HEADER);

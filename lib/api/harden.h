@@ -46,6 +46,8 @@ typedef struct smp_hardened {
   char *user;        // the pointer the program holds
   size_t size;       // the bytes it asked for
   bool quarantined;  // freed, waiting in the quarantine (the program must not touch it)
+  const char *shown; // for reports: the program's pointer when not user (a typed block's), or NULL
+  const char *type;  // for reports: the type of the typed block inside, or NULL
 } smp_hardened_t;
 
 // Start-up, after the options: whether hardening is on, its keys.
@@ -63,8 +65,10 @@ bool smp_harden_find(const void *p, smp_hardened_t *out);
 // Whether the block at start (bytes long, from a heap visit or smp_alloc_block_around) is a live
 // hardened block: its pointer and size.
 bool smp_harden_user_of(char *start, size_t bytes, char **user, size_t *size);
-// Free the hardened block hb (from smp_harden_find): a quarantined one is a double free. The
-// canary is checked first (an overflow is reported).
+// Report hb (from smp_harden_find) if it is freed (a double free) or its canary was written (an
+// overflow).
+void smp_harden_check(const smp_hardened_t *hb, const char *function);
+// Free the hardened block hb (from smp_harden_find), checked first.
 void smp_harden_free(const smp_hardened_t *hb, const char *function);
 // Heap h is about to be destroyed: the quarantine lets its blocks go (they die with it).
 void smp_harden_heap_gone(struct smp_heap *h);

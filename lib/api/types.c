@@ -767,7 +767,15 @@ SMP_INLINE void typed_release(smp_type_entry_t *e, void *p, size_t usable) {
   if (e->flags & SMP_TYPE_ZERO_ON_FREE) memset(p, 0, usable);
 }
 
-void smp_types_free_block(const smp_typed_block_t *tb) {
+void smp_types_free_block(const smp_typed_block_t *tb, const char *function) {
+  smp_hardened_t hb;
+  if (smp_harden_on && smp_harden_find(tb->block, &hb)) {
+    // The hardened block holding it: checked before the type lets it go, its reports naming
+    // the program's pointer and the type.
+    hb.shown = tb->user;
+    hb.type = tb->entry->name;
+    smp_harden_check(&hb, function);
+  }
   typed_release(tb->entry, tb->user, tb->usable);
   // The check word goes: a header left in a freed block (a large block's free writes no mark,
   // and an aligned block's header lies past the mark) would otherwise still name the type when
@@ -783,7 +791,7 @@ static SMP_NOINLINE void free_type_slow(void *p, smp_type_t *t) {
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) {
     if (t == NULL || tb.entry != entry_known(t)) type_mismatch("smp_free_type", tb.entry, t, p);
-    smp_types_free_block(&tb);
+    smp_types_free_block(&tb, "smp_free_type");
     return;
   }
   smp_types_report_freed(p, "smp_free_type");
@@ -841,9 +849,8 @@ SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
 
 void *smp_types_realloc_block(const smp_typed_block_t *tb, void *p, size_t size, smp_heap_t *h,
                               unsigned flags, const char *function) {
-  (void)function;
   if (size == 0) {
-    smp_types_free_block(tb);
+    smp_types_free_block(tb, function);
     return NULL;
   }
   smp_heap_t *from = smp_alloc_heap_of(tb->block);
@@ -856,7 +863,7 @@ void *smp_types_realloc_block(const smp_typed_block_t *tb, void *p, size_t size,
   if (q == NULL) return NULL;
   memcpy(q, p, size < tb->usable ? size : tb->usable);
   if ((flags & SMP_ZERO) && size > tb->usable) memset((char *)q + tb->usable, 0, size - tb->usable);
-  smp_types_free_block(tb);
+  smp_types_free_block(tb, function);
   return q;
 }
 

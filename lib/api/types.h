@@ -85,7 +85,7 @@ void smp_types_report_freed(const void *p, const char *function);
 // The slow paths of plain free, realloc and smp_usable_size for a typed block found by
 // smp_types_find: free it (its type's counters right), resize it keeping its type, its usable
 // size.
-void smp_types_free_block(const smp_typed_block_t *tb);
+void smp_types_free_block(const smp_typed_block_t *tb, const char *function);
 // h: the heap to resize into (NULL: the block's own).
 void *smp_types_realloc_block(const smp_typed_block_t *tb, void *p, size_t size,
                               struct smp_heap *h, unsigned flags, const char *function);

@@ -1,0 +1,129 @@
+// Programs that commit one heap defect each, for test_harden.c, which runs them with the
+// hardening options on (SMPALLOC_OPTIONS, lib/api/harden.h) and reads the report. Each prints
+// "ptr=<the block's pointer>" before its defect and "survived" if the defect went unnoticed.
+// Stores go through a volatile pointer, so that the compiler keeps writes to memory that is
+// freed next (and the frees it could prove wrong).
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smpalloc.h"
+
+SMP_TYPE_DEFINE(M_HARDEN, "harden", "test_harden: typed blocks");
+
+static void announce(const void *p) {
+  printf("ptr=%p\n", p);
+  fflush(stdout);
+}
+
+static unsigned char *launder(void *p) {
+  unsigned char *volatile v = p;
+  return v;
+}
+
+// Make the blocks of size bytes cycle until p's comes back (without a quarantine, the next
+// block of p's class on this thread is p itself).
+static void churn(size_t size) {
+  for (int i = 0; i < 64; i++) free(malloc(size));
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) return 2;
+  const char *s = argv[1];
+  if (strcmp(s, "overflow_1") == 0) {
+    unsigned char *p = malloc(100);
+    announce(p);
+    launder(p)[100] = 'x';
+    free(p);
+  } else if (strcmp(s, "overflow_100") == 0) {
+    unsigned char *p = malloc(100);
+    announce(p);
+    memset(launder(p), 'x', 200);
+    free(p);
+  } else if (strcmp(s, "overflow_large") == 0) {
+    unsigned char *p = malloc(300000);
+    announce(p);
+    launder(p)[300000] = 0;
+    free(p);
+  } else if (strcmp(s, "overflow_aligned") == 0) {
+    unsigned char *p = aligned_alloc(256, 1000);
+    announce(p);
+    if ((uintptr_t)p % 256) return 3;
+    launder(p)[1003] = 1;
+    free(p);
+  } else if (strcmp(s, "overflow_realloc") == 0) {
+    unsigned char *p = malloc(40);
+    announce(p);
+    launder(p)[41] = 1;
+    p = realloc(p, 4000); // the canary is checked as the block moves
+  } else if (strcmp(s, "overflow_heap") == 0) {
+    smp_heap_t *h = smp_heap_create("guarded", 0);
+    unsigned char *p = smp_heap_malloc(h, 64, 0);
+    announce(p);
+    launder(p)[64] = 1;
+    free(p);
+  } else if (strcmp(s, "overflow_typed") == 0) {
+    unsigned char *p = smp_malloc_type(64, M_HARDEN, 0);
+    announce(p);
+    launder(p)[64] = 1;
+    smp_free_type(p, M_HARDEN);
+  } else if (strcmp(s, "write_after_free") == 0) {
+    unsigned char *p = malloc(100);
+    announce(p);
+    free(p);
+    launder(p)[24] = 'A';
+    churn(100);
+  } else if (strcmp(s, "write_after_free_large") == 0) { // found as it leaves the quarantine
+    unsigned char *p = malloc(200000);
+    announce(p);
+    free(p);
+    launder(p)[5000] = 'A';
+    for (int i = 0; i < 64; i++) free(malloc(200000));
+  } else if (strcmp(s, "read_after_free") == 0) { // junk: a freed block reads as the pattern
+    uint32_t *p = malloc(64);
+    memset(p, 0x11, 64);
+    free(p);
+    uint32_t v = ((volatile uint32_t *)p)[4];
+    printf("read %#x\n", v);
+    return v == 0xdeadc0de ? 0 : 4;
+  } else if (strcmp(s, "zero_free") == 0) { // zero_free: a freed block reads as zeros
+    unsigned char *p = malloc(64);
+    memset(p, 0x11, 64);
+    free(p);
+    for (int i = 16; i < 64; i++) // its first 16 bytes are the header: the allocator's
+      if (launder(p)[i] != 0) return 4;
+    return 0;
+  } else if (strcmp(s, "fresh") == 0) { // junk: a new block reads as 0xa5, calloc as zeros
+    unsigned char *p = malloc(64), *c = calloc(8, 8);
+    for (int i = 0; i < 64; i++)
+      if (launder(p)[i] != 0xa5 || launder(c)[i] != 0) return 4;
+    printf("usable %zu\n", malloc_usable_size(p));
+    return malloc_usable_size(p) == 64 ? 0 : 5;
+  } else if (strcmp(s, "double_free") == 0) {
+    unsigned char *p = malloc(100);
+    announce(p);
+    free(p);
+    free(launder(p));
+  } else if (strcmp(s, "double_free_late") == 0) { // after the quarantine gave it back
+    unsigned char *p = malloc(100);
+    announce(p);
+    free(p);
+    for (int i = 0; i < 10000; i++) free(malloc(1000)); // pushes p out of a 1 MiB quarantine
+    free(launder(p));
+  } else if (strcmp(s, "double_free_typed") == 0) {
+    unsigned char *p = smp_malloc_type(100, M_HARDEN, 0);
+    announce(p);
+    smp_free_type(p, M_HARDEN);
+    smp_free_type(launder(p), M_HARDEN);
+  } else if (strcmp(s, "interior") == 0) {
+    unsigned char *p = malloc(100);
+    announce(p + 16);
+    free(launder(p) + 16);
+  } else {
+    return 2;
+  }
+  printf("survived\n");
+  return 0;
+}

@@ -1,0 +1,105 @@
+// Hardening (SMPALLOC_OPTIONS junk, zero_free, redzone, quarantine; lib/api/harden.h): each test
+// runs a program of harden_helper.c that commits one defect, with the options on, and checks
+// that the process aborts with a report that names the defect, the block and, where there is
+// one, the offset written.
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "api_util.h"
+
+static run_result_t *run(const char *scenario, const char *options) {
+  static run_result_t r;
+  static char env[256];
+  snprintf(env, sizeof env, "SMPALLOC_OPTIONS=%s", options);
+  char *argv[] = {(char *)HARDEN_HELPER, (char *)scenario, NULL};
+  char *envp[] = {env, NULL};
+  cr_assert(run_program(HARDEN_HELPER, argv, envp, &r), "cannot start %s", HARDEN_HELPER);
+  cr_log_info("%s (%s): stdout=[%s] stderr=[%s]", scenario, options, r.out, r.err);
+  return &r;
+}
+
+// The scenario aborts with report (and, if not NULL, detail) on stderr, naming its block.
+static void expect(const char *scenario, const char *options, const char *report,
+                   const char *detail) {
+  run_result_t *r = run(scenario, options);
+  cr_assert(strstr(r->out, "survived") == NULL, "%s: not reported (stderr: %s)", scenario, r->err);
+  cr_assert(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT, "%s: status 0x%x, stderr [%s]",
+            scenario, r->status, r->err);
+  cr_assert(strstr(r->err, report) != NULL, "%s: want [%s] on stderr: [%s]", scenario, report, r->err);
+  if (detail) cr_assert(strstr(r->err, detail) != NULL, "%s: want [%s] on stderr: [%s]", scenario, detail, r->err);
+  const char *ptr = strstr(r->out, "ptr=");
+  cr_assert_not_null(ptr, "%s: no pointer announced", scenario);
+  char want[64];
+  snprintf(want, sizeof want, "0x%llx", strtoull(ptr + 4, NULL, 16));
+  cr_assert(strstr(r->err, want) != NULL, "%s: report does not name %s: [%s]", scenario, want, r->err);
+}
+
+// The scenario exits 0 with nothing from smpalloc on stderr.
+static void expect_clean(const char *scenario, const char *options) {
+  run_result_t *r = run(scenario, options);
+  cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0, "%s: status 0x%x, stdout [%s] stderr [%s]",
+            scenario, r->status, r->out, r->err);
+  cr_assert(strstr(r->err, "smpalloc") == NULL, "%s: stderr [%s]", scenario, r->err);
+}
+
+#define ALL "junk:1,redzone:16,quarantine:1m"
+
+Test(redzone, overflow_by_one_byte) {
+  expect("overflow_1", "redzone:16", "smpalloc: free: buffer overflow: block ",
+         "of 100 bytes (size class 9, 144-byte blocks), heap \"default\": written past its end at offset 100 (byte 0x78, expected 0xfd)");
+}
+Test(redzone, overflow_by_100_bytes) {
+  expect("overflow_100", "redzone:16", "buffer overflow", "written past its end at offset 100 ");
+}
+Test(redzone, overflow_into_the_slack_of_a_large_block) {
+  expect("overflow_large", "redzone:16", "buffer overflow", "of 300000 bytes, heap \"default\": written past its end at offset 300000 ");
+}
+Test(redzone, overflow_of_an_aligned_block) {
+  expect("overflow_aligned", ALL, "buffer overflow", "written past its end at offset 1003 ");
+}
+Test(redzone, overflow_found_by_realloc) {
+  expect("overflow_realloc", "redzone:16", "smpalloc: realloc: buffer overflow", "at offset 41 ");
+}
+Test(redzone, overflow_of_a_heap_block_names_its_heap) {
+  expect("overflow_heap", ALL, "buffer overflow", "heap \"guarded\": written past its end at offset 64 ");
+}
+Test(redzone, overflow_of_a_typed_block) {
+  // The report names the program's pointer and the type, the offset from that pointer.
+  expect("overflow_typed", ALL, "smpalloc: smp_free_type: buffer overflow: block ",
+         "of 64 bytes (size class 7, 112-byte blocks), heap \"default\", type harden: written past "
+         "its end at offset 64 (byte 0x01, expected 0xfd)");
+}
+Test(junk, write_after_free_found_when_the_block_is_reused) {
+  expect("write_after_free", "junk:1", "smpalloc: malloc: write after free: block ",
+         "(size class 8, 128-byte blocks), heap \"default\": written after free at offset 24 (byte 0x41, expected 0xde)");
+}
+Test(junk, write_after_free_found_as_it_leaves_the_quarantine) {
+  expect("write_after_free_large", "junk:1,quarantine:1m", "smpalloc: free: write after free: block ",
+         "of 200000 bytes, heap \"default\": written after free at offset 5000 (byte 0x41, expected 0xde)");
+}
+Test(junk, write_after_free_found_at_exit_in_the_quarantine) {
+  expect("write_after_free", ALL, "smpalloc: exit: write after free: block ", "at offset 24 (byte 0x41, expected 0xde)");
+}
+Test(junk, freed_blocks_read_as_the_pattern) { expect_clean("read_after_free", "junk:1"); }
+Test(junk, new_blocks_read_as_0xa5_and_calloc_as_zero) { expect_clean("fresh", ALL); }
+Test(zero_free, freed_blocks_read_as_zero) { expect_clean("zero_free", "zero_free:1"); }
+Test(quarantine, double_free_in_the_quarantine) {
+  expect("double_free", "quarantine:1m", "smpalloc: free: double free: block ", "of 100 bytes");
+}
+Test(quarantine, double_free_after_the_quarantine) {
+  expect("double_free_late", "quarantine:1m", "smpalloc: free: double free ", NULL);
+}
+Test(quarantine, double_free_of_a_typed_block) {
+  expect("double_free_typed", ALL, "smpalloc: smp_free_type: double free ", NULL);
+}
+Test(junk, double_free_without_quarantine) {
+  expect("double_free", "junk:1", "smpalloc: free: double free ", NULL);
+}
+Test(junk, interior_pointer) {
+  expect("interior", ALL, "smpalloc: free: invalid pointer ", NULL);
+}
