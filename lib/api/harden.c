@@ -2,10 +2,13 @@
 // The quarantine is one FIFO ring for the process under one lock (a mutex: hardened mode is for
 // finding bugs, not for speed): a free pushes its block and pops the oldest ones while the ring
 // holds more than its bytes, checking them and giving them back to their heaps.
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
+#include "callstack.h"
 #include "debug.h"
 #include "doublefree.h"
 #include "harden.h"
@@ -14,7 +17,7 @@
 #include "os.h"
 #include "span.h"
 
-#define HEADER 16
+#define HEADER 16 // the header; also the first bytes of a free block, which are the allocator's
 #define SIZE_BITS 48
 #define SIZE_MASK (((uint64_t)1 << SIZE_BITS) - 1)
 #define STATE_LIVE 1u
@@ -25,6 +28,9 @@
 #define CANARY 0xfd
 
 bool smp_harden_on;
+static size_t header_room = HEADER;    // 32 with leaks: the stack ids before the header
+static unsigned header_room_log2 = 4;
+static int leaks_fd = -1;              // where the leak report goes (leaks: 1 or a path)
 static uintptr_t header_key = 0x9e3779b97f4a7c15ull; // odd; set at start-up
 static uintptr_t trailer_key = 0xbf58476d1ce4e5b9ull; // odd; set at start-up
 
@@ -48,8 +54,14 @@ static struct {
 } quar = {SMP_LOCK_INIT, NULL, 0, 0, 0, 0};
 
 void smp_harden_init(uint64_t seed) {
+  bool leaks = smp_options.leaks[0] && strcmp(smp_options.leaks, "0") != 0;
   smp_harden_on = smp_options.junk || smp_options.zero_free || smp_options.redzone ||
-                  smp_options.quarantine;
+                  smp_options.quarantine || leaks;
+  if (leaks) {
+    header_room = 2 * HEADER;
+    header_room_log2 = 5;
+    leaks_fd = strcmp(smp_options.leaks, "1") == 0 ? 2 : 0; // a path: opened at exit
+  }
   uint64_t a = (seed ^ 0x6a09e667f3bcc909ull) * 0xd6e8feb86659fd93ull;
   header_key = (uintptr_t)(a ^ (a >> 32)) | 1;
   trailer_key = (uintptr_t)((a >> 17) * 0x9e3779b97f4a7c15ull) | 1;
@@ -60,7 +72,12 @@ void smp_harden_init(uint64_t seed) {
 void smp_harden_lock_fork(void) { smp_lock_acquire(&quar.lock); }
 void smp_harden_unlock_fork(void) { smp_lock_release(&quar.lock); }
 
-static size_t offset_for(size_t align) { return align > HEADER ? align : HEADER; }
+static size_t offset_for(size_t align) { return align > header_room ? align : header_room; }
+
+// With leaks, the two words before the header: the stacks that allocated the block and, once
+// it is quarantined, that freed it (only where the free pattern does not cover them: a block
+// at the usual offset, whose first 16 bytes they are).
+static uint64_t *stacks_of(char *user) { return (uint64_t *)user - 4; }
 
 bool smp_harden_block_size(size_t size, size_t align, size_t *bytes) {
   size_t extra = offset_for(align) + smp_options.redzone;
@@ -118,6 +135,8 @@ static void put_heap(smp_text_t *t, const void *start) {
   smp_text_str(t, "\"");
 }
 
+static __thread const char *report_stacks SMP_TLS_IE; // see with_stacks
+
 // "smpalloc: <function>: <what>: block <user> of <size> bytes (<class>), heap <name>, type
 // <type>: <detail> at offset <offset> (byte <found>, expected <expected>)", then abort. type and
 // detail may be NULL.
@@ -164,8 +183,28 @@ SMP_NORETURN SMP_COLD static void report(const char *function, const char *what,
     smp_text_str(&t, ")");
   }
   smp_text_str(&t, "\n");
+  if (report_stacks) {
+    const uint64_t *ids = (const uint64_t *)report_stacks - 4; // stacks_of
+    // A quarantined block keeps its freeing stack only at the usual offset (stacks_of).
+    bool usual = report_stacks - (const char *)start == (ptrdiff_t)header_room;
+    size_t dummy;
+    unsigned state = header_state(report_stacks, (size_t)(report_stacks - start), SIZE_MAX, &dummy);
+    if (ids[0] < SMP_CALLSTACK_SLOTS && (state == STATE_LIVE || usual)) {
+      smp_text_str(&t, "  allocated at:\n");
+      smp_callstack_print(&t, (uint32_t)ids[0], "    ");
+    }
+    if (state == STATE_QUARANTINED && usual && ids[1] && ids[1] < SMP_CALLSTACK_SLOTS) {
+      smp_text_str(&t, "  freed at:\n");
+      smp_callstack_print(&t, (uint32_t)ids[1], "    ");
+    }
+  }
   smp_text_flush(&t);
   abort();
+}
+
+// Before the checks of a hardened block: with leaks, a report prints its stacks.
+static void with_stacks(const smp_hardened_t *hb) {
+  if (header_room > HEADER) report_stacks = hb->user;
 }
 
 // ---- fills and checks ----
@@ -246,6 +285,7 @@ void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, const
   size_t off = offset_for(align);
   char *user = start + off;
   header_write(user, size, off, STATE_LIVE);
+  if (header_room > HEADER) stacks_of(user)[0] = smp_callstack_capture(); // leaks
   if (zero)
     memset(user, 0, size);
   else if (smp_options.junk)
@@ -262,7 +302,7 @@ bool smp_harden_find(const void *p, smp_hardened_t *out) {
   size_t bytes, size;
   if (!smp_alloc_block_around(p, &start, &bytes)) return false;
   size_t off = (size_t)((const char *)p - start);
-  if (off < HEADER || (off & (off - 1))) return false;
+  if (off < header_room || (off & (off - 1))) return false;
   unsigned state = header_state(p, off, bytes, &size);
   if (state == 0) return false;
   *out = (smp_hardened_t){start, bytes, (char *)p, size, state == STATE_QUARANTINED, NULL, NULL};
@@ -270,7 +310,7 @@ bool smp_harden_find(const void *p, smp_hardened_t *out) {
 }
 
 bool smp_harden_user_of(char *start, size_t bytes, char **user, size_t *size) {
-  for (unsigned k = 4; ((size_t)1 << k) < bytes && k < 63; k++) {
+  for (unsigned k = header_room_log2; ((size_t)1 << k) < bytes && k < 63; k++) {
     char *p = start + ((size_t)1 << k);
     size_t n;
     unsigned state = header_state(p, (size_t)1 << k, bytes, &n);
@@ -352,9 +392,11 @@ static void quarantine_push(const smp_hardened_t *hb) {
 }
 
 void smp_harden_check(const smp_hardened_t *hb, const char *function) {
+  with_stacks(hb);
   if (hb->quarantined)
     report(function, "double free", shown_of(hb), hb->start, shown_size(hb), hb->type, NULL, 0, 0, 0);
   if (smp_options.redzone) check_canary(hb, function);
+  report_stacks = NULL;
 }
 
 void smp_harden_free(const smp_hardened_t *hb, const char *function) {
@@ -369,6 +411,8 @@ void smp_harden_free(const smp_hardened_t *hb, const char *function) {
   if (small && smp_options.junk) *trailer_at(hb->start, hb->bytes) = trailer_of(hb->start, hb->bytes);
   if (smp_options.quarantine) {
     header_write(hb->user, hb->size, (size_t)(hb->user - hb->start), STATE_QUARANTINED);
+    if (header_room > HEADER && hb->user - hb->start == (ptrdiff_t)header_room)
+      stacks_of(hb->user)[1] = smp_callstack_capture();
     quarantine_push(hb);
     return;
   }
@@ -379,7 +423,7 @@ void smp_harden_free(const smp_hardened_t *hb, const char *function) {
 
 static int clear_header(void *block, size_t bytes, void *arg) {
   (void)arg;
-  for (unsigned k = 4; ((size_t)1 << k) < bytes && k < 63; k++) {
+  for (unsigned k = header_room_log2; ((size_t)1 << k) < bytes && k < 63; k++) {
     char *p = (char *)block + ((size_t)1 << k);
     size_t n;
     if (header_state(p, (size_t)1 << k, bytes, &n)) {
@@ -426,6 +470,76 @@ void smp_harden_at_exit(void) {
                          "write after free");
   }
   smp_lock_release(&quar.lock);
+}
+
+// ---- leaks ----
+
+typedef struct leak_tally {
+  uint64_t *blocks, *bytes; // per stack id (SMP_CALLSTACK_SLOTS of each)
+} leak_tally_t;
+
+static int tally_block(void *block, size_t bytes, void *arg) {
+  leak_tally_t *t = arg;
+  char *user;
+  size_t size;
+  if (smp_harden_user_of(block, bytes, &user, &size)) { // live (not quarantined)
+    uint64_t id = stacks_of(user)[0];
+    if (id >= SMP_CALLSTACK_SLOTS) id = 0;
+    t->blocks[id]++;
+    t->bytes[id] += size;
+  }
+  return 0;
+}
+static void tally_heap(smp_heap_t *h, void *arg) { smp_heap_visit_blocks(h, tally_block, arg); }
+
+void smp_harden_report_leaks(void) {
+  if (header_room == HEADER) return; // leaks off
+  size_t len = (size_t)SMP_CALLSTACK_SLOTS * (2 * sizeof(uint64_t) + sizeof(uint32_t));
+  char *mem = smp_os_map(len);
+  if (mem == NULL) return;
+  leak_tally_t t = {(uint64_t *)mem, (uint64_t *)mem + SMP_CALLSTACK_SLOTS};
+  uint32_t *order = (uint32_t *)(t.bytes + SMP_CALLSTACK_SLOTS);
+  smp_heap_each(tally_heap, &t, NULL);
+  uint32_t n = 0;
+  uint64_t blocks = 0, bytes = 0;
+  for (uint32_t id = 0; id < SMP_CALLSTACK_SLOTS; id++)
+    if (t.blocks[id]) {
+      order[n++] = id;
+      blocks += t.blocks[id];
+      bytes += t.bytes[id];
+    }
+  // Largest first (a shell sort: no allocation, n is at most the table's size).
+  for (uint32_t gap = n / 2; gap > 0; gap /= 2)
+    for (uint32_t i = gap; i < n; i++)
+      for (uint32_t j = i; j >= gap && t.bytes[order[j - gap]] < t.bytes[order[j]]; j -= gap) {
+        uint32_t x = order[j];
+        order[j] = order[j - gap];
+        order[j - gap] = x;
+      }
+  int fd = leaks_fd;
+  if (fd == 0) fd = open(smp_options.leaks, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    smp_text_t out;
+    smp_text_init(&out, fd);
+    smp_text_str(&out, "smpalloc: leaks: ");
+    smp_text_u64(&out, blocks, 0);
+    smp_text_str(&out, " blocks, ");
+    smp_text_bytes(&out, bytes, 0);
+    smp_text_str(&out, " still allocated at exit, from ");
+    smp_text_u64(&out, n, 0);
+    smp_text_str(&out, " stacks, largest first\n");
+    for (uint32_t i = 0; i < n; i++) {
+      smp_text_str(&out, "smpalloc: leak: ");
+      smp_text_u64(&out, t.bytes[order[i]], 0);
+      smp_text_str(&out, " bytes in ");
+      smp_text_u64(&out, t.blocks[order[i]], 0);
+      smp_text_str(&out, " blocks, allocated at:\n");
+      smp_callstack_print(&out, order[i], "    ");
+    }
+    smp_text_flush(&out);
+    if (fd != leaks_fd) close(fd);
+  }
+  smp_os_unmap(mem, len);
 }
 
 void smp_harden_quarantine_stats(size_t *blocks, size_t *bytes) {

@@ -76,6 +76,9 @@ void smp_harden_heap_gone(struct smp_heap *h);
 void smp_harden_drain(void);
 // Exit: with junk:1, the blocks still in the quarantine are checked for writes after free.
 void smp_harden_at_exit(void);
+// Exit, with leaks: every block still allocated, grouped by the stack that allocated it, largest
+// first, to stderr (leaks:1) or the file leaks names.
+void smp_harden_report_leaks(void);
 // Quarantine contents, for the statistics.
 void smp_harden_quarantine_stats(size_t *blocks, size_t *bytes);
 // Fork: the quarantine's lock (after the types', before the heaps').

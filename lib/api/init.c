@@ -126,5 +126,6 @@ __attribute__((destructor)) static void report_at_exit(void) {
   if (smp_load_acquire(&smp_init_state) != 2) return;
   if (smp_harden_on) smp_harden_at_exit();
   smp_types_report_at_exit();
+  if (smp_harden_on) smp_harden_report_leaks();
   if (smp_options.stats) smp_report_print(report_fd, NULL);
 }

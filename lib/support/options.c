@@ -68,6 +68,9 @@ static const opt_entry_t opt_table[] = {
     {"redzone", OPT_SIZE, 0, 0, 4096, offsetof(smp_options_t, redzone),
      "bytes of canary after every block (with the slack up to its end), checked on free and "
      "realloc: an overflow is reported with the first byte written", NULL},
+    {"leaks", OPT_PATH, 0, 0, 0, offsetof(smp_options_t, leaks),
+     "1: at exit, every block still allocated is reported, grouped by the stack that "
+     "allocated it, largest first, to stderr; a path: to that file (turns hardening on)", NULL},
     {"quarantine", OPT_SIZE, 0, 0, (size_t)1 << 36, offsetof(smp_options_t, quarantine),
      "freed blocks wait in a FIFO of this many bytes before reuse (k/m/g): double frees of "
      "them are reported, and with junk:1 so are writes to them", NULL},

@@ -33,6 +33,7 @@ typedef struct smp_options {
   bool zero_free;    // hardening: clear freed blocks
   size_t redzone;    // hardening: canary bytes after every block
   size_t quarantine; // hardening: bytes of freed blocks held back from reuse
+  char leaks[SMP_OPTIONS_PATH_MAX]; // hardening: "1" (stderr) or a path: the leak report at exit
 } smp_options_t;
 
 extern SMP_HIDDEN smp_options_t smp_options;

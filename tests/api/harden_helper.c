@@ -3,6 +3,7 @@
 // "ptr=<the block's pointer>" before its defect and "survived" if the defect went unnoticed.
 // Stores go through a volatile pointer, so that the compiler keeps writes to memory that is
 // freed next (and the frees it could prove wrong).
+#include <dlfcn.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,7 +30,49 @@ static void churn(size_t size) {
   for (int i = 0; i < 64; i++) free(malloc(size));
 }
 
+// Three call sites of known sizes for the leak report (exported: -rdynamic names them), each a
+// frame of its own (noinline, and no tail call: the block is used after malloc returns); the
+// test asks addr2line for the line of each marker.
+void *leak_site_one(void);
+void *leak_site_two(void);
+void *leak_site_three(void);
+static void use(void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
+__attribute__((noinline)) void *leak_site_one(void) {
+  void *p = malloc(1000); // LEAK_ONE
+  use(p);
+  return p;
+}
+__attribute__((noinline)) void *leak_site_two(void) {
+  void *p = calloc(1, 300); // LEAK_TWO
+  use(p);
+  return p;
+}
+__attribute__((noinline)) void *leak_site_three(void) {
+  void *p = malloc(40000); // LEAK_THREE
+  use(p);
+  return p;
+}
+static volatile int rounds[3] = {20, 10, 3}; // volatile: loops not unrolled into other call sites
+
+static void *keep[64]; // reachable: a leak report counts every block still allocated
+
+static int leaks(const char *plugin) {
+  unsigned k = 0;
+  for (int i = 0; i < rounds[0]; i++) keep[k++] = leak_site_one();   // 20000 bytes
+  for (int i = 0; i < rounds[1]; i++) keep[k++] = leak_site_two();   // 3000 bytes
+  for (int i = 0; i < rounds[2]; i++) keep[k++] = leak_site_three(); // 120000 bytes
+  for (int i = 0; i < 50; i++) free(malloc(777));              // freed: not reported
+  void *h = dlopen(plugin, RTLD_NOW);
+  if (h == NULL) return 3;
+  void *(*alloc)(size_t) = (void *(*)(size_t))dlsym(h, "leak_plugin_alloc");
+  if (alloc == NULL) return 3;
+  for (int i = 0; i < rounds[0] - 13; i++) keep[k++] = alloc(5000); // 7: 35000 bytes, from the library
+  printf("leaked %u blocks, keep %p\n", k, (void *)keep);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "leaks") == 0) return leaks(argv[2]);
   if (argc != 2) return 2;
   const char *s = argv[1];
   if (strcmp(s, "overflow_1") == 0) {

@@ -9,14 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "api_util.h"
 
 static run_result_t *run(const char *scenario, const char *options) {
   static run_result_t r;
-  static char env[256];
-  snprintf(env, sizeof env, "SMPALLOC_OPTIONS=%s", options);
-  char *argv[] = {(char *)HARDEN_HELPER, (char *)scenario, NULL};
+  static char env[512];
+  const char *outer = getenv("SMPALLOC_OPTIONS"); // ci/test.sh's pass 2 (frontend:thread)
+  snprintf(env, sizeof env, "SMPALLOC_OPTIONS=%s%s%s", outer ? outer : "", outer && *outer ? "," : "",
+           options);
+  char *argv[] = {(char *)HARDEN_HELPER, (char *)scenario, (char *)LEAK_PLUGIN, NULL};
+  if (strcmp(scenario, "leaks") != 0) argv[2] = NULL;
   char *envp[] = {env, NULL};
   cr_assert(run_program(HARDEN_HELPER, argv, envp, &r), "cannot start %s", HARDEN_HELPER);
   cr_log_info("%s (%s): stdout=[%s] stderr=[%s]", scenario, options, r.out, r.err);
@@ -102,4 +106,96 @@ Test(junk, double_free_without_quarantine) {
 }
 Test(junk, interior_pointer) {
   expect("interior", ALL, "smpalloc: free: invalid pointer ", NULL);
+}
+
+// ---- leaks ----
+
+// The line of HARDEN_HELPER_SOURCE that holds marker.
+static unsigned source_line(const char *marker) {
+  FILE *f = fopen(HARDEN_HELPER_SOURCE, "r");
+  cr_assert_not_null(f, "cannot read %s", HARDEN_HELPER_SOURCE);
+  char line[512];
+  unsigned n = 0, found = 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    n++;
+    if (strstr(line, marker) && strstr(line, "alloc(")) found = n;
+  }
+  fclose(f);
+  cr_assert(found, "no %s in %s", marker, HARDEN_HELPER_SOURCE);
+  return found;
+}
+
+// The group "<bytes> bytes in <blocks> blocks" in report: where it starts; its first frame must
+// name function and, asked of addr2line, be at the line of marker (if not NULL).
+static const char *expect_group(const char *report, const char *group, const char *function,
+                                const char *marker) {
+  const char *g = strstr(report, group);
+  cr_assert_not_null(g, "no group [%s] in [%s]", group, report);
+  const char *frame = strstr(g, "#0 ");
+  cr_assert_not_null(frame, "group [%s] has no frames", group);
+  const char *end = strchr(frame, '\n');
+  char first[1024];
+  snprintf(first, sizeof first, "%.*s", (int)(end - frame), frame);
+  cr_assert(strstr(first, function) != NULL, "group [%s]: first frame [%s], want %s", group, first, function);
+  if (marker) {
+    // "(module+0xoffset)": what addr2line -e module takes.
+    const char *open = strrchr(first, '('), *plus = strrchr(first, '+');
+    cr_assert(open && plus && plus > open, "frame [%s] has no module+offset", first);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "addr2line -e '%.*s' %.*s", (int)(plus - open - 1), open + 1,
+             (int)(strlen(plus + 1) - 1), plus + 1);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "cannot run %s", cmd);
+    char where[1024] = "";
+    if (fgets(where, sizeof where, p) == NULL) where[0] = 0;
+    pclose(p);
+    char want[64];
+    snprintf(want, sizeof want, "harden_helper.c:%u", source_line(marker));
+    cr_assert(strstr(where, want) != NULL, "%s said [%s] for [%s], want %s", cmd, where, first, want);
+  }
+  return g;
+}
+
+static void check_leak_report(const char *report) {
+  cr_assert(strstr(report, "smpalloc: leaks: ") != NULL, "no leak report: [%s]", report);
+  const char *three = expect_group(report, "leak: 120000 bytes in 3 blocks", "leak_site_three+", "LEAK_THREE");
+  const char *plugin = expect_group(report, "leak: 35000 bytes in 7 blocks", "leak_plugin_alloc+", NULL);
+  cr_assert(strstr(plugin, "leak_plugin.so+") != NULL, "the plugin's frame names its module: [%s]", plugin);
+  const char *one = expect_group(report, "leak: 20000 bytes in 20 blocks", "leak_site_one+", "LEAK_ONE");
+  const char *two = expect_group(report, "leak: 3000 bytes in 10 blocks", "leak_site_two+", "LEAK_TWO");
+  cr_assert(three < plugin && plugin < one && one < two, "groups not largest first: [%s]", report);
+  cr_assert(strstr(report, "in 50 blocks") == NULL, "freed blocks reported: [%s]", report);
+}
+
+Test(leaks, every_block_left_is_reported_by_stack_largest_first) {
+  run_result_t *r = run("leaks", "leaks:1");
+  cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0, "status 0x%x, stderr [%s]", r->status, r->err);
+  check_leak_report(r->err);
+}
+
+Test(leaks, the_report_goes_to_a_file) {
+  char path[] = "/tmp/smp_leaks_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0);
+  close(fd);
+  char options[128];
+  snprintf(options, sizeof options, "leaks:%s,junk:1,redzone:16,quarantine:1m", path);
+  run_result_t *r = run("leaks", options);
+  cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0, "status 0x%x, stderr [%s]", r->status, r->err);
+  cr_assert(strstr(r->err, "smpalloc") == NULL, "stderr: [%s]", r->err);
+  static char text[65536];
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  text[n] = 0;
+  fclose(f);
+  unlink(path);
+  check_leak_report(text);
+}
+
+Test(leaks, a_report_of_a_defect_names_the_stacks) {
+  expect("double_free", "leaks:1,quarantine:1m", "double free", "  allocated at:\n    #0 ");
+  run_result_t *r = run("double_free", "leaks:1,quarantine:1m");
+  cr_assert(strstr(r->err, "  freed at:\n    #0 ") != NULL, "stderr: [%s]", r->err);
+  cr_assert(strstr(r->err, " main+") != NULL, "stderr: [%s]", r->err);
 }
