@@ -16,6 +16,7 @@
 #include "options.h"
 #include "os.h"
 #include "span.h"
+#include "types.h"
 
 #define HEADER 16 // the header; also the first bytes of a free block, which are the allocator's
 #define SIZE_BITS 48
@@ -492,6 +493,22 @@ static int tally_block(void *block, size_t bytes, void *arg) {
 }
 static void tally_heap(smp_heap_t *h, void *arg) { smp_heap_visit_blocks(h, tally_block, arg); }
 
+// A block waiting for an RCU grace period (smp_free_rcu) is freed as far as the program knows:
+// its tally comes off again (p may be a typed block's pointer, inside the hardened one).
+static void untally_deferred(void *p, void *arg) {
+  leak_tally_t *t = arg;
+  smp_typed_block_t tb;
+  smp_hardened_t hb;
+  if (smp_types_find(p, &tb)) p = tb.block;
+  if (!smp_harden_find(p, &hb) || hb.quarantined) return;
+  uint64_t id = stacks_of(hb.user)[0];
+  if (id >= SMP_CALLSTACK_SLOTS) id = 0;
+  if (t->blocks[id]) {
+    t->blocks[id]--;
+    t->bytes[id] -= t->bytes[id] < hb.size ? t->bytes[id] : hb.size;
+  }
+}
+
 void smp_harden_report_leaks(void) {
   if (header_room == HEADER) return; // leaks off
   size_t len = (size_t)SMP_CALLSTACK_SLOTS * (2 * sizeof(uint64_t) + sizeof(uint32_t));
@@ -500,6 +517,8 @@ void smp_harden_report_leaks(void) {
   leak_tally_t t = {(uint64_t *)mem, (uint64_t *)mem + SMP_CALLSTACK_SLOTS};
   uint32_t *order = (uint32_t *)(t.bytes + SMP_CALLSTACK_SLOTS);
   smp_heap_each(tally_heap, &t, NULL);
+  smp_deferred_visit_t *deferred = smp_load_acquire(&smp_types_deferred_visit);
+  if (deferred) deferred(untally_deferred, &t);
   uint32_t n = 0;
   uint64_t blocks = 0, bytes = 0;
   for (uint32_t id = 0; id < SMP_CALLSTACK_SLOTS; id++)
