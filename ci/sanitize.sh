@@ -17,7 +17,8 @@ case "$kind" in
 esac
 build=${2:-build-$kind}
 
-ci/install-packages.sh cmake make clang libclang-rt-14-dev pkg-config libcriterion-dev liburcu-dev
+ci/install-packages.sh cmake make clang libclang-rt-14-dev pkg-config libcriterion-dev liburcu-dev \
+  google-perftools binutils
 
 jobs=$(nproc 2>/dev/null || echo 2)
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \

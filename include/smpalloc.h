@@ -146,6 +146,15 @@ SMP_API int smp_stats_get(smp_stats_t *stats);
  *  smp_stats_get does. */
 SMP_API int smp_stats_json(char *buf, size_t len);
 
+/** Write the sampling heap profiler's profile of live memory now (SMPALLOC_OPTIONS prof:1 or
+ *  prof:PREFIX; see README, "Options"): to path, in the legacy heap-profile text google-pprof
+ *  reads (`google-pprof --text PROGRAM path`; the figures are samples, which pprof scales to
+ *  estimates itself), and to path with ".folded" appended, as folded stacks for flame graphs
+ *  ("outer;...;inner bytes", the bytes an estimate of what each stack holds live). Takes the
+ *  heaps' locks while it counts: not for a signal handler (the option prof_signal is). Returns
+ *  0, EINVAL if path is NULL, ENOSYS if the profiler is off, or the errno of opening a file. */
+SMP_API int smp_prof_dump(const char *path);
+
 /* ---- Heaps ------------------------------------------------------------------------------
  *
  * A heap is an allocator of its own: its own pages, size classes and limits, named in the

@@ -16,6 +16,7 @@
 #include "harden.h"
 #include "heap.h"
 #include "options.h"
+#include "prof.h"
 #include "report.h"
 #include "types.h"
 
@@ -26,6 +27,7 @@ static void slow_path_upkeep(void) {
   smp_init_ensure();
   smp_background_ensure();
   if (SMP_UNLIKELY(smp_load_relaxed(&smp_report_signal_pending))) smp_report_signal_retry();
+  if (SMP_UNLIKELY(smp_load_relaxed(&smp_prof_dump_pending))) smp_prof_dump_signalled();
 }
 
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
@@ -199,10 +201,11 @@ bool smp_alloc_block_around(const void *p, char **start, size_t *bytes) {
       } else {
         // Nearest first: the first huge block found below p is the only one that can hold p
         // (a farther one holding p would hold that block too).
-        // (p - 2^k with k past p's alignment too: a typed block inside a hardened one lies
-        // twice its alignment into its mapping.)
+        // (p - 2^k with k one past p's alignment too: a typed block inside a hardened one
+        // lies twice its alignment into its mapping.)
+        unsigned top = (unsigned)__builtin_ctzll((uintptr_t)p) + 1;
         b = NULL;
-        for (unsigned k = (unsigned)__builtin_ctzll(page); k < SMP_ADDRESS_BITS; k++) {
+        for (unsigned k = (unsigned)__builtin_ctzll(page); k <= top && k < SMP_ADDRESS_BITS; k++) {
           char *c = (char *)p - ((size_t)1 << k);
           if (huge_at(c, &size)) {
             b = c;

@@ -15,6 +15,7 @@ typedef struct stack_slot {
   _Atomic uint64_t hash;  // 0: free; claimed by CAS
   _Atomic uint32_t depth; // 0 until the frames are written (release)
   void *frames[SMP_CALLSTACK_DEPTH];
+  _Atomic uint64_t allocs, alloc_bytes; // prof: sampled allocations from here (relaxed)
 } stack_slot_t;
 
 static stack_slot_t *_Atomic table; // mapped at the first capture
@@ -130,30 +131,67 @@ static bool own_frame(const Dl_info *info, const Dl_info *self) {
   return false;
 }
 
+unsigned smp_callstack_program_frames(uint32_t id, void **out) {
+  stack_slot_t *t = smp_load_acquire(&table);
+  unsigned n = t && id && id < SMP_CALLSTACK_SLOTS ? smp_load_acquire(&t[id].depth) : 0;
+  if (n == 0) return 0;
+  Dl_info self;
+  if (!dladdr((void *)smp_callstack_print, &self)) memset(&self, 0, sizeof self);
+  // frames[0] is the capture; the allocator's own frames follow, then the program's.
+  unsigned i = 1, k = 0;
+  for (; i < n; i++) {
+    Dl_info info;
+    if (!dladdr(t[id].frames[i], &info) || !own_frame(&info, &self)) break;
+  }
+  for (; i < n; i++) out[k++] = t[id].frames[i];
+  return k;
+}
+
+void smp_callstack_note_alloc(uint32_t id, size_t size) {
+  stack_slot_t *t = smp_load_acquire(&table);
+  if (t == NULL || id == 0) return;
+  smp_fetch_add_relaxed(&t[id].allocs, 1);
+  smp_fetch_add_relaxed(&t[id].alloc_bytes, size);
+}
+
+void smp_callstack_allocs(uint32_t id, uint64_t *count, uint64_t *bytes) {
+  stack_slot_t *t = smp_load_acquire(&table);
+  *count = t && id ? smp_load_relaxed(&t[id].allocs) : 0;
+  *bytes = t && id ? smp_load_relaxed(&t[id].alloc_bytes) : 0;
+}
+
+void smp_callstack_name(smp_text_t *t, void *pc) {
+  Dl_info info;
+  if (dladdr(pc, &info) && info.dli_sname) {
+    smp_text_str(t, info.dli_sname);
+    return;
+  }
+  if (dladdr(pc, &info) && info.dli_fname) {
+    const char *base = strrchr(info.dli_fname, '/');
+    smp_text_str(t, base ? base + 1 : info.dli_fname);
+    smp_text_str(t, "+");
+    smp_text_hex(t, (uintptr_t)pc - (uintptr_t)info.dli_fbase);
+    return;
+  }
+  smp_text_hex(t, (uintptr_t)pc);
+}
+
 void smp_callstack_print(smp_text_t *t, uint32_t id, const char *indent) {
-  stack_slot_t *table_now = smp_load_acquire(&table);
-  unsigned n = table_now && id ? smp_load_acquire(&table_now[id].depth) : 0;
+  void *frames[SMP_CALLSTACK_DEPTH];
+  unsigned n = smp_callstack_program_frames(id, frames);
   if (n == 0) {
     smp_text_str(t, indent);
     smp_text_str(t, "(no stack: allocated while the unwinder started, or the stack table was full)\n");
     return;
   }
-  Dl_info self;
-  if (!dladdr((void *)smp_callstack_print, &self)) memset(&self, 0, sizeof self);
-  // frames[0] is the capture; the allocator's own frames follow, then the program's.
-  unsigned i = 1, shown = 0;
-  for (; i < n; i++) {
-    Dl_info info;
-    if (!dladdr(table_now[id].frames[i], &info) || !own_frame(&info, &self)) break;
-  }
-  for (; i < n; i++, shown++) {
+  for (unsigned i = 0; i < n; i++) {
     // A return address: the call lies just before it (what addr2line should be asked about).
-    uintptr_t pc = (uintptr_t)table_now[id].frames[i] - 1;
+    uintptr_t pc = (uintptr_t)frames[i] - 1;
     Dl_info info;
     bool known = dladdr((void *)pc, &info) != 0;
     smp_text_str(t, indent);
     smp_text_str(t, "#");
-    smp_text_u64(t, shown, 0);
+    smp_text_u64(t, i, 0);
     smp_text_str(t, " ");
     smp_text_hex(t, pc);
     if (known && info.dli_sname) {

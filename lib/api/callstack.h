@@ -29,6 +29,14 @@
 // The calling thread's stack, interned: its id (1 .. SMP_CALLSTACK_SLOTS - 1), or 0 (no
 // table memory, the table full, or a capture already running on this thread).
 uint32_t smp_callstack_capture(void);
+// Stack id's frames past the allocator's own (return addresses, innermost first) into out
+// (SMP_CALLSTACK_DEPTH); how many.
+unsigned smp_callstack_program_frames(uint32_t id, void **out);
+// prof: a sampled allocation of size bytes from stack id; and the totals so far.
+void smp_callstack_note_alloc(uint32_t id, size_t size);
+void smp_callstack_allocs(uint32_t id, uint64_t *count, uint64_t *bytes);
+// The name of the function holding pc (or module+offset, or the address), for folded stacks.
+void smp_callstack_name(smp_text_t *t, void *pc);
 // Write stack id's frames to t, one per line with indent, the allocator's own left out: address,
 // symbol+offset where one is known, and module+offset, which addr2line -e module accepts.
 void smp_callstack_print(smp_text_t *t, uint32_t id, const char *indent);

@@ -14,6 +14,7 @@
 #include "harden.h"
 #include "heap.h"
 #include "options.h"
+#include "prof.h"
 #include "os.h"
 #include "span.h"
 #include "types.h"
@@ -28,7 +29,7 @@
 #define FREE_JUNK 0xdeadc0deu
 #define CANARY 0xfd
 
-bool smp_harden_on;
+bool smp_harden_on, smp_harden_all;
 static size_t header_room = HEADER;    // 32 with leaks: the stack ids before the header
 static unsigned header_room_log2 = 4;
 static int leaks_fd = -1;              // where the leak report goes (leaks: 1 or a path)
@@ -52,17 +53,19 @@ static struct {
   smp_lock_t lock;
   quarantined_t *ring; // mapped at the first free
   size_t cap, head, count, bytes;
-} quar = {SMP_LOCK_INIT, NULL, 0, 0, 0, 0};
+  unsigned visits;     // heap visits running: nothing leaves meanwhile (see smp_harden_visit_begin)
+} quar = {SMP_LOCK_INIT, NULL, 0, 0, 0, 0, 0};
 
 void smp_harden_init(uint64_t seed) {
   bool leaks = smp_options.leaks[0] && strcmp(smp_options.leaks, "0") != 0;
-  smp_harden_on = smp_options.junk || smp_options.zero_free || smp_options.redzone ||
-                  smp_options.quarantine || leaks;
-  if (leaks) {
+  smp_harden_all = smp_options.junk || smp_options.zero_free || smp_options.redzone ||
+                   smp_options.quarantine || leaks;
+  smp_harden_on = smp_harden_all || smp_prof_on;
+  if (leaks || smp_prof_on) { // blocks record their stacks
     header_room = 2 * HEADER;
     header_room_log2 = 5;
-    leaks_fd = strcmp(smp_options.leaks, "1") == 0 ? 2 : 0; // a path: opened at exit
   }
+  if (leaks) leaks_fd = strcmp(smp_options.leaks, "1") == 0 ? 2 : 0; // a path: opened at exit
   uint64_t a = (seed ^ 0x6a09e667f3bcc909ull) * 0xd6e8feb86659fd93ull;
   header_key = (uintptr_t)(a ^ (a >> 32)) | 1;
   trailer_key = (uintptr_t)((a >> 17) * 0x9e3779b97f4a7c15ull) | 1;
@@ -81,7 +84,9 @@ static size_t offset_for(size_t align) { return align > header_room ? align : he
 static uint64_t *stacks_of(char *user) { return (uint64_t *)user - 4; }
 
 bool smp_harden_block_size(size_t size, size_t align, size_t *bytes) {
-  size_t extra = offset_for(align) + smp_options.redzone;
+  // At least a byte past the pointer even for size 0, so that the pointer is inside its block
+  // (at its end it would be the next block's start, which free's hit path takes).
+  size_t extra = offset_for(align) + smp_options.redzone + (size == 0);
   if (size > SIZE_MASK || size > SIZE_MAX - extra) return false;
   size_t n = size + extra;
   *bytes = n < SMALLEST_BLOCK ? SMALLEST_BLOCK : n;
@@ -264,7 +269,8 @@ static void check_canary(const smp_hardened_t *hb, const char *function) {
 
 // ---- allocation ----
 
-void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, const char *function) {
+void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, bool zeroed,
+                        const char *function) {
   char *start = block, *found;
   size_t bytes;
   if (!smp_alloc_block_around(start, &found, &bytes) || found != start)
@@ -286,11 +292,16 @@ void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, const
   size_t off = offset_for(align);
   char *user = start + off;
   header_write(user, size, off, STATE_LIVE);
-  if (header_room > HEADER) stacks_of(user)[0] = smp_callstack_capture(); // leaks
-  if (zero)
-    memset(user, 0, size);
-  else if (smp_options.junk)
+  if (header_room > HEADER) { // leaks, prof
+    uint32_t id = smp_callstack_capture();
+    stacks_of(user)[0] = id;
+    if (smp_prof_on) smp_callstack_note_alloc(id, size);
+  }
+  if (zero) {
+    if (!zeroed) memset(user, 0, size);
+  } else if (smp_options.junk) {
     memset(user, ALLOC_JUNK, size);
+  }
   if (smp_options.redzone) memset(user + size, CANARY, bytes - off - size);
   return user;
 }
@@ -383,12 +394,17 @@ static void quarantine_push(const smp_hardened_t *hb) {
     }
     quar.cap = cap;
   }
+  if (quar.count == quar.cap && quar.visits) { // full, and nothing may leave now
+    smp_lock_release(&quar.lock);
+    release(hb->start, hb->user);
+    return;
+  }
   if (quar.count == quar.cap) evict_oldest(); // full of small blocks
   quar.ring[(quar.head + quar.count) % quar.cap] = in;
   quar.count++;
   quar.bytes += in.bytes;
   account(&in, 1);
-  while (quar.count && quar.bytes > smp_options.quarantine) evict_oldest();
+  while (quar.count && quar.bytes > smp_options.quarantine && !quar.visits) evict_oldest();
   smp_lock_release(&quar.lock);
 }
 
@@ -435,7 +451,18 @@ static int clear_header(void *block, size_t bytes, void *arg) {
   return 0;
 }
 
-void smp_harden_heap_gone(smp_heap_t *h) {
+void smp_harden_visit_begin(void) {
+  smp_lock_acquire(&quar.lock);
+  quar.visits++;
+  smp_lock_release(&quar.lock);
+}
+void smp_harden_visit_end(void) {
+  smp_lock_acquire(&quar.lock);
+  quar.visits--;
+  smp_lock_release(&quar.lock);
+}
+
+void smp_harden_heap_dying(smp_heap_t *h) {
   if (!smp_harden_on) return;
   smp_lock_acquire(&quar.lock);
   for (size_t i = 0; i < quar.count; i++) {
@@ -448,15 +475,18 @@ void smp_harden_heap_gone(smp_heap_t *h) {
     }
   }
   smp_lock_release(&quar.lock);
+}
+
+void smp_harden_heap_gone(smp_heap_t *h) {
   // The heap's memory may go back to its owner (a region) or to another heap: no header of
   // ours may outlive it there.
-  smp_heap_visit_blocks(h, clear_header, NULL);
+  if (smp_harden_on) smp_heap_visit_blocks(h, clear_header, NULL);
 }
 
 void smp_harden_drain(void) {
   if (!smp_options.quarantine) return;
   smp_lock_acquire(&quar.lock);
-  while (quar.count) evict_oldest();
+  while (quar.count && !quar.visits) evict_oldest();
   smp_lock_release(&quar.lock);
 }
 
@@ -475,12 +505,18 @@ void smp_harden_at_exit(void) {
 
 // ---- leaks ----
 
-typedef struct leak_tally {
-  uint64_t *blocks, *bytes; // per stack id (SMP_CALLSTACK_SLOTS of each)
-} leak_tally_t;
+// exp(-x) for x >= 0, to about 1e-7 relative (no libm: the library depends on libc alone).
+static double exp_neg(double x) {
+  if (x > 700) return 0;
+  double k = __builtin_floor(x / 0.6931471805599453); // x = k ln 2 + r, 0 <= r < ln 2
+  double r = x - k * 0.6931471805599453, term = 1, sum = 1;
+  for (int i = 1; i < 16; i++) sum += (term *= -r / i);
+  for (; k >= 1; k--) sum *= 0.5;
+  return sum;
+}
 
 static int tally_block(void *block, size_t bytes, void *arg) {
-  leak_tally_t *t = arg;
+  smp_harden_tally_t *t = arg;
   char *user;
   size_t size;
   if (smp_harden_user_of(block, bytes, &user, &size)) { // live (not quarantined)
@@ -488,6 +524,8 @@ static int tally_block(void *block, size_t bytes, void *arg) {
     if (id >= SMP_CALLSTACK_SLOTS) id = 0;
     t->blocks[id]++;
     t->bytes[id] += size;
+    if (t->estimate) // a block of size bytes is sampled with probability 1 - exp(-size/period)
+      t->estimate[id] += size / (1 - exp_neg((double)size / (double)t->period));
   }
   return 0;
 }
@@ -496,7 +534,7 @@ static void tally_heap(smp_heap_t *h, void *arg) { smp_heap_visit_blocks(h, tall
 // A block waiting for an RCU grace period (smp_free_rcu) is freed as far as the program knows:
 // its tally comes off again (p may be a typed block's pointer, inside the hardened one).
 static void untally_deferred(void *p, void *arg) {
-  leak_tally_t *t = arg;
+  smp_harden_tally_t *t = arg;
   smp_typed_block_t tb;
   smp_hardened_t hb;
   if (smp_types_find(p, &tb)) p = tb.block;
@@ -506,35 +544,46 @@ static void untally_deferred(void *p, void *arg) {
   if (t->blocks[id]) {
     t->blocks[id]--;
     t->bytes[id] -= t->bytes[id] < hb.size ? t->bytes[id] : hb.size;
+    if (t->estimate) {
+      t->estimate[id] -= hb.size / (1 - exp_neg((double)hb.size / (double)t->period));
+      if (t->estimate[id] < 0) t->estimate[id] = 0;
+    }
   }
 }
 
-void smp_harden_report_leaks(void) {
-  if (header_room == HEADER) return; // leaks off
-  size_t len = (size_t)SMP_CALLSTACK_SLOTS * (2 * sizeof(uint64_t) + sizeof(uint32_t));
-  char *mem = smp_os_map(len);
-  if (mem == NULL) return;
-  leak_tally_t t = {(uint64_t *)mem, (uint64_t *)mem + SMP_CALLSTACK_SLOTS};
-  uint32_t *order = (uint32_t *)(t.bytes + SMP_CALLSTACK_SLOTS);
-  smp_heap_each(tally_heap, &t, NULL);
+void smp_harden_tally_live(smp_harden_tally_t *t) {
+  smp_heap_each(tally_heap, t, NULL);
   smp_deferred_visit_t *deferred = smp_load_acquire(&smp_types_deferred_visit);
-  if (deferred) deferred(untally_deferred, &t);
+  if (deferred) deferred(untally_deferred, t);
+}
+
+// The ids with blocks in t, largest in bytes first, into order; their number.
+uint32_t smp_harden_tally_order(const smp_harden_tally_t *t, uint32_t *order) {
   uint32_t n = 0;
-  uint64_t blocks = 0, bytes = 0;
   for (uint32_t id = 0; id < SMP_CALLSTACK_SLOTS; id++)
-    if (t.blocks[id]) {
-      order[n++] = id;
-      blocks += t.blocks[id];
-      bytes += t.bytes[id];
-    }
-  // Largest first (a shell sort: no allocation, n is at most the table's size).
+    if (t->blocks[id]) order[n++] = id;
+  // A shell sort: no allocation, and n is at most the table's size.
   for (uint32_t gap = n / 2; gap > 0; gap /= 2)
     for (uint32_t i = gap; i < n; i++)
-      for (uint32_t j = i; j >= gap && t.bytes[order[j - gap]] < t.bytes[order[j]]; j -= gap) {
+      for (uint32_t j = i; j >= gap && t->bytes[order[j - gap]] < t->bytes[order[j]]; j -= gap) {
         uint32_t x = order[j];
         order[j] = order[j - gap];
         order[j - gap] = x;
       }
+  return n;
+}
+
+void smp_harden_report_leaks(void) {
+  if (leaks_fd < 0) return; // leaks off
+  size_t len = (size_t)SMP_CALLSTACK_SLOTS * (2 * sizeof(uint64_t) + sizeof(uint32_t));
+  char *mem = smp_os_map(len);
+  if (mem == NULL) return;
+  smp_harden_tally_t t = {(uint64_t *)mem, (uint64_t *)mem + SMP_CALLSTACK_SLOTS, NULL, 0};
+  uint32_t *order = (uint32_t *)(t.bytes + SMP_CALLSTACK_SLOTS);
+  smp_harden_tally_live(&t);
+  uint32_t n = smp_harden_tally_order(&t, order);
+  uint64_t blocks = 0, bytes = 0;
+  for (uint32_t i = 0; i < n; i++) blocks += t.blocks[order[i]], bytes += t.bytes[order[i]];
   int fd = leaks_fd;
   if (fd == 0) fd = open(smp_options.leaks, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd >= 0) {

@@ -36,8 +36,10 @@
 
 struct smp_heap;
 
-// Set once at start-up, before the first block: any of the four options is on.
-extern SMP_HIDDEN bool smp_harden_on;
+// Set once at start-up, before the first block. all: junk, zero_free, redzone, quarantine or
+// leaks is on, and every block the program gets is a hardened block. on: all, or prof (whose
+// sampled blocks alone are hardened, prof.h): a pointer may be a hardened block's.
+extern SMP_HIDDEN bool smp_harden_on, smp_harden_all;
 
 // A hardened block found from its pointer.
 typedef struct smp_hardened {
@@ -56,9 +58,11 @@ void smp_harden_init(uint64_t seed);
 // 16); false if that overflows.
 bool smp_harden_block_size(size_t size, size_t align, size_t *bytes);
 // Make start (a block just handed out by a heap, asked with smp_harden_block_size's bytes) a
-// hardened block of size bytes aligned to align, zeroed if asked; its pointer. A small block
-// that holds the free pattern is checked first (a write after free is reported).
-void *smp_harden_finish(void *start, size_t size, size_t align, bool zero, const char *function);
+// hardened block of size bytes aligned to align, zeroed if asked (zeroed: the heap handed it
+// out zeroed already); its pointer. A small block that holds the free pattern is checked first
+// (a write after free is reported).
+void *smp_harden_finish(void *start, size_t size, size_t align, bool zero, bool zeroed,
+                        const char *function);
 // Whether p is the pointer of a hardened block (live or quarantined); if so *out describes it.
 // Never reports; certain (the header's check word).
 bool smp_harden_find(const void *p, smp_hardened_t *out);
@@ -70,12 +74,30 @@ bool smp_harden_user_of(char *start, size_t bytes, char **user, size_t *size);
 void smp_harden_check(const smp_hardened_t *hb, const char *function);
 // Free the hardened block hb (from smp_harden_find), checked first.
 void smp_harden_free(const smp_hardened_t *hb, const char *function);
-// Heap h is about to be destroyed: the quarantine lets its blocks go (they die with it).
+// Heap h is to be destroyed: first (before it is marked dead, before any visit of it), the
+// quarantine lets its blocks go, so that no free gives one back to it from then on; last, the
+// headers of its blocks are cleared (smp_harden_heap_gone).
+void smp_harden_heap_dying(struct smp_heap *h);
 void smp_harden_heap_gone(struct smp_heap *h);
+// A visit of a heap's blocks (smp_heap_visit) runs between these: meanwhile no block leaves the
+// quarantine (its callback may free, and an eviction would change the heap under the visit).
+void smp_harden_visit_begin(void);
+void smp_harden_visit_end(void);
 // Trim: every block leaves the quarantine (checked) for its heap, which may then return memory.
 void smp_harden_drain(void);
 // Exit: with junk:1, the blocks still in the quarantine are checked for writes after free.
 void smp_harden_at_exit(void);
+// Live hardened blocks per stack id (arrays of SMP_CALLSTACK_SLOTS), blocks waiting for an RCU
+// grace period left out; estimate (if not NULL) divides each block's size by the probability
+// that prof sampled it at period bytes.
+typedef struct smp_harden_tally {
+  uint64_t *blocks, *bytes;
+  double *estimate;
+  uint64_t period;
+} smp_harden_tally_t;
+void smp_harden_tally_live(smp_harden_tally_t *t);
+// The ids with blocks in t, largest in bytes first, into order (SMP_CALLSTACK_SLOTS); how many.
+uint32_t smp_harden_tally_order(const smp_harden_tally_t *t, uint32_t *order);
 // Exit, with leaks: every block still allocated, grouped by the stack that allocated it, largest
 // first, to stderr (leaks:1) or the file leaks names.
 void smp_harden_report_leaks(void);

@@ -15,6 +15,7 @@
 #include "debug.h"
 #include "harden.h"
 #include "heap.h"
+#include "prof.h"
 #include "init.h"
 #include "large.h"
 #include "options.h"
@@ -142,9 +143,13 @@ static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *
   size_t align = align_of(flags);
   bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
   size_t asked = size;
-  if (SMP_UNLIKELY(smp_harden_on)) { // a hardened block: room for its header and canary
+  // A hardened block (every one, or one prof samples): room for its header and canary.
+  bool harden = SMP_UNLIKELY(smp_harden_on) && (smp_harden_all || smp_prof_sample(asked));
+  if (harden) {
     if (!smp_harden_block_size(asked, align, &size)) size = SIZE_MAX; // fails below
-    zero = false;                                                     // finish clears
+    // A small block is cleared by finish, after its free pattern is checked; a large one by
+    // its heap, which knows when its pages are fresh (a sparse calloc stays sparse).
+    zero = zero && size > SMP_SMALL_MAX;
   }
   void *p;
   if ((p = alloc_once(h, size, align, zero, nowait)) == NULL && !nowait) {
@@ -162,7 +167,7 @@ static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *
   if (p == NULL && (flags & (SMP_RESERVE | SMP_NOFAIL))) p = reserve_alloc(size, align, zero, nowait);
   if (p == NULL && (flags & SMP_NOFAIL)) out_of_memory(function, asked, h);
   if (p == NULL) errno = nowait ? EAGAIN : ENOMEM;
-  if (p && smp_harden_on) p = smp_harden_finish(p, asked, align, flags & SMP_ZERO, function);
+  if (p && harden) p = smp_harden_finish(p, asked, align, flags & SMP_ZERO, zero, function);
   if (debug) smp_heapapi_leave(h);
   return p;
 }
@@ -329,6 +334,7 @@ SMP_EXPORT void smp_heap_destroy(smp_heap_t *h) {
   if (h == SMP_HEAP_DEFAULT || smp_load_relaxed(&reserve) == h)
     smp_debug_fatal("smp_heap_destroy", "the default heap and the reserve cannot be destroyed", h);
   check_live(h, "smp_heap_destroy");
+  smp_harden_heap_dying(h); // first: no eviction gives a block back to it from now on
   if (smp_options.debug) {
     smp_store_release(&h->state, SMP_HEAP_DEAD); // then users: see smp_heapapi_enter
     atomic_thread_fence(memory_order_seq_cst);
@@ -336,7 +342,7 @@ SMP_EXPORT void smp_heap_destroy(smp_heap_t *h) {
       smp_debug_fatal("smp_heap_destroy", "heap in use by another thread", h);
   }
   smp_types_heap_gone(h);
-  smp_harden_heap_gone(h); // after the types': their visit reads the headers it clears
+  smp_harden_heap_gone(h); // after the types': their visit reads the headers this clears
   smp_heap_delete(h, smp_load_acquire(&smp_background_state) == SMP_BG_RUNNING);
 }
 
@@ -350,8 +356,11 @@ static int visit_typed(void *block, size_t usable, void *arg) {
   visit_call_t *v = arg;
   if (smp_harden_on) {
     char *hardened;
-    if (!smp_harden_user_of(block, usable, &hardened, &usable)) return 0;
-    block = hardened;
+    size_t size;
+    if (smp_harden_user_of(block, usable, &hardened, &size))
+      block = hardened, usable = size;
+    else if (smp_harden_all) // then quarantined
+      return 0;
   }
   void *user;
   size_t user_usable;
@@ -366,7 +375,10 @@ SMP_EXPORT int smp_heap_visit(smp_heap_t *h, int (*fn)(void *, size_t, void *), 
   check_live(h, "smp_heap_visit");
   if (!smp_load_acquire(&smp_types_used) && !smp_harden_on) return smp_heap_visit_blocks(h, fn, arg);
   visit_call_t v = {fn, arg};
-  return smp_heap_visit_blocks(h, visit_typed, &v);
+  if (smp_harden_on) smp_harden_visit_begin();
+  int r = smp_heap_visit_blocks(h, visit_typed, &v);
+  if (smp_harden_on) smp_harden_visit_end();
+  return r;
 }
 
 SMP_EXPORT smp_heap_t *smp_heap_of(const void *p) {

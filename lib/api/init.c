@@ -17,6 +17,7 @@
 #include "init.h"
 #include "large.h"
 #include "options.h"
+#include "prof.h"
 #include "os.h"
 #include "pageheap.h"
 #include "report.h"
@@ -95,6 +96,7 @@ void smp_init_slow(void) {
   smp_span_init_keys(seed);
   smp_sizeclass_init(smp_options.cache_size);
   smp_types_init(seed); // after the classes: it tabulates their typed sizes
+  smp_prof_init(); // before hardening, which its sampled blocks use
   smp_harden_init(seed);
   if (smp_harden_on) smp_alloc_limits = (smp_alloc_limits_t){0, 0, 0}; // see harden.h
   if (smp_options.stats) {
@@ -127,5 +129,6 @@ __attribute__((destructor)) static void report_at_exit(void) {
   if (smp_harden_on) smp_harden_at_exit();
   smp_types_report_at_exit();
   if (smp_harden_on) smp_harden_report_leaks();
+  if (smp_prof_on) smp_prof_at_exit();
   if (smp_options.stats) smp_report_print(report_fd, NULL);
 }

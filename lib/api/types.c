@@ -524,7 +524,8 @@ bool smp_types_find(const void *p, smp_typed_block_t *out) {
   if (!smp_alloc_block_around(p, &b, &size)) return false;
   // In hardened mode a typed block lies inside a hardened one (harden.h): its header and
   // pointer are the hardened block's user bytes.
-  if (smp_harden_on && !smp_harden_user_of(b, size, &b, &size)) return false;
+  // (With prof alone, a block that was not sampled is a plain one.)
+  if (smp_harden_on && !smp_harden_user_of(b, size, &b, &size) && smp_harden_all) return false;
   size_t off = (size_t)((const char *)p - b);
   if (off < SMP_TYPE_HEADER || off >= size || (off & (off - 1))) return false;
   smp_type_entry_t *e = header_entry(p, (unsigned)__builtin_ctzll(off));
@@ -583,8 +584,11 @@ static int uncount_block(void *block, size_t usable, void *arg) {
   (void)arg;
   if (smp_harden_on) { // a typed block lies inside a live hardened one (harden.h)
     char *hardened;
-    if (!smp_harden_user_of(block, usable, &hardened, &usable)) return 0;
-    block = hardened;
+    size_t size;
+    if (smp_harden_user_of(block, usable, &hardened, &size))
+      block = hardened, usable = size;
+    else if (smp_harden_all)
+      return 0;
   }
   void *user;
   size_t user_usable;

@@ -71,6 +71,14 @@ static const opt_entry_t opt_table[] = {
     {"leaks", OPT_PATH, 0, 0, 0, offsetof(smp_options_t, leaks),
      "1: at exit, every block still allocated is reported, grouped by the stack that "
      "allocated it, largest first, to stderr; a path: to that file (turns hardening on)", NULL},
+    {"prof", OPT_PATH, 0, 0, 0, offsetof(smp_options_t, prof),
+     "1 or a path prefix: the sampling heap profiler; profiles of live memory go to "
+     "<prefix>.<pid>.heap (google-pprof) and .heap.folded at exit (prefix smpalloc for 1)", NULL},
+    {"prof_sample", OPT_SIZE, 512 * 1024, 1, (size_t)1 << 40, offsetof(smp_options_t, prof_sample),
+     "mean bytes between samples (k/m/g): each byte is sampled with probability 1/this", NULL},
+    {"prof_signal", OPT_SIGNAL, 0, 0, 0, offsetof(smp_options_t, prof_signal),
+     "a signal on which a profile goes to <prefix>.<pid>.<n>.heap (written by the next malloc); "
+     "0: none", NULL},
     {"quarantine", OPT_SIZE, 0, 0, (size_t)1 << 36, offsetof(smp_options_t, quarantine),
      "freed blocks wait in a FIFO of this many bytes before reuse (k/m/g): double frees of "
      "them are reported, and with junk:1 so are writes to them", NULL},

@@ -34,6 +34,9 @@ typedef struct smp_options {
   size_t redzone;    // hardening: canary bytes after every block
   size_t quarantine; // hardening: bytes of freed blocks held back from reuse
   char leaks[SMP_OPTIONS_PATH_MAX]; // hardening: "1" (stderr) or a path: the leak report at exit
+  char prof[SMP_OPTIONS_PATH_MAX];  // profiler (prof.h): "1" or a path prefix for its profiles
+  size_t prof_sample; // profiler: mean bytes between samples
+  size_t prof_signal; // profiler: the signal that asks for a profile; 0: none
 } smp_options_t;
 
 extern SMP_HIDDEN smp_options_t smp_options;

@@ -71,8 +71,41 @@ static int leaks(const char *plugin) {
   return 0;
 }
 
+// The profiler's known sites: 20,000,000 bytes live in 1000-byte blocks, 5,000,000 in
+// 100,000-byte blocks, and 20,000,000 allocated and freed again in 200-byte blocks.
+__attribute__((noinline)) void *prof_site_small(void);
+__attribute__((noinline)) void *prof_site_big(void);
+__attribute__((noinline)) void *prof_site_churn(void);
+void *prof_site_small(void) {
+  void *p = malloc(1000);
+  use(p);
+  return p;
+}
+void *prof_site_big(void) {
+  void *p = malloc(100000);
+  use(p);
+  return p;
+}
+void *prof_site_churn(void) {
+  void *p = malloc(200);
+  use(p);
+  return p;
+}
+
+static int prof(const char *path) {
+  static void *held[20050];
+  unsigned k = 0;
+  for (int i = 0; i < 20000; i++) held[k++] = prof_site_small();
+  for (int i = 0; i < 50; i++) held[k++] = prof_site_big();
+  for (int i = 0; i < 100000; i++) free(prof_site_churn());
+  int r = smp_prof_dump(path);
+  printf("dump %d, %u blocks held at %p\n", r, k, (void *)held);
+  return r;
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "leaks") == 0) return leaks(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "prof") == 0) return prof(argv[2]);
   if (argc != 2) return 2;
   const char *s = argv[1];
   if (strcmp(s, "overflow_1") == 0) {
@@ -139,9 +172,11 @@ int main(int argc, char **argv) {
       if (launder(p)[i] != 0) return 4;
     return 0;
   } else if (strcmp(s, "fresh") == 0) { // junk: a new block reads as 0xa5, calloc as zeros
-    unsigned char *p = malloc(64), *c = calloc(8, 8);
+    unsigned char *p = malloc(64), *c = calloc(8, 8), *big = calloc(1, 300000);
     for (int i = 0; i < 64; i++)
       if (launder(p)[i] != 0xa5 || launder(c)[i] != 0) return 4;
+    for (int i = 0; i < 300000; i++) // large: zeroed by its heap, not filled after
+      if (launder(big)[i] != 0) return 6;
     printf("usable %zu\n", malloc_usable_size(p));
     return malloc_usable_size(p) == 64 ? 0 : 5;
   } else if (strcmp(s, "double_free") == 0) {

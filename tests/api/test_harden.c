@@ -13,6 +13,8 @@
 
 #include "api_util.h"
 
+static char prof_path[64]; // the prof scenario's profile
+
 static run_result_t *run(const char *scenario, const char *options) {
   static run_result_t r;
   static char env[512];
@@ -20,7 +22,8 @@ static run_result_t *run(const char *scenario, const char *options) {
   snprintf(env, sizeof env, "SMPALLOC_OPTIONS=%s%s%s", outer ? outer : "", outer && *outer ? "," : "",
            options);
   char *argv[] = {(char *)HARDEN_HELPER, (char *)scenario, (char *)LEAK_PLUGIN, NULL};
-  if (strcmp(scenario, "leaks") != 0) argv[2] = NULL;
+  if (strcmp(scenario, "prof") == 0) argv[2] = (char *)prof_path;
+  else if (strcmp(scenario, "leaks") != 0) argv[2] = NULL;
   char *envp[] = {env, NULL};
   cr_assert(run_program(HARDEN_HELPER, argv, envp, &r), "cannot start %s", HARDEN_HELPER);
   cr_log_info("%s (%s): stdout=[%s] stderr=[%s]", scenario, options, r.out, r.err);
@@ -198,4 +201,70 @@ Test(leaks, a_report_of_a_defect_names_the_stacks) {
   run_result_t *r = run("double_free", "leaks:1,quarantine:1m");
   cr_assert(strstr(r->err, "  freed at:\n    #0 ") != NULL, "stderr: [%s]", r->err);
   cr_assert(strstr(r->err, " main+") != NULL, "stderr: [%s]", r->err);
+}
+
+// ---- the sampling heap profiler ----
+
+static char *slurp(const char *path) {
+  static char text[1 << 20];
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f, "cannot read %s", path);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  text[n] = 0;
+  fclose(f);
+  return text;
+}
+
+// The bytes the folded line ending in ";function " says, or -1.
+static double folded_bytes(const char *folded, const char *function) {
+  char key[128];
+  snprintf(key, sizeof key, ";%s ", function);
+  const char *at = strstr(folded, key);
+  return at ? strtod(at + strlen(key), NULL) : -1;
+}
+
+static void expect_near(double got, double truth, const char *what) {
+  cr_assert(got >= truth * 0.9 && got <= truth * 1.1, "%s: estimate %.0f, truth %.0f (more than 10%% off)",
+            what, got, truth);
+}
+
+Test(prof, live_bytes_per_stack_are_estimated_within_10_percent, .timeout = 60) {
+  snprintf(prof_path, sizeof prof_path, "/tmp/smp_prof_%d.heap", (int)getpid());
+  run_result_t *r = run("prof", "prof:1,prof_sample:8k");
+  cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0, "status 0x%x, stdout [%s] stderr [%s]",
+            r->status, r->out, r->err);
+  char folded_path[80];
+  snprintf(folded_path, sizeof folded_path, "%s.folded", prof_path);
+  const char *folded = slurp(folded_path);
+  cr_log_info("folded: [%s]", folded);
+  expect_near(folded_bytes(folded, "prof_site_small"), 20e6, "prof_site_small (1000-byte blocks)");
+  expect_near(folded_bytes(folded, "prof_site_big"), 5e6, "prof_site_big (100,000-byte blocks)");
+  cr_assert(folded_bytes(folded, "prof_site_churn") < 0, "freed blocks are not live: [%s]", folded);
+  const char *heap = slurp(prof_path);
+  cr_assert(strncmp(heap, "heap profile: ", 14) == 0 && strstr(heap, "@ heap_v2/8192\n"),
+            "header: [%.200s]", heap);
+  cr_assert(strstr(heap, "\nMAPPED_LIBRARIES:\n") != NULL, "no MAPPED_LIBRARIES section");
+  // google-pprof (Debian's google-perftools) reads it and scales the samples itself.
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "google-pprof --text %s %s 2>&1", HARDEN_HELPER, prof_path);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  static char out[65536];
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = 0;
+  int status = pclose(p);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status 0x%x [%s]", cmd, status, out);
+  cr_log_info("%s: [%s]", cmd, out);
+  // "    19.0  79.9%  79.9%     19.0  79.9% prof_site_small" (MB, flat first)
+  double mb_small = -1, mb_big = -1;
+  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    double flat;
+    if (sscanf(line, "%lf", &flat) != 1) continue;
+    if (strstr(line, " prof_site_small")) mb_small = flat;
+    if (strstr(line, " prof_site_big")) mb_big = flat;
+  }
+  expect_near(mb_small * 1048576, 20e6, "google-pprof: prof_site_small");
+  expect_near(mb_big * 1048576, 5e6, "google-pprof: prof_site_big");
+  unlink(prof_path);
+  unlink(folded_path);
 }
