@@ -1,6 +1,6 @@
 // Whether SMPALLOC_OPTIONS turns hardening on (junk, zero_free, redzone, quarantine: see
 // lib/api/harden.h). Tests whose checks rest on what hardening changes by design (realloc
-// always moves a block; pointers lie 16 bytes into their blocks; freed blocks wait in the
+// moves a block that outgrows its block; pointers lie 16 bytes into their blocks; freed blocks wait in the
 // quarantine) ask this to leave those checks out when the suite runs hardened (ci/test.sh).
 #ifndef TEST_HARDENED_H
 #define TEST_HARDENED_H

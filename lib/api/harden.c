@@ -416,6 +416,23 @@ void smp_harden_check(const smp_hardened_t *hb, const char *function) {
   report_stacks = NULL;
 }
 
+bool smp_harden_resize(const smp_hardened_t *hb, size_t size, bool zero, const char *function) {
+  size_t off = (size_t)(hb->user - hb->start);
+  if (hb->quarantined || size == 0 || size > hb->bytes - off - smp_options.redzone ||
+      size < (hb->bytes - off) / 2)
+    return false; // it does not fit, or it would keep too much room for too little
+  smp_harden_check(hb, function); // its canary, before the bytes move
+  if (size > hb->size) {
+    if (zero)
+      memset(hb->user + hb->size, 0, size - hb->size);
+    else if (smp_options.junk)
+      memset(hb->user + hb->size, ALLOC_JUNK, size - hb->size);
+  }
+  header_write(hb->user, size, off, STATE_LIVE);
+  if (smp_options.redzone) memset(hb->user + size, CANARY, hb->bytes - off - size);
+  return true;
+}
+
 void smp_harden_free(const smp_hardened_t *hb, const char *function) {
   smp_harden_check(hb, function);
   bool small = is_small(hb->start);

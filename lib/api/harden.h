@@ -10,6 +10,8 @@
 //                             word 1 = (word 0 ^ ptr) * key, key a per-process odd secret
 //   [ptr .. ptr+size)         the program's bytes (malloc_usable_size says size: nothing more)
 //   [ptr+size .. end)         canary (redzone:N asks N bytes of it; the block's slack is too)
+// realloc resizes a hardened block in place when the new size fits (smp_harden_resize): the
+// header's size and the canary move.
 // As with typed blocks (types.h), the pointer is never a block start, so the hit paths of free
 // never take a hardened block: they send it to the slow path, which finds the header. malloc's
 // hit path takes none either: smp_alloc_limits sends every request but one of 0 bytes to
@@ -72,6 +74,10 @@ bool smp_harden_user_of(char *start, size_t bytes, char **user, size_t *size);
 // Report hb (from smp_harden_find) if it is freed (a double free) or its canary was written (an
 // overflow).
 void smp_harden_check(const smp_hardened_t *hb, const char *function);
+// Resize the live hardened block hb in place to size bytes (checked first; new bytes zeroed if
+// zero, else filled as a new block's): false if size does not fit in its block, or would leave
+// more than half of it unused.
+bool smp_harden_resize(const smp_hardened_t *hb, size_t size, bool zero, const char *function);
 // Free the hardened block hb (from smp_harden_find), checked first.
 void smp_harden_free(const smp_hardened_t *hb, const char *function);
 // Heap h is to be destroyed: first (before it is marked dead, before any visit of it), the

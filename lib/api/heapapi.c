@@ -244,8 +244,8 @@ static void *realloc_nowait(smp_heap_t *h, void *p, size_t size, unsigned flags)
   return NULL;
 }
 
-// A hardened block always moves (a stale pointer to it then finds a freed block), and its
-// canary is checked as it goes.
+// A hardened block is checked (canary, state), then resized where it lies if it fits there
+// (in its heap, aligned as asked), else moved.
 static void *harden_realloc(const smp_hardened_t *hb, smp_heap_t *h, size_t size, unsigned flags,
                             const char *function) {
   if (hb->quarantined) smp_harden_free(hb, function); // reports the block freed before
@@ -253,6 +253,10 @@ static void *harden_realloc(const smp_hardened_t *hb, smp_heap_t *h, size_t size
     smp_harden_free(hb, function);
     return NULL;
   }
+  if ((h == NULL || h == smp_alloc_heap_of(hb->start)) &&
+      ((uintptr_t)hb->user & (align_of(flags) - 1)) == 0 &&
+      smp_harden_resize(hb, size, flags & SMP_ZERO, function))
+    return hb->user;
   void *q = heap_alloc(h ? h : smp_alloc_heap_of(hb->start), size, flags & ~SMP_ZERO, function);
   if (q == NULL) return NULL;
   memcpy(q, hb->user, hb->size < size ? hb->size : size);

@@ -134,6 +134,13 @@ int main(int argc, char **argv) {
     announce(p);
     launder(p)[41] = 1;
     p = realloc(p, 4000); // the canary is checked as the block moves
+  } else if (strcmp(s, "overflow_after_shrink") == 0) { // realloc in place moves the canary
+    unsigned char *p = malloc(100);
+    unsigned char *q = realloc(p, 70);
+    announce(q);
+    if (q != p) return 3;
+    launder(q)[70] = 1;
+    free(q);
   } else if (strcmp(s, "overflow_heap") == 0) {
     smp_heap_t *h = smp_heap_create("guarded", 0);
     unsigned char *p = smp_heap_malloc(h, 64, 0);

@@ -72,6 +72,10 @@ Test(redzone, overflow_of_an_aligned_block) {
 Test(redzone, overflow_found_by_realloc) {
   expect("overflow_realloc", "redzone:16", "smpalloc: realloc: buffer overflow", "at offset 41 ");
 }
+Test(redzone, overflow_past_a_block_realloc_shrank_in_place) {
+  expect("overflow_after_shrink", "redzone:16", "smpalloc: free: buffer overflow: block ",
+         "of 70 bytes (size class 9, 144-byte blocks), heap \"default\": written past its end at offset 70 ");
+}
 Test(redzone, overflow_of_a_heap_block_names_its_heap) {
   expect("overflow_heap", ALL, "buffer overflow", "heap \"guarded\": written past its end at offset 64 ");
 }

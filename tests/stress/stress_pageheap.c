@@ -152,7 +152,7 @@ static void resize(worker_t *w, unsigned k, size_t n) {
     same ? w->grow_inplace++ : w->grow_moved++;
   else if (same)
     w->shrink_inplace++;
-  else if (to == STRESS_TIER_RUN && !test_hardened()) // hardened, realloc always moves
+  else if (to == STRESS_TIER_RUN && !test_hardened()) // hardened, a block moves when it outgrows its block
     stress_fail("pageheap: page run %p shrunk from %zu to %zu bytes moved", s->b.p, old, n);
   check_placement(w, k);
   w->ops++;
