@@ -36,7 +36,7 @@ SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
   // class whose caches no hardened block fills, and the process's first, made before start-up
   // set the limits. Each gets all its class's bytes.
   if (SMP_UNLIKELY(smp_harden_on))
-    return smp_heapapi_alloc(SMP_HEAP_DEFAULT, smp_class_info[cls].size, SMP_MIN_ALIGN, false);
+    return smp_heapapi_alloc(SMP_HEAP_DEFAULT, smp_class_info[cls].size, SMP_MIN_ALIGN, false, false);
   void *p = smp_frontend_alloc_slow(cls);
   if (SMP_UNLIKELY(p == NULL)) { // the OOM handler may free memory and ask for another try
     p = smp_heapapi_default_failed(smp_class_info[cls].size, SMP_MIN_ALIGN, false);
@@ -49,7 +49,17 @@ SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
 
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
   slow_path_upkeep();
-  if (SMP_UNLIKELY(smp_harden_on)) return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero);
+  if (SMP_UNLIKELY(smp_harden_on)) {
+    // The profiler alone: a small request it does not sample is served as the hit path would
+    // have served it (the limits sent it here only to be counted).
+    if (!smp_harden_all && size <= SMP_SMALL_MAX && align == SMP_MIN_ALIGN) {
+      if (smp_prof_sample(size)) return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero, true);
+      void *p = smp_alloc_class(smp_sizeclass_of(size));
+      if (p && zero) memset(p, 0, size);
+      return p;
+    }
+    return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero, false);
+  }
   void *p = smp_large_alloc(&SMP_HEAP_DEFAULT->pages, size, align, zero, false);
   if (p == NULL) p = smp_heapapi_default_failed(size, align, zero);
   if (p == NULL) errno = ENOMEM;
@@ -266,7 +276,7 @@ void *smp_alloc_calloc(size_t count, size_t size) {
 void *smp_alloc_aligned(size_t align, size_t size) {
   if (align <= SMP_MIN_ALIGN) return smp_alloc_fast(size);
   smp_init_ensure();
-  if (SMP_UNLIKELY(smp_harden_on)) return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, false);
+  if (SMP_UNLIKELY(smp_harden_on)) return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, false, false);
   if (size <= SMP_SMALL_MAX && align <= SMP_PAGE_SIZE) {
     unsigned cls = smp_sizeclass_aligned(size, align);
     if (cls < SMP_CLASS_COUNT) return smp_alloc_class(cls);

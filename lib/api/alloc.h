@@ -29,8 +29,9 @@ SMP_NOINLINE void smp_free_slow(void *p, const char *function);
 // Free p as a block of its heap (no typed or hardened pointer: the caller looked for those).
 void smp_alloc_free_block(void *p, const char *function);
 // size bytes aligned to align (a power of two) from heap h, with every round heap_alloc makes
-// (handler, errors); hardened when hardening is on. For the slow paths of malloc.
-void *smp_heapapi_alloc(struct smp_heap *h, size_t size, size_t align, bool zero);
+// (handler, errors); hardened when hardening is on, or when sampled (the caller asked prof).
+// For the slow paths of malloc.
+void *smp_heapapi_alloc(struct smp_heap *h, size_t size, size_t align, bool zero, bool sampled);
 void *smp_alloc_calloc(size_t count, size_t size);
 void *smp_alloc_realloc(void *p, size_t size, const char *function);
 // align must be a power of two; NULL with errno ENOMEM on failure.

@@ -1,8 +1,9 @@
 // Layer: api. See harden.h.
-// The quarantine is one FIFO ring for the process under one lock (a mutex: hardened mode is for
-// finding bugs, not for speed): a free pushes its block and pops the oldest ones while the ring
-// holds more than its bytes, checking them and giving them back to their heaps.
+// The quarantine is one FIFO ring for the process under one lock (a mutex, held for a few
+// stores): a free pushes its block and pops the oldest ones while the ring holds more than its
+// bytes, then, outside the lock, checks them and gives them back to their heaps.
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,7 +55,8 @@ static struct {
   quarantined_t *ring; // mapped at the first free
   size_t cap, head, count, bytes;
   unsigned visits;     // heap visits running: nothing leaves meanwhile (see smp_harden_visit_begin)
-} quar = {SMP_LOCK_INIT, NULL, 0, 0, 0, 0, 0};
+  _Atomic unsigned inflight; // popped, being checked and given back outside the lock
+} quar = {SMP_LOCK_INIT, NULL, 0, 0, 0, 0, 0, 0};
 
 void smp_harden_init(uint64_t seed) {
   bool leaks = smp_options.leaks[0] && strcmp(smp_options.leaks, "0") != 0;
@@ -215,22 +217,27 @@ static void with_stacks(const smp_hardened_t *hb) {
 
 // ---- fills and checks ----
 
+#define FREE_JUNK_WORD ((uint64_t)FREE_JUNK << 32 | FREE_JUNK)
+
+// Both ends 8-aligned (see junk_end): whole words, which the compiler turns into vector stores.
 static void fill_free_pattern(char *from, char *to) {
-  for (uint32_t *w = (uint32_t *)from; (char *)w < to; w++) *w = FREE_JUNK;
+  for (uint64_t *w = (uint64_t *)from; (char *)w < to; w++) *w = FREE_JUNK_WORD;
 }
 static unsigned free_pattern_byte(const char *at) {
   return (FREE_JUNK >> 8 * ((uintptr_t)at & 3)) & 0xff; // from a 4-aligned fill start
 }
-// The first byte in [from, to) (both 8-aligned) that is not the free pattern, or NULL.
+// The first byte in [from, to) (both 8-aligned) that is not the free pattern, or NULL. Words
+// are compared 64 bytes at a time without a branch per word (vectorised), then the chunk that
+// differs byte by byte.
 static const char *free_pattern_broken(const char *from, const char *to) {
-  const uint64_t want = (uint64_t)FREE_JUNK << 32 | FREE_JUNK;
-  for (const char *p = from; p < to; p += 8) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    if (v != want)
-      for (unsigned i = 0; i < 8; i++)
-        if ((unsigned char)p[i] != free_pattern_byte(p + i)) return p + i;
+  const uint64_t *w = (const uint64_t *)from, *end = (const uint64_t *)to;
+  for (; end - w >= 8; w += 8) {
+    uint64_t diff = 0;
+    for (unsigned i = 0; i < 8; i++) diff |= w[i] ^ FREE_JUNK_WORD;
+    if (diff) break;
   }
+  for (const char *p = (const char *)w; p < to; p++)
+    if ((unsigned char)*p != free_pattern_byte(p)) return p;
   return NULL;
 }
 
@@ -367,22 +374,41 @@ static void evict(const quarantined_t *q) {
 }
 
 // The oldest block leaves the quarantine (lock held, count > 0).
-static void evict_oldest(void) {
+// Pop the oldest block into *out (lock held, count > 0); false if it needs no eviction (its heap
+// was destroyed). A popped block is in flight until evict_outside gives it back.
+static bool pop_oldest(quarantined_t *out) {
   quarantined_t q = quar.ring[quar.head];
   quar.head = (quar.head + 1) % quar.cap;
   quar.count--;
   quar.bytes -= q.bytes;
-  if (q.user) {
-    account(&q, -1);
-    evict(&q);
+  if (q.user == NULL) return false;
+  account(&q, -1);
+  smp_fetch_add_relaxed(&quar.inflight, 1);
+  *out = q;
+  return true;
+}
+
+// Check and give back blocks popped under the lock, outside it (the lock stays short: pushes
+// from every thread wait on it). smp_harden_heap_dying and smp_harden_visit_begin wait for
+// inflight to reach 0, so no eviction runs into a heap being destroyed or visited.
+static void evict_outside(const quarantined_t *q, unsigned n) {
+  for (unsigned i = 0; i < n; i++) {
+    evict(&q[i]);
+    atomic_fetch_sub_explicit(&quar.inflight, 1, memory_order_release);
   }
 }
 
-// Evictions run under the lock, so that a heap destroyed meanwhile (smp_harden_heap_gone, which
-// takes it) never has a block of it given back after it died. Lock order: quarantine -> heaps.
+static void wait_inflight(void) {
+  while (smp_load_acquire(&quar.inflight) != 0) sched_yield();
+}
+
+#define EVICT_BATCH 16
+
 static void quarantine_push(const smp_hardened_t *hb) {
   quarantined_t in = {hb->user, smp_alloc_heap_of(hb->start), hb->bytes,
                       is_small(hb->start) ? 0 : smp_pagemap_find(hb->start) ? 1 : 2};
+  quarantined_t out[EVICT_BATCH];
+  unsigned n = 0;
   smp_lock_acquire(&quar.lock);
   if (quar.ring == NULL) {
     size_t cap = smp_options.quarantine / SMALLEST_BLOCK + 1;
@@ -399,13 +425,21 @@ static void quarantine_push(const smp_hardened_t *hb) {
     release(hb->start, hb->user);
     return;
   }
-  if (quar.count == quar.cap) evict_oldest(); // full of small blocks
+  if (quar.count == quar.cap && pop_oldest(&out[n])) n++; // full of small blocks
   quar.ring[(quar.head + quar.count) % quar.cap] = in;
   quar.count++;
   quar.bytes += in.bytes;
   account(&in, 1);
-  while (quar.count && quar.bytes > smp_options.quarantine && !quar.visits) evict_oldest();
-  smp_lock_release(&quar.lock);
+  for (;;) {
+    while (n < EVICT_BATCH && quar.count && quar.bytes > smp_options.quarantine && !quar.visits)
+      if (pop_oldest(&out[n])) n++;
+    bool more = quar.count && quar.bytes > smp_options.quarantine && !quar.visits;
+    smp_lock_release(&quar.lock);
+    evict_outside(out, n);
+    if (!more) return;
+    n = 0;
+    smp_lock_acquire(&quar.lock);
+  }
 }
 
 void smp_harden_check(const smp_hardened_t *hb, const char *function) {
@@ -472,6 +506,7 @@ void smp_harden_visit_begin(void) {
   smp_lock_acquire(&quar.lock);
   quar.visits++;
   smp_lock_release(&quar.lock);
+  wait_inflight(); // evictions popped before the visit began finish first
 }
 void smp_harden_visit_end(void) {
   smp_lock_acquire(&quar.lock);
@@ -492,6 +527,7 @@ void smp_harden_heap_dying(smp_heap_t *h) {
     }
   }
   smp_lock_release(&quar.lock);
+  wait_inflight(); // a block of h popped before is given back before h dies
 }
 
 void smp_harden_heap_gone(smp_heap_t *h) {
@@ -502,9 +538,17 @@ void smp_harden_heap_gone(smp_heap_t *h) {
 
 void smp_harden_drain(void) {
   if (!smp_options.quarantine) return;
-  smp_lock_acquire(&quar.lock);
-  while (quar.count && !quar.visits) evict_oldest();
-  smp_lock_release(&quar.lock);
+  for (;;) {
+    quarantined_t out[EVICT_BATCH];
+    unsigned n = 0;
+    smp_lock_acquire(&quar.lock);
+    while (n < EVICT_BATCH && quar.count && !quar.visits)
+      if (pop_oldest(&out[n])) n++;
+    bool more = quar.count && !quar.visits;
+    smp_lock_release(&quar.lock);
+    evict_outside(out, n);
+    if (!more) return;
+  }
 }
 
 void smp_harden_at_exit(void) {

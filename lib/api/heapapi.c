@@ -132,7 +132,12 @@ void *smp_heapapi_default_failed(size_t size, size_t align, bool zero) {
   return NULL;
 }
 
+// A request that prof has sampled already (smp_heapapi_alloc's caller decided).
+#define SAMPLED (1u << 31)
+
 static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *function) {
+  bool sampled = flags & SAMPLED;
+  flags &= ~SAMPLED;
   if (!flags_valid(flags)) {
     errno = EINVAL;
     return NULL;
@@ -144,7 +149,7 @@ static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *
   bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
   size_t asked = size;
   // A hardened block (every one, or one prof samples): room for its header and canary.
-  bool harden = SMP_UNLIKELY(smp_harden_on) && (smp_harden_all || smp_prof_sample(asked));
+  bool harden = SMP_UNLIKELY(smp_harden_on) && (smp_harden_all || sampled || smp_prof_sample(asked));
   if (harden) {
     if (!smp_harden_block_size(asked, align, &size)) size = SIZE_MAX; // fails below
     // A small block is cleared by finish, after its free pattern is checked; a large one by
@@ -172,8 +177,8 @@ static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *
   return p;
 }
 
-void *smp_heapapi_alloc(smp_heap_t *h, size_t size, size_t align, bool zero) {
-  unsigned flags = (zero ? SMP_ZERO : 0) |
+void *smp_heapapi_alloc(smp_heap_t *h, size_t size, size_t align, bool zero, bool sampled) {
+  unsigned flags = (zero ? SMP_ZERO : 0) | (sampled ? SAMPLED : 0) |
                    (align > SMP_MIN_ALIGN ? (unsigned)__builtin_ctzll(align) << ALIGN_SHIFT : 0);
   return heap_alloc(h, size, flags, "malloc");
 }
