@@ -132,12 +132,9 @@ void *smp_heapapi_default_failed(size_t size, size_t align, bool zero) {
   return NULL;
 }
 
-// A request that prof has sampled already (smp_heapapi_alloc's caller decided).
-#define SAMPLED (1u << 31)
-
-static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *function) {
-  bool sampled = flags & SAMPLED;
-  flags &= ~SAMPLED;
+// sampled: prof sampled the request already (smp_heapapi_alloc's caller asked it).
+static void *heap_alloc_as(smp_heap_t *h, size_t size, unsigned flags, const char *function,
+                           bool sampled) {
   if (!flags_valid(flags)) {
     errno = EINVAL;
     return NULL;
@@ -177,10 +174,14 @@ static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *
   return p;
 }
 
+static void *heap_alloc(smp_heap_t *h, size_t size, unsigned flags, const char *function) {
+  return heap_alloc_as(h, size, flags, function, false);
+}
+
 void *smp_heapapi_alloc(smp_heap_t *h, size_t size, size_t align, bool zero, bool sampled) {
-  unsigned flags = (zero ? SMP_ZERO : 0) | (sampled ? SAMPLED : 0) |
+  unsigned flags = (zero ? SMP_ZERO : 0) |
                    (align > SMP_MIN_ALIGN ? (unsigned)__builtin_ctzll(align) << ALIGN_SHIFT : 0);
-  return heap_alloc(h, size, flags, "malloc");
+  return heap_alloc_as(h, size, flags, "malloc", sampled);
 }
 
 SMP_EXPORT void *smp_heap_malloc(smp_heap_t *h, size_t size, unsigned flags) {
