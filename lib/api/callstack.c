@@ -92,14 +92,22 @@ static int main_start(struct dl_phdr_info *info, size_t size, void *arg) {
   return 1; // the first object only
 }
 
-// The module's path as addr2line needs it, absolute: the main program's may be relative or
-// empty, and so may a library's that was loaded by a relative path.
-static const char *module_path(const Dl_info *info) {
-  static char path[PATH_MAX];
+// Where the main program starts (it does not move: looked up once).
+static uintptr_t main_base(void) {
+  static _Atomic uintptr_t base;
+  uintptr_t b = smp_load_relaxed(&base);
+  if (b == 0) {
+    dl_iterate_phdr(main_start, &b);
+    smp_store_relaxed(&base, b);
+  }
+  return b;
+}
+
+// The module's path as addr2line needs it, absolute, in path (PATH_MAX): the main program's may
+// be relative or empty, and so may a library's that was loaded by a relative path.
+static const char *module_path(const Dl_info *info, char *path) {
   if (info->dli_fname[0] == '/') return info->dli_fname;
-  uintptr_t main_base = 0;
-  dl_iterate_phdr(main_start, &main_base);
-  if ((uintptr_t)info->dli_fbase == main_base) {
+  if ((uintptr_t)info->dli_fbase == main_base()) {
     ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
     if (n > 0) {
       path[n] = 0;
@@ -120,9 +128,7 @@ static bool own_frame(const Dl_info *info, const Dl_info *self) {
                                         "__libc_realloc", "_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t",
                                         "_ZnamRKSt9nothrow_t", "_ZnwmSt11align_val_t",
                                         "_ZnamSt11align_val_t"};
-  uintptr_t main_base = 0;
-  dl_iterate_phdr(main_start, &main_base);
-  if (self->dli_fbase && (uintptr_t)self->dli_fbase != main_base && info->dli_fbase == self->dli_fbase)
+  if (self->dli_fbase && (uintptr_t)self->dli_fbase != main_base() && info->dli_fbase == self->dli_fbase)
     return true;
   if (info->dli_sname == NULL) return false;
   if (strncmp(info->dli_sname, "smp_", 4) == 0) return true;
@@ -177,6 +183,7 @@ void smp_callstack_name(smp_text_t *t, void *pc) {
 }
 
 void smp_callstack_print(smp_text_t *t, uint32_t id, const char *indent) {
+  char path[PATH_MAX];
   void *frames[SMP_CALLSTACK_DEPTH];
   unsigned n = smp_callstack_program_frames(id, frames);
   if (n == 0) {
@@ -202,7 +209,7 @@ void smp_callstack_print(smp_text_t *t, uint32_t id, const char *indent) {
     }
     if (known && info.dli_fname) {
       smp_text_str(t, " (");
-      smp_text_str(t, module_path(&info));
+      smp_text_str(t, module_path(&info, path));
       smp_text_str(t, "+");
       smp_text_hex(t, pc - (uintptr_t)info.dli_fbase);
       smp_text_str(t, ")");

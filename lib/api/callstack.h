@@ -9,6 +9,11 @@
 // find the unwind tables with _dl_find_object, without the loader lock), so it is safe in any
 // moment malloc itself is. Its cost is bounded by SMP_CALLSTACK_DEPTH frames.
 //
+// Known limit: a program that allocates from inside the unwinder itself (gcc 12's libgcc sorts
+// the frame tables a program registers with __register_frame, as JITs do, with malloc while it
+// holds its object lock) deadlocks when that allocation is captured, since backtrace() takes the
+// same lock: with leaks on every allocation is, with prof one in prof_sample bytes.
+//
 // Stacks are interned in one table of OS memory (no malloc): an id names a distinct stack. A
 // slot is claimed by a CAS on its hash, then filled, then published by a release store of its
 // depth; a lookup that finds the hash loads the depth with acquire and compares the frames, so

@@ -302,7 +302,7 @@ void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, bool 
   if (header_room > HEADER) { // leaks, prof
     uint32_t id = smp_callstack_capture();
     stacks_of(user)[0] = id;
-    if (smp_prof_on) smp_callstack_note_alloc(id, size);
+    if (smp_prof_on) smp_callstack_note_alloc(id, size ? size : 1); // weighs a byte, as sampled
   }
   if (zero) {
     if (!zeroed) memset(user, 0, size);
@@ -584,13 +584,18 @@ static int tally_block(void *block, size_t bytes, void *arg) {
     uint64_t id = stacks_of(user)[0];
     if (id >= SMP_CALLSTACK_SLOTS) id = 0;
     t->blocks[id]++;
-    t->bytes[id] += size;
-    if (t->estimate) // a block of size bytes is sampled with probability 1 - exp(-size/period)
-      t->estimate[id] += size / (1 - exp_neg((double)size / (double)t->period));
+    // For the profile a block weighs at least 1 byte, as the sampler counted it (pprof divides
+    // by its probability, 0 at 0 bytes). A block of size bytes is sampled with probability
+    // 1 - exp(-size/period); period 0: every block is recorded (hardening on), no division.
+    size_t weight = t->estimate && size == 0 ? 1 : size;
+    t->bytes[id] += weight;
+    if (t->estimate)
+      t->estimate[id] += t->period ? weight / (1 - exp_neg((double)weight / (double)t->period)) : weight;
   }
   return 0;
 }
-static void tally_heap(smp_heap_t *h, void *arg) { smp_heap_visit_blocks(h, tally_block, arg); }
+// Under the heap's locks: other threads go on freeing while a profile is written.
+static void tally_heap(smp_heap_t *h, void *arg) { smp_heap_visit_blocks_held(h, tally_block, arg); }
 
 // A block waiting for an RCU grace period (smp_free_rcu) is freed as far as the program knows:
 // its tally comes off again (p may be a typed block's pointer, inside the hardened one).
@@ -604,9 +609,10 @@ static void untally_deferred(void *p, void *arg) {
   if (id >= SMP_CALLSTACK_SLOTS) id = 0;
   if (t->blocks[id]) {
     t->blocks[id]--;
-    t->bytes[id] -= t->bytes[id] < hb.size ? t->bytes[id] : hb.size;
+    size_t weight = t->estimate && hb.size == 0 ? 1 : hb.size;
+    t->bytes[id] -= t->bytes[id] < weight ? t->bytes[id] : weight;
     if (t->estimate) {
-      t->estimate[id] -= hb.size / (1 - exp_neg((double)hb.size / (double)t->period));
+      t->estimate[id] -= t->period ? weight / (1 - exp_neg((double)weight / (double)t->period)) : weight;
       if (t->estimate[id] < 0) t->estimate[id] = 0;
     }
   }

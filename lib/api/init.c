@@ -79,6 +79,7 @@ static void fork_child(void) {
   smp_types_unlock_fork();
   smp_report_unlock();
   smp_tcache_adopt_orphans();
+  if (smp_prof_on) smp_prof_forked();
   smp_os_forked();
   smp_background_forked();
 }

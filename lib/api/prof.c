@@ -58,7 +58,9 @@ static double exponential(uint64_t bits) {
 }
 
 static uint64_t next_random(void) { // xorshift64*
-  if (rng == 0) rng = ((uintptr_t)&rng ^ smp_os_now_ms() ^ smp_fetch_add_relaxed(&seed_counter, 0x9e3779b97f4a7c15ull)) | 1;
+  if (rng == 0)
+    rng = ((uintptr_t)&rng ^ smp_os_now_ms() ^ (uint64_t)getpid() << 40 ^
+           smp_fetch_add_relaxed(&seed_counter, 0x9e3779b97f4a7c15ull)) | 1;
   rng ^= rng >> 12;
   rng ^= rng << 25;
   rng ^= rng >> 27;
@@ -72,13 +74,15 @@ static int64_t next_gap(void) {
 
 bool smp_prof_sample(size_t size) {
   if (SMP_UNLIKELY(rng == 0)) until_sample = next_gap(); // the thread's first request
-  until_sample -= (int64_t)(size ? size : 1);
+  until_sample -= size == 0 ? 1 : size > ((size_t)1 << 62) ? (int64_t)1 << 62 : (int64_t)size;
   if (SMP_LIKELY(until_sample > 0)) return false;
-  // Sampled; the count goes on from where it went below zero (a large block may cover several
-  // gaps: it is sampled once, which its probability 1 - exp(-size/R) accounts for).
-  do until_sample += next_gap(); while (until_sample <= 0);
+  // Sampled (once, however many gaps the request covers: its probability 1 - exp(-size/R) says
+  // so). The gaps are exponential, so memoryless: the next one starts afresh.
+  until_sample = next_gap();
   return true;
 }
+
+void smp_prof_forked(void) { rng = 0; } // the child draws its own samples
 
 // ---- the profile ----
 
@@ -99,8 +103,10 @@ static int dump_to(const char *path) {
   size_t len = slots * (2 * sizeof(uint64_t) + sizeof(double) + sizeof(uint32_t));
   char *mem = smp_os_map(len);
   if (mem == NULL) return ENOMEM;
+  // With hardening on every block is recorded: the profile is exact, not sampled.
+  uint64_t period = smp_harden_all ? 0 : smp_options.prof_sample;
   smp_harden_tally_t t = {(uint64_t *)mem, (uint64_t *)mem + slots,
-                          (double *)((uint64_t *)mem + 2 * slots), smp_options.prof_sample};
+                          (double *)((uint64_t *)mem + 2 * slots), period};
   uint32_t *order = (uint32_t *)(t.estimate + slots);
   smp_harden_tally_live(&t);
   uint32_t n = smp_harden_tally_order(&t, order);
@@ -117,6 +123,7 @@ static int dump_to(const char *path) {
   } else {
     uint64_t live = 0, live_bytes = 0, allocs = 0, alloc_bytes = 0;
     for (uint32_t i = 0; i < n; i++) {
+      if (order[i] == 0) continue; // no stack: left out of the heap profile (below)
       uint64_t c, b;
       smp_callstack_allocs(order[i], &c, &b);
       live += t.blocks[order[i]], live_bytes += t.bytes[order[i]], allocs += c, alloc_bytes += b;
@@ -132,11 +139,16 @@ static int dump_to(const char *path) {
     smp_text_u64(&out, allocs, 0);
     smp_text_str(&out, ": ");
     smp_text_u64(&out, alloc_bytes, 0);
-    smp_text_str(&out, "] @ heap_v2/");
-    smp_text_u64(&out, smp_options.prof_sample, 0);
+    if (period) {
+      smp_text_str(&out, "] @ heap_v2/");
+      smp_text_u64(&out, period, 0);
+    } else {
+      smp_text_str(&out, "] @ heapprofile"); // exact: pprof does not scale it
+    }
     smp_text_str(&out, "\n");
     for (uint32_t i = 0; i < n; i++) {
       uint32_t id = order[i];
+      if (id == 0) continue; // no stack (pprof needs a frame): in the totals, and the folded file
       uint64_t c, b;
       smp_callstack_allocs(id, &c, &b);
       void *frames[SMP_CALLSTACK_DEPTH];

@@ -37,6 +37,8 @@ void smp_prof_init(void);
 bool smp_prof_sample(size_t size);
 // Write the profile now (prof_signal's, from a slow path).
 void smp_prof_dump_signalled(void);
+// Fork child: the thread that forked draws its own samples from now on.
+void smp_prof_forked(void);
 // Exit: the profile of what is left.
 void smp_prof_at_exit(void);
 

@@ -68,6 +68,10 @@ smp_heap_t *smp_heap_new_region(const char *name, void *base, size_t len, unsign
 void smp_heap_delete(smp_heap_t *h, bool deferred);
 // smp_heap_visit for h (the caller validated fn and h).
 int smp_heap_visit_blocks(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg);
+// The same with h's locks held while fn runs (fn must neither allocate nor free), so that a
+// block freed by another thread meanwhile is not unmapped under fn: the allocator's own tallies
+// (leak report, heap profile) while the program runs.
+int smp_heap_visit_blocks_held(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg);
 // Call fn for every live heap, the default one first, under the registry lock (fn must not
 // create or destroy heaps), taken as g says (os.h: NULL waits for it); given up, fn sees the
 // default heap alone and the call returns false.

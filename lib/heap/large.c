@@ -616,5 +616,14 @@ int smp_large_visit_huge(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), 
   return r;
 }
 
+int smp_large_visit_huge_held(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg) {
+  int r = 0;
+  smp_lock_acquire(&huge_lock);
+  for (size_t i = 0; i < table_cap && !r; i++)
+    if (table[i].addr > 1 && table[i].heap == ph) r = fn((void *)table[i].addr, table[i].size, arg);
+  smp_lock_release(&huge_lock);
+  return r;
+}
+
 void smp_large_lock_all(void) { smp_lock_acquire(&huge_lock); }
 void smp_large_unlock_all(void) { smp_lock_release(&huge_lock); }

@@ -46,6 +46,9 @@ void smp_large_release_heap(smp_pageheap_t *ph);
 // Call fn for each huge block of ph, on a snapshot and without the lock; returns what fn
 // returned to stop, 0, or ENOMEM.
 int smp_large_visit_huge(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg);
+// The same with the lock held while fn runs (fn must neither allocate nor free), so no block
+// is unmapped under it; for the allocator's own tallies while the program runs.
+int smp_large_visit_huge_held(smp_pageheap_t *ph, int (*fn)(void *, size_t, void *), void *arg);
 // Free a block not in a small span; reports and aborts if p is not a live large/huge block (a
 // huge block already freed, whose mapping is cached, is reported as a double free).
 void smp_large_free(void *p, const char *function);

@@ -103,9 +103,23 @@ static int prof(const char *path) {
   return r;
 }
 
+// Requests at the edges of the sampler: one too large to be met (counted in one step, not one
+// gap at a time), blocks of 0 bytes (each weighs a byte in the profile, so google-pprof, which
+// divides by the probability of a sample, can read it).
+static int prof_edges(const char *path) {
+  static void *held[100];
+  static volatile size_t huge[2] = {(size_t)1 << 62, SIZE_MAX - 4096}; // not folded by gcc
+  if (malloc(huge[0]) != NULL || malloc(huge[1]) != NULL) return 3;
+  for (int i = 0; i < 100; i++) held[i] = aligned_alloc(64, 0);
+  int r = smp_prof_dump(path);
+  printf("dump %d, held at %p\n", r, (void *)held);
+  return r;
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "leaks") == 0) return leaks(argv[2]);
   if (argc == 3 && strcmp(argv[1], "prof") == 0) return prof(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "prof_edges") == 0) return prof_edges(argv[2]);
   if (argc != 2) return 2;
   const char *s = argv[1];
   if (strcmp(s, "overflow_1") == 0) {

@@ -22,7 +22,7 @@ static run_result_t *run(const char *scenario, const char *options) {
   snprintf(env, sizeof env, "SMPALLOC_OPTIONS=%s%s%s", outer ? outer : "", outer && *outer ? "," : "",
            options);
   char *argv[] = {(char *)HARDEN_HELPER, (char *)scenario, (char *)LEAK_PLUGIN, NULL};
-  if (strcmp(scenario, "prof") == 0) argv[2] = (char *)prof_path;
+  if (strncmp(scenario, "prof", 4) == 0) argv[2] = (char *)prof_path;
   else if (strcmp(scenario, "leaks") != 0) argv[2] = NULL;
   char *envp[] = {env, NULL};
   cr_assert(run_program(HARDEN_HELPER, argv, envp, &r), "cannot start %s", HARDEN_HELPER);
@@ -232,9 +232,35 @@ static void expect_near(double got, double truth, const char *what) {
             what, got, truth);
 }
 
-Test(prof, live_bytes_per_stack_are_estimated_within_10_percent, .timeout = 60) {
+// google-pprof --text on the profile: its output, and the flat MB of two functions.
+static const char *pprof_text(const char *function1, double *mb1, const char *function2, double *mb2) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "google-pprof --text %s %s 2>&1", HARDEN_HELPER, prof_path);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  static char out[65536], copy[65536];
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = 0;
+  int status = pclose(p);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status 0x%x [%s]", cmd, status, out);
+  cr_log_info("%s: [%s]", cmd, out);
+  memcpy(copy, out, n + 1);
+  // "    19.0  79.9%  79.9%     19.0  79.9% prof_site_small" (MB, flat first)
+  *mb1 = *mb2 = -1;
+  for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+    double flat;
+    if (sscanf(line, "%lf", &flat) != 1) continue;
+    if (function1 && strstr(line, function1)) *mb1 = flat;
+    if (function2 && strstr(line, function2)) *mb2 = flat;
+  }
+  return out;
+}
+
+// The prof scenario under options: the folded estimates and google-pprof's within 10% of the
+// truth; header names the profile's kind.
+static void check_profile(const char *options, const char *header) {
   snprintf(prof_path, sizeof prof_path, "/tmp/smp_prof_%d.heap", (int)getpid());
-  run_result_t *r = run("prof", "prof:1,prof_sample:8k");
+  run_result_t *r = run("prof", options);
   cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0, "status 0x%x, stdout [%s] stderr [%s]",
             r->status, r->out, r->err);
   char folded_path[80];
@@ -245,30 +271,38 @@ Test(prof, live_bytes_per_stack_are_estimated_within_10_percent, .timeout = 60) 
   expect_near(folded_bytes(folded, "prof_site_big"), 5e6, "prof_site_big (100,000-byte blocks)");
   cr_assert(folded_bytes(folded, "prof_site_churn") < 0, "freed blocks are not live: [%s]", folded);
   const char *heap = slurp(prof_path);
-  cr_assert(strncmp(heap, "heap profile: ", 14) == 0 && strstr(heap, "@ heap_v2/8192\n"),
-            "header: [%.200s]", heap);
+  cr_assert(strncmp(heap, "heap profile: ", 14) == 0 && strstr(heap, header), "header: [%.200s]", heap);
   cr_assert(strstr(heap, "\nMAPPED_LIBRARIES:\n") != NULL, "no MAPPED_LIBRARIES section");
   // google-pprof (Debian's google-perftools) reads it and scales the samples itself.
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "google-pprof --text %s %s 2>&1", HARDEN_HELPER, prof_path);
-  FILE *p = popen(cmd, "r");
-  cr_assert_not_null(p);
-  static char out[65536];
-  size_t n = fread(out, 1, sizeof out - 1, p);
-  out[n] = 0;
-  int status = pclose(p);
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status 0x%x [%s]", cmd, status, out);
-  cr_log_info("%s: [%s]", cmd, out);
-  // "    19.0  79.9%  79.9%     19.0  79.9% prof_site_small" (MB, flat first)
-  double mb_small = -1, mb_big = -1;
-  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
-    double flat;
-    if (sscanf(line, "%lf", &flat) != 1) continue;
-    if (strstr(line, " prof_site_small")) mb_small = flat;
-    if (strstr(line, " prof_site_big")) mb_big = flat;
-  }
+  double mb_small, mb_big;
+  pprof_text(" prof_site_small", &mb_small, " prof_site_big", &mb_big);
   expect_near(mb_small * 1048576, 20e6, "google-pprof: prof_site_small");
   expect_near(mb_big * 1048576, 5e6, "google-pprof: prof_site_big");
+  unlink(prof_path);
+  unlink(folded_path);
+}
+
+Test(prof, live_bytes_per_stack_are_estimated_within_10_percent, .timeout = 60) {
+  check_profile("prof:1,prof_sample:8k", "@ heap_v2/8192\n");
+}
+
+Test(prof, with_hardening_every_block_is_recorded_and_not_scaled, .timeout = 60) {
+  check_profile("prof:1,junk:1", "@ heapprofile\n");
+}
+
+Test(prof, requests_at_the_edges, .timeout = 30) {
+  snprintf(prof_path, sizeof prof_path, "/tmp/smp_prof_%d.heap", (int)getpid());
+  run_result_t *r = run("prof_edges", "prof:1,prof_sample:1");
+  cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0, "status 0x%x, stdout [%s] stderr [%s]",
+            r->status, r->out, r->err);
+  double mb, none;
+  const char *out = pprof_text(" main", &mb, NULL, &none);
+  cr_assert(strstr(out, "Total: ") != NULL, "[%s]", out);
+  char folded_path[80];
+  snprintf(folded_path, sizeof folded_path, "%s.folded", prof_path);
+  const char *folded = slurp(folded_path);
+  double bytes = folded_bytes(folded, "main"); // prof_edges is inlined into main
+  cr_assert(bytes >= 100 && bytes <= 200, "100 blocks of 0 bytes weigh a byte each: [%s]", folded);
   unlink(prof_path);
   unlink(folded_path);
 }
