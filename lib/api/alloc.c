@@ -181,9 +181,10 @@ static bool huge_at(const void *b, size_t *usable) {
   return true;
 }
 
-bool smp_alloc_block_around(const void *p, char **start, size_t *bytes) {
+bool smp_alloc_block_around(const void *p, char **start, size_t *bytes, bool *small) {
   char *b;
   size_t size;
+  bool in_small = false;
   if (smp_pagemap_find(p)) {
     smp_span_t *s = smp_pagemap_span_checked(p);
     if (s == NULL) return false;
@@ -193,6 +194,7 @@ bool smp_alloc_block_around(const void *p, char **start, size_t *bytes) {
       size_t in = (size_t)((const char *)p - first);
       if ((const char *)p < first || in >= (size_t)s->capacity * size) return false;
       b = first + in / size * size;
+      in_small = true;
     } else if (s->state == SMP_SPAN_LARGE) {
       b = first;
       size = smp_span_bytes(s);
@@ -229,6 +231,7 @@ bool smp_alloc_block_around(const void *p, char **start, size_t *bytes) {
   if ((size_t)((const char *)p - b) >= size) return false;
   *start = b;
   *bytes = size;
+  if (small) *small = in_small;
   return true;
 }
 

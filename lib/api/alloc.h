@@ -43,9 +43,10 @@ int smp_alloc_trim(void);
 // whether it is a small block.
 struct smp_heap *smp_alloc_block_info(const void *p, const char *function, size_t *usable,
                                       bool *small);
-// The block of any heap whose bytes hold p (p may lie past its start): its start and size, or
-// false. Never reports, never reads the block; a block freed meanwhile may still be found.
-bool smp_alloc_block_around(const void *p, char **start, size_t *bytes);
+// The block of any heap whose bytes hold p (p may lie past its start): its start and size, and
+// (small, if not NULL) whether it is a block of a small span; or false. Never reports, never
+// reads the block; a block freed meanwhile may still be found.
+bool smp_alloc_block_around(const void *p, char **start, size_t *bytes, bool *small);
 // The heap of p, or NULL if p is not a block of ours (never reports; for smp_heap_of).
 struct smp_heap *smp_alloc_heap_of(const void *p);
 // A default-heap request of the malloc family failed for lack of memory: count it, and retry

@@ -236,8 +236,10 @@ static const char *free_pattern_broken(const char *from, const char *to) {
     for (unsigned i = 0; i < 8; i++) diff |= w[i] ^ FREE_JUNK_WORD;
     if (diff) break;
   }
-  for (const char *p = (const char *)w; p < to; p++)
-    if ((unsigned char)*p != free_pattern_byte(p)) return p;
+  for (; w < end; w++)
+    if (*w != FREE_JUNK_WORD)
+      for (const char *p = (const char *)w;; p++)
+        if ((unsigned char)*p != free_pattern_byte(p)) return p;
   return NULL;
 }
 
@@ -280,9 +282,9 @@ void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, bool 
                         const char *function) {
   char *start = block, *found;
   size_t bytes;
-  if (!smp_alloc_block_around(start, &found, &bytes) || found != start)
+  bool small;
+  if (!smp_alloc_block_around(start, &found, &bytes, &small) || found != start)
     smp_debug_fatal(function, "hardening: a heap handed out a block it does not know", block);
-  bool small = is_small(start);
   if (smp_options.junk && small) {
     uintptr_t *trailer = trailer_at(start, bytes);
     if (*trailer == trailer_of(start, bytes)) {
@@ -319,12 +321,13 @@ bool smp_harden_find(const void *p, smp_hardened_t *out) {
   if (!smp_harden_on || ((uintptr_t)p & (HEADER - 1)) || p == NULL) return false;
   char *start;
   size_t bytes, size;
-  if (!smp_alloc_block_around(p, &start, &bytes)) return false;
+  bool small;
+  if (!smp_alloc_block_around(p, &start, &bytes, &small)) return false;
   size_t off = (size_t)((const char *)p - start);
   if (off < header_room || (off & (off - 1))) return false;
   unsigned state = header_state(p, off, bytes, &size);
   if (state == 0) return false;
-  *out = (smp_hardened_t){start, bytes, (char *)p, size, state == STATE_QUARANTINED, NULL, NULL};
+  *out = (smp_hardened_t){start, bytes, (char *)p, size, state == STATE_QUARANTINED, small, NULL, NULL};
   return true;
 }
 
@@ -346,10 +349,10 @@ bool smp_harden_user_of(char *start, size_t bytes, char **user, size_t *size) {
 // ---- free ----
 
 // Give the block back to its heap: the header goes first (no stale header names the block).
-static void release(char *start, char *user) {
+static void release(char *start, char *user, bool small) {
   // A small block under junk:1 gets the pattern where its header was too (past its first 16
   // bytes, where its reuse check looks: the header of an aligned block).
-  if (smp_options.junk && user - start > HEADER && is_small(start))
+  if (smp_options.junk && user - start > HEADER && small)
     fill_free_pattern(user - HEADER, user);
   else
     header_clear(user);
@@ -368,9 +371,9 @@ static void evict(const quarantined_t *q) {
   if (!smp_harden_find(q->user, &hb) || !hb.quarantined)
     smp_debug_fatal("free", "hardening: a quarantined block lost its header", q->user);
   if (smp_options.junk)
-    check_free_pattern(hb.start, hb.bytes, hb.user, hb.size, is_small(hb.start), "free",
+    check_free_pattern(hb.start, hb.bytes, hb.user, hb.size, hb.small, "free",
                        "write after free");
-  release(hb.start, hb.user);
+  release(hb.start, hb.user, hb.small);
 }
 
 // The oldest block leaves the quarantine (lock held, count > 0).
@@ -406,7 +409,7 @@ static void wait_inflight(void) {
 
 static void quarantine_push(const smp_hardened_t *hb) {
   quarantined_t in = {hb->user, smp_alloc_heap_of(hb->start), hb->bytes,
-                      is_small(hb->start) ? 0 : smp_pagemap_find(hb->start) ? 1 : 2};
+                      hb->small ? 0 : smp_pagemap_find(hb->start) ? 1 : 2};
   quarantined_t out[EVICT_BATCH];
   unsigned n = 0;
   smp_lock_acquire(&quar.lock);
@@ -415,14 +418,14 @@ static void quarantine_push(const smp_hardened_t *hb) {
     quar.ring = smp_os_map(cap * sizeof(quarantined_t));
     if (quar.ring == NULL) { // no memory for the ring: the block goes back at once
       smp_lock_release(&quar.lock);
-      release(hb->start, hb->user);
+      release(hb->start, hb->user, hb->small);
       return;
     }
     quar.cap = cap;
   }
   if (quar.count == quar.cap && quar.visits) { // full, and nothing may leave now
     smp_lock_release(&quar.lock);
-    release(hb->start, hb->user);
+    release(hb->start, hb->user, hb->small);
     return;
   }
   if (quar.count == quar.cap && pop_oldest(&out[n])) n++; // full of small blocks
@@ -469,7 +472,7 @@ bool smp_harden_resize(const smp_hardened_t *hb, size_t size, bool zero, const c
 
 void smp_harden_free(const smp_hardened_t *hb, const char *function) {
   smp_harden_check(hb, function);
-  bool small = is_small(hb->start);
+  bool small = hb->small;
   if (smp_options.junk) {
     fill_free_pattern(hb->start + HEADER, hb->user - HEADER);
     fill_free_pattern(hb->user, junk_end(hb->start, hb->bytes, hb->user, hb->size, small));
@@ -484,7 +487,7 @@ void smp_harden_free(const smp_hardened_t *hb, const char *function) {
     quarantine_push(hb);
     return;
   }
-  release(hb->start, hb->user);
+  release(hb->start, hb->user, hb->small);
 }
 
 // ---- heaps, statistics ----
@@ -558,7 +561,7 @@ void smp_harden_at_exit(void) {
     const quarantined_t *q = &quar.ring[(quar.head + i) % quar.cap];
     smp_hardened_t hb;
     if (q->user && smp_harden_find(q->user, &hb) && hb.quarantined)
-      check_free_pattern(hb.start, hb.bytes, hb.user, hb.size, is_small(hb.start), "exit",
+      check_free_pattern(hb.start, hb.bytes, hb.user, hb.size, hb.small, "exit",
                          "write after free");
   }
   smp_lock_release(&quar.lock);

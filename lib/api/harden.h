@@ -50,6 +50,7 @@ typedef struct smp_hardened {
   char *user;        // the pointer the program holds
   size_t size;       // the bytes it asked for
   bool quarantined;  // freed, waiting in the quarantine (the program must not touch it)
+  bool small;        // a block of a small span (its trailer and reuse check apply)
   const char *shown; // for reports: the program's pointer when not user (a typed block's), or NULL
   const char *type;  // for reports: the type of the typed block inside, or NULL
 } smp_hardened_t;

@@ -521,7 +521,7 @@ bool smp_types_find(const void *p, smp_typed_block_t *out) {
     return false;
   char *b;
   size_t size;
-  if (!smp_alloc_block_around(p, &b, &size)) return false;
+  if (!smp_alloc_block_around(p, &b, &size, NULL)) return false;
   // In hardened mode a typed block lies inside a hardened one (harden.h): its header and
   // pointer are the hardened block's user bytes.
   // (With prof alone, a block that was not sampled is a plain one.)
