@@ -1,10 +1,11 @@
-// Layer: api. Hardening (SMPALLOC_OPTIONS junk, zero_free, redzone, quarantine): a layer between
-// the program and the heaps that finds writes after free, overflows and double frees.
+// Layer: api. Hardening (SMPALLOC_OPTIONS junk, zero_free, redzone, quarantine, leaks): a layer
+// between the program and the heaps that finds writes after free, overflows, double frees and
+// leaks. The sampling profiler (prof.h) hardens the requests it samples, and no others.
 //
-// With any of the four options on, every block the program gets is a hardened block: a block of
+// With any of the five options on, every block the program gets is a hardened block: a block of
 // its heap, asked for with room for a 16-byte header before the pointer and a canary after the
 // requested bytes, the pointer handed out `off` bytes past the block's start (16, or the
-// alignment asked for when larger):
+// alignment asked for when larger; 32 with leaks or prof, whose two stack ids come first):
 //   [start .. start+off-16)   alignment padding (only when off > 16)
 //   [ptr-16 .. ptr)           header: word 0 = size | log2(off) << 48 | state << 56,
 //                             word 1 = (word 0 ^ ptr) * key, key a per-process odd secret

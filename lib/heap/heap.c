@@ -448,46 +448,46 @@ static size_t list_live_locked(smp_heap_t *h, const ptr_set_t *cs, uintptr_t *ou
   return n;
 }
 
-int smp_heap_visit_blocks_held(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg) {
+// held: fn runs with the locks held (see smp_heap_visit_blocks_held), else on a snapshot
+// after they are released.
+static int visit_blocks(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg, bool held) {
   ptr_set_t cs = {0}, live = {0};
   if (!cached_blocks(h, &cs)) return ENOMEM;
   smp_central_lock_all(&h->central);
   smp_pageheap_lock_fork(&h->pages);
   size_t n = list_live_locked(h, &cs, NULL, 0);
+  if (!held) {
+    smp_pageheap_unlock_fork(&h->pages);
+    smp_central_unlock_all(&h->central);
+  }
   int r = ENOMEM;
-  if (set_map(&live, 2 * n)) { // (a system call under the locks: a tally, not a hot path)
+  if (set_map(&live, 2 * n)) { // (held: a system call under the locks, for a tally)
+    if (!held) {
+      smp_central_lock_all(&h->central);
+      smp_pageheap_lock_fork(&h->pages);
+    }
     n = list_live_locked(h, &cs, live.v, n);
+    if (!held) {
+      smp_pageheap_unlock_fork(&h->pages);
+      smp_central_unlock_all(&h->central);
+    }
     r = 0;
     for (size_t i = 0; i < n && !r; i++) r = fn((void *)live.v[2 * i], live.v[2 * i + 1], arg);
   }
-  smp_pageheap_unlock_fork(&h->pages);
-  smp_central_unlock_all(&h->central);
-  if (r == 0) r = smp_large_visit_huge_held(&h->pages, fn, arg);
+  if (held) {
+    smp_pageheap_unlock_fork(&h->pages);
+    smp_central_unlock_all(&h->central);
+  }
+  if (r == 0) r = held ? smp_large_visit_huge_held(&h->pages, fn, arg) : smp_large_visit_huge(&h->pages, fn, arg);
   set_unmap(&live);
   set_unmap(&cs);
   return r;
 }
 
 int smp_heap_visit_blocks(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg) {
-  ptr_set_t cs = {0}, live = {0};
-  if (!cached_blocks(h, &cs)) return ENOMEM;
-  smp_central_lock_all(&h->central);
-  smp_pageheap_lock_fork(&h->pages);
-  size_t n = list_live_locked(h, &cs, NULL, 0);
-  smp_pageheap_unlock_fork(&h->pages);
-  smp_central_unlock_all(&h->central);
-  int r = ENOMEM;
-  if (set_map(&live, 2 * n)) {
-    smp_central_lock_all(&h->central);
-    smp_pageheap_lock_fork(&h->pages);
-    n = list_live_locked(h, &cs, live.v, n);
-    smp_pageheap_unlock_fork(&h->pages);
-    smp_central_unlock_all(&h->central);
-    r = 0;
-    for (size_t i = 0; i < n && !r; i++) r = fn((void *)live.v[2 * i], live.v[2 * i + 1], arg);
-    if (r == 0) r = smp_large_visit_huge(&h->pages, fn, arg);
-  }
-  set_unmap(&live);
-  set_unmap(&cs);
-  return r;
+  return visit_blocks(h, fn, arg, false);
+}
+
+int smp_heap_visit_blocks_held(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *arg) {
+  return visit_blocks(h, fn, arg, true);
 }
