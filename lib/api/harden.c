@@ -77,6 +77,12 @@ void smp_harden_init(uint64_t seed) {
 
 void smp_harden_lock_fork(void) { smp_lock_acquire(&quar.lock); }
 void smp_harden_unlock_fork(void) { smp_lock_release(&quar.lock); }
+void smp_harden_forked(void) {
+  // The threads that were giving blocks back or visiting heaps are not in the child (their
+  // blocks stay out of its heaps): nothing may wait for them there.
+  smp_store_relaxed(&quar.inflight, 0);
+  quar.visits = 0;
+}
 
 static size_t offset_for(size_t align) { return align > header_room ? align : header_room; }
 

@@ -111,8 +111,9 @@ uint32_t smp_harden_tally_order(const smp_harden_tally_t *t, uint32_t *order);
 void smp_harden_report_leaks(void);
 // Quarantine contents, for the statistics.
 void smp_harden_quarantine_stats(size_t *blocks, size_t *bytes);
-// Fork: the quarantine's lock (after the types', before the heaps').
+// Fork: the quarantine's lock (after the types', before the heaps'); the child's state.
 void smp_harden_lock_fork(void);
 void smp_harden_unlock_fork(void);
+void smp_harden_forked(void);
 
 #endif

@@ -80,6 +80,7 @@ static void fork_child(void) {
   smp_report_unlock();
   smp_tcache_adopt_orphans();
   if (smp_prof_on) smp_prof_forked();
+  if (smp_harden_on) smp_harden_forked();
   smp_os_forked();
   smp_background_forked();
 }
