@@ -9,7 +9,7 @@ build=${1:-build-ci}
 
 # Debian packages the build and the tests need.
 ci/install-packages.sh cmake make gcc g++ pkg-config libcriterion-dev python3 sqlite3 xz-utils liburcu-dev redis-tools \
-  google-perftools binutils \
+  google-perftools binutils valgrind \
   coreutils gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
 
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -8,6 +8,19 @@
 #include <string.h>
 #include <unistd.h>
 
+// Valgrind's client requests, where its headers are installed (Debian's valgrind package):
+// without them smpalloc builds as before, and memcheck sees none of its blocks.
+#if defined(__has_include) && __has_include(<valgrind/valgrind.h>) && !defined(SMP_NO_VALGRIND)
+#include <valgrind/valgrind.h>
+#define SMP_VALGRIND 1
+#else
+#define SMP_VALGRIND 0
+#define RUNNING_ON_VALGRIND 0
+#define VALGRIND_MALLOCLIKE_BLOCK(addr, size, rz, zeroed) ((void)0)
+#define VALGRIND_FREELIKE_BLOCK(addr, rz) ((void)0)
+#define VALGRIND_RESIZEINPLACE_BLOCK(addr, old, size, rz) ((void)0)
+#endif
+
 #include "alloc.h"
 #include "callstack.h"
 #include "debug.h"
@@ -31,6 +44,9 @@
 #define CANARY 0xfd
 
 bool smp_harden_on, smp_harden_all;
+// Under valgrind every block is hardened (the allocator's own words, the header and a free
+// block's links, then lie outside the bytes the program gets) and memcheck is told of each.
+static bool on_valgrind;
 static size_t header_room = HEADER;    // 32 with leaks: the stack ids before the header
 static unsigned header_room_log2 = 4;
 static int leaks_fd = -1;              // where the leak report goes (leaks: 1 or a path)
@@ -60,8 +76,9 @@ static struct {
 
 void smp_harden_init(uint64_t seed) {
   bool leaks = smp_options.leaks[0] && strcmp(smp_options.leaks, "0") != 0;
+  on_valgrind = RUNNING_ON_VALGRIND != 0;
   smp_harden_all = smp_options.junk || smp_options.zero_free || smp_options.redzone ||
-                   smp_options.quarantine || leaks;
+                   smp_options.quarantine || leaks || on_valgrind;
   smp_harden_on = smp_harden_all || smp_prof_on;
   if (leaks || smp_prof_on) { // blocks record their stacks
     header_room = 2 * HEADER;
@@ -318,6 +335,7 @@ void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, bool 
     memset(user, ALLOC_JUNK, size);
   }
   if (smp_options.redzone) memset(user + size, CANARY, bytes - off - size);
+  if (on_valgrind) VALGRIND_MALLOCLIKE_BLOCK(user, size, 0, zero);
   return user;
 }
 
@@ -356,6 +374,8 @@ bool smp_harden_user_of(char *start, size_t bytes, char **user, size_t *size) {
 
 // Give the block back to its heap: the header goes first (no stale header names the block).
 static void release(char *start, char *user, bool small) {
+  // memcheck: the program's bytes are freed now (every access of ours to them came before).
+  if (on_valgrind) VALGRIND_FREELIKE_BLOCK(user, 0);
   // A small block under junk:1 gets the pattern where its header was too (past its first 16
   // bytes, where its reuse check looks: the header of an aligned block).
   if (smp_options.junk && user - start > HEADER && small)
@@ -473,6 +493,7 @@ bool smp_harden_resize(const smp_hardened_t *hb, size_t size, bool zero, const c
   }
   header_write(hb->user, size, off, STATE_LIVE);
   if (smp_options.redzone) memset(hb->user + size, CANARY, hb->bytes - off - size);
+  if (on_valgrind) VALGRIND_RESIZEINPLACE_BLOCK(hb->user, hb->size, size, 0);
   return true;
 }
 
@@ -505,6 +526,7 @@ static int clear_header(void *block, size_t bytes, void *arg) {
     size_t n;
     if (header_state(p, (size_t)1 << k, bytes, &n)) {
       header_clear(p);
+      if (on_valgrind) VALGRIND_FREELIKE_BLOCK(p, 0); // gone with its heap: no leak
       break;
     }
   }
