@@ -44,7 +44,7 @@
 #define CANARY 0xfd
 
 bool smp_harden_on, smp_harden_all;
-// Under valgrind every block is hardened (the allocator's own words, the header and a free
+// Under valgrind's memcheck every block is hardened (the allocator's own words, the header and a free
 // block's links, then lie outside the bytes the program gets) and memcheck is told of each.
 static bool on_valgrind;
 static size_t header_room = HEADER;    // 32 with leaks: the stack ids before the header
@@ -76,7 +76,10 @@ static struct {
 
 void smp_harden_init(uint64_t seed) {
   bool leaks = smp_options.leaks[0] && strcmp(smp_options.leaks, "0") != 0;
-  on_valgrind = RUNNING_ON_VALGRIND != 0;
+  // memcheck only (its preload is in the environment valgrind gives the program): other tools,
+  // such as callgrind counting instructions (bench/instructions.py), see the allocator as it is.
+  const char *preload = smp_os_getenv("LD_PRELOAD");
+  on_valgrind = RUNNING_ON_VALGRIND != 0 && preload && strstr(preload, "vgpreload_memcheck");
   smp_harden_all = smp_options.junk || smp_options.zero_free || smp_options.redzone ||
                    smp_options.quarantine || leaks || on_valgrind;
   smp_harden_on = smp_harden_all || smp_prof_on;
