@@ -2,6 +2,13 @@
 // The quarantine is one FIFO ring for the process under one lock (a mutex, held for a few
 // stores): a free pushes its block and pops the oldest ones while the ring holds more than its
 // bytes, then, outside the lock, checks them and gives them back to their heaps.
+// Invariant: a block popped from the ring is counted in `inflight` until it is back in its heap.
+// The count is raised under the lock (relaxed: the lock orders it before any later holder) and
+// lowered with release after the block's release; smp_harden_heap_dying and
+// smp_harden_visit_begin take the lock (so no new pop of the heap's blocks, or none at all, can
+// follow), then wait for inflight 0 with acquire, which orders every release into a heap before
+// its destruction or visit. ci/test.sh's hardened pass runs stress_heaps_churn (heaps destroyed
+// while other threads free into the quarantine) and the visit and stats stress tests.
 #include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -711,9 +718,3 @@ void smp_harden_report_leaks(void) {
   smp_os_unmap(mem, len);
 }
 
-void smp_harden_quarantine_stats(size_t *blocks, size_t *bytes) {
-  smp_lock_acquire(&quar.lock);
-  *blocks = quar.count;
-  *bytes = quar.bytes;
-  smp_lock_release(&quar.lock);
-}

@@ -109,8 +109,6 @@ uint32_t smp_harden_tally_order(const smp_harden_tally_t *t, uint32_t *order);
 // Exit, with leaks: every block still allocated, grouped by the stack that allocated it, largest
 // first, to stderr (leaks:1) or the file leaks names.
 void smp_harden_report_leaks(void);
-// Quarantine contents, for the statistics.
-void smp_harden_quarantine_stats(size_t *blocks, size_t *bytes);
 // Fork: the quarantine's lock (after the types', before the heaps'); the child's state.
 void smp_harden_lock_fork(void);
 void smp_harden_unlock_fork(void);
