@@ -19,16 +19,21 @@ cmake --build "$build" -j"$jobs"
 # works, as on Debian 12's kernel and glibc), then with the per-thread caches forced. Tests
 # append their own options to SMPALLOC_OPTIONS, and every program checks that it runs on the
 # front end the result asks for (tests/test_frontend.h), so pass 2 cannot silently rerun pass 1.
-echo "ci/test.sh: pass 1 of 3: default front end"
+echo "ci/test.sh: pass 1 of 4: default front end"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 900
-echo "ci/test.sh: pass 2 of 3: SMPALLOC_OPTIONS=frontend:thread"
+echo "ci/test.sh: pass 2 of 4: SMPALLOC_OPTIONS=frontend:thread"
 SMPALLOC_OPTIONS=frontend:thread ctest --test-dir "$build" --output-on-failure -j"$jobs" \
   --timeout 900 -E '^(build_aarch64|build_switches|install_and_link)$'
 # Pass 3: the stress, preload and fuzz tests hardened (lib/api/harden.h): no check may report a
 # valid program. (The unit tests of the API check what hardening changes by design: sizes,
 # in-place realloc, reuse order.)
-echo "ci/test.sh: pass 3 of 3: SMPALLOC_OPTIONS=junk:1,redzone:16,quarantine:1m (stress, preload, fuzz)"
+echo "ci/test.sh: pass 3 of 4: SMPALLOC_OPTIONS=junk:1,redzone:16,quarantine:1m (stress, preload, fuzz)"
 SMPALLOC_OPTIONS=junk:1,redzone:16,quarantine:1m ctest --test-dir "$build" --output-on-failure \
+  -j"$jobs" --timeout 900 -L '^(stress|preload|fuzz)$'
+# Pass 4: the same with junk alone, fill mode (harden.h): malloc's small blocks stay plain blocks,
+# filled and checked on the slow paths every malloc and free then takes.
+echo "ci/test.sh: pass 4 of 4: SMPALLOC_OPTIONS=junk:1 (stress, preload, fuzz)"
+SMPALLOC_OPTIONS=junk:1 ctest --test-dir "$build" --output-on-failure \
   -j"$jobs" --timeout 900 -L '^(stress|preload|fuzz)$'
 
 for kind in thread address undefined; do

@@ -21,6 +21,7 @@
 #include "types.h"
 
 smp_alloc_limits_t smp_alloc_limits = {1024, SMP_SMALL_MAX, SMP_SMALL_MAX - 16};
+uint64_t smp_alloc_hit_magic[SMP_CLASS_COUNT];
 
 // The upkeep every slow path of malloc does first.
 static void slow_path_upkeep(void) {
@@ -30,13 +31,9 @@ static void slow_path_upkeep(void) {
   if (SMP_UNLIKELY(smp_load_relaxed(&smp_prof_dump_pending))) smp_prof_dump_signalled();
 }
 
-SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
-  slow_path_upkeep();
-  // Hardened, only two requests reach here (harden.h): one of 0 bytes, through the 16-byte
-  // class whose caches no hardened block fills, and the process's first, made before start-up
-  // set the limits. Each gets all its class's bytes.
-  if (SMP_UNLIKELY(smp_harden_on))
-    return smp_heapapi_alloc(SMP_HEAP_DEFAULT, smp_class_info[cls].size, SMP_MIN_ALIGN, false, false);
+// A block of class cls from the front end after its hit path missed (its refill), or NULL
+// (errno ENOMEM) once the OOM handler gives up.
+static void *class_refill(unsigned cls) {
   void *p = smp_frontend_alloc_slow(cls);
   if (SMP_UNLIKELY(p == NULL)) { // the OOM handler may free memory and ask for another try
     p = smp_heapapi_default_failed(smp_class_info[cls].size, SMP_MIN_ALIGN, false);
@@ -47,23 +44,86 @@ SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
   return p;
 }
 
-SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
+SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls) {
   slow_path_upkeep();
-  if (SMP_UNLIKELY(smp_harden_on)) {
-    // The profiler alone: a small request it does not sample is served as the hit path would
-    // have served it (the limits sent it here only to be counted).
-    if (!smp_harden_all && size <= SMP_SMALL_MAX && align == SMP_MIN_ALIGN) {
-      if (smp_prof_sample(size)) return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero, true);
-      void *p = smp_alloc_class(smp_sizeclass_of(size));
-      if (p && zero) memset(p, 0, size);
-      return p;
-    }
-    return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero, false);
-  }
+  // With every block hardened, only two requests reach here (harden.h): one of 0 bytes, through
+  // the 16-byte class whose caches no hardened block fills, and the process's first, made
+  // before start-up set the limits. Each gets all its class's bytes.
+  if (SMP_UNLIKELY(smp_harden_all))
+    return smp_heapapi_alloc(SMP_HEAP_DEFAULT, smp_class_info[cls].size, SMP_MIN_ALIGN, false, false);
+  return class_refill(cls);
+}
+
+// The profiler alone, or fill mode (harden.h): the small requests of malloc, sent here by the
+// limits. One the profiler samples becomes a hardened block; the others are plain blocks of the
+// front end, as its hit path would have served them, filled in fill mode. The route a request
+// takes when nothing is sampled, filled or missed holds nothing across a call (no register is
+// saved), and everything else is a tail call: under prof alone it is the profiler's whole cost.
+
+static SMP_NOINLINE void *alloc_sampled(size_t size) {
+  slow_path_upkeep();
+  return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, SMP_MIN_ALIGN, false, true);
+}
+
+// p, a plain block of class cls just handed out: filled (fill mode).
+static SMP_NOINLINE void *plain_finish(void *p, unsigned cls) {
+  smp_harden_fill_alloc(p, smp_class_info[cls].size, "malloc");
+  return p;
+}
+
+static SMP_NOINLINE void *plain_refill(unsigned cls) {
+  slow_path_upkeep();
+  void *p = class_refill(cls);
+  return p && smp_harden_fill ? plain_finish(p, cls) : p;
+}
+
+// The front end's block for a request of size bytes (a pop, or its refill), filled.
+SMP_INLINE void *plain_pop(size_t size) {
+  unsigned cls = smp_sizeclass_of(size);
+  void *p = smp_frontend_alloc_fast(cls);
+  if (SMP_UNLIKELY(p == NULL)) return plain_refill(cls);
+  smp_block_unmark(p);
+  if (SMP_UNLIKELY(smp_harden_fill)) return plain_finish(p, cls);
+  return p;
+}
+static SMP_NOINLINE void *plain_pop_outlined(size_t size) { return plain_pop(size); }
+
+// The profiler's count reached 0 (smp_prof_sample's slow part).
+static SMP_NOINLINE void *alloc_counted(size_t size) {
+  if (smp_prof_sample_slow(size)) return alloc_sampled(size);
+  return plain_pop_outlined(size);
+}
+
+static SMP_NOINLINE void *alloc_small_plain(size_t size) {
+  if (SMP_UNLIKELY(smp_prof_on) && !smp_prof_count(size)) return alloc_counted(size);
+  return plain_pop(size);
+}
+
+// Every mode but the plain one: small requests of malloc without every block hardened take the
+// route above, the others become hardened blocks.
+static SMP_NOINLINE void *alloc_hardened(size_t size, size_t align, bool zero) {
+  slow_path_upkeep();
+  return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero, false);
+}
+static SMP_NOINLINE void *alloc_harden_on(size_t size, size_t align, bool zero) {
+  if (!smp_harden_all && size <= SMP_SMALL_MAX && align == SMP_MIN_ALIGN && !zero)
+    return alloc_small_plain(size); // (calloc clears what malloc returns: zero is for large sizes)
+  return alloc_hardened(size, align, zero);
+}
+
+static SMP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
+  slow_path_upkeep();
   void *p = smp_large_alloc(&SMP_HEAP_DEFAULT->pages, size, align, zero, false);
   if (p == NULL) p = smp_heapapi_default_failed(size, align, zero);
   if (p == NULL) errno = ENOMEM;
   return p;
+}
+
+// Hardened or profiled, only a tail call more (smp_harden_on is set at start-up, after which
+// no thread can reach here without having seen it: the limits that send it here are set with it).
+SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
+  if (SMP_UNLIKELY(smp_harden_on)) return alloc_harden_on(size, align, zero);
+  return alloc_large(size, align, zero);
 }
 
 // p lies in a page of a small span (not yet validated as a block start).
@@ -121,6 +181,26 @@ SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
   return true;
 }
 
+// The class of p if it is a plain small block of the default heap (a block start, which no
+// typed or hardened pointer is), free or not; else 0.
+static unsigned plain_small_class(const void *p) {
+  if (!in_small_span(p)) return 0;
+  smp_span_t *s = smp_pagemap_span_checked(p);
+  return s && s->state == SMP_SPAN_SMALL && smp_span_is_block(s, p) ? s->sizeclass : 0;
+}
+
+// Fill mode (harden.h), whose free's hit path takes no block: a plain small block of the default
+// heap that holds no free mark is filled and pushed as the hit path would have pushed it. false
+// for anything else (the complete path confirms a suspected double free).
+static bool free_plain_filled(void *p) {
+  unsigned cls = plain_small_class(p);
+  if (cls == 0 || smp_block_is_marked(p)) return false;
+  smp_harden_fill_free(p, smp_class_info[cls].size);
+  smp_block_mark(p);
+  if (!smp_frontend_free_fast(p, cls)) smp_frontend_free_slow(p, cls);
+  return true;
+}
+
 // Everything free's fast path and the heap-cache branch below leave.
 static SMP_NOINLINE void free_slow_rest(void *p, const char *function) {
   if (p == NULL) return;
@@ -147,6 +227,7 @@ static SMP_NOINLINE void free_slow_rest(void *p, const char *function) {
 void smp_alloc_free_block(void *p, const char *function) {
   if (in_small_span(p)) { // the default heap's small blocks (no other heap sets page classes)
     unsigned cls = small_class_checked(p, function); // misaligned, interior or double free
+    if (smp_harden_fill) smp_harden_fill_free(p, smp_class_info[cls].size);
     smp_block_mark(p);
     smp_frontend_free_slow(p, cls);
     return;
@@ -170,6 +251,7 @@ SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
     smp_chunk_t *c = smp_pagemap_chunk(p);
     if (!c->heap->class_pages && !smp_options.debug && !smp_harden_on && other_heap_free_fast(c, p))
       return;
+    if (SMP_UNLIKELY(smp_harden_fill) && free_plain_filled(p)) return;
   }
   free_slow_rest(p, function);
 }
@@ -331,7 +413,13 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
   if (p == NULL) return smp_alloc_fast(size);
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) return smp_types_realloc_block(&tb, p, size, NULL, 0, function);
-  if (SMP_UNLIKELY(smp_harden_on)) return smp_alloc_heap_realloc(NULL, p, size, 0, function);
+  if (SMP_UNLIKELY(smp_harden_on)) {
+    // Fill mode's plain blocks (free's hit-path test takes none) as without it; a block that
+    // holds its free mark goes the complete way, which confirms or clears the suspicion.
+    if (smp_harden_fill && size != 0 && (cls = plain_small_class(p)) != 0 && !smp_block_is_marked(p))
+      return realloc_small(p, size, smp_class_info[cls].size);
+    return smp_alloc_heap_realloc(NULL, p, size, 0, function);
+  }
   if (size == 0) { // glibc's behaviour: free and return NULL
     smp_free_fast(p);
     return NULL;

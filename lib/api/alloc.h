@@ -103,21 +103,37 @@ SMP_INLINE bool smp_alloc_realloc_keeps(size_t size, size_t usable) {
                             smp_class_info[smp_sizeclass_of(size)].size == usable);
 }
 
-// Free's hit-path test: the class of p if p is a small block of the default heap (owned, in a
-// page with a class, on a block boundary) that holds no free mark, else 0 (NULL, other heaps'
-// blocks, typed pointers, interior pointers and suspects: the slow paths validate those).
-SMP_INLINE size_t smp_alloc_small_class_fast(const void *p) {
+// The magic free's hit-path test divides by (sizeclass.h's smp_class_magic): a copy set at
+// start-up, all zeros in fill mode (harden.h), where every block fails the test, so that each
+// free reaches the slow path that fills it. Zeros until start-up too (no block exists yet).
+extern SMP_HIDDEN uint64_t smp_alloc_hit_magic[SMP_CLASS_COUNT];
+
+// The class of p if p is a small block of the default heap (owned, in a page with a class, on a
+// block boundary by magic) that holds no free mark, else 0.
+SMP_INLINE size_t smp_alloc_small_class_with(const void *p, const uint64_t *magic) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
     size_t cls = smp_pagemap_class(p); // size_t: gcc zero-extends it once, not once per use
     // Class 0 (not a small block) fails the boundary test too: its magic is 0. Said to the
     // compiler, so that a caller's test of the result folds into this one.
-    if (SMP_LIKELY(smp_sizeclass_on_boundary(cls, smp_pagemap_span_offset(p)) &&
-                   !smp_block_is_marked(p))) {
+    uint64_t m = magic[cls];
+    if (SMP_LIKELY((uint64_t)smp_pagemap_span_offset(p) * m < m && !smp_block_is_marked(p))) {
       SMP_ASSUME(cls != 0);
       return cls;
     }
   }
   return 0;
+}
+
+// Free's hit-path test: the class of p if p is a small block of the default heap that holds no
+// free mark, else 0 (NULL, other heaps' blocks, typed pointers, interior pointers and suspects:
+// the slow paths validate those; in fill mode, every block).
+SMP_INLINE size_t smp_alloc_small_class_fast(const void *p) {
+  return smp_alloc_small_class_with(p, smp_alloc_hit_magic);
+}
+
+// The same test with the true magic, fill mode or not (for blocks the slow paths give back).
+SMP_INLINE size_t smp_alloc_small_class_of(const void *p) {
+  return smp_alloc_small_class_with(p, smp_class_magic);
 }
 
 SMP_INLINE void smp_free_fast(void *p) {

@@ -50,7 +50,7 @@
 #define FREE_JUNK 0xdeadc0deu
 #define CANARY 0xfd
 
-bool smp_harden_on, smp_harden_all;
+bool smp_harden_on, smp_harden_all, smp_harden_fill;
 // Under valgrind's memcheck every block is hardened (the allocator's own words, the header and a free
 // block's links, then lie outside the bytes the program gets) and memcheck is told of each.
 static bool on_valgrind;
@@ -87,9 +87,9 @@ void smp_harden_init(uint64_t seed) {
   // such as callgrind counting instructions (bench/instructions.py), see the allocator as it is.
   const char *preload = smp_os_getenv("LD_PRELOAD");
   on_valgrind = RUNNING_ON_VALGRIND != 0 && preload && strstr(preload, "vgpreload_memcheck");
-  smp_harden_all = smp_options.junk || smp_options.zero_free || smp_options.redzone ||
-                   smp_options.quarantine || leaks || on_valgrind;
-  smp_harden_on = smp_harden_all || smp_prof_on;
+  smp_harden_all = smp_options.redzone || smp_options.quarantine || leaks || on_valgrind;
+  smp_harden_fill = !smp_harden_all && (smp_options.junk || smp_options.zero_free);
+  smp_harden_on = smp_harden_all || smp_harden_fill || smp_prof_on;
   if (leaks || smp_prof_on) { // blocks record their stacks
     header_room = 2 * HEADER;
     header_room_log2 = 5;
@@ -349,6 +349,41 @@ void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, bool 
   return user;
 }
 
+// ---- fill mode's plain blocks ----
+
+// Blocks of 32 bytes or more end in a trailer; the allocator's words are a free block's first 16.
+#define FILL_TRAILER_MIN 32
+
+void smp_harden_fill_free(void *block, size_t bytes) {
+  char *b = block;
+  if (!smp_options.junk) { // zero_free alone
+    memset(b, 0, bytes);
+    return;
+  }
+  if (bytes < FILL_TRAILER_MIN) {
+    fill_free_pattern(b, b + bytes);
+    return;
+  }
+  uintptr_t *trailer = trailer_at(b, bytes);
+  fill_free_pattern(b, (char *)trailer);
+  *trailer = trailer_of(b, bytes);
+}
+
+void smp_harden_fill_alloc(void *block, size_t bytes, const char *function) {
+  char *b = block;
+  if (!smp_options.junk) return; // zero_free alone: cleared when freed
+  if (bytes >= FILL_TRAILER_MIN) {
+    uintptr_t *trailer = trailer_at(b, bytes);
+    if (*trailer == trailer_of(b, bytes)) { // freed with the pattern: it must be whole
+      const char *bad = free_pattern_broken(b + HEADER, (const char *)trailer);
+      if (bad)
+        report(function, "write after free", b, b, bytes, NULL, "written after free",
+               (size_t)(bad - b), (unsigned char)*bad, free_pattern_byte(bad));
+    }
+  }
+  memset(b, ALLOC_JUNK, bytes); // the trailer too: no stale one while the block is live
+}
+
 // ---- finding ----
 
 bool smp_harden_find(const void *p, smp_hardened_t *out) {
@@ -392,7 +427,7 @@ static void release(char *start, char *user, bool small) {
     fill_free_pattern(user - HEADER, user);
   else
     header_clear(user);
-  size_t cls = smp_alloc_small_class_fast(start);
+  size_t cls = smp_alloc_small_class_of(start);
   if (cls != 0) { // the default heap's small block: free's own hit path
     smp_block_mark(start);
     if (!smp_frontend_free_fast(start, (unsigned)cls)) smp_frontend_free_slow(start, (unsigned)cls);

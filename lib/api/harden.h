@@ -2,7 +2,18 @@
 // between the program and the heaps that finds writes after free, overflows, double frees and
 // leaks. The sampling profiler (prof.h) hardens the requests it samples, and no others.
 //
-// With any of the five options on, every block the program gets is a hardened block: a block of
+// Fill mode: with junk or zero_free alone (none of redzone, quarantine, leaks), malloc's small
+// requests get plain blocks of the default heap, as without the options, and only the other
+// requests (large, aligned, typed, other heaps) hardened blocks. Such a plain block is filled
+// where it passes through the slow paths: smp_alloc_limits sends malloc to
+// smp_alloc_large_slow, which pops it from the front end, checks its free pattern and fills it
+// (smp_harden_fill_alloc); free's hit-path test divides by smp_alloc_hit_magic, all zeros in
+// this mode, so every free reaches smp_free_slow, which fills the block (smp_harden_fill_free)
+// and pushes it. No header, no heap slow path: the fills are the cost. The free pattern covers
+// the block past its first 16 bytes (the allocator's words), the trailer its last 8 (blocks of
+// 32 bytes or more); reports name the block's start, which is the program's pointer.
+//
+// With any of redzone, quarantine or leaks on, every block the program gets is a hardened block: a block of
 // its heap, asked for with room for a 16-byte header before the pointer and a canary after the
 // requested bytes, the pointer handed out `off` bytes past the block's start (16, or the
 // alignment asked for when larger; 32 with leaks or prof, whose two stack ids come first):
@@ -39,10 +50,11 @@
 
 struct smp_heap;
 
-// Set once at start-up, before the first block. all: junk, zero_free, redzone, quarantine or
-// leaks is on, and every block the program gets is a hardened block. on: all, or prof (whose
-// sampled blocks alone are hardened, prof.h): a pointer may be a hardened block's.
-extern SMP_HIDDEN bool smp_harden_on, smp_harden_all;
+// Set once at start-up, before the first block. all: redzone, quarantine or leaks is on (or
+// memcheck runs), and every block the program gets is a hardened block. fill: junk or zero_free
+// without those (fill mode, above). on: all, fill, or prof (whose sampled blocks alone are
+// hardened, prof.h): a pointer may be a hardened block's.
+extern SMP_HIDDEN bool smp_harden_on, smp_harden_all, smp_harden_fill;
 
 // A hardened block found from its pointer.
 typedef struct smp_hardened {
@@ -67,6 +79,13 @@ bool smp_harden_block_size(size_t size, size_t align, size_t *bytes);
 // (a write after free is reported).
 void *smp_harden_finish(void *start, size_t size, size_t align, bool zero, bool zeroed,
                         const char *function);
+// Fill mode: the plain small block at block (bytes long, its class's size) is freed: filled
+// with the free pattern and its trailer (junk), or cleared (zero_free alone).
+void smp_harden_fill_free(void *block, size_t bytes);
+// Fill mode: the plain small block at block is handed out: with junk, a block that holds the
+// free pattern (its trailer says so) is checked (a write after free is reported), then the
+// block is filled with the allocation pattern.
+void smp_harden_fill_alloc(void *block, size_t bytes, const char *function);
 // Whether p is the pointer of a hardened block (live or quarantined); if so *out describes it.
 // Never reports; certain (the header's check word).
 bool smp_harden_find(const void *p, smp_hardened_t *out);

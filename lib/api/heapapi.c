@@ -145,8 +145,10 @@ static void *heap_alloc_as(smp_heap_t *h, size_t size, unsigned flags, const cha
   size_t align = align_of(flags);
   bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
   size_t asked = size;
-  // A hardened block (every one, or one prof samples): room for its header and canary.
-  bool harden = SMP_UNLIKELY(smp_harden_on) && (smp_harden_all || sampled || smp_prof_sample(asked));
+  // A hardened block (every one, every one but malloc's small ones in fill mode, or one prof
+  // samples): room for its header and canary.
+  bool harden = SMP_UNLIKELY(smp_harden_on) &&
+                (smp_harden_all || smp_harden_fill || sampled || (smp_prof_on && smp_prof_sample(asked)));
   if (harden) {
     if (!smp_harden_block_size(asked, align, &size)) size = SIZE_MAX; // fails below
     // A small block is cleared by finish, after its free pattern is checked; a large one by

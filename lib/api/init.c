@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -101,6 +102,7 @@ void smp_init_slow(void) {
   smp_prof_init(); // before hardening, which its sampled blocks use
   smp_harden_init(seed);
   if (smp_harden_on) smp_alloc_limits = (smp_alloc_limits_t){0, 0, 0}; // see harden.h
+  if (!smp_harden_fill) memcpy(smp_alloc_hit_magic, smp_class_magic, sizeof smp_alloc_hit_magic);
   if (smp_options.stats) {
     int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
     if (fd >= 0) report_fd = fd;

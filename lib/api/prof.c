@@ -21,7 +21,7 @@ static _Atomic unsigned dumps; // numbers the profiles a signal asks for
 static _Atomic uint64_t seed_counter;
 
 // Per thread: bytes left before the next sample, and the generator drawing the gaps.
-static __thread int64_t until_sample SMP_TLS_IE;
+__thread int64_t smp_prof_until_sample SMP_TLS_IE;
 static __thread uint64_t rng SMP_TLS_IE;
 
 static const char *prefix(void) {
@@ -72,17 +72,19 @@ static int64_t next_gap(void) {
   return gap < 1 ? 1 : gap > 4e18 ? (int64_t)4e18 : (int64_t)gap;
 }
 
-bool smp_prof_sample(size_t size) {
-  if (SMP_UNLIKELY(rng == 0)) until_sample = next_gap(); // the thread's first request
-  until_sample -= size == 0 ? 1 : size > ((size_t)1 << 62) ? (int64_t)1 << 62 : (int64_t)size;
-  if (SMP_LIKELY(until_sample > 0)) return false;
+bool smp_prof_sample_slow(size_t size) {
+  if (SMP_UNLIKELY(rng == 0)) { // the thread's first request: its first gap, then counted
+    smp_prof_until_sample = next_gap();
+    smp_prof_until_sample -= size == 0 ? 1 : size > ((size_t)1 << 62) ? (int64_t)1 << 62 : (int64_t)size;
+    if (smp_prof_until_sample > 0) return false;
+  }
   // Sampled (once, however many gaps the request covers: its probability 1 - exp(-size/R) says
   // so). The gaps are exponential, so memoryless: the next one starts afresh.
-  until_sample = next_gap();
+  smp_prof_until_sample = next_gap();
   return true;
 }
 
-void smp_prof_forked(void) { rng = 0; } // the child draws its own samples
+void smp_prof_forked(void) { rng = 0, smp_prof_until_sample = 0; } // the child draws its own samples
 
 // ---- the profile ----
 

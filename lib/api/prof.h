@@ -33,8 +33,21 @@ extern SMP_HIDDEN _Atomic bool smp_prof_dump_pending;
 
 // Start-up, after the options: install prof_signal's handler.
 void smp_prof_init(void);
+// Per thread: bytes left before the next sample (0 before the thread's first request).
+extern __thread int64_t smp_prof_until_sample SMP_TLS_IE;
+// The request that took the count to 0 or below: whether it is sampled (not the thread's
+// first request, which draws its first gap), and the next gap drawn.
+bool smp_prof_sample_slow(size_t size);
+// Count a request of size bytes against the calling thread's gap: true if it stays short of
+// the next sample (not sampled), false if smp_prof_sample_slow must decide.
+SMP_INLINE bool smp_prof_count(size_t size) {
+  return SMP_LIKELY(size <= ((size_t)1 << 62)) &&
+         (smp_prof_until_sample -= (int64_t)(size + (size == 0))) > 0;
+}
 // Whether the calling thread's request of size bytes is sampled.
-bool smp_prof_sample(size_t size);
+SMP_INLINE bool smp_prof_sample(size_t size) {
+  return !smp_prof_count(size) && smp_prof_sample_slow(size);
+}
 // Write the profile now (prof_signal's, from a slow path).
 void smp_prof_dump_signalled(void);
 // Fork child: the thread that forked draws its own samples from now on.

@@ -200,6 +200,19 @@ int main(int argc, char **argv) {
       if (launder(big)[i] != 0) return 6;
     printf("usable %zu\n", malloc_usable_size(p));
     return malloc_usable_size(p) == 64 ? 0 : 5;
+  } else if (strcmp(s, "fill_realloc") == 0) { // junk alone: realloc keeps bytes, fills the rest
+    unsigned char *p = malloc(24);
+    memset(p, 0x33, 24);
+    p = realloc(p, 20); // in place
+    for (int i = 0; i < 20; i++)
+      if (launder(p)[i] != 0x33) return 4;
+    p = realloc(p, 200); // moves: its first 20 bytes kept, the bytes past the old block 0xa5
+    for (int i = 0; i < 20; i++)
+      if (launder(p)[i] != 0x33) return 5;
+    for (int i = 32; i < 200; i++)
+      if (launder(p)[i] != 0xa5) return 6;
+    free(p);
+    return 0;
   } else if (strcmp(s, "double_free") == 0) {
     unsigned char *p = malloc(100);
     announce(p);

@@ -85,8 +85,14 @@ Test(redzone, overflow_of_a_typed_block) {
          "of 64 bytes (size class 7, 112-byte blocks), heap \"default\", type harden: written past "
          "its end at offset 64 (byte 0x01, expected 0xfd)");
 }
+// junk alone (fill mode, harden.h): the program's block is a plain one, 112 bytes for 100.
 Test(junk, write_after_free_found_when_the_block_is_reused) {
   expect("write_after_free", "junk:1", "smpalloc: malloc: write after free: block ",
+         "of 112 bytes (size class 7, 112-byte blocks), heap \"default\": written after free at offset 24 (byte 0x41, expected 0xde)");
+}
+// With a redzone, a hardened block: 100 bytes, a header and 8 of canary in a 128-byte block.
+Test(junk, write_after_free_of_a_hardened_block_found_when_it_is_reused) {
+  expect("write_after_free", "junk:1,redzone:8", "smpalloc: malloc: write after free: block ",
          "(size class 8, 128-byte blocks), heap \"default\": written after free at offset 24 (byte 0x41, expected 0xde)");
 }
 Test(junk, write_after_free_found_as_it_leaves_the_quarantine) {
@@ -99,6 +105,11 @@ Test(junk, write_after_free_found_at_exit_in_the_quarantine) {
 Test(junk, freed_blocks_read_as_the_pattern) { expect_clean("read_after_free", "junk:1"); }
 Test(junk, new_blocks_read_as_0xa5_and_calloc_as_zero) { expect_clean("fresh", ALL); }
 Test(zero_free, freed_blocks_read_as_zero) { expect_clean("zero_free", "zero_free:1"); }
+Test(junk, realloc_of_a_plain_block_keeps_its_bytes_and_fills_the_rest) {
+  expect_clean("fill_realloc", "junk:1");
+  expect_clean("fill_realloc", "zero_free:1,junk:1");
+}
+Test(junk, new_plain_blocks_read_as_0xa5_and_calloc_as_zero) { expect_clean("fresh", "junk:1"); }
 Test(quarantine, double_free_in_the_quarantine) {
   expect("double_free", "quarantine:1m", "smpalloc: free: double free: block ", "of 100 bytes");
 }
@@ -287,8 +298,13 @@ Test(prof, live_bytes_per_stack_are_estimated_within_10_percent, .timeout = 60) 
   check_profile("prof:1,prof_sample:8k", "@ heap_v2/8192\n");
 }
 
+// (With junk or zero_free alone, fill mode, the profile is sampled: only a redzone, the
+// quarantine or leaks harden every block.)
+Test(prof, sampled_in_fill_mode, .timeout = 60) {
+  check_profile("prof:1,prof_sample:8k,junk:1", "@ heap_v2/8192\n");
+}
 Test(prof, with_hardening_every_block_is_recorded_and_not_scaled, .timeout = 60) {
-  check_profile("prof:1,junk:1", "@ heapprofile\n");
+  check_profile("prof:1,redzone:8", "@ heapprofile\n");
 }
 
 Test(prof, requests_at_the_edges, .timeout = 30) {
