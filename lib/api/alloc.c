@@ -181,20 +181,12 @@ SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
   return true;
 }
 
-// The class of p if it is a plain small block of the default heap (a block start, which no
-// typed or hardened pointer is), free or not; else 0.
-static unsigned plain_small_class(const void *p) {
-  if (!in_small_span(p)) return 0;
-  smp_span_t *s = smp_pagemap_span_checked(p);
-  return s && s->state == SMP_SPAN_SMALL && smp_span_is_block(s, p) ? s->sizeclass : 0;
-}
-
 // Fill mode (harden.h), whose free's hit path takes no block: a plain small block of the default
 // heap that holds no free mark is filled and pushed as the hit path would have pushed it. false
 // for anything else (the complete path confirms a suspected double free).
 static bool free_plain_filled(void *p) {
-  unsigned cls = plain_small_class(p);
-  if (cls == 0 || smp_block_is_marked(p)) return false;
+  size_t cls = smp_alloc_small_class_of(p); // the hit path's test, with the true magic
+  if (cls == 0) return false;
   smp_harden_fill_free(p, smp_class_info[cls].size);
   smp_block_mark(p);
   if (!smp_frontend_free_fast(p, cls)) smp_frontend_free_slow(p, cls);
@@ -416,7 +408,7 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
   if (SMP_UNLIKELY(smp_harden_on)) {
     // Fill mode's plain blocks (free's hit-path test takes none) as without it; a block that
     // holds its free mark goes the complete way, which confirms or clears the suspicion.
-    if (smp_harden_fill && size != 0 && (cls = plain_small_class(p)) != 0 && !smp_block_is_marked(p))
+    if (smp_harden_fill && size != 0 && (cls = smp_alloc_small_class_of(p)) != 0)
       return realloc_small(p, size, smp_class_info[cls].size);
     return smp_alloc_heap_realloc(NULL, p, size, 0, function);
   }

@@ -252,27 +252,59 @@ static void with_stacks(const smp_hardened_t *hb) {
 
 #define FREE_JUNK_WORD ((uint64_t)FREE_JUNK << 32 | FREE_JUNK)
 
-// Both ends 8-aligned (see junk_end): whole words, which the compiler turns into vector stores.
+// Fills and checks go 64 bytes at a time through 16-byte vectors (GCC's vector extension: SSE2
+// on x86-64, NEON on aarch64), then by words; both ends are 8-aligned (see junk_end), so a
+// vector may straddle 16 bytes: it is declared with 8-byte alignment.
+typedef uint64_t vec2_t __attribute__((vector_size(16), aligned(8), may_alias));
+static const vec2_t FREE_JUNK_VEC = {FREE_JUNK_WORD, FREE_JUNK_WORD};
+
 static void fill_free_pattern(char *from, char *to) {
-  for (uint64_t *w = (uint64_t *)from; (char *)w < to; w++) *w = FREE_JUNK_WORD;
+  char *p = from;
+  for (; to - p >= 64; p += 64) {
+    vec2_t *v = (vec2_t *)p;
+    v[0] = FREE_JUNK_VEC, v[1] = FREE_JUNK_VEC, v[2] = FREE_JUNK_VEC, v[3] = FREE_JUNK_VEC;
+  }
+  for (uint64_t *w = (uint64_t *)p; (char *)w < to; w++) *w = FREE_JUNK_WORD;
 }
 static unsigned free_pattern_byte(const char *at) {
   return (FREE_JUNK >> 8 * ((uintptr_t)at & 3)) & 0xff; // from a 4-aligned fill start
 }
-// The first byte in [from, to) (both 8-aligned) that is not the free pattern, or NULL. Words
-// are compared 64 bytes at a time without a branch per word (vectorised), then the chunk that
-// differs byte by byte.
+// The first byte in [from, to) (both 8-aligned) that is not the free pattern, or NULL. 64 bytes
+// at a time without a branch per word, then the chunk that differs byte by byte.
 static const char *free_pattern_broken(const char *from, const char *to) {
-  const uint64_t *w = (const uint64_t *)from, *end = (const uint64_t *)to;
-  for (; end - w >= 8; w += 8) {
-    uint64_t diff = 0;
-    for (unsigned i = 0; i < 8; i++) diff |= w[i] ^ FREE_JUNK_WORD;
-    if (diff) break;
+  const char *p = from;
+  for (; to - p >= 64; p += 64) {
+    const vec2_t *v = (const vec2_t *)p;
+    vec2_t diff = (v[0] ^ FREE_JUNK_VEC) | (v[1] ^ FREE_JUNK_VEC) | (v[2] ^ FREE_JUNK_VEC) |
+                  (v[3] ^ FREE_JUNK_VEC);
+    if (diff[0] | diff[1]) break;
   }
-  for (; w < end; w++)
+  for (const uint64_t *w = (const uint64_t *)p; (const char *)w < to; w++)
     if (*w != FREE_JUNK_WORD)
-      for (const char *p = (const char *)w;; p++)
-        if ((unsigned char)*p != free_pattern_byte(p)) return p;
+      for (const char *b = (const char *)w;; b++)
+        if ((unsigned char)*b != free_pattern_byte(b)) return b;
+  return NULL;
+}
+
+#define ALLOC_JUNK_WORD 0xa5a5a5a5a5a5a5a5ull
+static const vec2_t ALLOC_JUNK_VEC = {ALLOC_JUNK_WORD, ALLOC_JUNK_WORD};
+
+// free_pattern_broken and the allocation fill in one pass: [from, to) (8-aligned) is checked 64
+// bytes at a time and each chunk found whole is filled with 0xa5 at once (it is in L1 then).
+// Returns the first byte that is not the pattern (the bytes before it are filled), or NULL.
+static const char *free_pattern_swap(char *from, char *to) {
+  char *p = from;
+  for (; to - p >= 64; p += 64) {
+    vec2_t *v = (vec2_t *)p;
+    vec2_t diff = (v[0] ^ FREE_JUNK_VEC) | (v[1] ^ FREE_JUNK_VEC) | (v[2] ^ FREE_JUNK_VEC) |
+                  (v[3] ^ FREE_JUNK_VEC);
+    if (diff[0] | diff[1]) return free_pattern_broken(p, to);
+    v[0] = ALLOC_JUNK_VEC, v[1] = ALLOC_JUNK_VEC, v[2] = ALLOC_JUNK_VEC, v[3] = ALLOC_JUNK_VEC;
+  }
+  for (uint64_t *w = (uint64_t *)p; (char *)w < to; w++) {
+    if (*w != FREE_JUNK_WORD) return free_pattern_broken((char *)w, to);
+    *w = ALLOC_JUNK_WORD;
+  }
   return NULL;
 }
 
@@ -375,13 +407,16 @@ void smp_harden_fill_alloc(void *block, size_t bytes, const char *function) {
   if (bytes >= FILL_TRAILER_MIN) {
     uintptr_t *trailer = trailer_at(b, bytes);
     if (*trailer == trailer_of(b, bytes)) { // freed with the pattern: it must be whole
-      const char *bad = free_pattern_broken(b + HEADER, (const char *)trailer);
+      const char *bad = free_pattern_swap(b + HEADER, (char *)trailer); // and filled
       if (bad)
         report(function, "write after free", b, b, bytes, NULL, "written after free",
                (size_t)(bad - b), (unsigned char)*bad, free_pattern_byte(bad));
+      ((uint64_t *)b)[0] = ALLOC_JUNK_WORD, ((uint64_t *)b)[1] = ALLOC_JUNK_WORD;
+      *trailer = ALLOC_JUNK_WORD; // no stale trailer while the block is live
+      return;
     }
   }
-  memset(b, ALLOC_JUNK, bytes); // the trailer too: no stale one while the block is live
+  memset(b, ALLOC_JUNK, bytes); // the trailer too
 }
 
 // ---- finding ----
