@@ -81,6 +81,16 @@ static SMP_NOINLINE void *plain_refill(unsigned cls) {
 SMP_INLINE void *plain_pop(size_t size) {
   unsigned cls = smp_sizeclass_of(size);
   void *p = smp_frontend_alloc_fast(cls);
+  if (SMP_ASAN) { // filled first, then its slack poisoned (asan.h)
+    if (p == NULL) {
+      p = plain_refill(cls);
+    } else {
+      smp_block_unmark(p);
+      if (smp_harden_fill) plain_finish(p, cls);
+    }
+    smp_alloc_asan_handout(p, size, smp_class_info[cls].size);
+    return p;
+  }
   if (SMP_UNLIKELY(p == NULL)) return plain_refill(cls);
   smp_block_unmark(p);
   if (SMP_UNLIKELY(smp_harden_fill)) return plain_finish(p, cls);
@@ -152,7 +162,7 @@ static void other_heap_free(smp_chunk_t *c, void *p, const char *function) {
     if (!smp_span_is_block(s, p)) smp_debug_fatal(function, "invalid pointer", p);
     if (smp_block_is_marked(p) && smp_doublefree_confirm(s, cls, p))
       smp_debug_fatal(function, "double free", p);
-    smp_block_mark(p);
+    smp_alloc_mark_freed(p, cls);
     smp_hcache_set_t *set = &smp_heap_of_chunk(c)->caches;
     if (!smp_hcache_free_fast(set, p, cls)) smp_hcache_free_slow(set, p, cls);
     return;
@@ -175,7 +185,7 @@ SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
   size_t cls = s->sizeclass;
   if (!smp_sizeclass_on_boundary((unsigned)cls, smp_pagemap_span_offset(p)) || smp_block_is_marked(p))
     return false;
-  smp_block_mark(p);
+  smp_alloc_mark_freed(p, cls);
   smp_hcache_set_t *set = &smp_heap_of_chunk(c)->caches;
   if (!smp_hcache_free_fast(set, p, (unsigned)cls)) smp_hcache_free_slow(set, p, (unsigned)cls);
   return true;
@@ -188,7 +198,7 @@ static bool free_plain_filled(void *p) {
   size_t cls = smp_alloc_small_class_of(p); // the hit path's test, with the true magic
   if (cls == 0) return false;
   smp_harden_fill_free(p, smp_class_info[cls].size);
-  smp_block_mark(p);
+  smp_alloc_mark_freed(p, cls);
   if (!smp_frontend_free_fast(p, cls)) smp_frontend_free_slow(p, cls);
   return true;
 }
@@ -220,7 +230,7 @@ void smp_alloc_free_block(void *p, const char *function) {
   if (in_small_span(p)) { // the default heap's small blocks (no other heap sets page classes)
     unsigned cls = small_class_checked(p, function); // misaligned, interior or double free
     if (smp_harden_fill) smp_harden_fill_free(p, smp_class_info[cls].size);
-    smp_block_mark(p);
+    smp_alloc_mark_freed(p, cls);
     smp_frontend_free_slow(p, cls);
     return;
   }
@@ -361,7 +371,15 @@ void *smp_alloc_aligned(size_t align, size_t size) {
   return smp_alloc_large_slow(size, align, false);
 }
 
+static size_t usable_of(const void *p, const char *function);
+
 size_t smp_alloc_usable(const void *p, const char *function) {
+  size_t n = usable_of(p, function);
+  if (SMP_ASAN && n) smp_asan_unpoison(p, n); // the program may use all of it (asan.h)
+  return n;
+}
+
+static size_t usable_of(const void *p, const char *function) {
   if (p == NULL) return 0;
   smp_typed_block_t tb;
   if (smp_types_find(p, &tb)) return tb.usable;
@@ -392,13 +410,18 @@ static void *realloc_move(void *p, size_t size, size_t keep) {
 // every class boundary (realloc_strings, which appends 1 to 1024 bytes per call: 0.111 s
 // against 0.118).
 static void *realloc_small(void *p, size_t size, size_t usable) {
-  if (smp_alloc_realloc_keeps(size, usable)) return p;
+  if (smp_alloc_realloc_keeps(size, usable)) {
+    smp_alloc_asan_handout(p, size, usable); // the new slack (asan.h)
+    return p;
+  }
   size_t room = usable + usable / 4;
   if (size > usable && size < room && room <= SMP_SMALL_MAX) return realloc_move(p, room, usable);
   return realloc_move(p, size, usable);
 }
 
 void *smp_alloc_realloc(void *p, size_t size, const char *function) {
+  // AddressSanitizer builds: the old block's slack may be copied or kept (asan.h).
+  if (SMP_ASAN && p != NULL) smp_asan_unpoison(p, smp_alloc_usable(p, function));
   // The common case first, with free's hit-path test (a typed pointer never passes it).
   size_t cls = size != 0 ? smp_alloc_small_class_fast(p) : 0;
   if (SMP_LIKELY(cls != 0)) return realloc_small(p, size, smp_class_info[cls].size);

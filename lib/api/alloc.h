@@ -65,10 +65,19 @@ void *smp_alloc_heap_realloc(struct smp_heap *h, void *p, size_t size, unsigned 
 #ifdef __cplusplus
 }
 #else
+#include "asan.h"
 #include "frontend.h"
+#include "harden.h"
 #include "pagemap.h"
 #include "sizeclass.h"
 #include "span.h"
+
+// malloc hands out block p of usable bytes for size bytes: in AddressSanitizer builds its slack is
+// poisoned, unless hardening is on (its fills and canaries own the slack and the freed bytes,
+// and its tests read a freed block's pattern on purpose).
+SMP_INLINE void smp_alloc_asan_handout(void *p, size_t size, size_t usable) {
+  if (SMP_ASAN && !smp_harden_on) smp_asan_handout(p, size, usable);
+}
 
 SMP_INLINE void *smp_alloc_class(unsigned cls) {
   void *p = smp_frontend_alloc_fast(cls);
@@ -89,10 +98,18 @@ typedef struct smp_alloc_limits {
 extern SMP_HIDDEN smp_alloc_limits_t smp_alloc_limits;
 
 SMP_INLINE void *smp_alloc_fast(size_t size) {
-  if (SMP_LIKELY(size <= smp_alloc_limits.table_max))
-    return smp_alloc_class(smp_class_table[(size + 15) >> 4]);
-  if (SMP_LIKELY(size <= smp_alloc_limits.small_max))
-    return smp_alloc_class(smp_sizeclass_of_large(size));
+  if (SMP_LIKELY(size <= smp_alloc_limits.table_max)) {
+    unsigned cls = smp_class_table[(size + 15) >> 4];
+    void *p = smp_alloc_class(cls);
+    smp_alloc_asan_handout(p, size, smp_class_info[cls].size); // its slack poisoned (asan.h)
+    return p;
+  }
+  if (SMP_LIKELY(size <= smp_alloc_limits.small_max)) {
+    unsigned cls = smp_sizeclass_of_large(size);
+    void *p = smp_alloc_class(cls);
+    smp_alloc_asan_handout(p, size, smp_class_info[cls].size);
+    return p;
+  }
   return smp_alloc_large_slow(size, SMP_MIN_ALIGN, false);
 }
 
@@ -136,10 +153,18 @@ SMP_INLINE size_t smp_alloc_small_class_of(const void *p) {
   return smp_alloc_small_class_with(p, smp_class_magic);
 }
 
+// Small block p of class cls is given back by the program: its free mark (span.h), and in
+// AddressSanitizer builds its poison (asan.h).
+SMP_INLINE void smp_alloc_mark_freed(void *p, size_t cls) {
+  smp_block_mark(p);
+  if (SMP_ASAN && !smp_harden_on) smp_asan_freed(p, smp_class_info[cls].size); // as above
+}
+
+
 SMP_INLINE void smp_free_fast(void *p) {
   size_t cls = smp_alloc_small_class_fast(p);
   if (SMP_LIKELY(cls != 0)) {
-    smp_block_mark(p);
+    smp_alloc_mark_freed(p, cls);
     if (SMP_LIKELY(smp_frontend_free_fast(p, cls))) return;
     smp_frontend_free_slow(p, cls);
     return;

@@ -464,7 +464,7 @@ static void release(char *start, char *user, bool small) {
     header_clear(user);
   size_t cls = smp_alloc_small_class_of(start);
   if (cls != 0) { // the default heap's small block: free's own hit path
-    smp_block_mark(start);
+    smp_alloc_mark_freed(start, cls);
     if (!smp_frontend_free_fast(start, (unsigned)cls)) smp_frontend_free_slow(start, (unsigned)cls);
     return;
   }

@@ -289,6 +289,7 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
   size_t usable;
   bool small;
   smp_heap_t *from = smp_alloc_block_info(p, function, &usable, &small); // validates p
+  smp_asan_unpoison(p, usable); // its slack may be kept, zeroed or copied (asan.h)
   if (size == 0) {
     smp_free_fast(p);
     return NULL;

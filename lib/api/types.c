@@ -810,7 +810,7 @@ static SMP_NOINLINE void free_type_publish(smp_type_entry_t *e, type_rec_t *r, c
   count_free(e, r, usable);
   if (e->flags & SMP_TYPE_ZERO_ON_FREE) memset(p, 0, usable);
   char *b = p - SMP_TYPE_HEADER;
-  smp_block_mark(b);
+  smp_alloc_mark_freed(b, cls);
   if (!smp_frontend_free_fast(b, cls)) smp_frontend_free_slow(b, cls);
 }
 
@@ -839,7 +839,7 @@ SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
           return free_type_publish(e, r, p, cls);
         REC_ADD(r->frees, 1);
         smp_store_relaxed(&r->credit, credit);
-        smp_block_mark(b); // its word 1 held the header's check, never its mark
+        smp_alloc_mark_freed(b, cls); // its word 1 held the header's check, never its mark
         if (SMP_LIKELY(smp_frontend_free_fast(b, cls))) return;
         smp_frontend_free_slow(b, cls);
         return;

@@ -42,11 +42,15 @@ void smp_frontend_select(void) {
 }
 
 void *smp_frontend_alloc_slow(unsigned cls) {
-  return smp_frontend_is_percpu() ? smp_cpucache_alloc_slow(cls) : smp_tcache_alloc_slow(cls);
+  void *p = smp_frontend_is_percpu() ? smp_cpucache_alloc_slow(cls) : smp_tcache_alloc_slow(cls);
+  if (SMP_ASAN && p) smp_asan_unpoison(p, smp_class_info[cls].size); // asan.h
+  return p;
 }
 
 void *smp_frontend_alloc_nowait(unsigned cls) {
-  return smp_frontend_is_percpu() ? smp_cpucache_alloc_nowait(cls) : smp_tcache_alloc_nowait(cls);
+  void *p = smp_frontend_is_percpu() ? smp_cpucache_alloc_nowait(cls) : smp_tcache_alloc_nowait(cls);
+  if (SMP_ASAN && p) smp_asan_unpoison(p, smp_class_info[cls].size);
+  return p;
 }
 
 void smp_frontend_free_slow(void *p, unsigned cls) {

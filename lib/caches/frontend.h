@@ -6,7 +6,9 @@
 #ifndef SMP_FRONTEND_H
 #define SMP_FRONTEND_H
 
+#include "asan.h"
 #include "cpucache.h"
+#include "sizeclass.h"
 #include "tcache.h"
 
 // Written once at start-up (release, after everything the per-CPU path reads is set up) and
@@ -15,8 +17,9 @@ extern SMP_HIDDEN _Atomic bool smp_frontend_percpu;
 SMP_INLINE bool smp_frontend_is_percpu(void) { return smp_load_acquire(&smp_frontend_percpu); }
 
 SMP_INLINE void *smp_frontend_alloc_fast(unsigned cls) {
-  if (SMP_LIKELY(smp_frontend_is_percpu())) return smp_cpucache_alloc_fast(cls);
-  return smp_tcache_alloc_fast(cls);
+  void *p = SMP_LIKELY(smp_frontend_is_percpu()) ? smp_cpucache_alloc_fast(cls) : smp_tcache_alloc_fast(cls);
+  if (SMP_ASAN && p) smp_asan_unpoison(p, smp_class_info[cls].size); // asan.h
+  return p;
 }
 SMP_INLINE bool smp_frontend_free_fast(void *p, unsigned cls) {
   if (SMP_LIKELY(smp_frontend_is_percpu())) return smp_cpucache_free_fast(p, cls);

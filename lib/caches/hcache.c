@@ -147,6 +147,7 @@ void *smp_hcache_alloc_slow(smp_hcache_set_t *set, unsigned cls, bool nowait) {
     for (unsigned i = 0; i + 1 < n; i++) smp_store_relaxed(&hc->slots[cls][c + i], got[i]);
     smp_store_release(&hc->count[cls], c + n - 1);
   }
+  if (SMP_ASAN) smp_asan_unpoison(got[n - 1], smp_class_info[cls].size); // asan.h
   return got[n - 1];
 }
 

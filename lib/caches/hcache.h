@@ -21,11 +21,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "asan.h"
 #include "atomic.h"
 #include "central.h"
 #include "compiler.h"
 #include "config.h"
 #include "os.h"
+#include "sizeclass.h"
 #include "stats.h"
 
 #define SMP_HCACHE_WAYS 4
@@ -68,7 +70,9 @@ SMP_INLINE void *smp_hcache_alloc_fast(const smp_hcache_set_t *set, unsigned cls
   uint32_t c = smp_load_relaxed(&hc->count[cls]);
   if (SMP_UNLIKELY(c == 0)) return NULL;
   smp_store_release(&hc->count[cls], c - 1);
-  return smp_load_relaxed(&hc->slots[cls][c - 1]);
+  void *p = smp_load_relaxed(&hc->slots[cls][c - 1]);
+  if (SMP_ASAN) smp_asan_unpoison(p, smp_class_info[cls].size); // asan.h
+  return p;
 }
 
 // Fast path: keep p (of class cls); false on a miss.

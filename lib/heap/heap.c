@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "asan.h"
 #include "frontend.h"
 #include "heap.h"
 #include "large.h"
@@ -117,6 +118,9 @@ static bool over_our_memory(uintptr_t start, uintptr_t end) {
 // Forget region chunk c (its pages go back to the caller).
 static void region_chunk_forget(smp_chunk_t *c, void *arg) {
   (void)arg;
+  // The region is its owner's again: none of our poison stays on it (asan.h).
+  smp_asan_unpoison(c->base + ((size_t)c->first << SMP_PAGE_SHIFT),
+                    (size_t)(c->end - c->first) << SMP_PAGE_SHIFT);
   smp_pagemap_region_remove(c, 0);
 }
 
@@ -203,6 +207,7 @@ static void os_chunk_retire(smp_chunk_t *c, void *arg) {
 static void retire_memory(smp_chunk_t *list) {
   for (smp_chunk_t *c = list, *next; c; c = next) {
     next = c->next; // read before the chunk's memory goes
+    smp_asan_unpoison(c, SMP_CHUNK_SIZE);
     bool kept = smp_os_retire(c, SMP_CHUNK_SIZE);
     if (!kept) smp_os_unmap(c, SMP_CHUNK_SIZE);
     smp_lock_acquire(&registry_lock);
@@ -472,7 +477,10 @@ static int visit_blocks(smp_heap_t *h, int (*fn)(void *, size_t, void *), void *
       smp_central_unlock_all(&h->central);
     }
     r = 0;
-    for (size_t i = 0; i < n && !r; i++) r = fn((void *)live.v[2 * i], live.v[2 * i + 1], arg);
+    for (size_t i = 0; i < n && !r; i++) {
+      smp_asan_unpoison((void *)live.v[2 * i], live.v[2 * i + 1]); // its usable bytes (asan.h)
+      r = fn((void *)live.v[2 * i], live.v[2 * i + 1], arg);
+    }
   }
   if (held) {
     smp_pageheap_unlock_fork(&h->pages);

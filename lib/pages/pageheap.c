@@ -15,6 +15,7 @@
 // smp_pageheap_purge_span_locked and smp_pageheap_chunk_release_locked.
 #include <string.h>
 
+#include "asan.h"
 #include "assertion.h"
 #include "options.h"
 #include "pageheap.h"
@@ -197,6 +198,8 @@ static smp_span_t *alloc_span(smp_pageheap_t *ph, size_t npages, size_t align_pa
   }
   smp_lock_release(&ph->lock);
   *zeroed = z;
+  // Its pages may hold blocks poisoned in an earlier life (asan.h): the span is the taker's.
+  smp_asan_unpoison(smp_span_start(s), (size_t)npages << SMP_PAGE_SHIFT);
   return s;
 }
 
@@ -328,6 +331,8 @@ bool smp_pageheap_grow(smp_span_t *s, size_t npages) {
   }
   ph->heap_calls++;
   smp_lock_release(&ph->lock);
+  // The pages it took may hold blocks poisoned in an earlier life (asan.h), as in alloc_span.
+  if (ok) smp_asan_unpoison(c->base + (end << SMP_PAGE_SHIFT), (first + npages - end) << SMP_PAGE_SHIFT);
   return ok;
 }
 

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "asan.h"
 #include "atomic.h"
 #include "os.h"
 
@@ -191,6 +192,7 @@ bool smp_os_commit(void *addr, size_t size) {
 
 void smp_os_unmap(void *addr, size_t size) {
   COUNT_UNMAP();
+  smp_asan_unpoison(addr, size); // a later mapping there must not inherit the poison (asan.h)
   unmap_raw(addr, size);
 }
 
