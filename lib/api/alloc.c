@@ -104,7 +104,7 @@ static SMP_NOINLINE void *alloc_counted(size_t size) {
   return plain_pop_outlined(size);
 }
 
-static SMP_NOINLINE void *alloc_small_plain(size_t size) {
+SMP_INLINE void *alloc_small_plain(size_t size) {
   if (SMP_UNLIKELY(smp_prof_on) && !smp_prof_count(size)) return alloc_counted(size);
   return plain_pop(size);
 }
@@ -116,7 +116,7 @@ static SMP_NOINLINE void *alloc_hardened(size_t size, size_t align, bool zero) {
   return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero, false);
 }
 static SMP_NOINLINE void *alloc_harden_on(size_t size, size_t align, bool zero) {
-  if (!smp_harden_all && size <= SMP_SMALL_MAX && align == SMP_MIN_ALIGN && !zero)
+  if (smp_harden_plain_small && size <= SMP_SMALL_MAX && align == SMP_MIN_ALIGN && !zero)
     return alloc_small_plain(size); // (calloc clears what malloc returns: zero is for large sizes)
   return alloc_hardened(size, align, zero);
 }
@@ -134,6 +134,11 @@ static SMP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
   if (SMP_UNLIKELY(smp_harden_on)) return alloc_harden_on(size, align, zero);
   return alloc_large(size, align, zero);
+}
+
+SMP_NOINLINE void *smp_alloc_malloc_slow(size_t size) {
+  if (SMP_UNLIKELY(smp_harden_plain_small) && size <= SMP_SMALL_MAX) return alloc_small_plain(size);
+  return smp_alloc_large_slow(size, SMP_MIN_ALIGN, false);
 }
 
 // p lies in a page of a small span (not yet validated as a block start).

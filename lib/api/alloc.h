@@ -25,6 +25,9 @@ void smp_alloc_free(void *p);
 struct smp_heap;
 SMP_NOINLINE void *smp_alloc_small_slow(unsigned cls);
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero);
+// malloc's request of size bytes past its hit path's limits: smp_alloc_large_slow's, or under
+// the profiler alone or in fill mode (harden.h) a small one's route with one test.
+SMP_NOINLINE void *smp_alloc_malloc_slow(size_t size);
 SMP_NOINLINE void smp_free_slow(void *p, const char *function);
 // Free p as a block of its heap (no typed or hardened pointer: the caller looked for those).
 void smp_alloc_free_block(void *p, const char *function);
@@ -110,7 +113,7 @@ SMP_INLINE void *smp_alloc_fast(size_t size) {
     smp_alloc_asan_handout(p, size, smp_class_info[cls].size);
     return p;
   }
-  return smp_alloc_large_slow(size, SMP_MIN_ALIGN, false);
+  return smp_alloc_malloc_slow(size);
 }
 
 // realloc keeps a small block of usable bytes for size bytes if they fit and are not less than

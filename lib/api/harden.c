@@ -3,8 +3,8 @@
 // stores): a free pushes its block and pops the oldest ones while the ring holds more than its
 // bytes, then, outside the lock, checks them and gives them back to their heaps.
 // Invariant: a block popped from the ring is counted in `inflight` until it is back in its heap.
-// The count is raised under the lock (relaxed: the lock orders it before any later holder) and
-// lowered with release after the block's release; smp_harden_heap_dying and
+// The count is raised under the lock, once per batch popped (relaxed: the lock orders it before
+// any later holder), and lowered with release after the batch's blocks are back; smp_harden_heap_dying and
 // smp_harden_visit_begin take the lock (so no new pop of the heap's blocks, or none at all, can
 // follow), then wait for inflight 0 with acquire, which orders every release into a heap before
 // its destruction or visit. ci/test.sh's hardened pass runs stress_heaps_churn (heaps destroyed
@@ -49,8 +49,9 @@
 #define ALLOC_JUNK 0xa5
 #define FREE_JUNK 0xdeadc0deu
 #define CANARY 0xfd
+#define NOT_SAMPLED UINT64_MAX // a block's stack id when prof (in fill mode) did not sample it
 
-bool smp_harden_on, smp_harden_all, smp_harden_fill;
+bool smp_harden_on, smp_harden_all, smp_harden_fill, smp_harden_plain_small;
 // Under valgrind's memcheck every block is hardened (the allocator's own words, the header and a free
 // block's links, then lie outside the bytes the program gets) and memcheck is told of each.
 static bool on_valgrind;
@@ -68,9 +69,13 @@ typedef struct quarantined {
 } quarantined_t;
 
 // The heap's statistics count q's block apart from those in use (delta 1), or no more (-1).
+// Only under the quarantine's lock, so a load and a store suffice (no locked add: each free
+// would pay two); readers of statistics load them relaxed.
 static void account(const quarantined_t *q, int delta) {
-  smp_fetch_add_relaxed(&q->heap->quarantined_blocks[q->kind], (uint64_t)(int64_t)delta);
-  smp_fetch_add_relaxed(&q->heap->quarantined_bytes[q->kind], (uint64_t)((int64_t)delta * (int64_t)q->bytes));
+  _Atomic uint64_t *blocks = &q->heap->quarantined_blocks[q->kind];
+  _Atomic uint64_t *bytes = &q->heap->quarantined_bytes[q->kind];
+  smp_store_relaxed(blocks, smp_load_relaxed(blocks) + (uint64_t)(int64_t)delta);
+  smp_store_relaxed(bytes, smp_load_relaxed(bytes) + (uint64_t)((int64_t)delta * (int64_t)q->bytes));
 }
 
 static struct {
@@ -90,6 +95,7 @@ void smp_harden_init(uint64_t seed) {
   smp_harden_all = smp_options.redzone || smp_options.quarantine || leaks || on_valgrind;
   smp_harden_fill = !smp_harden_all && (smp_options.junk || smp_options.zero_free);
   smp_harden_on = smp_harden_all || smp_harden_fill || smp_prof_on;
+  smp_harden_plain_small = smp_harden_on && !smp_harden_all;
   if (leaks || smp_prof_on) { // blocks record their stacks
     header_room = 2 * HEADER;
     header_room_log2 = 5;
@@ -344,7 +350,7 @@ static void check_canary(const smp_hardened_t *hb, const char *function) {
 // ---- allocation ----
 
 void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, bool zeroed,
-                        const char *function) {
+                        bool record, const char *function) {
   char *start = block, *found;
   size_t bytes;
   bool small;
@@ -366,7 +372,9 @@ void *smp_harden_finish(void *block, size_t size, size_t align, bool zero, bool 
   size_t off = offset_for(align);
   char *user = start + off;
   header_write(user, size, off, STATE_LIVE);
-  if (header_room > HEADER) { // leaks, prof
+  if (header_room > HEADER && !record) { // prof in fill mode: a block it did not sample
+    stacks_of(user)[0] = NOT_SAMPLED;
+  } else if (header_room > HEADER) { // leaks, prof
     uint32_t id = smp_callstack_capture();
     stacks_of(user)[0] = id;
     if (smp_prof_on) smp_callstack_note_alloc(id, size ? size : 1); // weighs a byte, as sampled
@@ -482,9 +490,9 @@ static void evict(const quarantined_t *q) {
   release(hb.start, hb.user, hb.small);
 }
 
-// The oldest block leaves the quarantine (lock held, count > 0).
 // Pop the oldest block into *out (lock held, count > 0); false if it needs no eviction (its heap
-// was destroyed). A popped block is in flight until evict_outside gives it back.
+// was destroyed). The caller counts the blocks it popped in flight before it lets the lock go
+// (hold_popped), and evict_outside gives them back.
 static bool pop_oldest(quarantined_t *out) {
   quarantined_t q = quar.ring[quar.head];
   quar.head = (quar.head + 1) % quar.cap;
@@ -492,7 +500,6 @@ static bool pop_oldest(quarantined_t *out) {
   quar.bytes -= q.bytes;
   if (q.user == NULL) return false;
   account(&q, -1);
-  smp_fetch_add_relaxed(&quar.inflight, 1);
   *out = q;
   return true;
 }
@@ -501,10 +508,13 @@ static bool pop_oldest(quarantined_t *out) {
 // from every thread wait on it). smp_harden_heap_dying and smp_harden_visit_begin wait for
 // inflight to reach 0, so no eviction runs into a heap being destroyed or visited.
 static void evict_outside(const quarantined_t *q, unsigned n) {
-  for (unsigned i = 0; i < n; i++) {
-    evict(&q[i]);
-    atomic_fetch_sub_explicit(&quar.inflight, 1, memory_order_release);
-  }
+  for (unsigned i = 0; i < n; i++) evict(&q[i]);
+  if (n) atomic_fetch_sub_explicit(&quar.inflight, n, memory_order_release); // after every release
+}
+
+// The n blocks just popped are in flight (lock held: one add for the batch).
+static void hold_popped(unsigned n) {
+  if (n) smp_fetch_add_relaxed(&quar.inflight, n);
 }
 
 static void wait_inflight(void) {
@@ -543,6 +553,7 @@ static void quarantine_push(const smp_hardened_t *hb) {
     while (n < EVICT_BATCH && quar.count && quar.bytes > smp_options.quarantine && !quar.visits)
       if (pop_oldest(&out[n])) n++;
     bool more = quar.count && quar.bytes > smp_options.quarantine && !quar.visits;
+    hold_popped(n);
     smp_lock_release(&quar.lock);
     evict_outside(out, n);
     if (!more) return;
@@ -656,6 +667,7 @@ void smp_harden_drain(void) {
     while (n < EVICT_BATCH && quar.count && !quar.visits)
       if (pop_oldest(&out[n])) n++;
     bool more = quar.count && !quar.visits;
+    hold_popped(n);
     smp_lock_release(&quar.lock);
     evict_outside(out, n);
     if (!more) return;
@@ -693,6 +705,7 @@ static int tally_block(void *block, size_t bytes, void *arg) {
   size_t size;
   if (smp_harden_user_of(block, bytes, &user, &size)) { // live (not quarantined)
     uint64_t id = stacks_of(user)[0];
+    if (id == NOT_SAMPLED) return 0;
     if (id >= SMP_CALLSTACK_SLOTS) id = 0;
     t->blocks[id]++;
     // For the profile a block weighs at least 1 byte, as the sampler counted it (pprof divides
@@ -717,6 +730,7 @@ static void untally_deferred(void *p, void *arg) {
   if (smp_types_find(p, &tb)) p = tb.block;
   if (!smp_harden_find(p, &hb) || hb.quarantined) return;
   uint64_t id = stacks_of(hb.user)[0];
+  if (id == NOT_SAMPLED) return;
   if (id >= SMP_CALLSTACK_SLOTS) id = 0;
   if (t->blocks[id]) {
     t->blocks[id]--;

@@ -30,6 +30,9 @@
 // smp_alloc_large_slow, and the 16-byte class a request of 0 bytes pops is one hardened blocks
 // never use (their smallest block is 32 bytes), so that pop misses and reaches
 // smp_alloc_small_slow. The hit paths keep their instructions; only their limits are loaded.
+// (In fill mode and under prof alone plain blocks use that class, so the pop may hit: a block
+// for 0 bytes needs no fill. The process's very first request, made before start-up set the
+// limits, gets a block freshly carved, whose trailer carving cleared.)
 //
 // A freed block is checked (header state, canary), then cleared (zero_free) or filled with
 // 0xdeadc0de (junk), then held in the quarantine or given back to its heap. A junk-filled small
@@ -54,7 +57,9 @@ struct smp_heap;
 // memcheck runs), and every block the program gets is a hardened block. fill: junk or zero_free
 // without those (fill mode, above). on: all, fill, or prof (whose sampled blocks alone are
 // hardened, prof.h): a pointer may be a hardened block's.
-extern SMP_HIDDEN bool smp_harden_on, smp_harden_all, smp_harden_fill;
+// plain_small: on but not all, so that malloc's small requests get plain blocks (fill mode, or
+// the profiler's unsampled requests).
+extern SMP_HIDDEN bool smp_harden_on, smp_harden_all, smp_harden_fill, smp_harden_plain_small;
 
 // A hardened block found from its pointer.
 typedef struct smp_hardened {
@@ -76,9 +81,10 @@ bool smp_harden_block_size(size_t size, size_t align, size_t *bytes);
 // Make start (a block just handed out by a heap, asked with smp_harden_block_size's bytes) a
 // hardened block of size bytes aligned to align, zeroed if asked (zeroed: the heap handed it
 // out zeroed already); its pointer. A small block that holds the free pattern is checked first
-// (a write after free is reported).
+// (a write after free is reported). record: its stack is recorded (with leaks or prof; else
+// it is marked unsampled, and no profile or leak report counts it).
 void *smp_harden_finish(void *start, size_t size, size_t align, bool zero, bool zeroed,
-                        const char *function);
+                        bool record, const char *function);
 // Fill mode: the plain small block at block (bytes long, its class's size) is freed: filled
 // with the free pattern and its trailer (junk), or cleared (zero_free alone).
 void smp_harden_fill_free(void *block, size_t bytes);

@@ -146,9 +146,12 @@ static void *heap_alloc_as(smp_heap_t *h, size_t size, unsigned flags, const cha
   bool zero = flags & SMP_ZERO, nowait = flags & SMP_NOWAIT;
   size_t asked = size;
   // A hardened block (every one, every one but malloc's small ones in fill mode, or one prof
-  // samples): room for its header and canary.
-  bool harden = SMP_UNLIKELY(smp_harden_on) &&
-                (smp_harden_all || smp_harden_fill || sampled || (smp_prof_on && smp_prof_sample(asked)));
+  // samples): room for its header and canary. Its stack is recorded if every block's is, or
+  // if prof sampled it (in fill mode the others are hardened without one: the profile counts
+  // only samples).
+  bool sample = SMP_UNLIKELY(smp_harden_on) && !smp_harden_all &&
+                (sampled || (smp_prof_on && smp_prof_sample(asked)));
+  bool harden = SMP_UNLIKELY(smp_harden_on) && (smp_harden_all || smp_harden_fill || sample);
   if (harden) {
     if (!smp_harden_block_size(asked, align, &size)) size = SIZE_MAX; // fails below
     // A small block is cleared by finish, after its free pattern is checked; a large one by
@@ -171,7 +174,8 @@ static void *heap_alloc_as(smp_heap_t *h, size_t size, unsigned flags, const cha
   if (p == NULL && (flags & (SMP_RESERVE | SMP_NOFAIL))) p = reserve_alloc(size, align, zero, nowait);
   if (p == NULL && (flags & SMP_NOFAIL)) out_of_memory(function, asked, h);
   if (p == NULL) errno = nowait ? EAGAIN : ENOMEM;
-  if (p && harden) p = smp_harden_finish(p, asked, align, flags & SMP_ZERO, zero, function);
+  if (p && harden)
+    p = smp_harden_finish(p, asked, align, flags & SMP_ZERO, zero, smp_harden_all || sample, function);
   if (debug) smp_heapapi_leave(h);
   return p;
 }
@@ -245,8 +249,10 @@ static void *realloc_nowait(smp_heap_t *h, void *p, size_t size, unsigned flags)
     smp_heap_t *from = smp_heap_of_chunk(smp_span_chunk(s));
     size_t usable = smp_class_info[s->sizeclass].size;
     if ((h == NULL || h == from) && size != 0 && size <= usable &&
-        ((uintptr_t)p & (align_of(flags) - 1)) == 0)
+        ((uintptr_t)p & (align_of(flags) - 1)) == 0) {
+      smp_asan_unpoison(p, usable); // its slack is the program's now (asan.h)
       return p;
+    }
   }
   errno = EAGAIN;
   return NULL;

@@ -645,7 +645,8 @@ static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry
   void *b = smp_heap_malloc(h, size + off + (size == 0), flags); // see smp_malloc_type
   if (b == NULL) return failed(e, errno);
   unsigned cls;
-  size_t usable = block_size(b, &cls) - off;
+  size_t bytes = block_size(b, &cls), usable = bytes - off;
+  smp_asan_unpoison(b, bytes); // a typed block's usable bytes reach its block's end (asan.h)
   if (!charge(e, r, usable)) {
     smp_free(b);
     if (flags & SMP_NOFAIL) smp_debug_fatal("smp_malloc_type", "type limit reached with SMP_NOFAIL", NULL);

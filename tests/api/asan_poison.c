@@ -22,6 +22,8 @@ static int visit_sum(void *block, size_t usable, void *arg) {
   return 0;
 }
 
+SMP_TYPE_DEFINE_FLAGS(M_ZEROED, "asan_zeroed", "typed blocks cleared on free", SMP_TYPE_ZERO_ON_FREE);
+
 static int clean(void) {
   // malloc_usable_size's bytes are the program's.
   unsigned char *p = smp_malloc(20);
@@ -35,6 +37,23 @@ static int clean(void) {
   p = smp_realloc(p, 5000);
   memset(p, 3, 5000);
   smp_free(p);
+  // SMP_NOWAIT realloc within the block: the bytes up to the new size are the program's.
+  unsigned char *w = smp_malloc(20);
+  unsigned char *same = smp_reallocx(w, 30, SMP_NOWAIT);
+  if (same != w) return 5;
+  memset(same, 8, 30);
+  smp_free(same);
+  // Typed blocks (the type's first block comes through the heap API), cleared on free,
+  // grown within their block and moved.
+  for (int i = 0; i < 4; i++) {
+    unsigned char *t = smp_malloc_type(20, M_ZEROED, 0);
+    memset(t, 9, 20);
+    t = smp_realloc_type(t, 30, M_ZEROED, 0);
+    memset(t, 9, 30);
+    t = smp_realloc_type(t, 3000, M_ZEROED, 0);
+    memset(t, 9, 3000);
+    smp_free_type(t, M_ZEROED);
+  }
   // Blocks of every small size, written whole, freed, allocated again (reused from the caches).
   void *keep[64];
   for (int round = 0; round < 3; round++) {

@@ -281,6 +281,7 @@ static void check_profile(const char *options, const char *header) {
   cr_log_info("folded: [%s]", folded);
   expect_near(folded_bytes(folded, "prof_site_small"), 20e6, "prof_site_small (1000-byte blocks)");
   expect_near(folded_bytes(folded, "prof_site_big"), 5e6, "prof_site_big (100,000-byte blocks)");
+  expect_near(folded_bytes(folded, "prof_site_aligned"), 20e6, "prof_site_aligned (1000-byte blocks aligned to 64)");
   cr_assert(folded_bytes(folded, "prof_site_churn") < 0, "freed blocks are not live: [%s]", folded);
   const char *heap = slurp(prof_path);
   cr_assert(strncmp(heap, "heap profile: ", 14) == 0 && strstr(heap, header), "header: [%.200s]", heap);
