@@ -129,14 +129,16 @@ static SMP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
   return p;
 }
 
-// Hardened or profiled, only a tail call more (smp_harden_on is set at start-up, after which
-// no thread can reach here without having seen it: the limits that send it here are set with it).
+// Hardened or profiled, only a tail call more. Start-up first: the flags are set there, and a
+// thread may come here before it is done (its acquire orders them).
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
+  smp_init_ensure();
   if (SMP_UNLIKELY(smp_harden_on)) return alloc_harden_on(size, align, zero);
   return alloc_large(size, align, zero);
 }
 
 SMP_NOINLINE void *smp_alloc_malloc_slow(size_t size) {
+  smp_init_ensure();
   if (SMP_UNLIKELY(smp_harden_plain_small) && size <= SMP_SMALL_MAX) return alloc_small_plain(size);
   return smp_alloc_large_slow(size, SMP_MIN_ALIGN, false);
 }

@@ -99,15 +99,26 @@ typedef struct smp_alloc_limits {
   size_t table_max, small_max, typed_max;
 } smp_alloc_limits_t;
 extern SMP_HIDDEN smp_alloc_limits_t smp_alloc_limits;
+// Start-up (init.c) writes the limits while a thread racing it may read them in a
+// hit path: the read sees the old or the new word (aligned words are read whole on every
+// target), and either is safe: the old limit sends the request to the front end as before
+// start-up, whose boot cache misses into the slow path that waits for start-up, or, once the
+// per-CPU caches are live, to a plain block, which every free path takes. ThreadSanitizer
+// builds read them as relaxed atomics (an instruction more) so that it knows the race is meant.
+#if SMP_TSAN
+#define SMP_ALLOC_LIMIT(field) __atomic_load_n(&smp_alloc_limits.field, __ATOMIC_RELAXED)
+#else
+#define SMP_ALLOC_LIMIT(field) (smp_alloc_limits.field)
+#endif
 
 SMP_INLINE void *smp_alloc_fast(size_t size) {
-  if (SMP_LIKELY(size <= smp_alloc_limits.table_max)) {
+  if (SMP_LIKELY(size <= SMP_ALLOC_LIMIT(table_max))) {
     unsigned cls = smp_class_table[(size + 15) >> 4];
     void *p = smp_alloc_class(cls);
     smp_alloc_asan_handout(p, size, smp_class_info[cls].size); // its slack poisoned (asan.h)
     return p;
   }
-  if (SMP_LIKELY(size <= smp_alloc_limits.small_max)) {
+  if (SMP_LIKELY(size <= SMP_ALLOC_LIMIT(small_max))) {
     unsigned cls = smp_sizeclass_of_large(size);
     void *p = smp_alloc_class(cls);
     smp_alloc_asan_handout(p, size, smp_class_info[cls].size);

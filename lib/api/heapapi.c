@@ -197,7 +197,7 @@ SMP_EXPORT void *smp_heap_malloc(smp_heap_t *h, size_t size, unsigned flags) {
   }
   // debug:1 has no heap caches: a miss. Hardened, small_max is 0 and the 16-byte class a
   // request of 0 bytes pops is one no hardened block uses (harden.h): a miss too.
-  if (SMP_LIKELY(flags == 0 && size <= smp_alloc_limits.small_max)) {
+  if (SMP_LIKELY(flags == 0 && size <= SMP_ALLOC_LIMIT(small_max))) {
     void *p = smp_hcache_alloc_fast(&h->caches, smp_sizeclass_of(size));
     if (SMP_LIKELY(p != NULL)) {
       smp_block_unmark(p);

@@ -101,7 +101,11 @@ void smp_init_slow(void) {
   smp_types_init(seed); // after the classes: it tabulates their typed sizes
   smp_prof_init(); // before hardening, which its sampled blocks use
   smp_harden_init(seed);
-  if (smp_harden_on) smp_alloc_limits = (smp_alloc_limits_t){0, 0, 0}; // see harden.h
+  if (smp_harden_on) { // see harden.h; relaxed atomic stores: threads may be reading (alloc.h)
+    __atomic_store_n(&smp_alloc_limits.table_max, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&smp_alloc_limits.small_max, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&smp_alloc_limits.typed_max, 0, __ATOMIC_RELAXED);
+  }
   if (!smp_harden_fill) memcpy(smp_alloc_hit_magic, smp_class_magic, sizeof smp_alloc_hit_magic);
   if (smp_options.stats) {
     int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);

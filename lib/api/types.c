@@ -720,7 +720,7 @@ SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
   // Size 0 goes the slow way (size - 1 wraps): a 16-byte block would put the pointer at the
   // next block's start.
   if (SMP_LIKELY(e != NULL &&
-                 ((size - 1) | (uint64_t)flags << 32) < smp_alloc_limits.typed_max)) {
+                 ((size - 1) | (uint64_t)flags << 32) < SMP_ALLOC_LIMIT(typed_max))) {
     unsigned cls = smp_sizeclass_of(size + SMP_TYPE_HEADER);
     // Counted before the pop, so that only e and cls live across it (the rseq sequence needs
     // the other registers): a pop that misses takes its block from the slow path.
