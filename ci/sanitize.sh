@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One sanitizer build and its tests: ci/sanitize.sh thread|address|undefined [build-dir]
-#   thread     ThreadSanitizer over the stress suite (tests labelled "stress"). The per-thread
-#              front end runs, since ThreadSanitizer cannot follow rseq restarts.
+#   thread     ThreadSanitizer over the stress suite (tests labelled "stress"), plain, then
+#              hardened. The per-thread front end runs, since ThreadSanitizer cannot follow rseq
+#              restarts.
 #   address    AddressSanitizer (with LeakSanitizer) over the unit, api, stress and fault tests,
 #              plus the libFuzzer operation-sequence fuzzer on a copy of its corpus.
 #   undefined  UndefinedBehaviorSanitizer over every test of the build.
@@ -37,3 +38,10 @@ filter=()
 [ "$kind" = thread ] && filter=(-L stress)
 echo "ci/sanitize.sh: $kind: running tests"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 600 "${filter[@]}"
+# The stress tests again under ThreadSanitizer with hardening on (lib/api/harden.h): the
+# quarantine's lock and in-flight count, and the start-up of the limits every request reads.
+if [ "$kind" = thread ]; then
+  echo "ci/sanitize.sh: thread: the stress tests with SMPALLOC_OPTIONS=junk:1,redzone:16,quarantine:1m"
+  SMPALLOC_OPTIONS=junk:1,redzone:16,quarantine:1m ctest --test-dir "$build" --output-on-failure \
+    -j"$jobs" --timeout 600 -L stress
+fi
