@@ -462,6 +462,14 @@ void *smp_alloc_realloc(void *p, size_t size, const char *function) {
 
 void smp_alloc_free_sized(void *p, size_t size, const char *function) {
   if (p == NULL) return;
+  if (SMP_UNLIKELY(smp_harden_on)) {
+    // A hardened block knows the size it was asked for, which is also all malloc_usable_size
+    // gives: a larger size is not the block's. (A smaller one may be: a request of 0 bytes, or
+    // the process's first, gets its class's bytes, see smp_alloc_small_slow.)
+    smp_hardened_t hb;
+    if (smp_harden_find(p, &hb) && !hb.quarantined && size > hb.size)
+      smp_debug_fatal(function, "size does not match block", p);
+  }
   if (smp_pagemap_owns(p)) {
     unsigned cls = smp_pagemap_class(p);
     bool fits = cls ? (size <= SMP_SMALL_MAX && size <= smp_class_info[cls].size)

@@ -12,6 +12,8 @@
 
 #include "smpalloc.h"
 
+void free_sized(void *ptr, size_t size); // C23; glibc 2.36 does not declare it
+
 SMP_TYPE_DEFINE(M_HARDEN, "harden", "test_harden: typed blocks");
 
 static void announce(const void *p) {
@@ -208,6 +210,24 @@ int main(int argc, char **argv) {
       if (launder(big)[i] != 0) return 6;
     printf("usable %zu\n", malloc_usable_size(p));
     return malloc_usable_size(p) == 64 ? 0 : 5;
+  } else if (strcmp(s, "free_sized_exact") == 0) { // the size asked for is the block's
+    for (size_t n = 0; n < 3000; n += 7) free_sized(malloc(n), n);
+    return 0;
+  } else if (strcmp(s, "free_sized_long") == 0) { // a larger one is not (it fits the class)
+    unsigned char *p = malloc(100);
+    announce(p);
+    free_sized(launder(p), 110);
+  } else if (strcmp(s, "nowait_realloc") == 0) { // a hardened block grows where it lies
+    unsigned char *p = malloc(100);
+    memset(p, 0x44, 100);
+    unsigned char *q = smp_reallocx(p, 110, SMP_NOWAIT);
+    if (q != p) return 4;
+    memset(q + 100, 0x45, 10);
+    for (int i = 0; i < 110; i++)
+      if (q[i] != (i < 100 ? 0x44 : 0x45)) return 5;
+    if (smp_reallocx(q, 100000, SMP_NOWAIT) != NULL) return 6; // would move: EAGAIN
+    free(q); // its canary moved with it: no report
+    return 0;
   } else if (strcmp(s, "fill_realloc") == 0) { // junk alone: realloc keeps bytes, fills the rest
     unsigned char *p = malloc(24);
     memset(p, 0x33, 24);

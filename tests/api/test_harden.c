@@ -122,6 +122,11 @@ Test(quarantine, double_free_of_a_typed_block) {
 Test(junk, double_free_without_quarantine) {
   expect("double_free", "junk:1", "smpalloc: free: double free ", NULL);
 }
+Test(redzone, free_sized_takes_the_size_asked_for) { expect_clean("free_sized_exact", ALL); }
+Test(redzone, free_sized_with_a_larger_size) {
+  expect("free_sized_long", ALL, "smpalloc: free_sized: size does not match block", NULL);
+}
+Test(redzone, nowait_realloc_resizes_in_place) { expect_clean("nowait_realloc", ALL); }
 Test(junk, interior_pointer) {
   expect("interior", ALL, "smpalloc: free: invalid pointer ", NULL);
 }
