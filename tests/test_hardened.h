@@ -1,7 +1,8 @@
-// Whether SMPALLOC_OPTIONS turns hardening on (junk, zero_free, redzone, quarantine: see
-// lib/api/harden.h). Tests whose checks rest on what hardening changes by design (realloc
-// moves a block that outgrows its block; pointers lie 16 bytes into their blocks; freed blocks wait in the
-// quarantine) ask this to leave those checks out when the suite runs hardened (ci/test.sh).
+// Whether SMPALLOC_OPTIONS turns hardening on (junk, zero_free, redzone, quarantine, leaks: see
+// lib/api/harden.h), or the profiler, whose sampled blocks are hardened ones. Tests whose checks
+// rest on what hardening changes by design (realloc moves a block that outgrows its block;
+// pointers lie 16 bytes into their blocks; freed blocks wait in the quarantine) ask this to
+// leave those checks out when the suite runs hardened (ci/test.sh).
 #ifndef TEST_HARDENED_H
 #define TEST_HARDENED_H
 
@@ -10,7 +11,8 @@
 #include <string.h>
 
 static inline bool test_hardened(void) {
-  static const char *const names[] = {"junk:", "zero_free:", "redzone:", "quarantine:"};
+  static const char *const names[] = {"junk:", "zero_free:", "redzone:", "quarantine:", "leaks:",
+                                      "prof:"};
   const char *o = getenv("SMPALLOC_OPTIONS");
   if (o == NULL) return false;
   for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
