@@ -6,7 +6,7 @@
 // requests get plain blocks of the default heap, as without the options, and only the other
 // requests (large, aligned, typed, other heaps) hardened blocks. Such a plain block is filled
 // where it passes through the slow paths: smp_alloc_limits sends malloc to
-// smp_alloc_large_slow, which pops it from the front end, checks its free pattern and fills it
+// smp_alloc_malloc_slow, which pops it from the front end, checks its free pattern and fills it
 // (smp_harden_fill_alloc); free's hit-path test divides by smp_alloc_hit_magic, all zeros in
 // this mode, so every free reaches smp_free_slow, which fills the block (smp_harden_fill_free)
 // and pushes it. No header, no heap slow path: the fills are the cost. The free pattern covers
@@ -27,7 +27,7 @@
 // As with typed blocks (types.h), the pointer is never a block start, so the hit paths of free
 // never take a hardened block: they send it to the slow path, which finds the header. malloc's
 // hit path takes none either: smp_alloc_limits sends every request but one of 0 bytes to
-// smp_alloc_large_slow, and the 16-byte class a request of 0 bytes pops is one hardened blocks
+// smp_alloc_malloc_slow, and the 16-byte class a request of 0 bytes pops is one hardened blocks
 // never use (their smallest block is 32 bytes), so that pop misses and reaches
 // smp_alloc_small_slow. The hit paths keep their instructions; only their limits are loaded.
 // (In fill mode and under prof alone plain blocks use that class, so the pop may hit: a block

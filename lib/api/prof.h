@@ -11,12 +11,16 @@
 // and a sampled one reaches the slow path, which finds its header (the profile of live memory
 // is then a visit of the heaps for hardened blocks, nothing else to keep up to date). malloc's
 // hit path cannot count bytes without instructions of its own, so with prof on every request
-// takes the slow path (smp_alloc_limits, as hardening does); that is the profiler's cost.
+// takes the slow path (smp_alloc_limits, as hardening does), where malloc's small requests take
+// a lean route (alloc.c: smp_alloc_malloc_slow, alloc_small_plain): the countdown, then the
+// front end's pop; that is the profiler's cost. In fill mode (harden.h) the requests hardened
+// anyway are sampled the same way, and only the sampled ones record a stack.
 //
 // Profiles: the legacy heap-profile text that google-pprof reads ("heap_v2/<R>": pprof
 // divides by the sampling probability itself), and folded stacks for flame graphs with the
 // estimate already divided. Written at exit, when prof_signal arrives (at the next slow path
-// of malloc: the handler only sets a flag), and by smp_prof_dump.
+// of malloc that does its upkeep, a refill or a sample: the handler only sets a flag), and by
+// smp_prof_dump.
 #ifndef SMP_PROF_H
 #define SMP_PROF_H
 
