@@ -288,12 +288,13 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
   if (p == NULL) return heap_alloc(h ? h : SMP_HEAP_DEFAULT, size, flags, function);
   smp_init_ensure();
   if (flags & SMP_NOWAIT) {
-    // A hardened block resizes where it lies without a lock or a system call (its header and
-    // canary move); one that does not fit cannot move without waiting.
+    // A hardened block in a chunk resizes where it lies without a lock or a system call (its
+    // header and canary move); one that does not fit cannot move without waiting. (A huge
+    // block's lookup takes a lock: it fails below, as any huge block does.)
     smp_hardened_t hb;
-    if (SMP_UNLIKELY(smp_harden_find(p, &hb))) {
+    if (SMP_UNLIKELY(smp_harden_on) && smp_pagemap_find(p) && smp_harden_find(p, &hb)) {
       if (hb.quarantined) smp_harden_free(&hb, function); // reports the block freed before
-      if (size != 0 && (h == NULL || h == smp_alloc_heap_of(hb.start)) &&
+      if (size != 0 && (h == NULL || h == smp_heap_of_chunk(smp_pagemap_find(hb.start))) &&
           ((uintptr_t)hb.user & (align_of(flags) - 1)) == 0 &&
           smp_harden_resize(&hb, size, flags & SMP_ZERO, function))
         return hb.user;
