@@ -109,16 +109,11 @@ SMP_INLINE void *alloc_small_plain(size_t size) {
   return plain_pop(size);
 }
 
-// Every mode but the plain one: small requests of malloc without every block hardened take the
-// route above, the others become hardened blocks.
+// Every mode but the plain one, for what the route above does not take (large requests, and
+// every request with every block hardened): a hardened block, or one prof may sample.
 static SMP_NOINLINE void *alloc_hardened(size_t size, size_t align, bool zero) {
   slow_path_upkeep();
   return smp_heapapi_alloc(SMP_HEAP_DEFAULT, size, align, zero, false);
-}
-static SMP_NOINLINE void *alloc_harden_on(size_t size, size_t align, bool zero) {
-  if (smp_harden_plain_small && size <= SMP_SMALL_MAX && align == SMP_MIN_ALIGN && !zero)
-    return alloc_small_plain(size); // (calloc clears what malloc returns: zero is for large sizes)
-  return alloc_hardened(size, align, zero);
 }
 
 static SMP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
@@ -133,7 +128,7 @@ static SMP_NOINLINE void *alloc_large(size_t size, size_t align, bool zero) {
 // thread may come here before it is done (its acquire orders them).
 SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero) {
   smp_init_ensure();
-  if (SMP_UNLIKELY(smp_harden_on)) return alloc_harden_on(size, align, zero);
+  if (SMP_UNLIKELY(smp_harden_on)) return alloc_hardened(size, align, zero);
   return alloc_large(size, align, zero);
 }
 
