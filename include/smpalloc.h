@@ -430,6 +430,13 @@ SMP_API int smp_type_set_limit(smp_type_t *t, size_t bytes);
 /** The library version as "MAJOR.MINOR.PATCH". */
 SMP_API const char *smp_version(void);
 
+/** Check an SMPALLOC_OPTIONS string (comma-separated NAME or NAME:VALUE items) without applying
+ *  it: 0 when every item names a known option with a valid value. Otherwise -1 with errno
+ *  EINVAL (also for a NULL options) and, when why is not NULL and why_len > 0, a NUL-terminated
+ *  explanation of the first bad item in why, cut to why_len bytes ("unknown option 'x:1'",
+ *  "bad value 'junk:maybe'"). Safe before the allocator starts; allocates nothing. */
+SMP_API int smp_options_check(const char *options, char *why, size_t why_len);
+
 #ifdef __cplusplus
 }
 #endif

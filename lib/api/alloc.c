@@ -527,3 +527,13 @@ SMP_EXPORT int smp_stats_get(smp_stats_t *stats) {
   return 0;
 }
 SMP_EXPORT const char *smp_version(void) { return SMP_VERSION_STRING; }
+SMP_EXPORT int smp_options_check(const char *options, char *why, size_t why_len) {
+  if (options == NULL) {
+    if (why != NULL && why_len > 0) why[0] = 0;
+    errno = EINVAL;
+    return -1;
+  }
+  if (smp_options_valid(options, why, why_len)) return 0;
+  errno = EINVAL;
+  return -1;
+}

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,3 +286,16 @@ EXPORT void *SMP_STD(__libc_realloc)(void *p, size_t size) { return smp_alloc_re
 EXPORT void *SMP_STD(__libc_memalign)(size_t align, size_t size) { return SMP_STD(memalign)(align, size); }
 EXPORT void *SMP_STD(__libc_valloc)(size_t size) { return SMP_STD(valloc)(size); }
 EXPORT void *SMP_STD(__libc_pvalloc)(size_t size) { return SMP_STD(pvalloc)(size); }
+
+// `smpalloc run` (tools/smpalloc.c) checks that the program really runs on this library, which
+// a static or set-user-ID program, or one that resets LD_PRELOAD, does not: it names a file in
+// SMPALLOC_LOADED_MARK (in a directory only it can write) and this constructor creates it. Only
+// the replacing builds have it: the API-only library (the command's own) never marks.
+__attribute__((constructor)) static void mark_loaded(void) {
+  const char *path = smp_os_getenv("SMPALLOC_LOADED_MARK");
+  if (path == NULL || *path == 0) return;
+  int saved = errno;
+  int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) close(fd);
+  errno = saved;
+}

@@ -4,7 +4,10 @@
 #ifndef SMP_CONFIG_H
 #define SMP_CONFIG_H
 
-#define SMP_VERSION_STRING "0.1.0"
+// The version has one source, project(VERSION) in CMakeLists.txt, passed as a definition.
+#ifndef SMP_VERSION_STRING
+#error "SMP_VERSION_STRING is defined by the build (CMakeLists.txt's project VERSION)"
+#endif
 
 // Build switches, set by CMake (SMP_SANITIZE, SMP_STATS, SMP_ASSERTS, the fault-injection test
 // library).

@@ -186,9 +186,10 @@ static const char *clip(char *buf, size_t cap, const char *s, size_t n) {
   return buf;
 }
 
-void smp_options_parse(const char *spec) {
-  smp_options_reset();
-  if (spec == NULL) return;
+// Walk the comma-separated items of spec. Each valid item is applied to smp_options when apply
+// is set; each bad one is warned about and skipped, or, when apply is not set, ends the walk:
+// false, with the reason and the item in why (why_len bytes, NUL-terminated).
+static bool options_scan(const char *spec, bool apply, char *why, size_t why_len) {
   const char *p = spec;
   while (*p) {
     const char *item = p;
@@ -198,25 +199,49 @@ void smp_options_parse(const char *spec) {
     if (len == 0) continue;
     const char *colon = memchr(item, ':', len);
     size_t name_len = colon ? (size_t)(colon - item) : len;
-    char tmp[64];
     const opt_entry_t *o = NULL;
     for (size_t i = 0; i < SMP_ARRAY_LEN(opt_table); i++)
       if (token_is(item, name_len, opt_table[i].name)) o = &opt_table[i];
-    if (o == NULL) {
-      smp_debug_warn("SMPALLOC_OPTIONS: unknown option ignored", clip(tmp, sizeof tmp, item, len));
-      continue;
-    }
-    size_t v;
+    size_t v = 0;
     // A bare boolean name means true ("stats" == "stats:1").
-    bool ok = colon ? parse_value(o, colon + 1, len - name_len - 1, &v)
-                    : (o->kind == OPT_BOOL && (v = 1, true));
+    bool ok = o != NULL && (colon ? parse_value(o, colon + 1, len - name_len - 1, &v)
+                                  : (o->kind == OPT_BOOL && (v = 1, true)));
     if (!ok) {
-      smp_debug_warn("SMPALLOC_OPTIONS: bad value ignored", clip(tmp, sizeof tmp, item, len));
-      continue;
+      const char *reason = o == NULL ? "unknown option" : "bad value";
+      char tmp[64];
+      if (apply) {
+        smp_debug_warn(o == NULL ? "SMPALLOC_OPTIONS: unknown option ignored"
+                                 : "SMPALLOC_OPTIONS: bad value ignored",
+                       clip(tmp, sizeof tmp, item, len));
+        continue;
+      }
+      if (why != NULL && why_len > 0) {
+        size_t r = strlen(reason), n = len < 48 ? len : 48;
+        // "<reason> '<item>'", cut to fit.
+        char text[128];
+        memcpy(text, reason, r);
+        text[r] = ' ', text[r + 1] = '\'';
+        memcpy(text + r + 2, item, n);
+        text[r + 2 + n] = '\'', text[r + 3 + n] = 0;
+        clip(why, why_len, text, r + 3 + n);
+      }
+      return false;
     }
+    if (!apply) continue;
     if (o->kind == OPT_PATH) opt_set_text(o, colon + 1, len - name_len - 1);
     else opt_set(o, v);
   }
+  return true;
+}
+
+void smp_options_parse(const char *spec) {
+  smp_options_reset();
+  if (spec != NULL) options_scan(spec, true, NULL, 0);
+}
+
+bool smp_options_valid(const char *spec, char *why, size_t why_len) {
+  if (why != NULL && why_len > 0) why[0] = 0;
+  return options_scan(spec, false, why, why_len);
 }
 
 void smp_options_each(void (*fn)(const smp_option_value_t *v, void *arg), void *arg) {

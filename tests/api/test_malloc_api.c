@@ -89,7 +89,40 @@ Test(identity, version) {
   unsigned a, b, c;
   char tail;
   cr_assert_eq(sscanf(v, "%u.%u.%u%c", &a, &b, &c, &tail), 3, "version \"%s\" is not X.Y.Z", v);
-  cr_assert_str_eq(v, "0.1.0");
+  // The build passes CMakeLists.txt's project VERSION; the library must report that one.
+  cr_assert_str_eq(v, SMP_VERSION_STRING);
+}
+
+Test(identity, options_check_accepts_valid_lists) {
+  char why[64] = "untouched";
+  cr_assert_eq(smp_options_check("", why, sizeof why), 0);
+  cr_assert_str_eq(why, "");
+  cr_assert_eq(smp_options_check("stats,junk:1,cache_size:2m,frontend:thread,prof:/tmp/p,"
+                                 "stats_signal:USR2,,quarantine:1m",
+                                 why, sizeof why),
+               0, "%s", why);
+  cr_assert_eq(smp_options_check("junk:1", NULL, 0), 0);
+}
+
+Test(identity, options_check_names_the_first_bad_item) {
+  char why[64];
+  errno = 0;
+  cr_assert_eq(smp_options_check("stats,nosuch:1,junk:maybe", why, sizeof why), -1);
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_str_eq(why, "unknown option 'nosuch:1'");
+  cr_assert_eq(smp_options_check("stats,junk:maybe", why, sizeof why), -1);
+  cr_assert_str_eq(why, "bad value 'junk:maybe'");
+  cr_assert_eq(smp_options_check("cache_size:2t", why, sizeof why), -1); // past its maximum
+  cr_assert_eq(smp_options_check("cache_size", why, sizeof why), -1);    // not a boolean
+  cr_assert_eq(smp_options_check("frontend:fast", why, sizeof why), -1);
+  // A short buffer gets a cut, terminated text; none at all is fine too.
+  char small[8];
+  cr_assert_eq(smp_options_check("nosuch", small, sizeof small), -1);
+  cr_assert_str_eq(small, "unknown");
+  cr_assert_eq(smp_options_check("nosuch", NULL, 0), -1);
+  errno = 0;
+  cr_assert_eq(smp_options_check(NULL, why, sizeof why), -1);
+  cr_assert_eq(errno, EINVAL);
 }
 
 // ---- alignment and uniqueness --------------------------------------------------------------
