@@ -231,7 +231,9 @@ SMP_API SMP_MALLOC_LIKE void *smp_heap_calloc(smp_heap_t *h, size_t count, size_
 /** Resize p to size bytes in heap h (NULL: the default heap): p may be a block of any heap;
  *  the result is a block of h (moved there if p is elsewhere), with the contents up to the
  *  smaller size; SMP_ZERO zeroes bytes past the old usable size. p NULL: smp_heap_malloc. size
- *  0: p is freed and NULL returned. On failure NULL with errno set, and p is untouched. */
+ *  0: p is freed and NULL returned. On failure NULL with errno set, and p is untouched. With
+ *  SMP_NOWAIT it only resizes in place: otherwise EAGAIN with p untouched (size 0 included,
+ *  which then frees nothing). */
 SMP_API void *smp_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags);
 
 /** Destroy heap h: every block of h is freed at once (O(spans), not O(blocks)) and its memory
@@ -269,7 +271,8 @@ SMP_API const char *smp_heap_name(const smp_heap_t *h);
 SMP_API int smp_heap_set_limit(smp_heap_t *h, size_t limit);
 
 /** Fill *out (version and size set by the caller, as smp_stats_get) with h's statistics:
- *  in_use, cached, free, dirty, mapped, resident, purged, purges, mappings of h alone, plus
+ *  in_use, cached, free, dirty, mapped, resident, purged, purges, chunks_unmapped, mappings of
+ *  h alone, plus
  *  limit (a region heap: its usable bytes), held, failures and huge_cached; the process-wide
  *  fields are 0 but cpus. NULL h or the default heap: exactly what smp_stats_get fills.
  *  EINVAL as smp_stats_get. */
@@ -424,7 +427,8 @@ SMP_API int smp_type_foreach(int (*fn)(const smp_type_t *t, const smp_type_stats
 
 /** Limit what blocks of type t may hold to bytes (usable bytes, as in_use; 0: no limit): an
  *  allocation that would go past it fails with ENOMEM (counted in failures). A limit below what
- *  is in use refuses new blocks until enough are freed. EINVAL for a NULL or unknown t. */
+ *  is in use refuses new blocks until enough are freed. EINVAL for a NULL or unknown t;
+ *  ENOMEM when t, never used before, cannot be registered. */
 SMP_API int smp_type_set_limit(smp_type_t *t, size_t bytes);
 
 /** The library version as "MAJOR.MINOR.PATCH". */

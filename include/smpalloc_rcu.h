@@ -41,8 +41,9 @@ extern "C" {
 
 /** Free p (a block of any smp_ or malloc call, or NULL) after a grace period of flavor. Never
  *  waits for a grace period, never writes into *p. Returns 0, or ENOMEM (errno set too) when no
- *  batch could be made for it: then p is not freed at all (never early); the caller may retry,
- *  or use smp_free_rcu_mightsleep. A pointer that is not a live block of ours is reported and
+ *  batch could be made for it (no memory, or the thread already defers frees of four other
+ *  flavours): then p is not freed at all (never early); the caller may retry, or use
+ *  smp_free_rcu_mightsleep. A pointer that is not a live block of ours is reported and
  *  aborts, as free does: at once for most, at the latest when its batch is freed. */
 SMP_API int smp_free_rcu_flavor(void *p, const struct rcu_flavor_struct *flavor);
 

@@ -94,7 +94,8 @@ void smp_init_slow(void) {
   }
   int saved_errno = errno; // start-up's system calls (open, read, fcntl, membarrier, rseq)
                            // must not show through the malloc call that ran it
-  smp_options_parse(smp_os_getenv("SMPALLOC_OPTIONS"));
+  // Options name files (stats_file, leaks, prof): a set-user-ID program ignores them.
+  smp_options_parse(smp_os_secure() ? NULL : smp_os_getenv("SMPALLOC_OPTIONS"));
   uint64_t seed = smp_os_random_seed();
   smp_span_init_keys(seed);
   smp_sizeclass_init(smp_options.cache_size);

@@ -292,6 +292,7 @@ EXPORT void *SMP_STD(__libc_pvalloc)(size_t size) { return SMP_STD(pvalloc)(size
 // SMPALLOC_LOADED_MARK (in a directory only it can write) and this constructor creates it. Only
 // the replacing builds have it: the API-only library (the command's own) never marks.
 __attribute__((constructor)) static void mark_loaded(void) {
+  if (smp_os_secure()) return; // a set-user-ID program creates no file a caller names
   const char *path = smp_os_getenv("SMPALLOC_LOADED_MARK");
   if (path == NULL || *path == 0) return;
   int saved = errno;

@@ -61,6 +61,10 @@ uint64_t smp_os_random_seed(void);
 // The environment as the kernel passed it, without getenv (which may not be ready yet); before
 // libc has set environ, read from /proc/self/environ. The result may not outlive the next call.
 const char *smp_os_getenv(const char *name);
+// Whether the process runs in secure-execution mode (set-user-ID or set-group-ID, or with
+// capabilities gained at exec: AT_SECURE). There smpalloc reads none of its own variables, as
+// secure_getenv would not: they name files it would create with the program's privileges.
+bool smp_os_secure(void);
 
 #if SMP_FAULT_INJECT
 // Test builds only: which wrappers a fault plan may fail, and how each failure looks.

@@ -345,6 +345,8 @@ bool smp_os_multithreaded(void) {
 #endif
 }
 
+bool smp_os_secure(void) { return getauxval(AT_SECURE) != 0; }
+
 const char *smp_os_getenv(const char *name) {
   if (environ == NULL) return getenv_initial(name);
   for (char **e = environ; *e; e++) {
