@@ -26,7 +26,8 @@ bench_invocation() {
 
 bench_allocators() {
   local program=$1 lib=$2 arch a wanted file
-  arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+  # dpkg-architecture is dpkg-dev's, which an installed smpalloc-tools may lack.
+  arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo "$(uname -m)-linux-gnu")
   local -A path=(
     [smpalloc-thread]="$lib@SMPALLOC_OPTIONS=frontend:thread"
     [jemalloc]=/usr/lib/$arch/libjemalloc.so.2

@@ -107,9 +107,8 @@ def checkout_of(path):
 
 def machine_info(libs, extra):
     """Metadata of this run: commit, date, machine, toolchain and the allocators' origins."""
-    commit = command_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO) or "unknown"
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                            cwd=REPO, capture_output=True, text=True)
+    # Installed (share/smpalloc/bench, by smpalloc-tools) there is no checkout, maybe no git.
+    commit, dirty = checkout_of(__file__)
     cpu = None
     try:
         with open("/proc/cpuinfo") as f:
@@ -142,8 +141,8 @@ def machine_info(libs, extra):
         origins.append(origin)
     return {
         "tool": "bench/compare.py",
-        "commit": commit,
-        "dirty": bool(status.returncode == 0 and status.stdout.strip()),
+        "commit": commit or "unknown",
+        "dirty": bool(dirty),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": cpu or platform.processor() or None,
         "cpus": os.cpu_count(),

@@ -8,6 +8,10 @@
 # libtbbmalloc2 (oneTBB, preloaded as libtbbmalloc_proxy.so.2) where installed (ci/bench.sh
 # installs them; their table is in bench/common.sh, shared with ci/bench.sh). The
 # command runs in the current directory, stdin from /dev/null.
+# Installed (share/smpalloc/bench, run by `smpalloc compare`) it finds common.sh and compare.py
+# next to itself, and SMPALLOC_LIBRARY names smpalloc's library: set, nothing is built (and
+# --target is an error). SMPALLOC_COMPARE_AS is the name its messages give it (default
+# bench/compare.sh).
 # With --server, CMD is a server listening on 127.0.0.1 and each CLIENT drives it: every run
 # starts CMD under one allocator, waits until its port accepts, runs CLIENT, and reports the
 # requests per second CLIENT printed (redis-benchmark -q or --csv) and the server's peak RSS
@@ -37,16 +41,18 @@
 #                 under smpalloc's library: e.g. the server's build that calls smpalloc's API
 #   --base NAME   the row the ratios divide by (default smpalloc)
 #   --target T    also build target T in build-bench (e.g. kvserver-portable); repeatable
+#                 (not with SMPALLOC_LIBRARY, which builds nothing)
 # Example: bench/compare.sh -- ./myserver --bench
 # Example: bench/compare.sh --target kvserver --target kvserver-portable \
 #            --variant smpalloc-api=build-bench/examples/kvserver --base smpalloc-api \
 #            --server 'redis-benchmark -h 127.0.0.1 -p {port} -n 100000 -t set,get -q' \
 #            -- build-bench/examples/kvserver-portable --port {port} --threads 2
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-source "$repo/bench/common.sh"
-invocation=$(bench_invocation bench/compare.sh "$@")
-usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/common.sh"
+me=${SMPALLOC_COMPARE_AS:-bench/compare.sh}
+invocation=$(bench_invocation "$me" "$@")
+usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed "\$d; s/^# \{0,1\}//; s|bench/compare.sh|$me|"; }
 reps=3 alloc_list="" opts=() server=0 targets=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -59,25 +65,34 @@ while [ $# -gt 0 ]; do
     --target) targets+=(--target "${2:?--target needs a target}"); shift ;;
     --) shift; break ;;
     -h | --help) usage; exit 0 ;;
-    *) echo "bench/compare.sh: unknown option $1 (the command goes after --)" >&2
+    *) echo "$me: unknown option $1 (the command goes after --)" >&2
        usage >&2; exit 2 ;;
   esac
   shift
 done
-[ $# -gt 0 ] || { echo "bench/compare.sh: no command after --" >&2; usage >&2; exit 2; }
-[[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "bench/compare.sh: bad --reps $reps" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "$me: no command after --" >&2; usage >&2; exit 2; }
+[[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "$me: bad --reps $reps" >&2; exit 2; }
 [[ " ${opts[*]-} " == *" --timeout "* ]] || [ "$server" = 1 ] || opts+=(--timeout 0)
 
-build=$repo/build-bench
-lib=$build/libsmpalloc.so
-if ! command -v cmake >/dev/null; then
-  [ -e "$lib" ] || { echo "bench/compare.sh: cmake is missing and $lib is not built" >&2; exit 1; }
+if [ -n "${SMPALLOC_LIBRARY:-}" ]; then
+  lib=$SMPALLOC_LIBRARY
+  [ ${#targets[@]} -eq 0 ] || {
+    echo "$me: --target builds in a source tree; with SMPALLOC_LIBRARY nothing is built" >&2
+    exit 2; }
+  [ -e "$lib" ] || { echo "$me: SMPALLOC_LIBRARY $lib does not exist" >&2; exit 2; }
 else
-  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSMP_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$build" -j"$(nproc)" --target smpalloc ${targets[@]+"${targets[@]}"} >/dev/null
+  repo=$(cd "$here/.." && pwd)
+  build=$repo/build-bench
+  lib=$build/libsmpalloc.so
+  if ! command -v cmake >/dev/null; then
+    [ -e "$lib" ] || { echo "$me: cmake is missing and $lib is not built" >&2; exit 1; }
+  else
+    cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSMP_BUILD_TESTS=OFF >/dev/null
+    cmake --build "$build" -j"$(nproc)" --target smpalloc ${targets[@]+"${targets[@]}"} >/dev/null
+  fi
 fi
 
-bench_allocators bench/compare.sh "$lib" "$alloc_list"
-exec python3 "$repo/bench/compare.py" "${bench_libs[@]}" \
+bench_allocators "$me" "$lib" "$alloc_list"
+exec python3 "$here/compare.py" "${bench_libs[@]}" \
   ${bench_no_glibc[@]+"${bench_no_glibc[@]}"} --reps "$reps" "${opts[@]}" \
   --meta "invocation=$invocation" -- "$@"

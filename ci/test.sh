@@ -9,7 +9,7 @@ build=${1:-build-ci}
 
 # Debian packages the build and the tests need.
 ci/install-packages.sh cmake make gcc g++ pkg-config libcriterion-dev python3 sqlite3 xz-utils liburcu-dev redis-tools \
-  google-perftools binutils valgrind \
+  google-perftools binutils valgrind groff-base mandoc lintian man-db \
   coreutils gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
 
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -35,6 +35,14 @@ SMPALLOC_OPTIONS=junk:1,redzone:16,quarantine:1m ctest --test-dir "$build" --out
 echo "ci/test.sh: pass 4 of 4: SMPALLOC_OPTIONS=junk:1 (stress, preload, fuzz)"
 SMPALLOC_OPTIONS=junk:1 ctest --test-dir "$build" --output-on-failure \
   -j"$jobs" --timeout 900 -L '^(stress|preload|fuzz)$'
+
+# The Debian packages: built, lintian, installed with dpkg -i, used, removed (needs root).
+if [ "$(id -u)" -eq 0 ]; then
+  echo "ci/test.sh: Debian packages"
+  ci/packages.sh "$build-packages"
+else
+  echo "ci/test.sh: Debian packages skipped: ci/packages.sh installs them, which needs root"
+fi
 
 for kind in thread address undefined; do
   echo "ci/test.sh: sanitizer build: $kind"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the build into a scratch prefix, then build programs against it the three ways a
-# user would: pkg-config + shared library, static library, and the API-only library.
+# user would: pkg-config + shared library, static library, and the API-only library; then the
+# same through CMake: find_package on the installed prefix, add_subdirectory and FetchContent of
+# the source tree (consumer/CMakeLists.txt), each linking smpalloc::smpalloc, ::static, ::api.
 set -euo pipefail
 build=$1
 src=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +26,24 @@ cc -O1 -o "$tmp/static" "$src/linked.c" $(pkgc --cflags smpalloc) "$libdir/libsm
   -lpthread
 "$tmp/static" replaced
 # API only: smp_ functions next to glibc's malloc.
-cc -O1 -o "$tmp/api" "$src/linked.c" $(pkgc --cflags smpalloc) -L"$libdir" -lsmpalloc_api \
-  -Wl,-rpath,"$libdir"
+cc -O1 -o "$tmp/api" "$src/linked.c" $(pkgc --cflags --libs smpalloc-api) -Wl,-rpath,"$libdir"
 "$tmp/api" separate
+
+# CMake: the package, then the source tree used in place.
+root=$(cd "$src/../.." && pwd)
+for mode in package subdirectory fetch; do
+  cmake -S "$src/consumer" -B "$tmp/cmake-$mode" -DSMPALLOC_MODE=$mode \
+    -DCMAKE_PREFIX_PATH="$tmp/prefix" -DSMPALLOC_SOURCE="$root" >"$tmp/cmake-$mode.log" 2>&1 ||
+    { cat "$tmp/cmake-$mode.log"; echo "install_check: cmake ($mode) failed"; exit 1; }
+  cmake --build "$tmp/cmake-$mode" -j"$(nproc)" >"$tmp/build-$mode.log" 2>&1 ||
+    { tail -30 "$tmp/build-$mode.log"; echo "install_check: build ($mode) failed"; exit 1; }
+  "$tmp/cmake-$mode/linked_shared" replaced
+  "$tmp/cmake-$mode/linked_static" replaced
+  "$tmp/cmake-$mode/linked_api" separate
+done
+# A request for a version the package does not offer is refused (0.x: same MAJOR.MINOR).
+if cmake -S "$src/consumer" -B "$tmp/cmake-old" -DSMPALLOC_MODE=package \
+    -DCMAKE_PREFIX_PATH="$tmp/prefix" -DSMPALLOC_WANT=9.9 >/dev/null 2>&1; then
+  echo "install_check: find_package(smpalloc 9.9) was accepted"; exit 1
+fi
 echo "install_check: ok"
