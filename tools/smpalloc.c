@@ -9,8 +9,9 @@
  * --option appended to SMPALLOC_OPTIONS, after checking the options with smp_options_check. It
  * then checks that PROG really loaded the library: the library's constructor creates the file
  * named by SMPALLOC_LOADED_MARK (lib/api/override.c), which run points into a directory of its
- * own (mkdtemp); a static or set-user-ID program, or one that resets LD_PRELOAD, never creates
- * it, and run then says so and exits 3. Otherwise it exits as PROG did (128+N when signal N
+ * own (mkdtemp); a static or set-user-ID program never creates it, and run then says so and
+ * exits 3. (The check is per process: a dynamic PROG that drops LD_PRELOAD before it execs
+ * another program has loaded the library itself, so it passes.) Otherwise it exits as PROG did (128+N when signal N
  * killed it). While it waits it ignores SIGINT and SIGQUIT, as system() does (the terminal
  * sends them to PROG too), and passes SIGTERM and SIGHUP on to PROG.
  *
@@ -77,8 +78,8 @@ static const char usage_run[] =
     "                        " SMP_DEFAULT_LIBRARY ")\n"
     "  -h, --help            print this help\n"
     "\n"
-    "Exits 3 if PROG did not load the library (a static or set-user-ID program, or one that\n"
-    "resets LD_PRELOAD), 2 on a usage error, 127 if PROG is not found, 126 if it cannot run.\n";
+    "Exits 3 if PROG did not load the library (a static or set-user-ID program), 2 on a usage\n"
+    "error, 127 if PROG is not found, 126 if it cannot run.\n";
 
 static const char usage_compare[] =
     "Usage: smpalloc compare [compare.sh options] [--library PATH] -- PROG [ARGS...]\n"
@@ -352,8 +353,8 @@ static int cmd_run(int argc, char **argv) {
   }
   if (!loaded) {
     complain("run",
-             "%s did not load %s (a static or set-user-ID program, or one that resets "
-             "LD_PRELOAD); it ran on its own allocator",
+             "%s did not load %s (a static or set-user-ID program?); it ran on its own "
+             "allocator",
              prog[0], lib);
     return EXIT_NOT_LOADED;
   }
