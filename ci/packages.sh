@@ -51,4 +51,5 @@ for section in 1 3 7; do
   man -P cat "$section" smpalloc 2>/dev/null | grep -q "smpalloc" || fail "man $section smpalloc"
 done
 man -w smpalloc >/dev/null || fail "man smpalloc finds no page"
+man -P cat smp_heap_create 2>/dev/null | grep -q "smp_heap_create" || fail "man smp_heap_create"
 echo "ci/packages.sh: built, lintian-clean of errors, installed, used and removed: ${debs[*]##*/}"
