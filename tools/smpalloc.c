@@ -103,12 +103,17 @@ static const char usage_help[] = "Usage: smpalloc help [COMMAND]\n"
 // (0: none yet; the signals are blocked until it is set).
 static volatile sig_atomic_t child_pid;
 
+// Print "smpalloc[ CMD]: <message>" to stderr, without the newline.
+static void vcomplain(const char *cmd, const char *fmt, va_list ap) {
+  fprintf(stderr, "smpalloc%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+  vfprintf(stderr, fmt, ap);
+}
+
 // Print "smpalloc[ CMD]: <message>" and a newline to stderr.
 static void complain(const char *cmd, const char *fmt, ...) {
   va_list ap;
-  fprintf(stderr, "smpalloc%s%s: ", cmd ? " " : "", cmd ? cmd : "");
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vcomplain(cmd, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
 }
@@ -117,9 +122,8 @@ static void complain(const char *cmd, const char *fmt, ...) {
 // exit status 2.
 static int usage_error(const char *cmd, const char *fmt, ...) {
   va_list ap;
-  fprintf(stderr, "smpalloc%s%s: ", cmd ? " " : "", cmd ? cmd : "");
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vcomplain(cmd, fmt, ap);
   va_end(ap);
   fprintf(stderr, "\nTry 'smpalloc %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
   return EXIT_USAGE;
