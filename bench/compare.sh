@@ -52,7 +52,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
 me=${SMPALLOC_COMPARE_AS:-bench/compare.sh}
 invocation=$(bench_invocation "$me" "$@")
-usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed "\$d; s/^# \{0,1\}//; s|bench/compare.sh|$me|"; }
+# The usage above; installed (SMPALLOC_LIBRARY set: nothing is built) without --target.
+usage() {
+  local text
+  text=$(sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//')
+  if [ -n "${SMPALLOC_LIBRARY:-}" ]; then
+    text=$(sed -e '/^Example: bench\/compare.sh --target/,$d' -e 's/ \[--target T\]\.\.\.//' \
+                -e '/^  --target T/,/(not with SMPALLOC_LIBRARY/d' <<<"$text")
+  fi
+  sed "s|bench/compare.sh|$me|" <<<"$text"
+}
 reps=3 alloc_list="" opts=() server=0 targets=()
 while [ $# -gt 0 ]; do
   case $1 in

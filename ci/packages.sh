@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-packages}
 [ "$(id -u)" -eq 0 ] || { echo "ci/packages.sh: needs root to install packages" >&2; exit 1; }
-ci/install-packages.sh cmake make gcc g++ pkg-config lintian man-db python3 liburcu-dev
+ci/install-packages.sh cmake make gcc g++ pkg-config lintian man-db python3 liburcu-dev dpkg-dev \
+  valgrind
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
   -DSMP_BUILD_TESTS=OFF >/dev/null
@@ -43,6 +44,7 @@ cmake --build "$tmp/consumer" >/dev/null
 "$tmp/consumer/linked_shared" replaced
 "$tmp/consumer/linked_static" replaced
 "$tmp/consumer/linked_api" separate
+"$tmp/consumer/linked_api_static" separate
 # pkg-config, as the .pc says.
 cc -o "$tmp/pc" tests/install/linked.c $(pkg-config --cflags --libs smpalloc)
 "$tmp/pc" replaced

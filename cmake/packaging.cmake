@@ -46,6 +46,11 @@ set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_PACKAGE_SECTION libs)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+find_program(SMP_DPKG_SHLIBDEPS dpkg-shlibdeps)
+if(NOT SMP_DPKG_SHLIBDEPS)
+  message(WARNING "dpkg-shlibdeps not found (Debian package dpkg-dev): cpack -G DEB would make "
+    "packages without their library dependencies")
+endif()
 # The command and kvserver link this build's libraries: dpkg-shlibdeps finds them here.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${CMAKE_BINARY_DIR})
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)

@@ -438,7 +438,7 @@ SMP_API const char *smp_version(void);
  *  it: 0 when every item names a known option with a valid value. Otherwise -1 with errno
  *  EINVAL (also for a NULL options) and, when why is not NULL and why_len > 0, a NUL-terminated
  *  explanation of the first bad item in why, cut to why_len bytes ("unknown option 'x:1'",
- *  "bad value 'junk:maybe'"). Safe before the allocator starts; allocates nothing. */
+ *  "bad value 'junk:maybe'"; an item is quoted up to its first 48 bytes). Safe before the allocator starts; allocates nothing. */
 SMP_API int smp_options_check(const char *options, char *why, size_t why_len);
 
 #ifdef __cplusplus

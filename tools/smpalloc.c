@@ -6,7 +6,7 @@
  *   smpalloc help [COMMAND]
  *
  * run starts PROG with the replacing library (libsmpalloc.so) prepended to LD_PRELOAD and each
- * --option appended to SMPALLOC_OPTIONS, after checking the options with smp_options_check. It
+ * --option appended to SMPALLOC_OPTIONS, after checking the options with the library's own parser. It
  * then checks that PROG really loaded the library: the library's constructor creates the file
  * named by SMPALLOC_LOADED_MARK (lib/api/override.c), which run points into a directory of its
  * own (mkdtemp); a static or set-user-ID program never creates it, and run then says so and
@@ -22,8 +22,11 @@
  * The library: --library PATH, else the environment's SMPALLOC_LIBRARY, else SMP_DEFAULT_LIBRARY
  * (the installed libdir's libsmpalloc.so.0), both set by tools/CMakeLists.txt.
  *
- * The command links the API-only library (libsmpalloc_api.so) for smp_options_check and
- * smp_version: its own malloc stays glibc's. Exit statuses of its own: 0 for help and version,
+ * The options are checked by the library's parser itself (lib/support/options.c, compiled into
+ * the command: smp_options_valid is what smp_options_check calls), so the command has no copy of
+ * the option table; it does not link the allocator, which would start in this process, read
+ * the caller's SMPALLOC_OPTIONS and, say, print a statistics report of its own at exit.
+ * Exit statuses of its own: 0 for help and version,
  * 2 for a usage error (unknown command or option, bad --option, missing library), 3 when PROG
  * did not load the library, 126/127 when PROG cannot be run (as a shell), 1 for a system error.
  */
@@ -43,10 +46,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "smpalloc.h"
+#include "config.h"  // SMP_VERSION_STRING
+#include "options.h" // smp_options_valid
 
 #ifndef SMP_DEFAULT_LIBRARY
 #error "SMP_DEFAULT_LIBRARY (the installed libsmpalloc.so.0) is defined by tools/CMakeLists.txt"
+#endif
+#if !defined SMP_LIBRARY_FROM_BINDIR || !defined SMP_BENCH_FROM_BINDIR
+#error "SMP_LIBRARY_FROM_BINDIR and SMP_BENCH_FROM_BINDIR are defined by tools/CMakeLists.txt"
 #endif
 #ifndef SMP_BENCH_DIR
 #error "SMP_BENCH_DIR (the installed compare scripts) is defined by tools/CMakeLists.txt"
@@ -64,7 +71,7 @@ static const char usage_main[] =
     "  version  print the library's version\n"
     "  help     print this help, or a command's (smpalloc help COMMAND)\n"
     "\n"
-    "smpalloc COMMAND --help prints the command's usage.\n";
+    "smpalloc COMMAND --help prints the command's usage; smpalloc --version is smpalloc version.\n";
 
 static const char usage_run[] =
     "Usage: smpalloc run [--stats] [--option NAME:VALUE]... [--library PATH] [--] PROG [ARGS...]\n"
@@ -168,13 +175,31 @@ static bool take_value(const char *cmd, const char *name, int argc, char **argv,
   return true;
 }
 
+// An installed file named relative to the command's own directory (SMP_*_FROM_BINDIR), so a tree
+// installed elsewhere than its configured prefix (cmake --install --prefix DIR) still finds its
+// library and scripts. NULL when there is no such file (the build tree, a moved command).
+static char *beside_command(const char *relative) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return NULL;
+  self[n] = 0;
+  char *slash = strrchr(self, '/');
+  if (slash == NULL) return NULL;
+  *slash = 0;
+  char *path = join(self, "/", relative);
+  if (access(path, F_OK) == 0) return path;
+  free(path);
+  return NULL;
+}
+
 // The library to preload: explicit (--library), else $SMPALLOC_LIBRARY, else the installed
-// one; made absolute (PROG may change directory before it runs another program). Exits 2 if it
+// one (beside the command, else at the configured prefix); made absolute (PROG may change directory before it runs another program). Exits 2 if it
 // does not exist or cannot be named in LD_PRELOAD (whose separators are ':' and spaces).
 static char *find_library(const char *cmd, const char *explicit_path) {
   const char *path = explicit_path;
   if (path == NULL || *path == 0) path = getenv("SMPALLOC_LIBRARY");
-  if (path == NULL || *path == 0) path = SMP_DEFAULT_LIBRARY;
+  if (path == NULL || *path == 0) path = beside_command(SMP_LIBRARY_FROM_BINDIR);
+  if (path == NULL) path = SMP_DEFAULT_LIBRARY;
   if (strpbrk(path, ": \t\n") != NULL)
     exit(usage_error(cmd, "library path '%s' has a ':' or a space, which LD_PRELOAD cannot hold",
                      path));
@@ -206,7 +231,26 @@ static void xsetenv(const char *name, const char *value) {
   }
 }
 
-// SIGTERM and SIGHUP while run waits: passed on to PROG.
+// PROG died of signal sig: end the same way where that leaves no core (a shell stops a loop on
+// Ctrl-C only when its child died of SIGINT, not when it exited 130); otherwise, or if this
+// process survives, exit status 128+sig, as a shell reports it.
+static int exit_by_signal(int sig) {
+  static const int quiet[] = {SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGALRM, SIGTERM, SIGUSR1, SIGUSR2};
+  for (size_t k = 0; k < sizeof quiet / sizeof quiet[0]; k++) {
+    if (quiet[k] != sig) continue;
+    fflush(NULL);
+    signal(sig, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    raise(sig);
+  }
+  return 128 + sig;
+}
+
+// A forwarded signal (SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE) while run waits:
+// passed on to PROG.
 static void forward_signal(int sig) {
   pid_t pid = (pid_t)child_pid;
   if (pid > 0) kill(pid, sig);
@@ -240,7 +284,7 @@ static int cmd_run(int argc, char **argv) {
     } else if (take_value("run", "--option", argc, argv, &i, &value) ||
                take_value("run", "-o", argc, argv, &i, &value)) {
       char why[256] = "";
-      if (smp_options_check(value, why, sizeof why) != 0) {
+      if (!smp_options_valid(value, why, sizeof why)) {
         complain("run", "bad option '%s': %s", value, why[0] ? why : strerror(errno));
         return EXIT_USAGE;
       }
@@ -283,27 +327,33 @@ static int cmd_run(int argc, char **argv) {
     return 1;
   }
 
-  // As system(): SIGINT and SIGQUIT ignored while PROG runs; SIGTERM and SIGHUP go to PROG
-  // (unless this process was started ignoring them). All four are blocked until the child's
-  // pid is known; the child restores the dispositions and the mask before exec.
+  // As system(): SIGINT and SIGQUIT ignored while PROG runs (the terminal sends them to PROG
+  // too); the other signals that would end this process quietly go to PROG (unless this process
+  // was started ignoring them), so neither is left behind with the private directory. SIGCHLD
+  // is made the default, or a caller that ignores it would have the kernel reap PROG before
+  // waitpid could. All are blocked until the child's pid is known; the child restores the
+  // dispositions and the mask before exec.
   struct sigaction ignore = {.sa_handler = SIG_IGN}, forward = {.sa_handler = forward_signal};
+  struct sigaction deflt = {.sa_handler = SIG_DFL};
   sigemptyset(&ignore.sa_mask);
   sigemptyset(&forward.sa_mask);
+  sigemptyset(&deflt.sa_mask);
   forward.sa_flags = SA_RESTART;
-  static const int ignored[] = {SIGINT, SIGQUIT}, forwarded[] = {SIGTERM, SIGHUP};
-  struct sigaction old_ignored[2], old_forwarded[2];
+  enum { IGNORED = 2, FORWARDED = 6 };
+  static const int ignored[IGNORED] = {SIGINT, SIGQUIT};
+  static const int forwarded[FORWARDED] = {SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE};
+  struct sigaction old_ignored[IGNORED], old_forwarded[FORWARDED], old_child;
   sigset_t block, old_mask;
   sigemptyset(&block);
-  for (int k = 0; k < 2; k++) {
-    sigaddset(&block, ignored[k]);
-    sigaddset(&block, forwarded[k]);
-  }
+  for (int k = 0; k < IGNORED; k++) sigaddset(&block, ignored[k]);
+  for (int k = 0; k < FORWARDED; k++) sigaddset(&block, forwarded[k]);
   sigprocmask(SIG_BLOCK, &block, &old_mask);
-  for (int k = 0; k < 2; k++) {
-    sigaction(ignored[k], &ignore, &old_ignored[k]);
+  for (int k = 0; k < IGNORED; k++) sigaction(ignored[k], &ignore, &old_ignored[k]);
+  for (int k = 0; k < FORWARDED; k++) {
     sigaction(forwarded[k], NULL, &old_forwarded[k]);
     if (old_forwarded[k].sa_handler != SIG_IGN) sigaction(forwarded[k], &forward, NULL);
   }
+  sigaction(SIGCHLD, &deflt, &old_child);
 
   fflush(NULL);
   pid_t pid = fork();
@@ -313,10 +363,9 @@ static int cmd_run(int argc, char **argv) {
     return 1;
   }
   if (pid == 0) { // the child: only async-signal-safe calls until exec
-    for (int k = 0; k < 2; k++) {
-      sigaction(ignored[k], &old_ignored[k], NULL);
-      sigaction(forwarded[k], &old_forwarded[k], NULL);
-    }
+    for (int k = 0; k < IGNORED; k++) sigaction(ignored[k], &old_ignored[k], NULL);
+    for (int k = 0; k < FORWARDED; k++) sigaction(forwarded[k], &old_forwarded[k], NULL);
+    sigaction(SIGCHLD, &old_child, NULL);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     execvp(prog[0], prog);
     int err = errno;
@@ -325,7 +374,7 @@ static int cmd_run(int argc, char **argv) {
     _exit(EXIT_NOTFOUND);
   }
   child_pid = pid;
-  sigprocmask(SIG_SETMASK, &old_mask, NULL); // a blocked SIGTERM or SIGHUP is passed on now
+  sigprocmask(SIG_SETMASK, &old_mask, NULL); // a blocked forwarded signal is passed on now
 
   close(pipefd[1]);
   int exec_errno = 0;
@@ -339,11 +388,10 @@ static int cmd_run(int argc, char **argv) {
   do w = waitpid(pid, &status, 0);
   while (w < 0 && errno == EINTR);
   int wait_errno = errno;
-  for (int k = 0; k < 2; k++) {
-    sigaction(ignored[k], &old_ignored[k], NULL);
-    sigaction(forwarded[k], &old_forwarded[k], NULL);
-  }
-  child_pid = 0;
+  child_pid = 0; // reaped: a signal from here on has no one to go to
+  for (int k = 0; k < IGNORED; k++) sigaction(ignored[k], &old_ignored[k], NULL);
+  for (int k = 0; k < FORWARDED; k++) sigaction(forwarded[k], &old_forwarded[k], NULL);
+  sigaction(SIGCHLD, &old_child, NULL);
 
   bool loaded = access(mark, F_OK) == 0;
   remove_private_dir(dir, mark);
@@ -362,14 +410,17 @@ static int cmd_run(int argc, char **argv) {
              prog[0], lib);
     return EXIT_NOT_LOADED;
   }
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  if (WIFSIGNALED(status)) return exit_by_signal(WTERMSIG(status));
   return WEXITSTATUS(status);
 }
 
-// The directory of the compare scripts: $SMPALLOC_BENCH_DIR, else the installed one.
+// The directory of the compare scripts: $SMPALLOC_BENCH_DIR, else the installed one (beside the
+// command, else at the configured prefix).
 static const char *bench_dir(void) {
   const char *dir = getenv("SMPALLOC_BENCH_DIR");
-  return dir && *dir ? dir : SMP_BENCH_DIR;
+  if (dir && *dir) return dir;
+  char *beside = beside_command(SMP_BENCH_FROM_BINDIR);
+  return beside ? beside : SMP_BENCH_DIR;
 }
 
 // Print compare's usage, then compare.sh's own (its options) when it is there. Returns 0.
@@ -450,7 +501,7 @@ static int cmd_version(int argc, char **argv) {
     }
     return usage_error("version", "unexpected argument '%s'", argv[1]);
   }
-  printf("smpalloc %s\n", smp_version());
+  printf("smpalloc %s\n", SMP_VERSION_STRING);
   return 0;
 }
 
@@ -497,6 +548,7 @@ int main(int argc, char **argv) {
     fputs(usage_main, stdout);
     return 0;
   }
+  if (strcmp(name, "--version") == 0) name = "version"; // what users try first
   const struct command *c = find_command(name);
   if (c == NULL) {
     if (name[0] == '-') return usage_error(NULL, "unknown option '%s'", name);

@@ -3,7 +3,8 @@
 # Usage: test_command.sh SMPALLOC_COMMAND LIBSMPALLOC_SO SOURCE_DIR
 # Checks: version, help, usage errors (exit 2), checked --option values, run's environment
 # (LD_PRELOAD and SMPALLOC_OPTIONS extended, not replaced), exit status passthrough (128+N for
-# a signal), exec failures (127/126), SIGTERM passed on and SIGINT ignored while waiting,
+# a signal; death by SIGINT passed up; SIGCHLD ignored by the caller), exec failures (127/126),
+# SIGTERM and SIGUSR1 passed on and SIGINT ignored while waiting,
 # --stats, the "did not load" check on a static program (exit 3; skipped without a static
 # libc), the private directory removed, and a quick smpalloc compare. Prints one line per check
 # and exits 1 if any failed.
@@ -82,6 +83,25 @@ run_cmd run --library "$lib" sh -c 'exit 7'
 expect_status "exit status passed through" "$status" 7
 run_cmd run --library "$lib" -- sh -c 'kill -TERM $$'
 expect_status "killed by SIGTERM: 128+15" "$status" 143
+# How the command itself ended, as its parent sees it (python's os.waitstatus): a program that
+# died of SIGINT takes the command with it by the same signal (so a shell loop stops on Ctrl-C);
+# one that dumped core (SIGABRT) gives 128+6 without a core of the command's own.
+waitstatus() { python3 -c 'import os, subprocess, sys
+p = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print("signal %d" % -p.returncode if p.returncode < 0 else "exit %d" % p.returncode)' "$@"; }
+how=$(waitstatus env --default-signal=INT "$cmd" run --library "$lib" -- sh -c 'kill -INT $$')
+[ "$how" = "signal 2" ] && ok "a program killed by SIGINT: the command dies of SIGINT" ||
+  fail "a program killed by SIGINT: the command ended with $how, expected signal 2"
+how=$(ulimit -c 0; waitstatus "$cmd" run --library "$lib" -- sh -c 'kill -ABRT $$')
+[ "$how" = "exit 134" ] && ok "a program killed by SIGABRT: exit 134" ||
+  fail "a program killed by SIGABRT: the command ended with $how, expected exit 134"
+# A caller that ignores SIGCHLD (the kernel would reap the program before waitpid) still gets
+# the program's status.
+python3 -c 'import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])' "$cmd" run --library "$lib" -- sh -c 'exit 5' \
+  >"$tmp/out" 2>"$tmp/err"
+expect_status "exit status with SIGCHLD ignored by the caller" "$?" 5
 run_cmd run --library "$lib" -- "$tmp/no-such-program"
 expect_status "a program that does not exist" "$status" 127
 contains "no such program: message" "$tmp/err" "no-such-program"
@@ -154,6 +174,22 @@ wait "$pid"
 expect_status "SIGTERM passed on, SIGINT ignored (the program's trap exits 42)" "$?" 42
 contains "the program got SIGTERM" "$tmp/out" "^TERM\$"
 if grep -q INT "$tmp/out"; then fail "SIGINT was passed on"; else ok "SIGINT not passed on"; fi
+
+# Any signal that would end the command quietly (here SIGUSR1, as timeout -s USR1 sends) goes to
+# the program too: the command waits for it and removes its directory.
+mkdir "$tmp/tmpdir"
+TMPDIR=$tmp/tmpdir "$cmd" run --library "$lib" -- sh -c \
+  "trap 'echo USR1; exit 43' USR1; echo \$\$ >'$tmp/ready1.new'
+   mv '$tmp/ready1.new' '$tmp/ready1'; while :; do sleep 0.05; done" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 200); do [ -e "$tmp/ready1" ] && break; sleep 0.05; done
+kill -USR1 "$pid"
+for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+[ -s "$tmp/ready1" ] && kill -KILL "$(cat "$tmp/ready1")" 2>/dev/null
+wait "$pid"
+expect_status "SIGUSR1 passed on (the program's trap exits 43)" "$?" 43
+if [ -z "$(ls -A "$tmp/tmpdir")" ]; then ok "SIGUSR1: the private directory is removed"
+else fail "SIGUSR1: left $(ls -A "$tmp/tmpdir")"; fi
 
 # A static program never loads the library: exit 3 and a message.
 printf '#include <stdlib.h>\nint main(void) { free(malloc(64)); return 0; }\n' >"$tmp/static.c"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The ABI check: the shared libraries export exactly the names in exports.txt (the malloc family,
 # the C++ operators and the smp_ API; libsmpalloc_api.so only the smp_ ones), so an accidental
-# export fails here. Also the soname follows the project version (README, "Versions": while the
-# major version is 0 the soname is libsmpalloc.so.0, then libsmpalloc.so.MAJOR).
+# export fails here. Also the soname follows the project version (README, "Versions and the
+# ABI": libsmpalloc.so.MAJOR, the file libsmpalloc.so.MAJOR.MINOR.PATCH).
 # Usage: abi_check.sh BUILD_DIR VERSION HAVE_URCU(0|1)
 set -euo pipefail
 build=$1 version=$2 have_urcu=$3

@@ -29,8 +29,24 @@ cc -O1 -o "$tmp/static" "$src/linked.c" $(pkgc --cflags smpalloc) "$libdir/libsm
 cc -O1 -o "$tmp/api" "$src/linked.c" $(pkgc --cflags --libs smpalloc-api) -Wl,-rpath,"$libdir"
 "$tmp/api" separate
 
-# CMake: the package, then the source tree used in place.
+# The installed command, in a prefix other than the configured one, preloads the library
+# installed beside it (and runs on no smpalloc library of its own).
+if [ -x "$tmp/prefix/bin/smpalloc" ]; then
+  preload=$(env -u SMPALLOC_LIBRARY "$tmp/prefix/bin/smpalloc" run -- sh -c 'echo "$LD_PRELOAD"')
+  case $preload in
+    "$tmp/prefix/"*) echo "installed command preloads $preload" ;;
+    *) echo "install_check: the installed command preloaded '$preload', not the prefix's"; exit 1 ;;
+  esac
+  if readelf -d "$tmp/prefix/bin/smpalloc" | grep NEEDED | grep -q smpalloc; then
+    echo "install_check: the command links an smpalloc library"; exit 1
+  fi
+fi
+# CMake: the package, then the source tree used in place. The installed package files name no
+# path of the build machine's (they would break on any other).
 root=$(cd "$src/../.." && pwd)
+if grep -rlF -e "$root" -e "$build" "$tmp/prefix" --include='*.cmake' --include='*.pc'; then
+  echo "install_check: the files above name the source or build tree"; exit 1
+fi
 for mode in package subdirectory fetch; do
   cmake -S "$src/consumer" -B "$tmp/cmake-$mode" -DSMPALLOC_MODE=$mode \
     -DCMAKE_PREFIX_PATH="$tmp/prefix" -DSMPALLOC_SOURCE="$root" >"$tmp/cmake-$mode.log" 2>&1 ||
@@ -40,6 +56,7 @@ for mode in package subdirectory fetch; do
   "$tmp/cmake-$mode/linked_shared" replaced
   "$tmp/cmake-$mode/linked_static" replaced
   "$tmp/cmake-$mode/linked_api" separate
+  "$tmp/cmake-$mode/linked_api_static" separate
 done
 # A request for a version the package does not offer is refused (0.x: same MAJOR.MINOR).
 if cmake -S "$src/consumer" -B "$tmp/cmake-old" -DSMPALLOC_MODE=package \
