@@ -290,7 +290,7 @@ EXPORT void *SMP_STD(__libc_pvalloc)(size_t size) { return SMP_STD(pvalloc)(size
 // `smpalloc run` (tools/smpalloc.c) checks that the program really runs on this library, which
 // a static or set-user-ID program, or one that resets LD_PRELOAD, does not: it names a file in
 // SMPALLOC_LOADED_MARK (in a directory only it can write) and this constructor creates it. Only
-// the replacing builds have it: the API-only library (the command's own) never marks.
+// the replacing builds have it: the API-only library never marks.
 __attribute__((constructor)) static void mark_loaded(void) {
   if (smp_os_secure()) return; // a set-user-ID program creates no file a caller names
   const char *path = smp_os_getenv("SMPALLOC_LOADED_MARK");
