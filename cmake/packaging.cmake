@@ -84,4 +84,13 @@ shared page heap, lock-free remote frees and memory returned when idle.
 This package holds the smpalloc command (run a program on smpalloc,
 compare it with other allocators), the benchmark workloads and the
 kvserver example server.")
+# Packages install under /usr, and the tree must have been configured for it: GNUInstallDirs
+# picks the multiarch libdir from the prefix, and the command and kvserver carry paths. cpack
+# stops with a message in a tree configured for another prefix (this file runs at cpack time).
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/CPackPrefixCheck.cmake
+  "if(NOT \"${CMAKE_INSTALL_PREFIX}\" STREQUAL \"/usr\")
+  message(FATAL_ERROR \"smpalloc: this tree is configured for ${CMAKE_INSTALL_PREFIX}; Debian \"
+    \"packages need a tree configured with -DCMAKE_INSTALL_PREFIX=/usr (README, Installing)\")
+endif()\n")
+set(CPACK_PROJECT_CONFIG_FILE ${CMAKE_CURRENT_BINARY_DIR}/CPackPrefixCheck.cmake)
 include(CPack)

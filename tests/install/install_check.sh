@@ -63,4 +63,12 @@ if cmake -S "$src/consumer" -B "$tmp/cmake-old" -DSMPALLOC_MODE=package \
     -DCMAKE_PREFIX_PATH="$tmp/prefix" -DSMPALLOC_WANT=9.9 >/dev/null 2>&1; then
   echo "install_check: find_package(smpalloc 9.9) was accepted"; exit 1
 fi
+# cpack refuses a tree configured for another prefix than /usr, with the reason.
+if [ -f "$build/CPackPrefixCheck.cmake" ] &&
+   ! grep -q 'CMAKE_INSTALL_PREFIX:PATH=/usr$' "$build/CMakeCache.txt"; then
+  out=$(cd "$build" && cpack -G DEB --config CPackConfig.cmake -B "$tmp/cpack" 2>&1) &&
+    { echo "install_check: cpack made packages from a tree not configured for /usr"; exit 1; }
+  grep -q "DCMAKE_INSTALL_PREFIX=/usr" <<<"$out" ||
+    { echo "$out"; echo "install_check: cpack's refusal does not say why"; exit 1; }
+fi
 echo "install_check: ok"
