@@ -12,6 +12,7 @@ trap 'rm -rf "$out"' EXIT
 flags=(-std=gnu11 -O1 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -fPIC
        -fvisibility=hidden -D_GNU_SOURCE -Iinclude)
 for layer in lib/*/; do flags+=(-I"$layer"); done
+flags+=(-DSMP_VERSION_STRING="\"$(ci/version.sh)\"")
 for switch in SMP_STATS=0 SMP_ASSERTS=1; do
   for f in lib/*/*.c; do
     "$cc" "${flags[@]}" -D"$switch" -c "$f" -o "$out/$(basename "$f" .c).o"

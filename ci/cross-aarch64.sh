@@ -12,8 +12,7 @@ trap 'rm -rf "$out"' EXIT
 flags=(-std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -fPIC
        -fvisibility=hidden -fno-semantic-interposition -D_GNU_SOURCE -Iinclude)
 for layer in lib/*/; do flags+=(-I"$layer"); done
-version=$(sed -n 's/^project(smpalloc VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
-flags+=(-DSMP_VERSION_STRING="\"$version\"")
+flags+=(-DSMP_VERSION_STRING="\"$(ci/version.sh)\"")
 # lib/api/rcu.c needs liburcu's headers, which the cross toolchain has only if arm64's
 # liburcu-dev is installed (CMake leaves it out the same way).
 urcu=1

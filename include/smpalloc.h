@@ -133,9 +133,10 @@ SMP_API int smp_stats_get(smp_stats_t *stats);
  *  with a larger buffer (smp_stats_json(NULL, 0) only measures; the figures may have grown a
  *  little by the second call). The object (schema "version" 1; each member is listed in
  *  papers/design.md, "Statistics") holds "smpalloc" (the library version), "frontend",
- *  "totals" (every smp_stats_t field of smp_stats_get), "heaps" (each live heap's figures, the
- *  default one first), "caches" (per CPU cache, or the per-thread caches), "decay", "options",
- *  "types" (each malloc type, as smp_type_foreach gives them) and "busy". Strings are escaped
+ *  "totals" (every smp_stats_t field of smp_stats_get but the rcu_ ones), "heaps" (each live
+ *  heap's figures, the default one first), "caches" (per CPU cache, or the per-thread caches),
+ *  "decay", "options", "types" (each malloc type, as smp_type_foreach gives them), "rcu" (the
+ *  deferred frees, in builds with liburcu's headers) and "busy". Strings are escaped
  *  (a byte that is not UTF-8 reads as U+FFFD). Allocates nothing, and never waits for a lock
  *  that malloc or free may hold, so it neither stalls the program's allocations nor waits
  *  behind them: a lock still busy after a few microseconds (and yields) is given up, the figures

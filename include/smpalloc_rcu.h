@@ -12,7 +12,7 @@
  *   old = rcu_xchg_pointer(&table->slot, fresh);
  *   smp_free_rcu(old);            // freed once every reader that could see it has left
  *
- * Pointers are batched per thread into page-sized arrays, one call_rcu per batch (503 blocks,
+ * Pointers are batched per thread into page-sized arrays, one call_rcu per batch (504 blocks,
  * or blocks of 1 MiB together), as the kernel's kvfree_rcu does; the callback frees the batch's
  * blocks. A partial batch also goes when it is 100 ms old at its thread's next deferral, and a
  * thread's partial batch 1 s old goes when another thread sends a batch of the same flavour;

@@ -1,7 +1,7 @@
 // Layer: api. RCU-deferred free (include/smpalloc_rcu.h; papers/design.md, "RCU-deferred free").
 // Each thread that defers blocks has a record (thread_rcu_t) holding, per RCU flavour it used, a
-// partly filled batch: a page-sized array of pointers. A full batch (503 blocks, or 1 MiB of
-// blocks, or its first block 100 ms old) is sent with the flavour's call_rcu (through liburcu's
+// partly filled batch: a page-sized array of pointers. A full batch (504 blocks: 4 KiB less the
+// 64-byte batch_t; or 1 MiB of blocks, or its first block 100 ms old) is sent with the flavour's call_rcu (through liburcu's
 // rcu_flavor_struct, which the caller passes: smpalloc does not link liburcu); its callback,
 // after a grace period, frees every block in it and the batch. A thread that sends a batch also
 // sends other threads' partial batches of its flavour that are 1 s old (stale_send).
