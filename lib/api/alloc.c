@@ -422,8 +422,9 @@ static void *realloc_small(void *p, size_t size, size_t usable) {
 }
 
 void *smp_alloc_realloc(void *p, size_t size, const char *function) {
-  // AddressSanitizer builds: the old block's slack may be copied or kept (asan.h).
-  if (SMP_ASAN && p != NULL) smp_asan_unpoison(p, smp_alloc_usable(p, function));
+  // AddressSanitizer builds: the old block's slack may be copied or kept, so it is unpoisoned
+  // as malloc_usable_size unpoisons it (asan.h).
+  if (SMP_ASAN && p != NULL) smp_alloc_usable(p, function);
   // The common case first, with free's hit-path test (a typed pointer never passes it).
   size_t cls = size != 0 ? smp_alloc_small_class_fast(p) : 0;
   if (SMP_LIKELY(cls != 0)) return realloc_small(p, size, smp_class_info[cls].size);
@@ -528,11 +529,6 @@ SMP_EXPORT int smp_stats_get(smp_stats_t *stats) {
 }
 SMP_EXPORT const char *smp_version(void) { return SMP_VERSION_STRING; }
 SMP_EXPORT int smp_options_check(const char *options, char *why, size_t why_len) {
-  if (options == NULL) {
-    if (why != NULL && why_len > 0) why[0] = 0;
-    errno = EINVAL;
-    return -1;
-  }
   if (smp_options_valid(options, why, why_len)) return 0;
   errno = EINVAL;
   return -1;

@@ -146,8 +146,8 @@ SMP_INLINE size_t smp_alloc_small_class_with(const void *p, const uint64_t *magi
     size_t cls = smp_pagemap_class(p); // size_t: gcc zero-extends it once, not once per use
     // Class 0 (not a small block) fails the boundary test too: its magic is 0. Said to the
     // compiler, so that a caller's test of the result folds into this one.
-    uint64_t m = magic[cls];
-    if (SMP_LIKELY((uint64_t)smp_pagemap_span_offset(p) * m < m && !smp_block_is_marked(p))) {
+    if (SMP_LIKELY(smp_sizeclass_on_boundary_by(magic[cls], smp_pagemap_span_offset(p)) &&
+                   !smp_block_is_marked(p))) {
       SMP_ASSUME(cls != 0);
       return cls;
     }
@@ -173,7 +173,6 @@ SMP_INLINE void smp_alloc_mark_freed(void *p, size_t cls) {
   smp_block_mark(p);
   if (SMP_ASAN && !smp_harden_on) smp_asan_freed(p, smp_class_info[cls].size); // as above
 }
-
 
 SMP_INLINE void smp_free_fast(void *p) {
   size_t cls = smp_alloc_small_class_fast(p);

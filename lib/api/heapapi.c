@@ -293,7 +293,7 @@ void *smp_alloc_heap_realloc(smp_heap_t *h, void *p, size_t size, unsigned flags
     // block's lookup takes a lock: it fails below, as any huge block does.)
     smp_hardened_t hb;
     if (SMP_UNLIKELY(smp_harden_on) && smp_pagemap_find(p) && smp_harden_find(p, &hb)) {
-      if (hb.quarantined) smp_harden_free(&hb, function); // reports the block freed before
+      if (hb.quarantined) smp_harden_check(&hb, function); // reports the block freed before
       if (size != 0 && (h == NULL || h == smp_heap_of_chunk(smp_pagemap_find(hb.start))) &&
           ((uintptr_t)hb.user & (align_of(flags) - 1)) == 0 &&
           smp_harden_resize(&hb, size, flags & SMP_ZERO, function))

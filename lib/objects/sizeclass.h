@@ -52,10 +52,14 @@ SMP_INLINE unsigned smp_sizeclass_aligned(size_t n, size_t align) {
   return cls;
 }
 
-// True if offset (< 2^32) is a whole number of blocks of class cls: one multiply.
-SMP_INLINE int smp_sizeclass_on_boundary(unsigned cls, size_t offset) {
-  uint64_t magic = smp_class_magic[cls];
+// True if offset (< 2^32) is a whole number of blocks of the class whose magic (smp_class_magic)
+// is magic: one multiply. Magic 0 (class 0, or a table that refuses every block) is never true.
+SMP_INLINE int smp_sizeclass_on_boundary_by(uint64_t magic, size_t offset) {
   return (uint64_t)offset * magic < magic;
+}
+// True if offset (< 2^32) is a whole number of blocks of class cls.
+SMP_INLINE int smp_sizeclass_on_boundary(unsigned cls, size_t offset) {
+  return smp_sizeclass_on_boundary_by(smp_class_magic[cls], offset);
 }
 
 // Fill smp_class_info; called once at start-up. cache_budget bounds bytes cached per class.

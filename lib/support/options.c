@@ -241,7 +241,7 @@ void smp_options_parse(const char *spec) {
 
 bool smp_options_valid(const char *spec, char *why, size_t why_len) {
   if (why != NULL && why_len > 0) why[0] = 0;
-  return options_scan(spec, false, why, why_len);
+  return spec != NULL && options_scan(spec, false, why, why_len);
 }
 
 void smp_options_each(void (*fn)(const smp_option_value_t *v, void *arg), void *arg) {

@@ -54,8 +54,9 @@ void smp_options_each(void (*fn)(const smp_option_value_t *v, void *arg), void *
 
 // Parse spec (may be NULL) into smp_options, starting from the defaults.
 void smp_options_parse(const char *spec);
-// Whether every item of spec names an option with a valid value, without applying any; when
-// not, why (why_len bytes) says which item and why (smp_options_check, the public form).
+// Whether every item of spec (NULL: false, why empty) names an option with a valid value,
+// without applying any; when not, why (why_len bytes) says which item and why
+// (smp_options_check, the public form).
 bool smp_options_valid(const char *spec, char *why, size_t why_len);
 // Reset every option to its default (tests).
 void smp_options_reset(void);

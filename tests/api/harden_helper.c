@@ -246,6 +246,11 @@ int main(int argc, char **argv) {
     announce(p);
     free(p);
     free(launder(p));
+  } else if (strcmp(s, "nowait_realloc_freed") == 0) { // a use after free, reported as one
+    unsigned char *p = malloc(100);
+    announce(p);
+    free(p);
+    smp_reallocx(launder(p), 50, SMP_NOWAIT); // in the quarantine: it would fit in place
   } else if (strcmp(s, "double_free_late") == 0) { // after the quarantine gave it back
     unsigned char *p = malloc(100);
     announce(p);

@@ -127,6 +127,10 @@ Test(redzone, free_sized_with_a_larger_size) {
   expect("free_sized_long", ALL, "smpalloc: free_sized: size does not match block", NULL);
 }
 Test(redzone, nowait_realloc_resizes_in_place) { expect_clean("nowait_realloc", ALL); }
+Test(quarantine, nowait_realloc_of_a_freed_block) {
+  expect("nowait_realloc_freed", "quarantine:1m", "smpalloc: smp_reallocx: double free: block ",
+         "of 100 bytes");
+}
 Test(junk, interior_pointer) {
   expect("interior", ALL, "smpalloc: free: invalid pointer ", NULL);
 }
