@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-packages}
 [ "$(id -u)" -eq 0 ] || { echo "ci/packages.sh: needs root to install packages" >&2; exit 1; }
+# valgrind: its headers, so that the packaged library has memcheck's client requests.
 ci/install-packages.sh cmake make gcc g++ pkg-config lintian man-db python3 liburcu-dev dpkg-dev \
   valgrind
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -17,17 +18,31 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=
 cmake --build "$build" -j"$jobs" >/dev/null
 rm -f "$build"/*.deb
 (cd "$build" && cpack -G DEB >/dev/null)
-debs=("$build"/libsmpalloc0_*.deb "$build"/libsmpalloc-dev_*.deb "$build"/smpalloc-tools_*.deb)
+debs=("$build"/*.deb)
 ls -l "${debs[@]}"
+# The packages' names, from the files (libsmpalloc<MAJOR> follows the version).
+packages=()
+for deb in "${debs[@]}"; do packages+=("$(dpkg-deb -f "$deb" Package)"); done
 
 # lintian: errors fail, warnings are printed.
 lint=$(lintian --tag-display-limit 0 "${debs[@]}" 2>&1 | grep -v '^running with root' || true)
 [ -z "$lint" ] || echo "$lint"
 if grep -q '^E:' <<<"$lint"; then echo "ci/packages.sh: lintian reports errors"; exit 1; fi
 
-packages=(smpalloc-tools libsmpalloc-dev libsmpalloc0)
+# A machine that has smpalloc's packages already keeps them: this check would replace them and
+# then remove them.
+for p in "${packages[@]}"; do
+  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    echo "ci/packages.sh: $p is installed on this machine; not replacing it (built and linted only)"
+    exit 0
+  fi
+done
 tmp=$(mktemp -d)
-cleanup() { dpkg --purge "${packages[@]}" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+cleanup() {
+  rm -rf "$tmp"
+  dpkg --purge "${packages[@]}" >/dev/null ||
+    { echo "ci/packages.sh: dpkg --purge ${packages[*]} failed: they are left installed"; exit 1; }
+}
 trap cleanup EXIT
 dpkg -i "${debs[@]}" >/dev/null
 fail() { echo "ci/packages.sh: $*"; exit 1; }

@@ -51,7 +51,7 @@ if(NOT SMP_DPKG_SHLIBDEPS)
   message(WARNING "dpkg-shlibdeps not found (Debian package dpkg-dev): cpack -G DEB would make "
     "packages without their library dependencies")
 endif()
-# The command and kvserver link this build's libraries: dpkg-shlibdeps finds them here.
+# kvserver links this build's libsmpalloc.so: dpkg-shlibdeps finds it here.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${CMAKE_BINARY_DIR})
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")

@@ -20,12 +20,12 @@ static inline bool test_hardened(void) {
     for (const char *at = strstr(o, names[i]); at; at = strstr(at + 1, names[i])) {
       if (at != o && at[-1] != ',') continue; // a name's tail ("xjunk:")
       const char *v = at + n;
+      size_t len = strcspn(v, ","); // the whole value: leaks and prof take paths ("notes.txt")
       // Off: 0, false, no, and sizes of 0 (with or without a suffix).
-      bool off = strncmp(v, "false", 5) == 0 || strncmp(v, "no", 2) == 0;
+      bool off = (len == 5 && strncmp(v, "false", 5) == 0) || (len == 2 && strncmp(v, "no", 2) == 0);
       if (*v == '0') {
-        const char *e = v;
-        while (*e == '0') e++;
-        off = *e == 0 || *e == ',' || ((*e == 'k' || *e == 'm' || *e == 'g') && (e[1] == 0 || e[1] == ','));
+        size_t zeros = strspn(v, "0");
+        off = zeros == len || (zeros + 1 == len && strchr("kmg", v[zeros]) != NULL);
       }
       if (!off) return true;
     }

@@ -68,7 +68,7 @@ static const char usage_main[] =
     "Commands:\n"
     "  run      run a program with libsmpalloc.so preloaded\n"
     "  compare  run a program under smpalloc and other allocators and compare time and memory\n"
-    "  version  print the library's version\n"
+    "  version  print smpalloc's version (this command's build)\n"
     "  help     print this help, or a command's (smpalloc help COMMAND)\n"
     "\n"
     "smpalloc COMMAND --help prints the command's usage; smpalloc --version is smpalloc version.\n";
@@ -100,8 +100,9 @@ static const char usage_compare[] =
     "The other options are compare.sh's (in $SMPALLOC_BENCH_DIR, else " SMP_BENCH_DIR "):\n"
     "\n";
 
-static const char usage_version[] = "Usage: smpalloc version\n"
-                                    "Print the library's version: smpalloc MAJOR.MINOR.PATCH.\n";
+static const char usage_version[] =
+    "Usage: smpalloc version\n"
+    "Print smpalloc's version, the one this command was built with: smpalloc MAJOR.MINOR.PATCH.\n";
 
 static const char usage_help[] = "Usage: smpalloc help [COMMAND]\n"
                                  "Print the usage of smpalloc, or of COMMAND.\n";

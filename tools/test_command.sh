@@ -29,7 +29,7 @@ contains() {
 run_cmd() { "$cmd" "$@" >"$tmp/out" 2>"$tmp/err"; status=$?; }
 
 # --- version and help ---
-version=$(sed -n 's/^project(smpalloc VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
+version=$("$src/ci/version.sh")
 run_cmd version
 expect_status "version" "$status" 0
 contains "version prints 'smpalloc $version'" "$tmp/out" "^smpalloc ${version//./\\.}\$"
@@ -41,6 +41,13 @@ for args in "--help" "-h" "help" "help run" "run --help" "help version" "version
 done
 run_cmd help run
 contains "help run describes run" "$tmp/out" "^Usage: smpalloc run "
+
+# The completion offers exactly the options lib/support/options.c knows.
+table=$(grep -o '^ *{"[a-z_]*", OPT_' "$src/lib/support/options.c" | sed 's/^ *{"\([a-z_]*\)".*/\1/' | sort)
+offered=$(bash -c 'source "$1"; printf "%s\n" $_smpalloc_option_names' bash \
+  "$src/tools/smpalloc.bash-completion" | sort)
+if [ -n "$table" ] && [ "$table" = "$offered" ]; then ok "completion's option names are options.c's"
+else fail "completion's option names differ from options.c's: $(diff <(echo "$table") <(echo "$offered") | tr '\n' ' ')"; fi
 
 # --- usage errors: exit 2 with a message on stderr ---
 run_cmd
@@ -112,10 +119,10 @@ expect_status "a file that is not executable" "$status" 126
 # The library preloaded: from --library, else $SMPALLOC_LIBRARY; made absolute.
 run_cmd run --library "$lib" -- sh -c 'grep -c libsmpalloc /proc/$$/maps'
 contains "the library is mapped in the program" "$tmp/out" "^[1-9]"
-SMPALLOC_LIBRARY=$lib "$cmd" run -- sh -c 'echo "$LD_PRELOAD"' >"$tmp/out" 2>"$tmp/err"
+env -u LD_PRELOAD SMPALLOC_LIBRARY="$lib" "$cmd" run -- sh -c 'echo "$LD_PRELOAD"' >"$tmp/out" 2>"$tmp/err"
 expect_status "library from SMPALLOC_LIBRARY" "$?" 0
 contains "SMPALLOC_LIBRARY is preloaded" "$tmp/out" "^$lib\$"
-(cd "$(dirname "$lib")" && "$cmd" run --library "./$(basename "$lib")" -- sh -c 'echo "$LD_PRELOAD"') \
+(cd "$(dirname "$lib")" && env -u LD_PRELOAD "$cmd" run --library "./$(basename "$lib")" -- sh -c 'echo "$LD_PRELOAD"') \
   >"$tmp/out" 2>"$tmp/err"
 if [[ $(cat "$tmp/out") == /* ]] && [ "$(cat "$tmp/out")" -ef "$lib" ]; then
   ok "a relative --library is preloaded by an absolute path"

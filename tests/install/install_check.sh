@@ -58,7 +58,8 @@ for mode in package subdirectory fetch; do
   "$tmp/cmake-$mode/linked_api" separate
   "$tmp/cmake-$mode/linked_api_static" separate
 done
-# A request for a version the package does not offer is refused (0.x: same MAJOR.MINOR).
+# A request for a version the package does not offer is refused (SameMajorVersion: 9.9 is
+# another MAJOR, and newer).
 if cmake -S "$src/consumer" -B "$tmp/cmake-old" -DSMPALLOC_MODE=package \
     -DCMAKE_PREFIX_PATH="$tmp/prefix" -DSMPALLOC_WANT=9.9 >/dev/null 2>&1; then
   echo "install_check: find_package(smpalloc 9.9) was accepted"; exit 1
