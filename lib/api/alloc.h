@@ -93,8 +93,9 @@ SMP_INLINE void *smp_alloc_class(unsigned cls) {
 
 // The sizes the hit paths serve: up to table_max through the class table, up to small_max
 // through smp_sizeclass_of_large, and typed requests (types.c) up to typed_max. Hardening
-// (harden.h) sets all three to 0 at start-up, so that every request takes a slow path (a
-// compare with a variable is one instruction, as one with a constant is).
+// (harden.h) sets all three to 0 at start-up (all but table_max with zero_free alone), so that
+// every request takes a slow path (a compare with a variable is one instruction, as one with
+// a constant is).
 typedef struct smp_alloc_limits {
   size_t table_max, small_max, typed_max;
 } smp_alloc_limits_t;

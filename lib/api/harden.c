@@ -51,7 +51,7 @@
 #define CANARY 0xfd
 #define NOT_SAMPLED UINT64_MAX // a block's stack id when prof (in fill mode) did not sample it
 
-bool smp_harden_on, smp_harden_all, smp_harden_fill, smp_harden_plain_small;
+bool smp_harden_on, smp_harden_all, smp_harden_fill, smp_harden_plain_small, smp_harden_free_only;
 // Under valgrind's memcheck every block is hardened (the allocator's own words, the header and a free
 // block's links, then lie outside the bytes the program gets) and memcheck is told of each.
 static bool on_valgrind;
@@ -96,6 +96,7 @@ void smp_harden_init(uint64_t seed) {
   smp_harden_fill = !smp_harden_all && (smp_options.junk || smp_options.zero_free);
   smp_harden_on = smp_harden_all || smp_harden_fill || smp_prof_on;
   smp_harden_plain_small = smp_harden_on && !smp_harden_all;
+  smp_harden_free_only = smp_harden_fill && !smp_options.junk && !smp_prof_on;
   if (leaks || smp_prof_on) { // blocks record their stacks
     header_room = 2 * HEADER;
     header_room_log2 = 5;

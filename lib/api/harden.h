@@ -7,7 +7,8 @@
 // requests (large, aligned, typed, other heaps) hardened blocks. Such a plain block is filled
 // where it passes through the slow paths: smp_alloc_limits sends malloc to
 // smp_alloc_malloc_slow, which pops it from the front end, checks its free pattern and fills it
-// (smp_harden_fill_alloc); free's hit-path test divides by smp_alloc_hit_magic, all zeros in
+// (smp_harden_fill_alloc; with zero_free alone there is nothing to do there, and requests up to
+// table_max keep malloc's hit path: smp_harden_free_only); free's hit-path test divides by smp_alloc_hit_magic, all zeros in
 // this mode, so every free reaches smp_free_slow, which fills the block (smp_harden_fill_free)
 // and pushes it. No header, no heap slow path: the fills are the cost. The free pattern covers
 // the block past its first 16 bytes (the allocator's words), the trailer its last 8 (blocks of
@@ -58,8 +59,11 @@ struct smp_heap;
 // without those (fill mode, above). on: all, fill, or prof (whose sampled blocks alone are
 // hardened, prof.h): a pointer may be a hardened block's.
 // plain_small: on but not all, so that malloc's small requests get plain blocks (fill mode, or
-// the profiler's unsampled requests).
-extern SMP_HIDDEN bool smp_harden_on, smp_harden_all, smp_harden_fill, smp_harden_plain_small;
+// the profiler's unsampled requests). free_only: fill mode with zero_free alone (no junk, no
+// prof), where a block handed out needs nothing (it was cleared when freed): malloc's requests
+// up to the class table's limit keep their hit path, and only frees take the fill route.
+extern SMP_HIDDEN bool smp_harden_on, smp_harden_all, smp_harden_fill, smp_harden_plain_small,
+    smp_harden_free_only;
 
 // A hardened block found from its pointer.
 typedef struct smp_hardened {

@@ -103,7 +103,9 @@ void smp_init_slow(void) {
   smp_prof_init(); // before hardening, which its sampled blocks use
   smp_harden_init(seed);
   if (smp_harden_on) { // see harden.h; relaxed atomic stores: threads may be reading (alloc.h)
-    __atomic_store_n(&smp_alloc_limits.table_max, 0, __ATOMIC_RELAXED);
+    // zero_free alone: malloc's table requests stay on the hit path; small_max still sends the
+    // others to the route, and other heaps' requests (which test it) to hardened blocks.
+    if (!smp_harden_free_only) __atomic_store_n(&smp_alloc_limits.table_max, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&smp_alloc_limits.small_max, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&smp_alloc_limits.typed_max, 0, __ATOMIC_RELAXED);
   }

@@ -196,11 +196,28 @@ int main(int argc, char **argv) {
     printf("read %#x\n", v);
     return v == 0xdeadc0de ? 0 : 4;
   } else if (strcmp(s, "zero_free") == 0) { // zero_free: a freed block reads as zeros
-    unsigned char *p = malloc(64);
-    memset(p, 0x11, 64);
-    free(p);
-    for (int i = 16; i < 64; i++) // its first 16 bytes are the header: the allocator's
-      if (launder(p)[i] != 0) return 4;
+    // Through every route a block takes: malloc's hit path (up to 1 KiB), its route past that,
+    // another heap's and a realloc's. The first 16 bytes are the allocator's (links, mark).
+    static const size_t sizes[] = {64, 1000, 3000, 40000};
+    smp_heap_t *h = smp_heap_create("zero_free", 0);
+    for (int round = 0; round < 2; round++) // the second round's blocks are reused ones
+      for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        unsigned char *b[3] = {malloc(n), h ? smp_heap_malloc(h, n, 0) : malloc(n), malloc(n / 2)};
+        if (!b[0] || !b[1] || !b[2]) return 3;
+        memset(b[2], 0x11, n / 2);
+        unsigned char *moved = realloc(b[2], 2 * n); // moves: the old block is freed
+        if (!moved) return 3;
+        for (int j = 0; j < 2; j++) memset(b[j], 0x11, n);
+        for (int j = 0; j < 2; j++) free(b[j]);
+        for (int j = 0; j < 2; j++)
+          for (size_t i = 16; i < n; i++)
+            if (launder(b[j])[i] != 0) return 4;
+        if (moved != b[2])
+          for (size_t i = 16; i < n / 2; i++)
+            if (launder(b[2])[i] != 0) return 4;
+        free(moved);
+      }
     return 0;
   } else if (strcmp(s, "fresh") == 0) { // junk: a new block reads as 0xa5, calloc as zeros
     unsigned char *p = malloc(64), *c = calloc(8, 8), *big = calloc(1, 300000);
