@@ -44,7 +44,10 @@ struct smp_heap {
   _Atomic uint32_t users;      // debug:1 only: calls inside the heap now (seq_cst, see heapapi.c)
   _Atomic bool typed;          // a typed block was allocated here (types.c; relaxed)
   // Hardening's quarantine (harden.c) holds these of the heap's blocks: freed by the program,
-  // still out of the heap. Statistics count them apart from those in use. Relaxed.
+  // still out of the heap. Statistics count them apart from those in use. Relaxed. A block
+  // the quarantine is evicting (popped under its lock, checked and given back outside it)
+  // counts in use until it is back: statistics read meanwhile say in_use is that much higher
+  // (never lower: a live block is never counted out), and a heap visit waits for it.
   _Atomic uint64_t quarantined_blocks[3], quarantined_bytes[3]; // small, large, huge
   smp_heap_t *next, *prev;     // registry_lock
   char name[32];
