@@ -72,7 +72,15 @@ static void retire_locked(uintptr_t addr, size_t size) {
 // realloc of such a block copies); munmap, madvise and mincore work across them.
 // Bounds, per heap: smp_options.huge_cache ranges, and bytes up to dirty_pct of the pages the
 // heap holds for blocks (at least CACHE_FLOOR; dirty_pct 0: no byte bound), the oldest going
-// first (when bytes alone are over, only the excess, off the oldest range's end);
+// first (when bytes alone are over, only the excess, off the oldest range's end). The byte
+// bound learns, as the page heap's dirty bound does (decay.c): a new mapping made within
+// decay_ms of the byte bound's last cut means the bound gave back what the program needed
+// again, so the heap's huge_bound_extra grows by the mapping's size, halving every quarter
+// decay_ms after. So the cache keeps what the recent peak needed (a block freed and mapped
+// again and again stays mapped, as glibc's sliding mmap threshold keeps it), for as long as
+// the ranges themselves may stay: decay_ms unused (huge_churn's blocks of 5-25 MiB, each
+// allocated before the one it replaces is freed: 58-72 munmaps a run before, 40 after, most
+// of those as its threads free everything at the end, and 15% less time);
 // CACHE_SLOTS ranges for all heaps together. A range unused for decay_ms is unmapped (by the
 // huge calls and the background pass; a merge restamps it), an idle heap's at the next pass,
 // all of a heap's at trim and destroy. A cached range is no block: it is not in the table, and
@@ -154,17 +162,26 @@ static size_t cache_of_locked(const smp_pageheap_t *ph, size_t *bytes) {
 
 // Give back ph's oldest ranges until it is within its bounds; held: the pages it holds for
 // blocks (smp_pageheap_held, read before huge_lock was taken).
-static void cache_bound_locked(smp_pageheap_t *ph, size_t held, unmap_list_t *u) {
+static void cache_bound_locked(smp_pageheap_t *ph, size_t held, uint64_t now, unmap_list_t *u) {
   size_t bytes, n = cache_of_locked(ph, &bytes), max_bytes = SIZE_MAX;
   if (smp_options.dirty_pct) {
-    max_bytes = held * SMP_PAGE_SIZE / 100 * smp_options.dirty_pct;
+    size_t held_bytes = held * SMP_PAGE_SIZE;
+    max_bytes = held_bytes / 100 * smp_options.dirty_pct;
     if (max_bytes < CACHE_FLOOR) max_bytes = CACHE_FLOOR;
+    if (ph->huge_bound_extra != 0 && now >= ph->huge_bound_halve_ms) {
+      uint64_t quarter = smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
+      uint64_t halvings = (now - ph->huge_bound_halve_ms) / quarter + 1;
+      ph->huge_bound_extra = halvings >= 64 ? 0 : ph->huge_bound_extra >> halvings;
+      ph->huge_bound_halve_ms = now + quarter;
+    }
+    max_bytes += ph->huge_bound_extra;
   }
   for (size_t i = 0; i < cache_len && (n > smp_options.huge_cache || bytes > max_bytes);) {
     if (cache[i].heap != ph) {
       i++;
       continue;
     }
+    if (n <= smp_options.huge_cache) ph->huge_bound_cut_ms = now; // the byte bound cuts
     size_t excess = bytes > max_bytes ? smp_align_up(bytes - max_bytes, smp_os_page_size()) : 0;
     if (n <= smp_options.huge_cache && cache[i].size >= excess + SMP_HUGE_THRESHOLD) {
       // Bytes alone are over: the excess off this range's end, the rest still of use.
@@ -178,6 +195,15 @@ static void cache_bound_locked(smp_pageheap_t *ph, size_t held, unmap_list_t *u)
     bytes -= cache[i].size;
     cache_evict_locked(i, u);
   }
+}
+
+// ph mapped size bytes afresh at now: soon after its byte bound cut the cache, that bound was
+// too tight for this program; allow that much more (cache_bound_locked halves it).
+static void bound_learn_locked(smp_pageheap_t *ph, uint64_t now, size_t size) {
+  if (now - ph->huge_bound_cut_ms >= smp_options.decay_ms) return;
+  ph->huge_bound_extra = ph->huge_bound_extra + size < SIZE_MAX / 2 ? ph->huge_bound_extra + size
+                                                                    : SIZE_MAX / 2;
+  ph->huge_bound_halve_ms = now + (smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1);
 }
 
 // The most a block of size bytes may map when it reuses a range: a quarter more, so at most a
@@ -241,7 +267,7 @@ static void cache_put(uintptr_t addr, size_t size, smp_pageheap_t *ph) {
   if (cache_len == CACHE_SLOTS) cache_evict_locked(0, &u); // the oldest, whichever heap's
   cache[cache_len++] = (cached_range_t){addr, size, ph, now};
   cache_bytes += size;
-  cache_bound_locked(ph, held, &u); // may give back this very range if it alone is too much
+  cache_bound_locked(ph, held, now, &u); // may give back this very range if it alone is too much
   smp_lock_release(&huge_lock);
   unmap_now(&u);
 }
@@ -345,6 +371,8 @@ static void *huge_alloc(smp_pageheap_t *ph, size_t n, size_t align, bool *fresh)
     ok = insert_locked((uintptr_t)p, size, mapped - size, align, ph);
     if (ok && r.size) cache_hits++;
     else if (ok) maps_made++;
+    if (ok && !r.size && ph->huge_bound_cut_ms && smp_options.decay_ms) // the bound learns
+      bound_learn_locked(ph, smp_os_now_ms(), size);
     smp_lock_release(&huge_lock);
     if (!ok) smp_os_unmap(p, mapped);
   }
@@ -562,8 +590,9 @@ static size_t cache_release(smp_pageheap_t *ph, bool all) {
       else i++;
     }
   } else {
-    cache_decay_locked(ph, smp_os_now_ms(), &u);
-    cache_bound_locked(ph, held, &u);
+    uint64_t now = smp_os_now_ms();
+    cache_decay_locked(ph, now, &u);
+    cache_bound_locked(ph, held, now, &u);
   }
   smp_lock_release(&huge_lock);
   size_t bytes = 0;
