@@ -140,6 +140,10 @@ SMP_INLINE bool smp_alloc_realloc_keeps(size_t size, size_t usable) {
 // free reaches the slow path that fills it. Zeros until start-up too (no block exists yet).
 extern SMP_HIDDEN uint64_t smp_alloc_hit_magic[SMP_CLASS_COUNT];
 
+// Set last at start-up (release) when the profiler is on alone (no fill, no hardened blocks):
+// malloc's slow entry then takes the profiler's route for small requests before anything else.
+extern SMP_HIDDEN _Atomic bool smp_alloc_prof_route;
+
 // The class of p if p is a small block of the default heap (owned, in a page with a class, on a
 // block boundary by magic) that holds no free mark, else 0.
 SMP_INLINE size_t smp_alloc_small_class_with(const void *p, const uint64_t *magic) {

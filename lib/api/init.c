@@ -120,6 +120,7 @@ void smp_init_slow(void) {
   if (pthread_key_create(&key, smp_hcache_thread_exit) == 0) smp_hcache_set_exit_key((unsigned)key);
   if (pthread_key_create(&key, smp_types_thread_exit) == 0) smp_types_set_exit_key((unsigned)key);
   smp_store_release(&smp_init_state, 2);
+  smp_store_release(&smp_alloc_prof_route, smp_prof_on && !smp_harden_fill && !smp_harden_all);
   smp_report_signal_install(); // its reports read the heap: after it is ready
   pthread_atfork(fork_prepare, fork_parent, fork_child); // may malloc: the heap is ready
   errno = saved_errno;
