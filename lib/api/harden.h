@@ -8,9 +8,9 @@
 // where it passes through the slow paths: smp_alloc_limits sends malloc to
 // smp_alloc_malloc_slow, which pops it from the front end, checks its free pattern and fills it
 // (smp_harden_fill_alloc; with zero_free alone there is nothing to do there, and requests up to
-// table_max keep malloc's hit path: smp_harden_free_only); free's hit-path test divides by smp_alloc_hit_magic, all zeros in
-// this mode, so every free reaches smp_free_slow, which fills the block (smp_harden_fill_free)
-// and pushes it. No header, no heap slow path: the fills are the cost. The free pattern covers
+// table_max keep malloc's hit path: smp_harden_free_only); free's hit-path test divides by
+// smp_alloc_hit_magic, all zeros in this mode, so every free reaches smp_free_slow, which
+// fills the block (smp_harden_fill_free) and pushes it. No header, no heap slow path: the fills are the cost. The free pattern covers
 // the block past its first 16 bytes (the allocator's words), the trailer its last 8 (blocks of
 // 32 bytes or more); reports name the block's start, which is the program's pointer.
 //
