@@ -75,8 +75,8 @@ static void retire_locked(uintptr_t addr, size_t size) {
 // first (when bytes alone are over, only the excess, off the oldest range's end). The byte
 // bound learns, as the page heap's dirty bound does (decay.c): a new mapping made within
 // decay_ms of the byte bound's last cut means the bound gave back what the program needed
-// again, so the heap's huge_bound_extra grows by the mapping's size, halving every quarter
-// decay_ms after. So the cache keeps what the recent peak needed (a block freed and mapped
+// again, so the heap's huge_bound_extra grows by the mapping's size (at most by the bytes the
+// cuts gave back), halving every quarter decay_ms. So the cache keeps what the recent peak needed (a block freed and mapped
 // again and again stays mapped, as glibc's sliding mmap threshold keeps it), for as long as
 // the ranges themselves may stay: decay_ms unused (huge_churn's blocks of 5-25 MiB, each
 // allocated before the one it replaces is freed: 58-72 munmaps a run before, 40 after, most
@@ -160,20 +160,31 @@ static size_t cache_of_locked(const smp_pageheap_t *ph, size_t *bytes) {
   return n;
 }
 
+// The byte bound's allowance at now: halved once per quarter decay_ms since it was due.
+static void bound_age_locked(smp_pageheap_t *ph, uint64_t now) {
+  uint64_t quarter = smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
+  if (ph->huge_bound_extra == 0 || now < ph->huge_bound_halve_ms) return;
+  uint64_t halvings = (now - ph->huge_bound_halve_ms) / quarter + 1;
+  ph->huge_bound_extra = halvings >= 64 ? 0 : ph->huge_bound_extra >> halvings;
+  ph->huge_bound_halve_ms += halvings * quarter;
+}
+
+// The byte bound gave back bytes of ph's cache at now: what a new mapping may win back (those
+// of cuts within decay_ms of each other add up).
+static void bound_cut_locked(smp_pageheap_t *ph, uint64_t now, size_t bytes) {
+  if (now - ph->huge_bound_cut_ms >= smp_options.decay_ms) ph->huge_bound_cut_bytes = 0;
+  ph->huge_bound_cut_ms = now;
+  ph->huge_bound_cut_bytes += bytes;
+}
+
 // Give back ph's oldest ranges until it is within its bounds; held: the pages it holds for
 // blocks (smp_pageheap_held, read before huge_lock was taken).
 static void cache_bound_locked(smp_pageheap_t *ph, size_t held, uint64_t now, unmap_list_t *u) {
   size_t bytes, n = cache_of_locked(ph, &bytes), max_bytes = SIZE_MAX;
   if (smp_options.dirty_pct) {
-    size_t held_bytes = held * SMP_PAGE_SIZE;
-    max_bytes = held_bytes / 100 * smp_options.dirty_pct;
+    max_bytes = held * SMP_PAGE_SIZE / 100 * smp_options.dirty_pct;
     if (max_bytes < CACHE_FLOOR) max_bytes = CACHE_FLOOR;
-    if (ph->huge_bound_extra != 0 && now >= ph->huge_bound_halve_ms) {
-      uint64_t quarter = smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
-      uint64_t halvings = (now - ph->huge_bound_halve_ms) / quarter + 1;
-      ph->huge_bound_extra = halvings >= 64 ? 0 : ph->huge_bound_extra >> halvings;
-      ph->huge_bound_halve_ms = now + quarter;
-    }
+    bound_age_locked(ph, now);
     max_bytes += ph->huge_bound_extra;
   }
   for (size_t i = 0; i < cache_len && (n > smp_options.huge_cache || bytes > max_bytes);) {
@@ -181,16 +192,18 @@ static void cache_bound_locked(smp_pageheap_t *ph, size_t held, uint64_t now, un
       i++;
       continue;
     }
-    if (n <= smp_options.huge_cache) ph->huge_bound_cut_ms = now; // the byte bound cuts
+    bool bytes_cut = n <= smp_options.huge_cache; // the byte bound cuts, not the count
     size_t excess = bytes > max_bytes ? smp_align_up(bytes - max_bytes, smp_os_page_size()) : 0;
-    if (n <= smp_options.huge_cache && cache[i].size >= excess + SMP_HUGE_THRESHOLD) {
+    if (bytes_cut && cache[i].size >= excess + SMP_HUGE_THRESHOLD) {
       // Bytes alone are over: the excess off this range's end, the rest still of use.
       cache[i].size -= excess;
       cache_bytes -= excess;
       cache_released += excess;
       unmap_later(u, cache[i].addr + cache[i].size, excess);
+      bound_cut_locked(ph, now, excess);
       return;
     }
+    if (bytes_cut) bound_cut_locked(ph, now, cache[i].size);
     n--;
     bytes -= cache[i].size;
     cache_evict_locked(i, u);
@@ -198,12 +211,18 @@ static void cache_bound_locked(smp_pageheap_t *ph, size_t held, uint64_t now, un
 }
 
 // ph mapped size bytes afresh at now: soon after its byte bound cut the cache, that bound was
-// too tight for this program; allow that much more (cache_bound_locked halves it).
+// too tight for this program. Allow that much more, up to what the cuts gave back (a small cut
+// does not let a large mapping stay); the allowance halves on its schedule, which learning
+// does not postpone (bound_age_locked).
 static void bound_learn_locked(smp_pageheap_t *ph, uint64_t now, size_t size) {
   if (now - ph->huge_bound_cut_ms >= smp_options.decay_ms) return;
-  ph->huge_bound_extra = ph->huge_bound_extra + size < SIZE_MAX / 2 ? ph->huge_bound_extra + size
-                                                                    : SIZE_MAX / 2;
-  ph->huge_bound_halve_ms = now + (smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1);
+  size_t add = size < ph->huge_bound_cut_bytes ? size : ph->huge_bound_cut_bytes;
+  if (add == 0) return;
+  bound_age_locked(ph, now);
+  if (ph->huge_bound_extra == 0)
+    ph->huge_bound_halve_ms = now + (smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1);
+  ph->huge_bound_cut_bytes -= add;
+  ph->huge_bound_extra += add; // at most the bytes cut: no overflow
 }
 
 // The most a block of size bytes may map when it reuses a range: a quarter more, so at most a

@@ -42,9 +42,9 @@ struct smp_pageheap {
   uint64_t grew_ms, stranded_before;
   size_t slow_purge_left;           // pages the slow paths may still purge before the next pass
   // The huge cache's byte bound learns as the dirty bound does (large.c; guarded by its
-  // huge_lock, not by lock): bytes allowed beyond dirty_pct, when they halve next, and when
-  // that bound last gave bytes back (0: never).
-  size_t huge_bound_extra;
+  // huge_lock, not by lock): bytes allowed beyond dirty_pct, when they halve next, when that
+  // bound last gave bytes back (0: never), and how many a new mapping may still win back.
+  size_t huge_bound_extra, huge_bound_cut_bytes;
   uint64_t huge_bound_halve_ms, huge_bound_cut_ms;
   // Set at creation (limit_pages also by smp_pageheap_set_limit, under the lock):
   size_t limit_pages;               // pages held for blocks at most (0: no limit)
