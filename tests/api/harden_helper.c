@@ -216,7 +216,18 @@ int main(int argc, char **argv) {
         if (moved != b[2])
           for (size_t i = 16; i < n / 2; i++)
             if (launder(b[2])[i] != 0) return 4;
+        memset(moved, 0x11, 2 * n);
         free(moved);
+        for (size_t i = 16; i < 2 * n; i++)
+          if (launder(moved)[i] != 0) return 4;
+        unsigned char *c = calloc(1, n), *a = aligned_alloc(64, n);
+        if (!c || !a) return 3;
+        memset(c, 0x11, n);
+        memset(a, 0x11, n);
+        free(c);
+        free(a);
+        for (size_t i = 16; i < n; i++)
+          if (launder(c)[i] != 0 || launder(a)[i] != 0) return 4;
       }
     return 0;
   } else if (strcmp(s, "fresh") == 0) { // junk: a new block reads as 0xa5, calloc as zeros
