@@ -75,12 +75,13 @@ static void retire_locked(uintptr_t addr, size_t size) {
 // first (when bytes alone are over, only the excess, off the oldest range's end). The byte
 // bound learns, as the page heap's dirty bound does (decay.c): a new mapping made within
 // decay_ms of the byte bound's last cut means the bound gave back what the program needed
-// again, so the heap's huge_bound_extra grows by the mapping's size (at most by the bytes the
-// cuts gave back), halving every quarter decay_ms. So the cache keeps what the recent peak needed (a block freed and mapped
+// again, so the heap's huge_bound_extra (an smp_pageheap_allowance_t, decay.h) grows by the
+// mapping's size, at most by the bytes the cuts gave back, and halves every quarter decay_ms
+// without learning. So the cache keeps what the recent peak needed (a block freed and mapped
 // again and again stays mapped, as glibc's sliding mmap threshold keeps it), for as long as
 // the ranges themselves may stay: decay_ms unused (huge_churn's blocks of 5-25 MiB, each
-// allocated before the one it replaces is freed: 58-72 munmaps a run before, 40 after, most
-// of those as its threads free everything at the end, and 15% less time);
+// allocated before the one it replaces is freed: 58-72 munmaps a run before, 44 after, most
+// of those as its threads free everything at the end, and about 15% less time);
 // CACHE_SLOTS ranges for all heaps together. A range unused for decay_ms is unmapped (by the
 // huge calls and the background pass; a merge restamps it), an idle heap's at the next pass,
 // all of a heap's at trim and destroy. A cached range is no block: it is not in the table, and
@@ -160,15 +161,6 @@ static size_t cache_of_locked(const smp_pageheap_t *ph, size_t *bytes) {
   return n;
 }
 
-// The byte bound's allowance at now: halved once per quarter decay_ms since it was due.
-static void bound_age_locked(smp_pageheap_t *ph, uint64_t now) {
-  uint64_t quarter = smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
-  if (ph->huge_bound_extra == 0 || now < ph->huge_bound_halve_ms) return;
-  uint64_t halvings = (now - ph->huge_bound_halve_ms) / quarter + 1;
-  ph->huge_bound_extra = halvings >= 64 ? 0 : ph->huge_bound_extra >> halvings;
-  ph->huge_bound_halve_ms += halvings * quarter;
-}
-
 // The byte bound gave back bytes of ph's cache at now: what a new mapping may win back (those
 // of cuts within decay_ms of each other add up).
 static void bound_cut_locked(smp_pageheap_t *ph, uint64_t now, size_t bytes) {
@@ -184,8 +176,7 @@ static void cache_bound_locked(smp_pageheap_t *ph, size_t held, uint64_t now, un
   if (smp_options.dirty_pct) {
     max_bytes = held * SMP_PAGE_SIZE / 100 * smp_options.dirty_pct;
     if (max_bytes < CACHE_FLOOR) max_bytes = CACHE_FLOOR;
-    bound_age_locked(ph, now);
-    max_bytes += ph->huge_bound_extra;
+    max_bytes += smp_pageheap_allowance_age(&ph->huge_bound_extra, now);
   }
   for (size_t i = 0; i < cache_len && (n > smp_options.huge_cache || bytes > max_bytes);) {
     if (cache[i].heap != ph) {
@@ -212,17 +203,12 @@ static void cache_bound_locked(smp_pageheap_t *ph, size_t held, uint64_t now, un
 
 // ph mapped size bytes afresh at now: soon after its byte bound cut the cache, that bound was
 // too tight for this program. Allow that much more, up to what the cuts gave back (a small cut
-// does not let a large mapping stay); the allowance halves on its schedule, which learning
-// does not postpone (bound_age_locked).
+// does not let a large mapping stay); the allowance halves once learning stops.
 static void bound_learn_locked(smp_pageheap_t *ph, uint64_t now, size_t size) {
   if (now - ph->huge_bound_cut_ms >= smp_options.decay_ms) return;
   size_t add = size < ph->huge_bound_cut_bytes ? size : ph->huge_bound_cut_bytes;
-  if (add == 0) return;
-  bound_age_locked(ph, now);
-  if (ph->huge_bound_extra == 0)
-    ph->huge_bound_halve_ms = now + (smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1);
   ph->huge_bound_cut_bytes -= add;
-  ph->huge_bound_extra += add; // at most the bytes cut: no overflow
+  if (add) smp_pageheap_allowance_add(&ph->huge_bound_extra, now, add, SIZE_MAX);
 }
 
 // The most a block of size bytes may map when it reuses a range: a quarter more, so at most a

@@ -78,7 +78,7 @@ static void decay_locked(smp_pageheap_t *ph, uint64_t now, unsigned max) {
 size_t smp_decay_bound_locked(smp_pageheap_t *ph) {
   size_t bound = (ph->large_pages + ph->small_pages) * smp_options.dirty_pct / 100;
   size_t cap = ph->usable_pages; // chunks may have been unmapped since it grew
-  return (bound > SMP_CHUNK_USABLE_PAGES ? bound : SMP_CHUNK_USABLE_PAGES) + (ph->bound_extra < cap ? ph->bound_extra : cap);
+  return (bound > SMP_CHUNK_USABLE_PAGES ? bound : SMP_CHUNK_USABLE_PAGES) + (ph->bound_extra.extra < cap ? ph->bound_extra.extra : cap);
 }
 
 // Purge the oldest dirty spans while there are more dirty pages than the bound, down to 3/4
@@ -105,12 +105,7 @@ static size_t bound_purge_locked(smp_pageheap_t *ph, uint64_t now, size_t max_pa
 static bool decay_maybe_locked(smp_pageheap_t *ph, uint64_t now, unsigned max) {
   if (smp_options.decay_ms == 0 || !ph->may_purge) return false;
   if (SMP_UNLIKELY(now >= ph->decay_due_ms)) decay_locked(ph, now, max);
-  if (SMP_UNLIKELY(ph->bound_extra != 0 && now >= ph->bound_extra_halve_ms)) {
-    uint64_t quarter = smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
-    uint64_t halvings = (now - ph->bound_extra_halve_ms) / quarter + 1;
-    ph->bound_extra = halvings >= 64 ? 0 : ph->bound_extra >> halvings;
-    ph->bound_extra_halve_ms = now + quarter;
-  }
+  smp_pageheap_allowance_age(&ph->bound_extra, now);
   return bound_purge_locked(ph, now, SIZE_MAX) != 0 && ph->dirty_pages > smp_decay_bound_locked(ph) / 4 * 3;
 }
 
@@ -118,11 +113,27 @@ static bool decay_maybe_locked(smp_pageheap_t *ph, uint64_t now, unsigned max) {
 // after the bound gave pages back, that means the bound was too tight for this program; allow
 // that many more, up to the heap's size.
 void smp_decay_clean_alloc_locked(smp_pageheap_t *ph, uint64_t now, size_t npages) {
-  if (ph->bound_purged_ms && now - ph->bound_purged_ms < smp_options.decay_ms) {
-    size_t cap = ph->usable_pages;
-    ph->bound_extra = ph->bound_extra + npages < cap ? ph->bound_extra + npages : cap;
-    ph->bound_extra_halve_ms = now + smp_options.decay_ms / 4;
+  if (ph->bound_purged_ms && now - ph->bound_purged_ms < smp_options.decay_ms)
+    smp_pageheap_allowance_add(&ph->bound_extra, now, npages, ph->usable_pages);
+}
+
+static uint64_t quarter_decay_ms(void) {
+  return smp_options.decay_ms / 4 ? smp_options.decay_ms / 4 : 1;
+}
+
+size_t smp_pageheap_allowance_age(smp_pageheap_allowance_t *a, uint64_t now) {
+  if (a->extra != 0 && now >= a->halve_ms) {
+    uint64_t quarter = quarter_decay_ms(), halvings = (now - a->halve_ms) / quarter + 1;
+    a->extra = halvings >= 64 ? 0 : a->extra >> halvings;
+    a->halve_ms += halvings * quarter;
   }
+  return a->extra;
+}
+
+void smp_pageheap_allowance_add(smp_pageheap_allowance_t *a, uint64_t now, size_t n, size_t cap) {
+  smp_pageheap_allowance_age(a, now);
+  a->halve_ms = now + quarter_decay_ms();
+  a->extra = a->extra + n < cap && a->extra + n >= a->extra ? a->extra + n : cap;
 }
 
 // While a background thread passes, the program's threads still enforce the dirty bound, but

@@ -19,6 +19,20 @@
 
 typedef struct smp_pageheap smp_pageheap_t;
 
+// An allowance a bound learns beyond its rule (pages, or bytes) and forgets again: it halves
+// once per quarter decay_ms that passes without learning, so it follows the program's recent
+// habit and falls back once the habit stops (learning is bounded by the caller's cap). The
+// dirty bound keeps one (bound_extra, here) and so does the huge cache's byte bound
+// (large.c). The owner's lock guards it.
+typedef struct smp_pageheap_allowance {
+  size_t extra;
+  uint64_t halve_ms; // when it halves next (while extra is not 0)
+} smp_pageheap_allowance_t;
+// a's extra at now: halved as often as due.
+size_t smp_pageheap_allowance_age(smp_pageheap_allowance_t *a, uint64_t now);
+// a learns n more at now, up to cap in all.
+void smp_pageheap_allowance_add(smp_pageheap_allowance_t *a, uint64_t now, size_t n, size_t cap);
+
 // Give back the pages of free spans unused for longer than the decay time (option decay_ms),
 // oldest first, in batches with the lock released between them, and enforce the dirty bound
 // (dirty_pct); the page heap also does both itself on its slow paths (while background passes

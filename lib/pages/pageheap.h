@@ -34,18 +34,18 @@ struct smp_pageheap {
   smp_span_t *dirty_oldest, *dirty_youngest; // the decay list
   uint64_t decay_due_ms;            // when the oldest dirty span comes of age
   smp_counter_t purged_bytes, purge_calls, chunks_unmapped; // statistics
-  size_t bound_extra;               // pages the dirty bound allows beyond dirty_pct
-  uint64_t bound_extra_halve_ms;    // when bound_extra halves next
+  smp_pageheap_allowance_t bound_extra; // pages the dirty bound allows beyond dirty_pct
   uint64_t bound_purged_ms;         // when the bound last gave pages back (0: never)
   uint64_t heap_calls, pass_calls, pass_end_ms, passes; // background passes (see decay.c)
   size_t stranded_pending;          // stranded pages the next pass gives back
   uint64_t grew_ms, stranded_before;
   size_t slow_purge_left;           // pages the slow paths may still purge before the next pass
   // The huge cache's byte bound learns as the dirty bound does (large.c; guarded by its
-  // huge_lock, not by lock): bytes allowed beyond dirty_pct, when they halve next, when that
-  // bound last gave bytes back (0: never), and how many a new mapping may still win back.
-  size_t huge_bound_extra, huge_bound_cut_bytes;
-  uint64_t huge_bound_halve_ms, huge_bound_cut_ms;
+  // huge_lock, not by lock): bytes allowed beyond dirty_pct, when that bound last gave bytes
+  // back (0: never), and how many a new mapping may still win back.
+  smp_pageheap_allowance_t huge_bound_extra;
+  size_t huge_bound_cut_bytes;
+  uint64_t huge_bound_cut_ms;
   // Set at creation (limit_pages also by smp_pageheap_set_limit, under the lock):
   size_t limit_pages;               // pages held for blocks at most (0: no limit)
   bool fixed;                       // a region: never maps or unmaps chunks
