@@ -317,8 +317,9 @@ SMP_API void smp_set_oom_handler(int (*fn)(size_t size, smp_heap_t *h, void *arg
  * with blocks still allocated then is reported ("smpalloc: type conn: 12 blocks, 4.5 KiB still
  * allocated"); its blocks stay valid and keep being counted (the statistics then name the type
  * from a copy of its name). A typed block carries a 16-byte header before the pointer returned
- * (so a typed block of n bytes costs a block of n + 16); plain malloc and free pay nothing for
- * types. Counters are kept per thread, single-writer, and summed without locks when read:
+ * (so a typed block of n bytes costs a block of n + 16), unless its type has a heap of its own
+ * (SMP_TYPE_OWN_HEAP): then the block's pages name the type, and a block of n bytes costs what
+ * malloc(n) would; plain malloc and free pay nothing for types. Counters are kept per thread, single-writer, and summed without locks when read:
  * exact once the program is quiescent. */
 
 /** A malloc type. Define one with SMP_TYPE_DEFINE; its fields belong to the allocator. */
@@ -336,6 +337,15 @@ typedef struct smp_type {
 /** Type flag: blocks of this type are cleared when freed (for secrets: freed memory is
  *  otherwise not zeroed, and its contents would outlive the block). */
 #define SMP_TYPE_ZERO_ON_FREE 0x1u
+/** Type flag: the type's blocks of the default heap come from pages of its own, as a kernel's
+ *  per-type object cache (kmem_cache, uma_zone) keeps its objects: no 16-byte header per block
+ *  (a block of n bytes costs what malloc(n) would: for a server's many small objects, memory a
+ *  header would have added to each), and no page shared with another type's blocks or untyped
+ *  ones (a use after free of such a block can only land on a block of the same type). The
+ *  pages are an internal heap of the type's, named after it in the statistics; smp_heap_of
+ *  gives the default heap for its blocks, as for any block smp_malloc_type returns. Blocks
+ *  that smp_heap_malloc_type puts in another heap carry the header as usual. */
+#define SMP_TYPE_OWN_HEAP 0x2u
 
 /** Unregister type t: at exit, or when the shared object defining t is unloaded (called by the
  *  destructor SMP_TYPE_DEFINE writes; a program need not call it). Reports a type that still
@@ -344,7 +354,8 @@ typedef struct smp_type {
 SMP_API void smp_type_unregister(smp_type_t *t);
 
 /** Define malloc type name (an array of one smp_type_t, so that name is the smp_type_t * the
- *  calls take) with a short name and a description, and flags (SMP_TYPE_ZERO_ON_FREE). */
+ *  calls take) with a short name and a description, and flags (SMP_TYPE_ZERO_ON_FREE,
+ *  SMP_TYPE_OWN_HEAP). */
 #define SMP_TYPE_DEFINE_FLAGS(name, shortdesc, longdesc, typeflags)                            \
   smp_type_t name[1] = {{SMP_TYPE_MAGIC, (typeflags), (shortdesc), (longdesc), 0, 0, 0}};          \
   __attribute__((destructor)) static void smp_type_fini_##name(void) {                          \

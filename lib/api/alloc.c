@@ -222,10 +222,14 @@ static SMP_NOINLINE void free_slow_rest(void *p, const char *function) {
   if (p == NULL) return;
   smp_init_ensure();
   smp_typed_block_t tb;
-  if (smp_types_find(p, &tb)) { // never a block start: a typed block's pointer is past its header
+  if (smp_types_find(p, &tb)) { // past its header, or a block of its type's own heap
     smp_types_free_block(&tb, function);
     return;
   }
+  smp_alloc_free_untyped(p, function);
+}
+
+void smp_alloc_free_untyped(void *p, const char *function) {
   if (SMP_UNLIKELY(smp_harden_on)) {
     // debug:1 checks that p's heap is live before reading it, as other_heap_free's caller does.
     smp_chunk_t *c = smp_options.debug ? smp_pagemap_find(p) : NULL;
@@ -265,7 +269,8 @@ void smp_alloc_free_block(void *p, const char *function) {
 SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
     smp_chunk_t *c = smp_pagemap_chunk(p);
-    if (!c->heap->class_pages && !smp_options.debug && !smp_harden_on && other_heap_free_fast(c, p))
+    if (!c->heap->class_pages && !c->heap->slow_frees && !smp_options.debug && !smp_harden_on &&
+        other_heap_free_fast(c, p))
       return;
     if (SMP_UNLIKELY(smp_harden_fill) && free_plain_filled(p)) return;
   }

@@ -31,6 +31,9 @@ SMP_NOINLINE void *smp_alloc_malloc_slow(size_t size);
 SMP_NOINLINE void smp_free_slow(void *p, const char *function);
 // Free p as a block of its heap (no typed or hardened pointer: the caller looked for those).
 void smp_alloc_free_block(void *p, const char *function);
+// Free p, no typed pointer (the caller looked for one): a hardened block's pointer, or a
+// block of its heap.
+void smp_alloc_free_untyped(void *p, const char *function);
 // size bytes aligned to align (a power of two) from heap h, with every round heap_alloc makes
 // (handler, errors); hardened when hardening is on, or when sampled (the caller asked prof).
 // For the slow paths of malloc.

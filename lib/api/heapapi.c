@@ -98,7 +98,7 @@ static bool oom_retry(size_t size, smp_heap_t *h) {
   oom_pair_t *pair = smp_load_acquire(&oom_current);
   if (pair == NULL || in_oom_handler) return false;
   in_oom_handler = true; // a request inside the handler that fails does not call it again
-  int again = pair->fn(size, h, pair->arg);
+  int again = pair->fn(size, h->type_entry ? SMP_HEAP_DEFAULT : h, pair->arg); // see smp_heap_of
   in_oom_handler = false;
   return again != 0;
 }
@@ -411,13 +411,16 @@ SMP_EXPORT int smp_heap_visit(smp_heap_t *h, int (*fn)(void *, size_t, void *), 
   visit_call_t v = {fn, arg};
   if (smp_harden_on) smp_harden_visit_begin();
   int r = smp_heap_visit_blocks(h, visit_typed, &v);
+  // The default heap's blocks include its types' own heaps' (smpalloc.h, SMP_TYPE_OWN_HEAP).
+  if (r == 0 && h == SMP_HEAP_DEFAULT) r = smp_types_visit_own_heaps(visit_typed, &v);
   if (smp_harden_on) smp_harden_visit_end();
   return r;
 }
 
 SMP_EXPORT smp_heap_t *smp_heap_of(const void *p) {
   smp_init_ensure();
-  return smp_alloc_heap_of(p);
+  smp_heap_t *h = smp_alloc_heap_of(p);
+  return h && h->type_entry ? SMP_HEAP_DEFAULT : h; // a type's own heap is the default's part
 }
 
 SMP_EXPORT smp_heap_t *smp_heap_default(void) { return SMP_HEAP_DEFAULT; }

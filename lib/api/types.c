@@ -1,7 +1,10 @@
 // Layer: api. See types.h for the header of a typed block and the counters.
 // Registry: entries (allocator memory, 64-aligned, never freed) on one list in registration
 // order. Appends and record creation take registry_lock; readers (statistics, smp_type_foreach,
-// the JSON) walk the lists with acquire loads and take no lock. Memory orders: an entry or
+// the JSON) walk the lists with acquire loads and take no lock. A type's own heap
+// (SMP_TYPE_OWN_HEAP) is published in its entry by a CAS from NULL (acq_rel) after its marks
+// (type_entry, slow_frees) are set, and read with acquire; it is never destroyed, and no block
+// of it exists before the CAS. Memory orders: an entry or
 // record is filled, then linked with a release store (entry->next, first_entry, e->records), so
 // a reader's acquire load sees it whole; t->entry is stored with release after t->slot, and the
 // hit paths load it with acquire before the slot. A record changes hands by a CAS of its owner
@@ -61,6 +64,8 @@ struct smp_type_entry {
   _Atomic uint64_t classes[2];    // bit c: class c was used
   _Atomic uint8_t class_used[SMP_CLASS_COUNT]; // the same, a byte each: the hit path's test
   type_rec_t *_Atomic records;    // pushed under registry_lock, read acquire
+  smp_heap_t *_Atomic heap;       // SMP_TYPE_OWN_HEAP: the type's heap, made on its first
+                                  // allocation (CAS from NULL, acq_rel; read acquire)
   smp_type_entry_t *_Atomic next; // registry order, appended under registry_lock
   bool report_at_exit;            // unregistered during exit with blocks left (registry_lock)
   bool reported_at_exit;          // smp_types_report_at_exit named it (registry_lock)
@@ -71,6 +76,7 @@ struct smp_type_entry {
 } __attribute__((aligned(64)));
 
 _Atomic bool smp_types_used;
+static _Atomic bool own_heaps_made; // a type's own heap exists (release when the first is made)
 smp_deferred_visit_t *_Atomic smp_types_deferred_visit;
 static uintptr_t header_key; // odd; written once at start-up
 static smp_lock_t registry_lock = SMP_LOCK_INIT;
@@ -129,14 +135,16 @@ SMP_INLINE type_rec_t *record_at(size_t index) {
 SMP_INLINE type_rec_t *record_of(const smp_type_entry_t *e) { return record_at(e->index); }
 // The slot of a registered type t (its entry was loaded with acquire): its entry's index, read
 // from t, not from the entry, so the record's lookup does not wait for the entry's load. A type
-// with a limit has SLOT_LIMITED in its slot, so that no record is found there: the hit paths
-// leave such a type to the slow ones (which charge exactly) with no test of their own.
+// with a limit or a heap of its own has SLOT_LIMITED in its slot, so that no record is found
+// there: the hit paths leave such a type to the slow ones (which charge exactly, or allocate
+// from the type's heap) with no test of their own.
 #define SLOT_LIMITED ((uintptr_t)1 << 63)
 SMP_INLINE size_t slot_of(const smp_type_t *t) {
   return (size_t)__atomic_load_n(&t->slot, __ATOMIC_RELAXED);
 }
 static uintptr_t slot_value(const smp_type_entry_t *e) {
-  return (uintptr_t)e->index | (smp_load_relaxed(&e->limit) ? SLOT_LIMITED : 0);
+  bool slow = smp_load_relaxed(&e->limit) || (e->flags & SMP_TYPE_OWN_HEAP);
+  return (uintptr_t)e->index | (slow ? SLOT_LIMITED : 0);
 }
 
 static bool table_grow(size_t need) {
@@ -516,17 +524,39 @@ void smp_types_report_at_exit(void) {
 
 // ---- finding a typed block from its pointer ----
 
+// The type whose own heap holds block b (its start in its chunk or mapping), if any.
+static smp_type_entry_t *own_heap_entry(const void *b) {
+  smp_chunk_t *c = smp_pagemap_find(b);
+  smp_pageheap_t *ph = c ? c->heap : smp_large_huge_heap(b);
+  return ph && ph->slow_frees ? ((smp_heap_t *)ph->owner)->type_entry : NULL;
+}
+
+// Whether small block b of an own heap is live: a block holding its free mark is free only if
+// the slow search confirms it (doublefree.h); large blocks and mappings found are live.
+static bool own_block_live(const void *b) {
+  smp_span_t *s = smp_pagemap_find(b) ? smp_pagemap_span_checked(b) : NULL;
+  return s == NULL || s->state != SMP_SPAN_SMALL || !smp_block_is_marked(b) ||
+         !smp_doublefree_confirm(s, s->sizeclass, b);
+}
+
 bool smp_types_find(const void *p, smp_typed_block_t *out) {
   if (!smp_load_acquire(&smp_types_used) || ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) || p == NULL)
     return false;
-  char *b;
+  char *b, *outer;
   size_t size;
   if (!smp_alloc_block_around(p, &b, &size, NULL)) return false;
+  outer = b;
   // In hardened mode a typed block lies inside a hardened one (harden.h): its header and
   // pointer are the hardened block's user bytes.
   // (With prof alone, a block that was not sampled is a plain one.)
   if (smp_harden_on && !smp_harden_user_of(b, size, &b, &size) && smp_harden_all) return false;
   size_t off = (size_t)((const char *)p - b);
+  if (off == 0) { // a block start: typed only as a block of its type's own heap (no header)
+    smp_type_entry_t *e = smp_load_acquire(&own_heaps_made) ? own_heap_entry(outer) : NULL;
+    if (e == NULL || !own_block_live(outer)) return false;
+    *out = (smp_typed_block_t){(void *)b, (char *)p, e, size};
+    return true;
+  }
   if (off < SMP_TYPE_HEADER || off >= size || (off & (off - 1))) return false;
   smp_type_entry_t *e = header_entry(p, (unsigned)__builtin_ctzll(off));
   if (e == NULL) return false;
@@ -561,6 +591,12 @@ void smp_types_report_freed(const void *p, const char *function) {
              ((smp_harden_find(inner, &hb) && hb.quarantined) || freed_past_header(p, 32)));
   } else if (smp_load_acquire(&smp_types_used)) {
     freed = freed_past_header(p, 16);
+  }
+  // A block of a type's own heap, freed: its start holds a mark the search confirms.
+  if (!freed && smp_load_acquire(&own_heaps_made) && ((uintptr_t)p & (SMP_MIN_ALIGN - 1)) == 0 &&
+      own_heap_entry(p)) {
+    smp_span_t *s = smp_pagemap_span_checked(p);
+    freed = s && s->state == SMP_SPAN_SMALL && smp_span_is_block(s, p) && !own_block_live(p);
   }
   if (freed) smp_debug_fatal(function, "double free", p);
 }
@@ -604,6 +640,16 @@ static int uncount_block(void *block, size_t usable, void *arg) {
   return 0;
 }
 
+int smp_types_visit_own_heaps(int (*fn)(void *, size_t, void *), void *arg) {
+  if (!smp_load_acquire(&own_heaps_made)) return 0;
+  for (smp_type_entry_t *e = smp_load_acquire(&first_entry); e; e = smp_load_acquire(&e->next)) {
+    smp_heap_t *h = smp_load_acquire(&e->heap);
+    int r = h ? smp_heap_visit_blocks(h, fn, arg) : 0;
+    if (r) return r;
+  }
+  return 0;
+}
+
 void smp_types_heap_gone(smp_heap_t *h) {
   if (smp_load_relaxed(&h->typed)) smp_heap_visit_blocks(h, uncount_block, NULL);
 }
@@ -628,7 +674,32 @@ static size_t block_size(const void *b, unsigned *cls) {
   return smp_alloc_usable(b, "smp_malloc_type");
 }
 
-// Every typed allocation but the hit path's: size bytes of e from heap h with flags.
+// The heap of e, a type with SMP_TYPE_OWN_HEAP, made on its first allocation (not with
+// SMP_NOWAIT: that takes locks and maps memory). Threads that race to make it each make one;
+// the first to publish it wins and the others destroy theirs, still empty. NULL with errno set.
+static SMP_NOINLINE smp_heap_t *own_heap(smp_type_entry_t *e, unsigned flags) {
+  smp_heap_t *h = smp_load_acquire(&e->heap);
+  if (SMP_LIKELY(h != NULL)) return h;
+  if (flags & SMP_NOWAIT) {
+    errno = EAGAIN;
+    return NULL;
+  }
+  char name[sizeof h->name] = "type ";
+  copy_name(name + 5, sizeof name - 5, e->name);
+  smp_heap_t *made = smp_heap_new(name, 0);
+  if (made == NULL) return NULL; // errno ENOMEM
+  made->type_entry = e;
+  made->pages.slow_frees = true; // free's fast branch for other heaps would not count them
+  smp_store_release(&own_heaps_made, true);
+  if (atomic_compare_exchange_strong_explicit(&e->heap, &h, made, memory_order_acq_rel,
+                                              memory_order_acquire))
+    return made;
+  smp_heap_delete(made, false);
+  return h;
+}
+
+// Every typed allocation but the hit path's: size bytes of e from heap h with flags (a type
+// with a heap of its own: from that heap, for h the default heap).
 static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry_t *e,
                                       unsigned flags) {
   type_rec_t *r = record_of(e);
@@ -636,8 +707,11 @@ static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry
     if (flags & SMP_NOWAIT) return failed(e, EAGAIN);
     if ((r = record_slow(e)) == NULL) return failed(e, ENOMEM);
   }
+  if (h == SMP_HEAP_DEFAULT && (e->flags & SMP_TYPE_OWN_HEAP) && (h = own_heap(e, flags)) == NULL)
+    return failed(e, errno);
+  bool own = h->type_entry == e; // its heap names the type: no header
   unsigned lg = (flags >> 8) & 63;
-  size_t off = lg > 4 ? (size_t)1 << lg : SMP_TYPE_HEADER;
+  size_t off = own ? 0 : lg > 4 ? (size_t)1 << lg : SMP_TYPE_HEADER;
   if (size > SIZE_MAX - off) {
     if (flags & SMP_NOFAIL) smp_debug_fatal("smp_malloc_type", "out of memory: request too large", NULL);
     return failed(e, ENOMEM);
@@ -648,13 +722,17 @@ static SMP_NOINLINE void *typed_alloc(smp_heap_t *h, size_t size, smp_type_entry
   size_t bytes = block_size(b, &cls), usable = bytes - off;
   smp_asan_unpoison(b, bytes); // a typed block's usable bytes reach its block's end (asan.h)
   if (!charge(e, r, usable)) {
-    smp_free(b);
+    // Not counted yet: a block of the type's own heap would be taken for a typed one by free.
+    if (own) smp_alloc_free_untyped(b, "smp_malloc_type");
+    else smp_free(b);
     if (flags & SMP_NOFAIL) smp_debug_fatal("smp_malloc_type", "type limit reached with SMP_NOFAIL", NULL);
     return failed(e, ENOMEM);
   }
-  if (!smp_load_relaxed(&h->typed)) smp_store_relaxed(&h->typed, true); // see smp_types_heap_gone
   char *p = (char *)b + off;
-  header_write(p, e, lg > 4 ? lg : 4);
+  if (!own) {
+    if (!smp_load_relaxed(&h->typed)) smp_store_relaxed(&h->typed, true); // see smp_types_heap_gone
+    header_write(p, e, lg > 4 ? lg : 4);
+  }
   count_alloc(e, r, cls);
   return p;
 }
@@ -677,11 +755,14 @@ static SMP_NOINLINE void *malloc_type_slow(size_t size, smp_type_t *t, unsigned 
   return typed_request(SMP_HEAP_DEFAULT, size, t, flags);
 }
 
-// The hit path's block b of class cls when the thread's record or credit falls short (or, b
-// NULL, when the front end missed: the block comes from its slow path): charge it the slow way
-// (b goes back on failure), then write its header and count it.
-static SMP_NOINLINE void *typed_finish(char *b, unsigned cls, smp_type_entry_t *e) {
-  if (b == NULL && (b = smp_alloc_class(cls)) == NULL) return failed(e, ENOMEM);
+// The hit path's request of size bytes, of class cls with the header, when the thread's record
+// or credit falls short (a type with a limit or a heap of its own finds no record): a type
+// with a heap of its own allocates there; else a block from the front end's slow path, charged
+// the slow way (it goes back on failure), its header written, counted.
+static SMP_NOINLINE void *typed_finish(size_t size, unsigned cls, smp_type_entry_t *e) {
+  if (e->flags & SMP_TYPE_OWN_HEAP) return typed_alloc(SMP_HEAP_DEFAULT, size, e, 0);
+  char *b = smp_alloc_class(cls);
+  if (b == NULL) return failed(e, ENOMEM);
   type_rec_t *r = record(e);
   uint64_t usable = typed_usable[cls];
   if (r == NULL || !charge_slow(e, r, usable)) {
@@ -727,7 +808,7 @@ SMP_EXPORT void *smp_malloc_type(size_t size, smp_type_t *t, unsigned flags) {
     type_rec_t *r = record_at(slot_of(t));
     uint64_t usable = typed_usable[cls], credit;
     if (SMP_UNLIKELY(r == NULL || (credit = smp_load_relaxed(&r->credit)) < usable))
-      return typed_finish(NULL, cls, e); // also a type with a limit (see slot_of)
+      return typed_finish(size, cls, e); // also a type with a limit or a heap (see slot_of)
     smp_store_relaxed(&r->credit, credit - usable);
     REC_ADD(r->allocs, 1);
     if (SMP_UNLIKELY(!smp_load_relaxed(&e->class_used[cls]))) class_first_used(e, cls);
@@ -782,6 +863,10 @@ void smp_types_free_block(const smp_typed_block_t *tb, const char *function) {
     smp_harden_check(&hb, function);
   }
   typed_release(tb->entry, tb->user, tb->usable);
+  if (tb->user == tb->block) { // its type's own heap: no header; the block goes back untyped
+    smp_alloc_free_untyped(tb->block, function);
+    return;
+  }
   // The check word goes: a header left in a freed block (a large block's free writes no mark,
   // and an aligned block's header lies past the mark) would otherwise still name the type when
   // the block is handed out untyped, to a heap visit or to a second free of the old pointer.

@@ -6,6 +6,8 @@
 // that pointer:
 //   word 0: the type's entry (64-aligned allocator memory, never freed) | log2(off)
 //   word 1: (word 0 ^ pointer) * key, key a per-process odd secret
+// (A type with SMP_TYPE_OWN_HEAP has no header on its blocks of the default heap: they come
+// from an internal heap of the type's, whose chunks name it: types.c, own_heap.)
 // Because the pointer is not a block start, plain free's fast path never takes a typed block
 // (its boundary test fails): malloc and free pay nothing for types, and a free of a typed block
 // reaches the slow path, which finds the header. The check word makes the header certain: it
@@ -71,7 +73,8 @@ void smp_types_set_exit_key(unsigned key);
 
 // Whether p (not NULL) is the pointer of a live typed block; if so *out describes it. Never
 // reports: a caller that finds nothing goes on with its own checks. Cheap for a pointer that
-// is a block start (the common case where a slow path asks).
+// is a block start (the common case where a slow path asks) unless a type's own heap
+// (SMP_TYPE_OWN_HEAP) holds it: its live blocks are that type's, at offset 0.
 bool smp_types_find(const void *p, smp_typed_block_t *out);
 // Whether block (a live block start of usable bytes, from a heap visit) is a typed block; if
 // so, the pointer the program holds and its usable size.
@@ -79,6 +82,10 @@ bool smp_types_user_of(void *block, size_t usable, void **user, size_t *user_usa
 // Heap h is about to be destroyed with its blocks: its typed blocks count as freed (a visit
 // of its blocks, only for a heap that ever had a typed block).
 void smp_types_heap_gone(struct smp_heap *h);
+// Visit the blocks of every type's own heap (SMP_TYPE_OWN_HEAP) with fn, as
+// smp_heap_visit_blocks does; the first non-zero return of fn stops it and is returned. These
+// heaps are never destroyed, so the walk takes no lock of the registry's.
+int smp_types_visit_own_heaps(int (*fn)(void *, size_t, void *), void *arg);
 // Report p as a double free (and abort) if it is the pointer of a typed or hardened block
 // freed before: 16 bytes past the start of a block that is confirmed free. Returns otherwise.
 void smp_types_report_freed(const void *p, const char *function);

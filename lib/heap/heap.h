@@ -43,6 +43,8 @@ struct smp_heap {
   _Atomic uint64_t failures;   // requests refused for lack of memory (relaxed)
   _Atomic uint32_t users;      // debug:1 only: calls inside the heap now (seq_cst, see heapapi.c)
   _Atomic bool typed;          // a typed block was allocated here (types.c; relaxed)
+  void *type_entry;            // a malloc type's own heap (SMP_TYPE_OWN_HEAP): its entry
+                               // (types.c), set before the heap's first block; else NULL
   // Hardening's quarantine (harden.c) holds these of the heap's blocks: freed by the program,
   // still out of the heap. Statistics count them apart from those in use. Relaxed. A block
   // the quarantine is evicting (popped under its lock, checked and given back outside it)

@@ -51,6 +51,8 @@ struct smp_pageheap {
   bool fixed;                       // a region: never maps or unmaps chunks
   bool may_purge;                   // may give pages back with madvise
   bool class_pages;                 // writes page_class: its small blocks are the front end's
+  bool slow_frees;                  // frees take the complete path (a malloc type's own heap,
+                                    // types.c: the type counts them); set before its first block
   struct smp_central *central;      // the size classes over these pages
   void *owner;                      // the smp_heap_t
 };

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "api_util.h"
+#include "test_hardened.h"
 #include "smpalloc.h"
 
 #ifndef TYPES_HELPER
@@ -42,6 +43,10 @@ SMP_TYPE_DEFINE(M_CROSS, "cross", "blocks freed by other threads");
 SMP_TYPE_DEFINE(M_PEAK, "peak", "high-water mark");
 SMP_TYPE_DEFINE_FLAGS(M_SECRET, "secret", "keys, cleared when freed", SMP_TYPE_ZERO_ON_FREE);
 SMP_TYPE_DEFINE(M_NEVER, "never", "never used");
+SMP_TYPE_DEFINE_FLAGS(M_OWN, "own", "objects kept in pages of their own", SMP_TYPE_OWN_HEAP);
+SMP_TYPE_DEFINE_FLAGS(M_OWN_SECRET, "own_secret", "own pages, cleared when freed",
+                      SMP_TYPE_OWN_HEAP | SMP_TYPE_ZERO_ON_FREE);
+SMP_TYPE_DEFINE_FLAGS(M_OWN_LIMITED, "own_limited", "own pages, with a limit", SMP_TYPE_OWN_HEAP);
 
 static smp_type_stats_t stats_of(smp_type_t *t) {
   smp_type_stats_t s = {.version = SMP_TYPE_STATS_VERSION, .size = sizeof s};
@@ -425,6 +430,140 @@ Test(types, counters_exact_at_quiescence) {
   cr_assert_eq(s.failures, 0);
 }
 
+// SMP_TYPE_OWN_HEAP: blocks of every kind cost what the same plain request costs (no header),
+// are found typed, belong to the default heap as far as smp_heap_of goes, keep their type and
+// their layout through realloc, and leave the counters exact however they are freed: by
+// smp_free_type, free, smp_free, realloc to 0, and by another thread.
+#define OWN_KINDS 9
+static const size_t own_sizes[OWN_KINDS] = {1, 16, 64, 100, 1000, 4096, 64 * KiB + 1, MiB, 3 * MiB};
+static void *own_free_worker(void *arg) {
+  void **blocks = arg;
+  for (int i = 0; i < OWN_KINDS; i++) free(blocks[i]);
+  return NULL;
+}
+
+Test(types, own_heap_blocks_carry_no_header) {
+  void *own[OWN_KINDS];
+  uint64_t bytes = 0;
+  for (int i = 0; i < OWN_KINDS; i++) {
+    size_t n = own_sizes[i];
+    void *plain = malloc(n);
+    own[i] = smp_malloc_type(n, M_OWN, 0);
+    cr_assert_not_null(own[i]);
+    cr_assert_eq((uintptr_t)own[i] % 16, 0);
+    cr_assert_eq(smp_usable_size(own[i]), malloc_usable_size(plain),
+                 "%zu bytes: %zu usable in the type's heap, %zu as a plain block", n,
+                 smp_usable_size(own[i]), malloc_usable_size(plain));
+    free(plain);
+    cr_assert_eq(smp_type_of(own[i]), M_OWN, "%zu bytes", n);
+    cr_assert_eq(smp_heap_of(own[i]), smp_heap_default(), "%zu bytes", n);
+    pattern_fill(own[i], n, (unsigned)i);
+    bytes += smp_usable_size(own[i]);
+  }
+  smp_type_stats_t s = stats_of(M_OWN);
+  cr_assert_eq(s.blocks, OWN_KINDS);
+  cr_assert_eq(s.in_use, bytes);
+  cr_assert_eq(s.flags, SMP_TYPE_OWN_HEAP);
+  // A visit of the default heap sees them, with their usable sizes.
+  seen_t v = {.want = {own[2], own[4], own[6], own[8]}};
+  for (int i = 0; i < 4; i++) v.usable[i] = smp_usable_size(v.want[i]);
+  cr_assert_eq(smp_heap_visit(NULL, see_block, &v), 0);
+  cr_assert_eq(v.found, 4);
+  // Aligned and zeroed requests.
+  char *a = smp_malloc_type(200, M_OWN, SMP_ALIGN(4096) | SMP_ZERO);
+  cr_assert_eq((uintptr_t)a % 4096, 0);
+  for (int j = 0; j < 200; j++) cr_assert_eq(a[j], 0);
+  cr_assert_eq(smp_type_of(a), M_OWN);
+  // realloc in every direction keeps the type and the contents.
+  char *r = smp_malloc_type(40, M_OWN, 0);
+  pattern_fill(r, 40, 9);
+  for (size_t size = 80; size < 8 * MiB; size *= 5) {
+    r = (size / 80) % 2 ? realloc(r, size) : smp_realloc_type(r, size, M_OWN, 0);
+    cr_assert_not_null(r);
+    cr_assert_eq(smp_type_of(r), M_OWN, "size %zu", size);
+    for (size_t j = 0; j < 40; j++) cr_assert_eq((unsigned char)r[j], pattern_byte(9, j));
+  }
+  r = smp_realloc_type(r, 24, M_OWN, 0);
+  cr_assert_eq(smp_type_of(r), M_OWN);
+  cr_assert_eq(stats_of(M_OWN).in_use, bytes + smp_usable_size(a) + smp_usable_size(r));
+  cr_assert_null(realloc(r, 0));
+  smp_free_type(a, M_OWN);
+  for (int i = 0; i < OWN_KINDS; i++)
+    cr_assert_eq(pattern_check(own[i], own_sizes[i], (unsigned)i), own_sizes[i], "block %d", i);
+  // Freed three ways here, and by another thread.
+  smp_free_type(own[0], M_OWN);
+  free(own[1]);
+  smp_free(own[2]);
+  for (int i = 0; i < 3; i++) own[i] = smp_malloc_type(own_sizes[i], M_OWN, 0);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, own_free_worker, own), 0);
+  pthread_join(t, NULL);
+  s = stats_of(M_OWN);
+  cr_assert_eq(s.blocks, 0);
+  cr_assert_eq(s.in_use, 0);
+  cr_assert_eq(s.requests, s.frees);
+  cr_assert_geq(s.requests, OWN_KINDS + 3 + 2);
+  // An untyped block is not taken for one of the type's.
+  void *u = malloc(64);
+  cr_assert_null(smp_type_of(u));
+  free(u);
+  // What the blocks cost: smp_stats_get counts the type's heap with the default heap, and 256
+  // blocks of 64 bytes add 256 * 64 bytes in use (a header would make each a block of 80).
+  if (!test_hardened()) {
+    void *held[256];
+    free(smp_malloc_type(64, M_OWN, 0)); // the thread's caches of both heaps made
+    smp_stats_t before = {.version = SMP_STATS_VERSION, .size = sizeof before}, after = before;
+    cr_assert_eq(smp_stats_get(&before), 0);
+    for (int i = 0; i < 256; i++) held[i] = smp_malloc_type(64, M_OWN, 0);
+    cr_assert_eq(smp_stats_get(&after), 0);
+    cr_assert_eq(after.in_use - before.in_use, 256 * 64, "256 blocks of 64 bytes took %lu bytes",
+                 (unsigned long)(after.in_use - before.in_use));
+    for (int i = 0; i < 256; i++) smp_free_type(held[i], M_OWN);
+  }
+}
+
+// A type with its own heap and a limit: a request past the limit fails and leaves the
+// counters as they were (the block it got goes back uncounted), so what fits still fits.
+Test(types, own_heap_limit_refuses_exactly) {
+  cr_assert_eq(smp_type_set_limit(M_OWN_LIMITED, 64 * KiB), 0);
+  void *a = smp_malloc_type(40 * KiB, M_OWN_LIMITED, 0);
+  cr_assert_not_null(a);
+  errno = 0;
+  cr_assert_null(smp_malloc_type(40 * KiB, M_OWN_LIMITED, 0));
+  cr_assert_eq(errno, ENOMEM);
+  cr_assert_null(smp_malloc_type(100 * KiB, M_OWN_LIMITED, 0));
+  smp_type_stats_t s = stats_of(M_OWN_LIMITED);
+  cr_assert_eq(s.in_use, smp_usable_size(a));
+  cr_assert_eq(s.failures, 2);
+  smp_free_type(a, M_OWN_LIMITED);
+  cr_assert_eq(stats_of(M_OWN_LIMITED).in_use, 0);
+  void *b = smp_malloc_type(60 * KiB, M_OWN_LIMITED, 0);
+  cr_assert_not_null(b, "60 KiB under a 64 KiB limit with nothing else in use");
+  free(b);
+  cr_assert_eq(stats_of(M_OWN_LIMITED).in_use, 0);
+  cr_assert_eq(stats_of(M_OWN_LIMITED).blocks, 0);
+}
+
+// A type with its own heap and zero-on-free: a freed block, handed out again (the same class
+// gives the block just freed), reads as zero past the words the free lists may write.
+Test(types, own_heap_zero_on_free_clears_the_block) {
+  int reused = 0;
+  for (size_t n = 64; n <= 256 * KiB; n *= 8) {
+    char *p = smp_malloc_type(n, M_OWN_SECRET, 0);
+    memset(p, 0x5a, n);
+    smp_free_type(p, M_OWN_SECRET);
+    char *q = smp_malloc_type(n, M_OWN_SECRET, 0); // the block just freed, unless hardened
+    if (q == p) {
+      reused++;
+      for (size_t j = 16; j < n; j++) // words 0-1 of a small block may hold list links
+        cr_assert_eq(q[j], 0, "%zu bytes: byte %zu not cleared", n, j);
+    }
+    smp_free_type(q, M_OWN_SECRET);
+  }
+  if (!test_hardened()) cr_assert_eq(reused, 5, "a freed block came back %d times in 5", reused);
+  cr_assert_eq(stats_of(M_OWN_SECRET).in_use, 0);
+}
+
 // The high-water mark is the peak: threads each hold N blocks at once (behind a barrier), then
 // free them, then allocate and free one at a time (which never raises it again).
 static pthread_barrier_t peak_barrier;
@@ -596,6 +735,14 @@ Test(types, double_free_after_reuse_aborts) {
 }
 Test(types, interior_pointer_of_a_typed_block_aborts) {
   expect_report("interior", "smpalloc: free: invalid pointer ");
+}
+Test(types, own_heap_misuse_aborts) {
+  expect_report("own_double_free", "smpalloc: smp_free_type: double free ");
+  expect_report("own_double_free_plain", "smpalloc: free: double free ");
+  expect_report("own_wrong_type", "smpalloc: smp_free_type: block of type own, not of type buf ");
+  expect_report("own_untyped", "smpalloc: smp_free_type: block of type (untyped), not of type own ");
+  expect_report("own_interior", "smpalloc: free: invalid pointer ");
+  expect_report("own_type_of_freed", "smpalloc: smp_type_of: double free ");
 }
 
 Test(types, unloaded_type_with_blocks_is_reported) {

@@ -14,6 +14,7 @@
 
 SMP_TYPE_DEFINE(M_CONN, "conn", "client connections");
 SMP_TYPE_DEFINE(M_BUF, "buf", "request buffers");
+SMP_TYPE_DEFINE_FLAGS(M_OWN, "own", "objects kept in pages of their own", SMP_TYPE_OWN_HEAP);
 
 static void about_to(void *p) {
   printf("ptr=%p\n", p);
@@ -55,6 +56,37 @@ int main(int argc, char **argv) {
     (void)a;
     (void)b;
     return 0;
+  }
+  if (strncmp(what, "own_", 4) == 0) { // the same misuse of a type with its own heap
+    char *o = smp_malloc_type(100, M_OWN, 0);
+    if (strcmp(what, "own_double_free") == 0) {
+      smp_free_type(o, M_OWN);
+      about_to(o);
+      smp_free_type(o, M_OWN);
+    } else if (strcmp(what, "own_double_free_plain") == 0) {
+      free(o);
+      about_to(o);
+      free(o);
+    } else if (strcmp(what, "own_wrong_type") == 0) {
+      about_to(o);
+      smp_free_type(o, M_BUF);
+    } else if (strcmp(what, "own_untyped") == 0) {
+      void *q = malloc(100);
+      about_to(q);
+      smp_free_type(q, M_OWN);
+    } else if (strcmp(what, "own_interior") == 0) {
+      about_to(o + 16);
+      free(o + 16);
+    } else if (strcmp(what, "own_type_of_freed") == 0) {
+      free(o);
+      about_to(o);
+      (void)smp_type_of(o);
+    } else {
+      printf("unknown scenario %s\n", what);
+      return 2;
+    }
+    printf("survived\n");
+    return 1;
   }
   char *p = smp_malloc_type(100, M_CONN, 0);
   if (strcmp(what, "wrong_type") == 0) {

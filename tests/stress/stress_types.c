@@ -1,6 +1,8 @@
 // stress_types: malloc types (include/smpalloc.h, "Malloc types") under threads, every block
-// checked. -t worker threads allocate typed blocks of 4 types (random sizes from 1 byte to
-// 300 KiB, some aligned, some zeroed, a fifth from a shared heap of their own), keep some, resize
+// checked. -t worker threads allocate typed blocks of 6 types, two of them with heaps of their
+// own (SMP_TYPE_OWN_HEAP, made by whichever threads race to allocate first), of random sizes
+// from 1 byte to 300 KiB, some aligned, some zeroed, a fifth from a shared heap of their own
+// (where every type's blocks carry the header), keep some, resize
 // some (realloc or smp_realloc_type) and send the rest to the next thread through a queue, which
 // frees them (smp_free_type or plain free). Every block's type is checked (smp_type_of) and its
 // pattern before every free. Half the workers exit and are replaced now and then, so their
@@ -14,7 +16,7 @@
 
 #include "smpalloc.h"
 
-#define NTYPES 4
+#define NTYPES 6
 #define MAX_THREADS 32
 #define KEEP 64
 #define KIB ((size_t)1024)
@@ -23,7 +25,10 @@ SMP_TYPE_DEFINE(T_CONN, "conn", "connections");
 SMP_TYPE_DEFINE(T_KEY, "key", "keys");
 SMP_TYPE_DEFINE(T_VALUE, "value", "values");
 SMP_TYPE_DEFINE_FLAGS(T_SECRET, "secret", "cleared when freed", SMP_TYPE_ZERO_ON_FREE);
-static smp_type_t *const types[NTYPES] = {T_CONN, T_KEY, T_VALUE, T_SECRET};
+SMP_TYPE_DEFINE_FLAGS(T_NODE, "node", "pages of their own", SMP_TYPE_OWN_HEAP);
+SMP_TYPE_DEFINE_FLAGS(T_OWN_SECRET, "own_secret", "pages of their own, cleared when freed",
+                      SMP_TYPE_OWN_HEAP | SMP_TYPE_ZERO_ON_FREE);
+static smp_type_t *const types[NTYPES] = {T_CONN, T_KEY, T_VALUE, T_SECRET, T_NODE, T_OWN_SECRET};
 
 static stress_args_t args = {.threads = 4, .iters = 200000, .seconds = 3, .seed = 1};
 static stress_budget_t budget;
