@@ -184,24 +184,34 @@ static void other_heap_free(smp_chunk_t *c, void *p, const char *function) {
   smp_large_free(p, function);
 }
 
+unsigned smp_alloc_other_small_class(const smp_chunk_t *c, const void *p) {
+  size_t page = smp_pagemap_page(p);
+  size_t first = c->page_span[page];
+  const smp_span_t *s = &c->spans[first];
+  // A header page names descriptor 0, which is never a span (state NONE); a stale entry of a
+  // free span may name any descriptor: the span must be SMALL and cover the page (page - first
+  // wraps around when page < first).
+  if (s->state != SMP_SPAN_SMALL || page - first >= s->npages) return 0;
+  unsigned cls = s->sizeclass;
+  if (!smp_sizeclass_on_boundary(cls, smp_pagemap_span_offset(p)) || smp_block_is_marked(p))
+    return 0;
+  return cls;
+}
+
+void smp_alloc_other_small_free(smp_chunk_t *c, void *p, unsigned cls) {
+  smp_alloc_mark_freed(p, cls);
+  smp_hcache_set_t *set = &smp_heap_of_chunk(c)->caches;
+  if (!smp_hcache_free_fast(set, p, cls)) smp_hcache_free_slow(set, p, cls);
+}
+
 // The common free of a small block of a heap over the OS (not the default heap, whose blocks
 // take free's fast path, nor a region heap): into the calling thread's cache of its heap. false
 // for anything else, or a block that holds its free mark (the complete path confirms or clears
 // the suspicion). A region never lies over a small span of ours (heap.c), so p is that span's.
 SMP_INLINE bool other_heap_free_fast(smp_chunk_t *c, void *p) {
-  size_t page = smp_pagemap_page(p);
-  size_t first = c->page_span[page];
-  smp_span_t *s = &c->spans[first];
-  // A header page names descriptor 0, which is never a span (state NONE); a stale entry of a
-  // free span may name any descriptor: the span must be SMALL and cover the page (page - first
-  // wraps around when page < first).
-  if (s->state != SMP_SPAN_SMALL || page - first >= s->npages) return false;
-  size_t cls = s->sizeclass;
-  if (!smp_sizeclass_on_boundary((unsigned)cls, smp_pagemap_span_offset(p)) || smp_block_is_marked(p))
-    return false;
-  smp_alloc_mark_freed(p, cls);
-  smp_hcache_set_t *set = &smp_heap_of_chunk(c)->caches;
-  if (!smp_hcache_free_fast(set, p, (unsigned)cls)) smp_hcache_free_slow(set, p, (unsigned)cls);
+  unsigned cls = smp_alloc_other_small_class(c, p);
+  if (cls == 0) return false;
+  smp_alloc_other_small_free(c, p, cls);
   return true;
 }
 
@@ -269,8 +279,8 @@ void smp_alloc_free_block(void *p, const char *function) {
 SMP_NOINLINE void smp_free_slow(void *p, const char *function) {
   if (SMP_LIKELY(smp_pagemap_owns(p))) {
     smp_chunk_t *c = smp_pagemap_chunk(p);
-    if (!c->heap->class_pages && !c->heap->slow_frees && !smp_options.debug && !smp_harden_on &&
-        other_heap_free_fast(c, p))
+    if (!c->heap->class_pages && !smp_options.debug && !smp_harden_on &&
+        (c->heap->slow_frees ? smp_types_own_free_fast(c, p) : other_heap_free_fast(c, p)))
       return;
     if (SMP_UNLIKELY(smp_harden_fill) && free_plain_filled(p)) return;
   }

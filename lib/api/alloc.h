@@ -29,6 +29,13 @@ SMP_NOINLINE void *smp_alloc_large_slow(size_t size, size_t align, bool zero);
 // the profiler alone or in fill mode (harden.h) a small one's route with one test.
 SMP_NOINLINE void *smp_alloc_malloc_slow(size_t size);
 SMP_NOINLINE void smp_free_slow(void *p, const char *function);
+struct smp_chunk;
+// For p in chunk c of a heap over the OS other than the default one: its class if p starts a
+// block of a small span there and holds no free mark (the complete path confirms or clears a
+// suspicion), else 0. (A region never lies over a small span of ours: heap.c.)
+unsigned smp_alloc_other_small_class(const struct smp_chunk *c, const void *p);
+// Free such a block of class cls: its free mark, then into the calling thread's cache of its heap.
+void smp_alloc_other_small_free(struct smp_chunk *c, void *p, unsigned cls);
 // Free p as a block of its heap (no typed or hardened pointer: the caller looked for those).
 void smp_alloc_free_block(void *p, const char *function);
 // Free p, no typed pointer (the caller looked for one): a hardened block's pointer, or a

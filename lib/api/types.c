@@ -31,6 +31,7 @@
 #include "heap.h"
 #include "init.h"
 #include "large.h"
+#include "options.h"
 #include "os.h"
 #include "types.h"
 
@@ -874,6 +875,14 @@ void smp_types_free_block(const smp_typed_block_t *tb, const char *function) {
   smp_free_fast(tb->block);
 }
 
+bool smp_types_own_free_fast(smp_chunk_t *c, void *p) {
+  unsigned cls = smp_alloc_other_small_class(c, p);
+  if (cls == 0) return false;
+  typed_release(((smp_heap_t *)c->heap->owner)->type_entry, p, smp_class_info[cls].size);
+  smp_alloc_other_small_free(c, p, cls);
+  return true;
+}
+
 // Every free of a typed block but the hit path's.
 static SMP_NOINLINE void free_type_slow(void *p, smp_type_t *t) {
   if (p == NULL) return;
@@ -906,6 +915,14 @@ SMP_EXPORT void smp_free_type(void *p, smp_type_t *t) {
   char *b = (char *)p - SMP_TYPE_HEADER;
   if (SMP_LIKELY(smp_pagemap_owns(p))) { // NULL is not owned
     size_t cls = smp_pagemap_class(p);
+    if (cls == 0) { // not the default heap's small block: of t's own heap?
+      smp_chunk_t *c = smp_pagemap_chunk(p);
+      if (c->heap->slow_frees && t != NULL && !smp_options.debug && !smp_harden_on &&
+          ((smp_heap_t *)c->heap->owner)->type_entry == entry_known(t) &&
+          smp_types_own_free_fast(c, p))
+        return;
+      return free_type_slow(p, t);
+    }
     // b's offset in the span, from p's page (b is in p's span unless p starts one: then the
     // offset wraps, the test may pass, and the header check below fails on chunk memory).
     size_t off = smp_pagemap_span_offset(p) - SMP_TYPE_HEADER;

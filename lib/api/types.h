@@ -86,6 +86,10 @@ void smp_types_heap_gone(struct smp_heap *h);
 // smp_heap_visit_blocks does; the first non-zero return of fn stops it and is returned. These
 // heaps are never destroyed, so the walk takes no lock of the registry's.
 int smp_types_visit_own_heaps(int (*fn)(void *, size_t, void *), void *arg);
+// Free p, a pointer in chunk c of a type's own heap (SMP_TYPE_OWN_HEAP), if it is a small block
+// start that holds no free mark: counted for the type, into the thread's cache of the heap.
+// false for anything else, which the complete path resolves. Not hardened, not debug:1.
+bool smp_types_own_free_fast(struct smp_chunk *c, void *p);
 // Report p as a double free (and abort) if it is the pointer of a typed or hardened block
 // freed before: 16 bytes past the start of a block that is confirmed free. Returns otherwise.
 void smp_types_report_freed(const void *p, const char *function);
