@@ -319,8 +319,8 @@ SMP_API void smp_set_oom_handler(int (*fn)(size_t size, smp_heap_t *h, void *arg
  * from a copy of its name). A typed block carries a 16-byte header before the pointer returned
  * (so a typed block of n bytes costs a block of n + 16), unless its type has a heap of its own
  * (SMP_TYPE_OWN_HEAP): then the block's pages name the type, and a block of n bytes costs what
- * malloc(n) would; plain malloc and free pay nothing for types. Counters are kept per thread, single-writer, and summed without locks when read:
- * exact once the program is quiescent. */
+ * malloc(n) would; plain malloc and free pay nothing for types. Counters are kept per thread,
+ * single-writer, and summed without locks when read: exact once the program is quiescent. */
 
 /** A malloc type. Define one with SMP_TYPE_DEFINE; its fields belong to the allocator. */
 typedef struct smp_type {
@@ -342,8 +342,9 @@ typedef struct smp_type {
  *  (a block of n bytes costs what malloc(n) would: for a server's many small objects, memory a
  *  header would have added to each), and no page shared with another type's blocks or untyped
  *  ones (a use after free of such a block can only land on a block of the same type). The
- *  pages are an internal heap of the type's, named after it in the statistics; smp_heap_of
- *  gives the default heap for its blocks, as for any block smp_malloc_type returns. Blocks
+ *  pages are an internal heap of the type's, a row of its own in the statistics ("type
+ *  <name>"); smp_heap_of gives the default heap for its blocks, as for any block
+ *  smp_malloc_type returns, and smp_heap_visit of the default heap visits them. Blocks
  *  that smp_heap_malloc_type puts in another heap carry the header as usual. */
 #define SMP_TYPE_OWN_HEAP 0x2u
 

@@ -10,9 +10,10 @@
 // (smp_harden_fill_alloc; with zero_free alone there is nothing to do there, and requests up to
 // table_max keep malloc's hit path: smp_harden_free_only); free's hit-path test divides by
 // smp_alloc_hit_magic, all zeros in this mode, so every free reaches smp_free_slow, which
-// fills the block (smp_harden_fill_free) and pushes it. No header, no heap slow path: the fills are the cost. The free pattern covers
-// the block past its first 16 bytes (the allocator's words), the trailer its last 8 (blocks of
-// 32 bytes or more); reports name the block's start, which is the program's pointer.
+// fills the block (smp_harden_fill_free) and pushes it. No header, no heap slow path: the
+// fills are the cost. The free pattern covers the block past its first 16 bytes (the
+// allocator's words), the trailer its last 8 (blocks of 32 bytes or more); reports name the
+// block's start, which is the program's pointer.
 //
 // With any of redzone, quarantine or leaks on, every block the program gets is a hardened block: a block of
 // its heap, asked for with room for a 16-byte header before the pointer and a canary after the

@@ -4,8 +4,8 @@
 // 64-byte batch_t; or 1 MiB of blocks, or its first block 100 ms old) is sent with the
 // flavour's call_rcu (through liburcu's rcu_flavor_struct, which the caller passes: smpalloc
 // does not link liburcu); its callback, after a grace period, frees every block in it and the
-// batch. A thread that sends a batch also
-// sends other threads' partial batches of its flavour that are 1 s old (stale_send).
+// batch. A thread that sends a batch also sends other threads' partial batches of its flavour
+// that are 1 s old (stale_send).
 // Concurrency. A record is its owner's, except when a thief (smp_rcu_flush_all, smp_rcu_barrier,
 // stale_send, the type reports' visit, fork; one at a time, under steal_lock) takes or reads its
 // partial batches. They agree as in Dekker's algorithm, on two flags of the record:

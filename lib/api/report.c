@@ -147,32 +147,10 @@ void smp_report_stats_locked(smp_stats_t *out, smp_report_totals_t *totals,
   *out = s;
 }
 
-// Add the statistics of h, if it is a malloc type's own heap, to the default heap's (arg):
-// as far as the API goes its blocks are the default heap's (smpalloc.h, SMP_TYPE_OWN_HEAP).
-static void add_type_heap(smp_heap_t *h, void *arg) {
-  if (h->type_entry == NULL) return;
-  smp_stats_t *s = arg, t = {.version = SMP_STATS_VERSION, .size = sizeof t};
-  smp_heap_stats_fill(h, &t, NULL, NULL);
-  s->in_use += t.in_use;
-  s->cached += t.cached;
-  s->free += t.free;
-  s->dirty += t.dirty;
-  s->mapped += t.mapped;
-  s->resident += t.resident;
-  s->purged += t.purged;
-  s->purges += t.purges;
-  s->mappings += t.mappings;
-  s->chunks_unmapped += t.chunks_unmapped;
-  s->held += t.held;
-  s->failures += t.failures;
-  s->huge_cached += t.huge_cached;
-}
-
 void smp_report_stats(smp_stats_t *out) {
   smp_stats_t s;
   smp_lock_acquire(&report_lock);
   smp_report_stats_locked(&s, NULL, NULL, NULL);
-  smp_heap_each(add_type_heap, &s, NULL);
   smp_lock_release(&report_lock);
 #if SMP_HAVE_URCU
   smp_rcu_stats_t rs = {.version = SMP_RCU_STATS_VERSION, .size = sizeof rs};

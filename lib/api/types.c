@@ -961,6 +961,7 @@ void *smp_types_realloc_block(const smp_typed_block_t *tb, void *p, size_t size,
     return NULL;
   }
   smp_heap_t *from = smp_alloc_heap_of(tb->block);
+  if (h == SMP_HEAP_DEFAULT && from->type_entry == tb->entry) h = from; // the default's part
   unsigned lg = (flags >> 8) & 63;
   size_t align = lg > 4 ? (size_t)1 << lg : SMP_MIN_ALIGN;
   if ((h == NULL || h == from) && ((uintptr_t)p & (align - 1)) == 0 && size <= tb->usable &&

@@ -78,7 +78,8 @@ static void decay_locked(smp_pageheap_t *ph, uint64_t now, unsigned max) {
 size_t smp_decay_bound_locked(smp_pageheap_t *ph) {
   size_t bound = (ph->large_pages + ph->small_pages) * smp_options.dirty_pct / 100;
   size_t cap = ph->usable_pages; // chunks may have been unmapped since it grew
-  return (bound > SMP_CHUNK_USABLE_PAGES ? bound : SMP_CHUNK_USABLE_PAGES) + (ph->bound_extra.extra < cap ? ph->bound_extra.extra : cap);
+  size_t extra = ph->bound_extra.extra < cap ? ph->bound_extra.extra : cap;
+  return (bound > SMP_CHUNK_USABLE_PAGES ? bound : SMP_CHUNK_USABLE_PAGES) + extra;
 }
 
 // Purge the oldest dirty spans while there are more dirty pages than the bound, down to 3/4
